@@ -1,0 +1,125 @@
+/*
+ * ddp/ddp.h: libddp, Data Deduplication for Linux: volumes, jobs, reading.
+ *
+ * A volume is a directory tree with a .ddp/ directory (settings and chunk
+ * store). The optimization job replaces files in policy with small
+ * authenticated stubs whose data lives, deduplicated and compressed, in the
+ * chunk store; every file still reads back exactly as it was, through
+ * ddp_file_* here, `ddp cat`, or `ddp mount`. Every call returns an HRESULT
+ * (ddp/ddperror.h); ddp_error_detail() names what went wrong.
+ *
+ * The Windows-compatible backup-support API is in ddp/ddpbackup.h.
+ */
+#ifndef DDP_DDP_H
+#define DDP_DDP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <ddp/ddperror.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DDP_VERSION_STRING "0.1.0"
+
+typedef struct ddp_volume ddp_volume;
+
+/* ---- volumes ---- */
+
+/* Create VOLUME/.ddp with default settings for usage_type ("Default",
+ * "HyperV", "Backup"; NULL = Default), a new store id and stub key.
+ * A volume already enabled: HRESULT_FROM_WIN32(ERROR_ALREADY_EXISTS). */
+DDP_API HRESULT ddp_volume_enable(const char *path, const char *usage_type);
+
+enum {
+    DDP_OPEN_READ = 0,  /* read files and status; no lock */
+    DDP_OPEN_JOB = 1    /* take the volume's job lock (DDP_E_JOB_ALREADY_RUNNING if held) */
+};
+/* Open the volume rooted at path (the directory holding .ddp). Not a volume:
+ * DDP_E_VOLUME_DEDUP_DISABLED. */
+DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out);
+/* The volume that contains path (walks up to the nearest .ddp). */
+DDP_API HRESULT ddp_volume_open_containing(const char *path, int flags, ddp_volume **out);
+DDP_API void ddp_volume_close(ddp_volume *v);
+DDP_API const char *ddp_volume_root(const ddp_volume *v);
+
+/* Settings (`ddp set` / `ddp get`): keys as in docs/FORMAT.md. value is malloc'd. */
+DDP_API HRESULT ddp_volume_set(ddp_volume *v, const char *key, const char *value);
+DDP_API HRESULT ddp_volume_get(ddp_volume *v, const char *key, char **value);
+/* NULL-terminated list of setting keys. */
+DDP_API const char *const *ddp_setting_keys(void);
+
+/* ---- the optimization job ---- */
+
+typedef struct ddp_job_stats {
+    uint64_t files_scanned;      /* regular files seen */
+    uint64_t files_optimized;    /* became stubs in this run */
+    uint64_t files_already;      /* were stubs already */
+    uint64_t files_skipped_policy; /* too small, too new, excluded */
+    uint64_t files_changed;      /* changed while being optimized: left as they were */
+    uint64_t files_failed;       /* unreadable or other error: left as they were */
+    uint64_t bytes_scanned;      /* logical bytes of files optimized in this run */
+    uint64_t chunks_total, chunks_new;
+    uint64_t bytes_new_stored;   /* bytes added to containers */
+    double seconds;
+} ddp_job_stats;
+
+/* Called for each file the job skips or fails (reason is a full sentence)
+ * and, if non-NULL, after each file (progress). Both may be NULL. */
+typedef struct ddp_job_callbacks {
+    void (*file_problem)(void *ctx, const char *path, HRESULT hr, const char *reason);
+    void (*progress)(void *ctx, const ddp_job_stats *sofar);
+    void *ctx;
+} ddp_job_callbacks;
+
+/* Optimize the volume (opened with DDP_OPEN_JOB). threads 0 = one per core.
+ * Returns S_OK, or DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS when some files failed,
+ * or the error that stopped the job (the volume stays consistent). */
+DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_callbacks *cb,
+                             ddp_job_stats *stats);
+
+/* Rehydrate one optimized file in place (atomic; keeps owner, mode, times).
+ * A file that is not a stub: S_FALSE. */
+DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path);
+/* Rehydrate every stub of the volume. */
+DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats);
+
+/* Drop the chunk index and rebuild it from the data containers (volume opened
+ * with DDP_OPEN_JOB). The index is a cache: this never loses data. */
+DDP_API HRESULT ddp_volume_rebuild_index(ddp_volume *v);
+
+/* ---- reading ---- */
+
+typedef struct ddp_file ddp_file;
+/* Open any file of a volume for reading: a stub reads as its original content,
+ * any other regular file as itself. */
+DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out);
+DDP_API uint64_t ddp_file_size(const ddp_file *f);
+DDP_API int ddp_file_is_optimized(const ddp_file *f);
+/* Read up to n bytes at off; *got < n only at end of file. Thread-safe per handle. */
+DDP_API HRESULT ddp_file_pread(ddp_file *f, void *buf, size_t n, uint64_t off, size_t *got);
+DDP_API void ddp_file_close(ddp_file *f);
+
+/* ---- status ---- */
+
+typedef struct ddp_status {
+    uint64_t files_optimized;    /* stubs on the volume */
+    uint64_t files_other;        /* regular files that are not stubs */
+    uint64_t logical_bytes;      /* what the optimized files hold */
+    uint64_t stub_bytes;         /* what their stubs take */
+    uint64_t other_bytes;        /* bytes of files not optimized */
+    uint64_t store_bytes;        /* chunk store on disk (containers, catalog) */
+    uint64_t chunks;             /* chunks in the store */
+    uint64_t data_containers, stream_containers;
+    uint64_t index_bytes;        /* index file size */
+    uint64_t saved_bytes;        /* logical_bytes - stub_bytes - store_bytes (may be < 0 -> 0) */
+    double savings_rate;         /* saved / (logical + other), 0..1 */
+    char last_job[256];          /* last line of the jobs log, or "" */
+} ddp_status;
+DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DDP_DDP_H */

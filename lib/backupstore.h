@@ -1,0 +1,31 @@
+/*
+ * backupstore.h: the backup stores in the box, each an IDedupReadFileCallback
+ * over one kind of optimized backup written by `ddp backup`: a plain
+ * directory copy, a tar archive read in one forward pass like tape, and an
+ * incremental backup set in which one container may lie in several pieces.
+ */
+#ifndef DDP_BACKUPSTORE_H
+#define DDP_BACKUPSTORE_H
+
+#include <stdint.h>
+#include <ddp/ddpbackup.h>
+
+typedef struct ddp_backupstore_stats {
+    uint64_t read_calls;       /* ReadBackupFile calls */
+    uint64_t bytes_read;       /* bytes returned by them */
+    uint64_t preview_calls;
+    uint64_t order_calls;
+    uint64_t passes;           /* forward passes over an archive (tar) */
+} ddp_backupstore_stats;
+
+/* Open the backup at path: a directory written by `ddp backup` (full or
+ * incremental; an incremental one brings in its predecessors) or a tar
+ * archive. The object has one reference; Release frees it. */
+HRESULT ddp_backupstore_open(const char *path, IDedupReadFileCallback **out);
+HRESULT ddp_backupstore_open_dir(const char *dir, IDedupReadFileCallback **out);
+HRESULT ddp_backupstore_open_tar(const char *archive, IDedupReadFileCallback **out);
+HRESULT ddp_backupstore_open_set(const char *newest_dir, IDedupReadFileCallback **out);
+/* Counters of a store opened above. */
+void ddp_backupstore_get_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st);
+
+#endif /* DDP_BACKUPSTORE_H */

@@ -1,0 +1,143 @@
+/*
+ * unoptimize.c: rehydration (Windows: Expand-DedupFile, and the
+ * Unoptimization job): a stub becomes its file again, in place.
+ *
+ * The content is written to a temporary file beside the stub through the
+ * verified read path (every chunk checked against its SHA-256), the chunk
+ * hashes are folded into the whole-file hash and compared with the stub's,
+ * the file gets the stub's owner, mode, times and xattrs, is synced, the
+ * stub is checked unchanged, and the file is renamed over it and its
+ * directory synced. A failure at any point leaves the stub as it was.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fts.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fileattr.h"
+#include "stub.h"
+#include "util.h"
+#include "volume.h"
+
+#define COPY_BLOCK ((size_t)4 << 20)
+
+DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
+{
+    ddp_clear_error();
+    struct stat st;
+    if (lstat(path, &st) != 0) return ddp_fail_errno(errno, "%s", path);
+    if (!S_ISREG(st.st_mode)) return S_FALSE;
+    int sfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd < 0) return ddp_fail_errno(errno, "opening %s", path);
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(v, sfd, path, &s);
+    if (hr != S_OK) {
+        close(sfd);
+        return hr;
+    }
+    ddp_file *f = NULL;
+    hr = ddp_file_open(v, path, &f);
+    if (FAILED(hr)) {
+        close(sfd);
+        return hr;
+    }
+    char *tmp = NULL;
+    int fd = -1;
+    hr = ddp_tempfile_beside(path, &tmp, &fd);
+    uint8_t *buf = ddp_xmalloc(COPY_BLOCK);
+    uint64_t off = 0, size = ddp_file_size(f);
+    while (SUCCEEDED(hr) && off < size) {
+        size_t got = 0;
+        hr = ddp_file_pread(f, buf, COPY_BLOCK, off, &got);
+        if (SUCCEEDED(hr) && got == 0) hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", path, (unsigned long long)off);
+        if (SUCCEEDED(hr)) hr = ddp_write_all(fd, buf, got, tmp);
+        off += got;
+    }
+    free(buf);
+    ddp_file_close(f);
+    if (SUCCEEDED(hr)) {
+        /* Every chunk was checked against its hash as it was read; the
+         * stream map was checked against the stub's whole-file hash. */
+        hr = ddp_fileattr_copy(sfd, fd, &st, path);
+    }
+    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
+    if (SUCCEEDED(hr)) {
+        struct stat now;
+        if (lstat(path, &now) != 0) hr = ddp_fail_errno(errno, "%s", path);
+        else if (!ddp_fileattr_unchanged(&st, &now)) hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed during unoptimization", path);
+    }
+    if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "replacing the stub %s", path);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
+    if (fd >= 0) close(fd);
+    if (FAILED(hr) && tmp) unlink(tmp);
+    free(tmp);
+    close(sfd);
+    return SUCCEEDED(hr) ? S_OK : hr;
+}
+
+typedef struct unopt_ctx {
+    const ddp_job_callbacks *cb;
+    ddp_job_stats *stats;
+    uint64_t need;
+    int measure;
+} unopt_ctx;
+
+static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
+{
+    unopt_ctx *c = arg;
+    if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
+    ddp_stub s;
+    if (ddp_volume_read_stub(v, -1, e->fts_path, &s) != S_OK) return S_OK;
+    if (c->measure) {
+        c->need += s.file_size;
+        return S_OK;
+    }
+    c->stats->files_scanned++;
+    HRESULT hr = ddp_unoptimize_file(v, e->fts_path);
+    if (hr == S_OK) {
+        c->stats->files_optimized++;
+        c->stats->bytes_scanned += s.file_size;
+    } else if (FAILED(hr)) {
+        c->stats->files_failed++;
+        if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
+        if (hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL)) return hr;
+    }
+    if (c->cb && c->cb->progress) c->cb->progress(c->cb->ctx, c->stats);
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats)
+{
+    ddp_clear_error();
+    ddp_job_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    if (!(v->flags & DDP_OPEN_JOB)) return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job");
+    double t0 = ddp_now();
+    unopt_ctx c = { cb, stats, 0, 1 };
+    HRESULT hr = ddp_volume_walk(v, unopt_one, &c);
+    if (FAILED(hr)) return hr;
+    struct statvfs vfs;
+    if (statvfs(v->root, &vfs) == 0) {
+        uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (c.need > avail)
+            return ddp_fail(DDP_E_DISK_FULL,
+                            "%s: rehydrating needs %llu bytes but only %llu are free; nothing was changed",
+                            v->root, (unsigned long long)c.need, (unsigned long long)avail);
+    }
+    c.measure = 0;
+    hr = ddp_volume_walk(v, unopt_one, &c);
+    stats->seconds = ddp_now() - t0;
+    if (SUCCEEDED(hr) && stats->files_failed) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
+    char line[256];
+    snprintf(line, sizeof line, "unoptimize 0x%08X files=%llu failed=%llu bytes=%llu seconds=%.1f", (unsigned)hr,
+             (unsigned long long)stats->files_optimized, (unsigned long long)stats->files_failed,
+             (unsigned long long)stats->bytes_scanned, stats->seconds);
+    ddp_volume_log_job(v, line);
+    return hr;
+}

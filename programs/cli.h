@@ -1,0 +1,37 @@
+/*
+ * cli.h: the pieces shared by the ddp program's subcommands: each
+ * subcommand is `int cmd_NAME(int argc, char **argv)` (argv[0] is the
+ * subcommand name) in programs/cmd_NAME.c, returning the process exit code.
+ */
+#ifndef DDP_CLI_H
+#define DDP_CLI_H
+
+#include <ddp/ddp.h>
+#include <ddp/ddpbackup.h>
+
+/* Exit codes. */
+#define DDP_EXIT_OK 0
+#define DDP_EXIT_FAIL 1      /* the job or some files failed */
+#define DDP_EXIT_USAGE 2     /* bad command line */
+
+/* Print "ddp: <what>: <message> (0xHRESULT)" and the library's detail, if any, to stderr. */
+void cli_error(HRESULT hr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "ddp NAME: <message>" + the usage hint; returns DDP_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "12.3 MiB" style sizes; returns buf. */
+const char *cli_human_bytes(uint64_t n, char buf[32]);
+/* Is stdout/stderr a terminal (progress lines)? */
+int cli_is_tty(int fd);
+
+int cmd_enable(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_optimize(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_unoptimize(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+
+#endif /* DDP_CLI_H */

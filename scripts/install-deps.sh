@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# install-deps.sh: install what ddp needs to build and test, from Debian
+# packages (apt-get; sudo when not root). With --bench, also the peers the
+# benchmarks measure against (restic, borgbackup, casync) and npm for the data set.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
+      libfuse3-dev fuse3 libcmocka-dev python3 xxd)
+if [[ "${1:-}" == "--bench" ]]; then
+  pkgs+=(restic borgbackup casync hyperfine npm time)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# python3 may come from elsewhere than Debian (pyenv); any python3 on PATH will do.
+if command -v python3 >/dev/null; then
+  missing=("${missing[@]/python3}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: everything is installed"
+  exit 0
+fi
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

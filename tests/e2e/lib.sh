@@ -1,0 +1,46 @@
+# lib.sh: shared helpers of the end-to-end tests (sourced, not run).
+# Each test script drives the real ddp binary ($DDP) on real file trees,
+# counts its checks, and ends with the line "N passed, N failed".
+set -uo pipefail
+: "${DDP:?set DDP to the ddp binary}"
+: "${DDP_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+T=$(mktemp -d "${TMPDIR:-/tmp}/ddp-e2e.XXXXXX")
+MOUNTS=()
+cleanup() {
+  for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+  chmod -R u+rwx "$T" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+PASS=0; FAIL=0
+
+ok()   { PASS=$((PASS+1)); echo "ok   - $*"; }
+bad()  { FAIL=$((FAIL+1)); echo "FAIL - $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# expect_code WHAT HEX CMD...: CMD must fail and print the HRESULT HEX (e.g. 0x80565355).
+expect_code() {
+  local what=$1 code=$2; shift 2
+  local out rc=0
+  out=$("$@" 2>&1) || rc=$?
+  if [[ $rc -ne 0 && "$out" == *"$code"* ]]; then ok "$what ($code)"; else bad "$what: wanted failure with $code, got rc=$rc: $out"; fi
+}
+
+# tree_sums DIR: "sha256  path" for every regular file of DIR except .ddp, sorted.
+tree_sums() { (cd "$1" && find . -path ./.ddp -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum); }
+
+# cat_sums DIR: the same, but every file read through `ddp cat`.
+cat_sums() {
+  (cd "$1" && find . -path ./.ddp -prune -o -type f -print | sort | while IFS= read -r f; do
+     s=$("$DDP" cat "$f" | sha256sum); echo "${s%% *}  $f"; done)
+}
+
+# is_stub FILE: 232 bytes beginning with the stub text.
+is_stub() { [[ $(stat -c %s "$1") -eq 232 ]] && head -c 9 "$1" | grep -q '^ddp stub:'; }
+
+count_stubs() { local n=0 f; while IFS= read -r -d '' f; do is_stub "$f" && n=$((n+1)); done < <(find "$1" -path "$1/.ddp" -prune -o -type f -print0); echo $n; }
+
+# try_mount_tmpfs DIR SIZE: a small file system (for disk-full tests); fails if not permitted.
+try_mount_tmpfs() { mkdir -p "$1" && mount -t tmpfs -o "size=$2" tmpfs "$1" 2>/dev/null && MOUNTS+=("$1"); }
+
+finish() { echo "$PASS passed, $FAIL failed"; [[ $FAIL -eq 0 ]]; }

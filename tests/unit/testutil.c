@@ -1,0 +1,89 @@
+/*
+ * testutil.c: helpers shared by the unit tests (see testutil.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+void tu_fill_random(void *buf, size_t n, uint64_t seed)
+{
+    uint8_t *p = buf;
+    uint64_t x = seed;
+    while (n > 0) {
+        x += 0x9E3779B97F4A7C15ull;
+        uint64_t z = x;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        size_t k = n < 8 ? n : 8;
+        memcpy(p, &z, k);
+        p += k;
+        n -= k;
+    }
+}
+
+char *tu_mkdtemp(void)
+{
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    char *path = malloc(strlen(base) + 32);
+    if (!path) abort();
+    sprintf(path, "%s/ddp-test-XXXXXX", base);
+    if (!mkdtemp(path)) { perror("mkdtemp"); abort(); }
+    return path;
+}
+
+void tu_rmrf(const char *path)
+{
+    char *cmd = malloc(strlen(path) + 32);
+    if (!cmd) abort();
+    sprintf(cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", path);
+    free(cmd);
+}
+
+static void mkparents(const char *path)
+{
+    char *p = strdup(path);
+    if (!p) abort();
+    for (char *s = p + 1; *s; s++) {
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) { perror(p); abort(); }
+            *s = '/';
+        }
+    }
+    free(p);
+}
+
+void tu_write_file(const char *path, const void *data, size_t n)
+{
+    mkparents(path);
+    FILE *f = fopen(path, "wb");
+    if (!f) { perror(path); abort(); }
+    if (n && fwrite(data, 1, n, f) != n) { perror(path); abort(); }
+    if (fclose(f) != 0) { perror(path); abort(); }
+}
+
+uint8_t *tu_read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf) abort();
+    for (;;) {
+        if (len == cap) { cap *= 2; buf = realloc(buf, cap); if (!buf) abort(); }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0) break;
+    }
+    fclose(f);
+    *n = len;
+    return buf;
+}
