@@ -361,6 +361,7 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
     ddp_sha256(p.map, p.map_len, p.map_hash);
     ddp_streammap_free(&map);
 
+    if (j->cb && j->cb->file_chunked) j->cb->file_chunked(j->cb->ctx, path);
     pthread_mutex_lock(&j->commit_mu);
     while (j->batch_len >= 2 * BATCH_FILES && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->batch_room, &j->commit_mu);
     if (j->batch_len == j->batch_cap) {

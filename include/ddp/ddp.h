@@ -71,6 +71,9 @@ typedef struct ddp_job_callbacks {
     void (*file_problem)(void *ctx, const char *path, HRESULT hr, const char *reason);
     void (*progress)(void *ctx, const ddp_job_stats *sofar);
     void *ctx;
+    /* Optional: a file's chunks are stored and its stub is about to be
+     * committed (called from a worker thread). */
+    void (*file_chunked)(void *ctx, const char *path);
 } ddp_job_callbacks;
 
 /* Optimize the volume (opened with DDP_OPEN_JOB). threads 0 = one per core.

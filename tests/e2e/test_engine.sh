@@ -59,7 +59,7 @@ check "every file reads back exactly through ddp cat" diff "$T/before" "$T/cat"
 
 "$DDP" status "$V" > "$T/status"; cat "$T/status"
 "$DDP" status "$V" --json > "$T/status.json"
-check "status --json is valid JSON" python3 -c "import json,sys; d=json.load(open('$T/status.json')); assert d["files_optimized"] >= 100 and d['saved_bytes'] > 0"
+check "status --json is valid JSON" python3 -c "import json,sys; d=json.load(open('$T/status.json')); assert d['files_optimized'] >= 100 and d['saved_bytes'] > 0"
 check "status shows savings above 50%" python3 -c "import json; d=json.load(open('$T/status.json')); assert d['savings_rate'] > 0.5, d"
 
 out=$("$DDP" optimize "$V" 2>&1)
