@@ -18,7 +18,8 @@ HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, D
  * order), first the stream-map ranges already read (kind 2), then the data
  * ranges (kind 1). results (optional) gets each file's status as RestoreFiles
  * would report it so far (S_OK = plannable). Does not call
- * OrderContainersRestore or PreviewContainerRead. */
+ * OrderContainersRestore; its own stream-map reads are announced with
+ * PreviewContainerRead like any other. */
 HRESULT ddp_restore_plan_list(ULONG n, BSTR *paths, IDedupReadFileCallback *store,
                               void (*emit)(void *ctx, int kind, const char *container_path,
                                            uint64_t offset, uint64_t length),
