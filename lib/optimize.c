@@ -166,8 +166,8 @@ static HRESULT stub_install(const pending *p, stub_tmp *t)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Below this many stubs a batch fsyncs each; above, one syncfs() flushes them
- * all at once (one device flush instead of hundreds). */
+/* Below this many stubs (or directories) a batch fsyncs each; from this many,
+ * one syncfs() flushes them all at once (one device flush instead of hundreds). */
 #define SYNCFS_THRESHOLD 8
 
 /* Commit n finished files (the committer thread). */
@@ -225,8 +225,18 @@ static HRESULT commit_batch(job *j, pending *batch, size_t n)
         pthread_mutex_unlock(&j->mu);
     }
     qsort(dirs, ndirs, sizeof *dirs, cmp_str);
+    size_t distinct = 0;
     for (size_t i = 0; i < ndirs; i++)
-        if ((i == 0 || strcmp(dirs[i], dirs[i - 1]) != 0) && SUCCEEDED(hr)) hr = ddp_fsync_dir(dirs[i]);
+        if (i == 0 || strcmp(dirs[i], dirs[i - 1]) != 0) dirs[distinct++] = dirs[i]; else free(dirs[i]);
+    ndirs = distinct;
+    if (SUCCEEDED(hr) && ndirs >= SYNCFS_THRESHOLD) {
+        /* One flush makes every rename of the batch durable. */
+        int fd = open(j->v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) != 0) hr = ddp_fail_errno(errno, "syncing the directories of %s", j->v->root);
+        if (fd >= 0) close(fd);
+    } else {
+        for (size_t i = 0; i < ndirs && SUCCEEDED(hr); i++) hr = ddp_fsync_dir(dirs[i]);
+    }
     for (size_t i = 0; i < ndirs; i++) free(dirs[i]);
     free(dirs);
     free(t);
@@ -363,7 +373,7 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
 
     if (j->cb && j->cb->file_chunked) j->cb->file_chunked(j->cb->ctx, path);
     pthread_mutex_lock(&j->commit_mu);
-    while (j->batch_len >= 2 * BATCH_FILES && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->batch_room, &j->commit_mu);
+    while (j->batch_len >= 64 * BATCH_FILES && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->batch_room, &j->commit_mu);
     if (j->batch_len == j->batch_cap) {
         j->batch_cap = j->batch_cap ? 2 * j->batch_cap : 64;
         j->batch = ddp_xrealloc(j->batch, j->batch_cap * sizeof *j->batch);

@@ -62,7 +62,7 @@ int cmd_optimize(int argc, char **argv)
     if (!vol) return cli_usage_error("optimize", "missing VOLUME");
     ddp_volume *v = open_job("optimize", vol);
     if (!v) return DDP_EXIT_FAIL;
-    ddp_job_callbacks cb = { on_problem, on_progress, &pc };
+    ddp_job_callbacks cb = { .file_problem = on_problem, .progress = on_progress, .ctx = &pc };
     ddp_job_stats st;
     HRESULT hr = ddp_optimize(v, threads, &cb, &st);
     if (pc.tty && !pc.quiet) fputs("\r\033[K", stderr);
@@ -102,7 +102,7 @@ int cmd_unoptimize(int argc, char **argv)
         free(probe);
         if (is_volume) {
             if (!(v = open_job("unoptimize", argv[i]))) { rc = DDP_EXIT_FAIL; continue; }
-            ddp_job_callbacks cb = { on_problem, NULL, &pc };
+            ddp_job_callbacks cb = { .file_problem = on_problem, .ctx = &pc };
             ddp_job_stats js;
             hr = ddp_unoptimize_volume(v, &cb, &js);
             char a[32];
