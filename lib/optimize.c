@@ -227,7 +227,8 @@ static HRESULT commit_batch(job *j, pending *batch, size_t n)
     qsort(dirs, ndirs, sizeof *dirs, cmp_str);
     size_t distinct = 0;
     for (size_t i = 0; i < ndirs; i++)
-        if (i == 0 || strcmp(dirs[i], dirs[i - 1]) != 0) dirs[distinct++] = dirs[i]; else free(dirs[i]);
+        if (distinct == 0 || strcmp(dirs[i], dirs[distinct - 1]) != 0) dirs[distinct++] = dirs[i];
+        else free(dirs[i]);
     ndirs = distinct;
     if (SUCCEEDED(hr) && ndirs >= SYNCFS_THRESHOLD) {
         /* One flush makes every rename of the batch durable. */
