@@ -275,6 +275,49 @@ static HRESULT st_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_
 static const IDedupReadFileCallbackVtbl st_vtbl = { st_query, st_addref, st_release, st_read, st_order,
                                                     st_preview };
 
+/* ---- local files ---- */
+
+static void write_file(const char *path, const uint8_t *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    if (n && fwrite(data, 1, n, f) != n) abort();
+    if (fclose(f) != 0) abort();
+}
+
+/* 1 when path is a regular file holding exactly data[0..n). */
+static int file_is(const char *path, const uint8_t *data, size_t n)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != n) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) abort();
+    int same = fread(buf, 1, n, f) == n && (n == 0 || memcmp(buf, data, n) == 0);
+    fclose(f);
+    free(buf);
+    return same;
+}
+
+static void remove_workdir(void)
+{
+    DIR *d = opendir(targets);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+            char *p = ddp_path_join(targets, e->d_name);
+            if (unlink(p) != 0) rmdir(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(targets);
+    unlink(canary);
+    rmdir(workdir);
+}
+
 /* ---- set-up ---- */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -282,12 +325,232 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : tmp;
     snprintf(workdir, sizeof workdir, "%s/ddp-fuzz-restore.%ld", base, (long)getpid());
     snprintf(targets, sizeof targets, "%s/t", workdir);
     snprintf(canary, sizeof canary, "%s/canary", workdir);
     if (mkdir(workdir, 0700) != 0 && errno != EEXIST) abort();
     if (mkdir(targets, 0700) != 0 && errno != EEXIST) abort();
-    tu_write(canary, canary_bytes, sizeof canary_bytes - 1);
+    write_file(canary, canary_bytes, sizeof canary_bytes - 1);
+    atexit(remove_workdir);
+    return 0;
+}
+
+/* ---- fix-up ---- */
+
+static void fix_up(fz_store *s, uint8_t **stubs, const size_t *stub_len, size_t nstubs)
+{
+    ddp_identity id;
+    int have_key = 0;
+    for (size_t i = 0; i < s->nfiles; i++) {
+        store_file *f = &s->files[i];
+        if (strcmp(f->name, "/.ddp/Settings/identity") == 0 && f->len == DDP_IDENTITY_SIZE) {
+            fz_fix_checksum(f->data, 64, 64);
+            have_key = SUCCEEDED(ddp_identity_decode(f->data, f->len, &id));
+        } else if (f->len >= 40 && strlen(f->name) > 8 && strcmp(f->name + strlen(f->name) - 8, "/catalog") == 0) {
+            fz_fix_checksum(f->data, f->len - 8, f->len - 8);
+        } else if (is_container_path(f->name)) {
+            fz_fix_container(f->data, f->len);
+        }
+    }
+    if (!have_key) return;
+    for (size_t i = 0; i < nstubs; i++)
+        if (stub_len[i] == DDP_STUB_SIZE) ddp_hmac_sha256(id.key, DDP_KEY_SIZE, stubs[i], 200, stubs[i] + 200);
+}
+
+/* ---- results ---- */
+
+static int allowed(const fz_store *s, HRESULT hr)
+{
+    if (hr == S_OK || hr == S_FALSE || hr == DDP_E_NOT_FOUND || hr == DDP_E_INVALID_DATA ||
+        hr == DDP_E_PATH_NOT_FOUND || hr == DDP_E_FILE_CORRUPT || hr == E_INVALIDARG ||
+        hr == DDP_E_UNSUPPORTED_VERSION)
+        return 1;
+    if (hr == DDP_E_UNEXPECTED && (s->flags & 4)) return 1; /* the store lied about a read */
+    for (size_t i = 0; i < s->ninjected; i++)
+        if (hr == s->injected[i]) return 1;
+    return 0;
+}
+
+static void on_emit(void *ctx, int kind, const char *path, uint64_t offset, uint64_t length)
+{
+    (void)ctx;
+    FZ_CHECK(kind == DDP_KIND_STREAM || kind == DDP_KIND_DATA);
+    check_store_path(path);
+    FZ_CHECK(is_container_path(path));
+    FZ_CHECK(length > 0 && offset <= (uint64_t)INT64_MAX && length <= (uint64_t)INT64_MAX - offset);
+}
+
+enum { P_STUB, P_LINK, P_DIR, P_MISSING, P_ALIAS };
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    static fz_store s;
+    memset(&s, 0, sizeof s);
+    s.iface.lpVtbl = &st_vtbl;
+    s.thread = pthread_self();
+    fz_in in = { data, size };
+    s.flags = fz_u8(&in);
+
+    uint8_t *stubs[MAX_STUBS];
+    size_t stub_len[MAX_STUBS], nstubs = 0;
+    while (in.n > 0) {
+        uint8_t tag = fz_u8(&in) & 3;
+        char *name = NULL;
+        if (tag == 1) {
+            size_t nl;
+            const uint8_t *np = fz_take(&in, fz_u16(&in), &nl);
+            name = ddp_xmalloc(nl + 1);
+            memcpy(name, np, nl);
+            name[nl] = '\0'; /* a NUL inside ends the name early: still a name */
+        }
+        size_t len;
+        const uint8_t *p = fz_take(&in, fz_u32(&in), &len);
+        if (tag == 0 && nstubs < MAX_STUBS) {
+            stubs[nstubs] = fz_dup(p, len);
+            stub_len[nstubs++] = len;
+        } else if (tag == 1 && s.nfiles < MAX_FILES) {
+            s.files[s.nfiles].name = name;
+            s.files[s.nfiles].data = fz_dup(p, len);
+            s.files[s.nfiles++].len = len;
+            name = NULL;
+        } else if (tag == 2 && s.nplans < MAX_PLANS) {
+            s.plans[s.nplans] = p;
+            s.plan_len[s.nplans++] = len;
+        } else if (tag == 3 && s.nfaults < MAX_FAULTS && len >= 8) {
+            s.faults[s.nfaults].call = ddp_get_le32(p);
+            s.faults[s.nfaults++].hr = (HRESULT)ddp_get_le32(p + 4);
+        }
+        free(name);
+    }
+    if (s.flags & 1) fix_up(&s, stubs, stub_len, nstubs);
+
+    /* The targets. */
+    char *paths[MAX_STUBS + 4];
+    int kind[MAX_STUBS + 4];
+    size_t which[MAX_STUBS + 4];
+    ULONG n = 0;
+    for (size_t i = 0; i < nstubs; i++) {
+        paths[n] = ddp_xasprintf("%s/f%zu", targets, i);
+        write_file(paths[n], stubs[i], stub_len[i]);
+        kind[n] = P_STUB;
+        which[n++] = i;
+    }
+    if (s.flags & 8) {
+        paths[n] = ddp_xasprintf("%s/link", targets);
+        if (symlink(canary, paths[n]) != 0) abort();
+        kind[n++] = P_LINK;
+    }
+    if (s.flags & 16) {
+        paths[n] = ddp_xasprintf("%s/dir", targets);
+        if (mkdir(paths[n], 0700) != 0) abort();
+        kind[n++] = P_DIR;
+        paths[n] = ddp_xasprintf("%s/missing", targets);
+        kind[n++] = P_MISSING;
+    }
+    if ((s.flags & 32) && nstubs > 0) {
+        paths[n] = ddp_xasprintf("%s/./f0", targets);
+        kind[n] = P_ALIAS;
+        which[n++] = 0;
+    }
+
+    HRESULT results[MAX_STUBS + 4];
+    for (ULONG i = 0; i < n; i++) results[i] = (HRESULT)0x7EADBEEF;
+    ddp_clear_error();
+    HRESULT hr;
+    int planning = (s.flags & 64) != 0;
+    if (planning) {
+        hr = ddp_restore_plan_list(n, paths, &s.iface, on_emit, NULL, results);
+    } else {
+        IDedupBackupSupport *bs = NULL;
+        FZ_CHECK(DedupCreateBackupSupport(&bs) == S_OK);
+        hr = IDedupBackupSupport_RestoreFiles(bs, n, paths, &s.iface, DEDUP_RECONSTRUCT_UNOPTIMIZED, results);
+        IDedupBackupSupport_Release(bs);
+    }
+
+    /* R2-R4: a result per file, and the call's result from them. */
+    ULONG restored = 0, failed = 0;
+    HRESULT first = S_OK;
+    for (ULONG i = 0; i < n; i++) {
+        FZ_CHECK(allowed(&s, results[i]));
+        if (results[i] == S_OK) restored++;
+        if (FAILED(results[i]) && failed++ == 0) first = results[i];
+    }
+    if (failed == 0) FZ_CHECK(hr == S_OK);
+    else if (restored > 0) FZ_CHECK(hr == DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
+    else FZ_CHECK(hr == first);
+    FZ_CHECK_DETAIL(hr);
+
+    /* R9, R10: what is on disk now. */
+    for (ULONG i = 0; i < n; i++) {
+        struct stat st;
+        switch (kind[i]) {
+        case P_STUB:
+        case P_ALIAS: {
+            size_t k = which[i];
+            if (kind[i] == P_ALIAS) FZ_CHECK(results[i] == results[0]);
+            if (results[i] == S_OK && !planning) {
+                ddp_stub stub;
+                FZ_CHECK(ddp_stub_peek(stubs[k], stub_len[k], &stub) == S_OK);
+                FZ_CHECK(lstat(paths[i], &st) == 0 && S_ISREG(st.st_mode));
+                FZ_CHECK((uint64_t)st.st_size == stub.file_size);
+            } else {
+                FZ_CHECK(file_is(paths[i], stubs[k], stub_len[k]));
+            }
+            break;
+        }
+        case P_LINK: {
+            FZ_CHECK(results[i] == S_FALSE);
+            char t[512];
+            ssize_t l = readlink(paths[i], t, sizeof t - 1);
+            FZ_CHECK(l > 0);
+            t[l] = '\0';
+            FZ_CHECK(strcmp(t, canary) == 0);
+            break;
+        }
+        case P_DIR:
+            FZ_CHECK(results[i] == S_FALSE);
+            FZ_CHECK(lstat(paths[i], &st) == 0 && S_ISDIR(st.st_mode));
+            break;
+        case P_MISSING:
+            FZ_CHECK(results[i] == DDP_E_NOT_FOUND);
+            FZ_CHECK(lstat(paths[i], &st) != 0);
+            break;
+        default:
+            break;
+        }
+    }
+    FZ_CHECK(file_is(canary, canary_bytes, sizeof canary_bytes - 1));
+
+    /* Remove what we made; anything left over was made by the engine. */
+    for (ULONG i = 0; i < n; i++) {
+        if (kind[i] == P_DIR) FZ_CHECK(rmdir(paths[i]) == 0);
+        else if (kind[i] != P_MISSING && kind[i] != P_ALIAS) FZ_CHECK(unlink(paths[i]) == 0);
+        free(paths[i]);
+    }
+    DIR *d = opendir(targets);
+    FZ_CHECK(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+        fprintf(stderr, "left behind in the target directory: %s\n", e->d_name);
+        FZ_CHECK(!"the restore left a file behind");
+    }
+    closedir(d);
+
+    for (size_t i = 0; i < nstubs; i++) free(stubs[i]);
+    for (size_t i = 0; i < s.nfiles; i++) {
+        free(s.files[i].name);
+        free(s.files[i].data);
+    }
+    for (size_t i = 0; i < s.nlogs; i++) {
+        free(s.logs[i].path);
+        free(s.logs[i].a);
+        free(s.logs[i].b);
+    }
+    free(s.pv_path);
+    free(s.pv);
     return 0;
 }
