@@ -42,6 +42,8 @@
  *     twice; previews go forward without overlap;
  *   - R5: no container path twice in one OrderContainersRestore list;
  *   - callbacks come on the calling thread, with well-formed paths.
+ *
+ * DDP_FUZZ_VERBOSE=1 prints each call's results (to read a seed or a crash).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -468,6 +470,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK(DedupCreateBackupSupport(&bs) == S_OK);
         hr = IDedupBackupSupport_RestoreFiles(bs, n, paths, &s.iface, DEDUP_RECONSTRUCT_UNOPTIMIZED, results);
         IDedupBackupSupport_Release(bs);
+    }
+
+    if (getenv("DDP_FUZZ_VERBOSE")) {
+        fprintf(stderr, "restore: 0x%08X (%s)\n", (unsigned)hr, ddp_error_detail());
+        for (ULONG i = 0; i < n; i++) fprintf(stderr, "  %s: 0x%08X\n", paths[i], (unsigned)results[i]);
     }
 
     /* R2-R4: a result per file, and the call's result from them. */

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# make-corpus.sh [OUTDIR]: seed corpora for the fuzz targets, taken from a
+# real volume that the ddp CLI enables, optimizes and backs up.
+#
+# The seeds are the real bytes each parser meets: stubs, the identity,
+# settings.conf, the catalog, the containers (with the mode byte that
+# fuzz_container.c reads first), the stream maps inside the stream
+# container, whole restores in the tag-length-value form of fuzz_restore.c,
+# the tar backup and its manifest. OUTDIR gets one directory per target
+# (OUTDIR/stub, OUTDIR/container, ...). Deterministic apart from the random
+# store id and key a new volume gets.
+#
+# DDP: the ddp binary (default: build/ddp, then build-fault/ddp).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+out=${1:-$root/build-fuzz/corpus}
+if [[ -z "${DDP:-}" ]]; then
+  for c in "$root/build/ddp" "$root/build-fault/ddp" "$root/build-asan/ddp"; do
+    [[ -x $c ]] && { DDP=$c; break; }
+  done
+fi
+[[ -x "${DDP:-}" ]] || { echo "make-corpus: set DDP to the ddp binary (build it first)" >&2; exit 2; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/ddp-corpus.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+V=$work/vol
+
+# A small volume: compressible text, an edited copy (shared chunks), random
+# data (stored raw), a file that repeats another (dedup), a file too small
+# for the policy, and settings with list values.
+mkdir -p "$V/docs" "$V/bin"
+python3 - "$V" <<'PY'
+import random, sys
+v = sys.argv[1]
+r = random.Random(20261124)
+words = b"alpha beta gamma delta chunk store stream map volume restore backup stub".split()
+def text(n): return b" ".join(r.choice(words) for _ in range(n)) + b"\n"
+a = text(7000)
+open(f"{v}/docs/a.txt", "wb").write(a)
+open(f"{v}/docs/b.txt", "wb").write(a[:30000] + b"an edit in the middle\n" + a[30000:])
+c = r.randbytes(34000)
+open(f"{v}/bin/c.bin", "wb").write(c)
+open(f"{v}/bin/d.bin", "wb").write(c + c[:5000])
+open(f"{v}/small.txt", "wb").write(b"too small to optimize\n")
+PY
+"$DDP" enable "$V" --usage Backup >/dev/null
+"$DDP" set "$V" excluded_folders scratch,tmp/old >/dev/null
+"$DDP" set "$V" excluded_types part,bak >/dev/null
+"$DDP" optimize "$V" --quiet >/dev/null
+"$DDP" backup "$V" "$work/bk" >/dev/null
+"$DDP" backup "$V" "$work/bk.tar" --tar >/dev/null || true
+
+rm -rf "$out"
+mkdir -p "$out"
+python3 - "$V" "$work" "$out" <<'PY'
+import glob, os, struct, sys
+v, work, out = sys.argv[1:4]
+def put(target, name, data):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, name), "wb").write(data)
+def rd(p): return open(p, "rb").read()
+
+ddp = os.path.join(v, ".ddp")
+store = glob.glob(os.path.join(ddp, "ChunkStore", "*.ddp"))[0]
+sid = os.path.basename(store)
+stubs = {}
+for p in sorted(glob.glob(os.path.join(v, "**", "*"), recursive=True)):
+    if os.path.isfile(p) and "/.ddp/" not in p:
+        b = rd(p)
+        rel = os.path.relpath(p, v).replace("/", "_")
+        put("stub", rel, b)
+        if len(b) == 232: stubs[rel] = b
+put("identity", "identity", rd(os.path.join(ddp, "Settings", "identity")))
+put("identity", "guid", sid[:-4].encode())
+put("settings", "settings.conf", rd(os.path.join(ddp, "Settings", "settings.conf")))
+put("catalog", "catalog", rd(os.path.join(store, "catalog")))
+
+containers = {}
+for p in sorted(glob.glob(os.path.join(store, "*", "*.ccc"))):
+    rel = "/.ddp/ChunkStore/" + sid + "/" + os.path.relpath(p, store)
+    b = rd(p)
+    containers[rel] = b
+    base = os.path.relpath(p, store).replace("/", "_")
+    put("container", base + ".raw", b"\x00" + b)
+    put("container", base + ".fix+file", b"\x03" + b)
+    put("container", base + ".torn", b"\x02" + b[: max(64, len(b) - 100)])
+    # the stream maps: payloads of type-2 records (stored raw)
+    off = 64
+    k = 0
+    while off + 64 <= len(b):
+        typ = struct.unpack_from("<H", b, off + 4)[0]
+        stored = struct.unpack_from("<I", b, off + 8)[0]
+        if typ == 2 and b[off + 6] == 0:
+            put("streammap", f"{base}.{k}", b[off + 64: off + 64 + stored])
+            k += 1
+        off += 64 + stored
+        if typ == 3: break
+
+def tlv_stub(b): return b"\x00" + struct.pack("<I", len(b)) + b
+def tlv_file(name, b):
+    n = name.encode()
+    return b"\x01" + struct.pack("<H", len(n)) + n + struct.pack("<I", len(b)) + b
+def tlv_plan(ext): return b"\x02" + struct.pack("<I", 20 * len(ext)) + b"".join(struct.pack("<Iqq", *e) for e in ext)
+def tlv_fault(call, hr): return b"\x03" + struct.pack("<I", 8) + struct.pack("<II", call, hr)
+meta = tlv_file("/.ddp/Settings/identity", rd(os.path.join(ddp, "Settings", "identity")))
+meta += tlv_file("/.ddp/ChunkStore/" + sid + "/catalog", rd(os.path.join(store, "catalog")))
+conts = b"".join(tlv_file(n, b) for n, b in containers.items())
+allstubs = b"".join(tlv_stub(b) for b in stubs.values())
+one = tlv_stub(next(iter(stubs.values()))) if stubs else b""
+INT64_MAX = (1 << 63) - 1
+put("restore", "all", b"\x00" + allstubs + meta + conts)
+put("restore", "all.fix", b"\x01" + allstubs + meta + conts)
+put("restore", "one", b"\x00" + one + meta + conts)
+put("restore", "extras", b"\x38" + allstubs + meta + conts)
+put("restore", "plan", b"\x00" + allstubs + meta + conts + tlv_plan([(0, 0, INT64_MAX)]) +
+    tlv_plan([(0, 64, 4096), (0, 0, INT64_MAX)]))
+put("restore", "shortreads", b"\x02" + allstubs + meta + conts[: len(conts) - 5000])
+put("restore", "fault", b"\x00" + allstubs + meta + conts + tlv_fault(3, 0x80070005))
+put("restore", "listing", b"\x40" + allstubs + meta + conts)
+put("restore", "nostore", b"\x10" + allstubs)
+
+tar = os.path.join(work, "bk.tar")
+if os.path.exists(tar): put("tar", "bk.tar", rd(tar))
+mf = os.path.join(work, "bk", ".ddp-backup", "manifest")
+if os.path.exists(mf): put("manifest", "manifest", rd(mf))
+PY
+for d in "$out"/*/; do printf '%-10s %3d seeds\n' "$(basename "$d")" "$(ls "$d" | wc -l)"; done

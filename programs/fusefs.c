@@ -1,0 +1,1832 @@
+/*
+ * fusefs.c: the FUSE file system behind `ddp mount` (libfuse3, high-level
+ * API, multithreaded): the volume's tree passed through, with every
+ * optimized file reading as the file it was.
+ *
+ * Passthrough. Every path is resolved relative to an O_PATH descriptor of
+ * the volume root: the parent directory is opened with openat2(2)
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS (or, on kernels without it, one
+ * O_NOFOLLOW component at a time), and the operation is the *at() call on
+ * the last name, never following a symlink there either. FUSE paths never
+ * contain symlinks (the kernel resolves them through readlink), so nothing a
+ * user does inside the volume can make the daemon act outside it. Library
+ * calls that take a path get "/proc/self/fd/DIRFD/NAME". `.ddp` is hidden
+ * from readdir and every lookup of it fails with ENOENT (creating it, EPERM);
+ * ddp's own temporary files (`.NAME.ddp-tmp.XXXXXX`) are hidden from
+ * readdir. Permission checks are the kernel's (default_permissions is always
+ * on); when the daemon runs as root, what it creates is given to the caller.
+ *
+ * Stubs. A regular file of exactly 232 bytes whose MAC verifies with the
+ * volume's key is a stub: getattr reports its logical size (a small cache
+ * keyed by device, inode, mtime and ctime remembers each verdict, so a stub
+ * is read once). A file that begins like a stub but fails authentication
+ * (forged, or copied from another volume) is logged and served as the small
+ * plain file it is: never as anyone's data.
+ *
+ * Reading a stub. Open authenticates the stub, reads its stream map and
+ * checks it against the stub (hash, size, whole-file hash). Reads are served
+ * from a cache of decompressed chunks shared by every open file, keyed by
+ * the chunk's SHA-256 (so data that dedups is also cached once) and bounded
+ * in bytes (LRU). A chunk is loaded by ddp_chunkstore_read_chunk, which
+ * checks its checksums and its SHA-256: a chunk that fails fails the read
+ * with EIO and a log line naming the file, the chunk and the container;
+ * never wrong bytes, never a short read. Concurrent readers of one chunk wait
+ * for a single load. A reader that reads sequentially gets read-ahead: the
+ * chunks of the next few MiB are queued for a small pool of threads that
+ * load them into the cache in parallel, so decompression and hashing run on
+ * every core ahead of the reader. This is done here rather than through
+ * ddp_file_pread because a shared cache and parallel read-ahead need
+ * chunk-level access, which the public reader does not give.
+ *
+ * Writing. Opening a stub for writing (or truncating it to a size > 0, or
+ * hard-linking it) first rehydrates it in place with ddp_unoptimize_file
+ * (atomic; owner, mode, times and xattrs kept), then the plain file is
+ * opened; O_TRUNC and truncation to 0 act on the stub itself, which keeps
+ * the inode, owner, mode and xattrs and needs no rehydration.
+ *
+ * A job running meanwhile. The optimization job replaces a file by renaming
+ * a stub over it after checking it unchanged. A file held open for writing
+ * through the mount can pass that check between two writes; what is written
+ * after the rename would go to the replaced inode. Every file open for
+ * writing is tracked (a "writer" per inode); after each write and on flush,
+ * fsync and close (and once a second from a watcher thread) the daemon
+ * checks that the inode still has a name. If it has none and the name now
+ * holds a valid stub with the same owner and mode and an mtime not newer
+ * than the file's, a job replaced it: the file's current content (which
+ * includes every write) is copied beside it with its owner, mode, times and
+ * xattrs, synced and renamed over the stub, and the open handles move to it.
+ * A file that was unlinked or renamed over through the mount is left alone.
+ */
+#ifdef DDP_HAVE_FUSE
+
+#define FUSE_USE_VERSION 35
+#include <fuse.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chunker.h"
+#include "chunkstore.h"
+#include "fileattr.h"
+#include "fusefs.h"
+#include "streammap.h"
+#include "stub.h"
+#include "util.h"
+#include "volume.h"
+
+#define SEQ_SLACK ((uint64_t)2 << 20)   /* reads this close to the last one count as sequential */
+#define RA_QUEUE_CAP 4096
+#define SZ_SLOTS 8192                   /* stub verdict cache entries (direct-mapped) */
+#define STRIPES 16
+#define WATCH_BATCH 64
+#define PROC_PATH_MAX (PATH_MAX + 64)
+
+/* ------------------------------------------------------------------ state */
+
+enum { K_STUB = 1, K_PLAIN = 2 };
+enum { H_PLAIN = 1, H_STUB = 2, H_DIR = 3 };
+enum { C_LOADING, C_READY, C_FAILED };
+
+typedef struct wnode wnode;
+
+typedef struct handle {
+    int kind;
+    int fd;                   /* plain: the file; stub: the stub (fstat, fchmod, ...) */
+    int flags;                /* open(2) flags */
+    /* stubs */
+    uint64_t size;            /* logical size */
+    ddp_streammap map;
+    char *display;            /* the path at open, for log lines */
+    pthread_mutex_t mu;       /* read-ahead state */
+    uint64_t ra_pos;          /* high-water mark of the reads */
+    uint32_t ra_next;         /* first chunk not yet queued for read-ahead */
+    unsigned seq;             /* sequential reads in a row */
+    uint32_t logged_chunk;    /* last chunk whose failure was logged (+1) */
+    /* files open for writing */
+    wnode *wn;
+    struct handle *wnext;
+} handle;
+
+/* An inode open for writing through the mount. */
+struct wnode {
+    dev_t dev;
+    ino_t ino;
+    int refs;                 /* handles + temporary users; under fs.wmu */
+    int gone;                 /* unlinked or replaced through the mount: nothing to recover */
+    pthread_rwlock_t io;      /* I/O on the handles' fds: shared; recovery and handle list: exclusive */
+    handle *handles;
+    char *path;               /* FUSE path, kept current by rename; under fs.wmu */
+    wnode *next;
+};
+
+typedef struct dirh {
+    int kind;                 /* H_DIR */
+    DIR *dp;
+    struct dirent *entry;
+    off_t off;
+    int is_root;
+} dirh;
+
+typedef struct sz_slot {
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime, ctime;
+    uint64_t logical;
+    int kind;                 /* 0 empty, K_STUB, K_PLAIN */
+} sz_slot;
+
+typedef struct cchunk {
+    uint8_t hash[DDP_HASH_SIZE];
+    uint32_t len;
+    int state;
+    int refs;
+    int in_table;
+    HRESULT hr;
+    char *detail;
+    uint8_t *data;
+    struct cchunk *hnext;
+    struct cchunk *prev, *next;   /* LRU (READY entries in the table) */
+} cchunk;
+
+typedef struct ra_item {
+    ddp_chunk_loc loc;
+    uint8_t hash[DDP_HASH_SIZE];
+} ra_item;
+
+static struct {
+    ddp_volume *v;
+    ddp_chunkstore *cs;
+    const char *root;
+    int rootfd;
+    int is_root;
+    int have_proc;
+    atomic_int have_openat2;
+    ddpfs_options opt;
+    /* log */
+    pthread_mutex_t logmu;
+    FILE *logf;
+    int use_syslog;
+    /* stub verdicts */
+    pthread_mutex_t szmu;
+    sz_slot *sz;
+    /* writers */
+    pthread_mutex_t wmu;
+    wnode *wnodes;
+    atomic_int nwn;
+    pthread_mutex_t stripes[STRIPES];
+    /* watcher */
+    pthread_t watcher;
+    int watcher_started;
+    pthread_mutex_t watchmu;
+    pthread_cond_t watchcv;
+    int stopping;
+} fs;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t ready;     /* a chunk finished loading */
+    pthread_cond_t work;      /* the read-ahead queue has items, or stop */
+    cchunk **buckets;
+    size_t mask;
+    cchunk lru;               /* sentinel: lru.next is the most recent */
+    uint64_t bytes, limit;
+    ra_item *q;
+    size_t qhead, qlen;
+    int stop;
+    pthread_t *threads;
+    unsigned nthreads;
+} cc;
+
+/* -------------------------------------------------------------------- log */
+
+static void mlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void mlog(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (fs.use_syslog) {
+        syslog(LOG_ERR, "%s", msg);
+        return;
+    }
+    if (!fs.logf) return;
+    char stamp[32];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    pthread_mutex_lock(&fs.logmu);
+    fprintf(fs.logf, "%s ddp mount: %s\n", stamp, msg);
+    fflush(fs.logf);
+    pthread_mutex_unlock(&fs.logmu);
+}
+
+/* The errno for a library failure. */
+static int hr_errno(HRESULT hr)
+{
+    if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND) ||
+        hr == DDP_E_NOT_FOUND || hr == DDP_E_PATH_NOT_FOUND)
+        return ENOENT;
+    if (hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)) return EACCES;
+    if (hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL) || hr == DDP_E_DISK_FULL) return ENOSPC;
+    if (hr == HRESULT_FROM_WIN32(ERROR_DISK_QUOTA_EXCEEDED)) return EDQUOT;
+    if (hr == HRESULT_FROM_WIN32(ERROR_WRITE_PROTECT)) return EROFS;
+    if (hr == HRESULT_FROM_WIN32(ERROR_TOO_MANY_OPEN_FILES)) return EMFILE;
+    if (hr == E_OUTOFMEMORY) return ENOMEM;
+    if (hr == DDP_E_FILE_IN_USE) return EBUSY;
+    return EIO;
+}
+
+/* ------------------------------------------------------- path resolution */
+
+typedef struct at_path {
+    int dirfd;                /* the parent directory (O_PATH) */
+    const char *name;         /* the last component; "." for the root */
+    int own;                  /* dirfd is ours to close */
+} at_path;
+
+static int is_hidden(const char *path)
+{
+    return strncmp(path, "/.ddp", 5) == 0 && (path[5] == '\0' || path[5] == '/');
+}
+
+/* Open directory rel ("" = the root) beneath the root, following no symlink. */
+static int open_dir_beneath(const char *rel)
+{
+    if (!*rel) return fs.rootfd;
+    if (atomic_load(&fs.have_openat2)) {
+        struct open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+        for (int tries = 0; tries < 8; tries++) {
+            long fd = syscall(SYS_openat2, fs.rootfd, rel, &how, sizeof how);
+            if (fd >= 0) return (int)fd;
+            if (errno == EAGAIN || errno == EINTR) continue;   /* a concurrent rename: try again */
+            if (errno != ENOSYS && errno != EPERM) return -errno;
+            break;
+        }
+        if (errno == ENOSYS || errno == EPERM) atomic_store(&fs.have_openat2, 0);   /* EPERM: seccomp */
+        else return -errno;
+    }
+    char buf[PATH_MAX];
+    size_t n = strlen(rel);
+    if (n >= sizeof buf) return -ENAMETOOLONG;
+    memcpy(buf, rel, n + 1);
+    int cur = fs.rootfd;
+    char *save = NULL;
+    for (char *comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(comp, "..")) {
+            if (cur != fs.rootfd) close(cur);
+            return -EACCES;
+        }
+        int next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        if (cur != fs.rootfd) close(cur);
+        if (next < 0) return -e;
+        cur = next;
+    }
+    return cur;
+}
+
+/* Split a FUSE path into its parent directory (opened) and last name.
+ * creating: the caller makes the name (hidden names: EPERM, not ENOENT). */
+static int resolve(const char *path, at_path *a, int creating)
+{
+    a->dirfd = -1;
+    a->own = 0;
+    a->name = NULL;
+    if (!path || path[0] != '/') return -ENOENT;
+    if (is_hidden(path)) return creating ? -EPERM : -ENOENT;
+    const char *slash = strrchr(path, '/');
+    if (slash == path && path[1] == '\0') {
+        a->dirfd = fs.rootfd;
+        a->name = ".";
+        return 0;
+    }
+    size_t plen = (size_t)(slash - path);   /* "/a/b" -> "a" (without the leading slash) */
+    char rel[PATH_MAX];
+    if (plen >= sizeof rel) return -ENAMETOOLONG;
+    if (plen > 0) memcpy(rel, path + 1, plen - 1);
+    rel[plen > 0 ? plen - 1 : 0] = '\0';
+    int fd = open_dir_beneath(rel);
+    if (fd < 0) return fd;
+    a->dirfd = fd;
+    a->own = fd != fs.rootfd;
+    a->name = slash + 1;
+    return 0;
+}
+
+static void at_done(at_path *a)
+{
+    if (a->own && a->dirfd >= 0) close(a->dirfd);
+    a->own = 0;
+    a->dirfd = -1;
+}
+
+/* A path the library (or path-only syscalls) can use for a: through the
+ * parent's descriptor when /proc is there, else the root's path + path. */
+static int lib_path(char *buf, size_t n, const at_path *a, const char *path)
+{
+    int w = fs.have_proc ? snprintf(buf, n, "/proc/self/fd/%d/%s", a->dirfd, a->name)
+                         : snprintf(buf, n, "%s%s", fs.root, path);
+    return w < 0 || (size_t)w >= n ? -ENAMETOOLONG : 0;
+}
+
+/* ------------------------------------------------------ stub verdicts */
+
+static sz_slot *sz_slot_for(const struct stat *st)
+{
+    uint64_t h = (uint64_t)st->st_ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)st->st_dev;
+    return &fs.sz[(h >> 20) % SZ_SLOTS];
+}
+
+static int sz_get(const struct stat *st, uint64_t *logical)
+{
+    int kind = 0;
+    pthread_mutex_lock(&fs.szmu);
+    sz_slot *s = sz_slot_for(st);
+    if (s->kind && s->dev == st->st_dev && s->ino == st->st_ino && s->mtime.tv_sec == st->st_mtim.tv_sec &&
+        s->mtime.tv_nsec == st->st_mtim.tv_nsec && s->ctime.tv_sec == st->st_ctim.tv_sec &&
+        s->ctime.tv_nsec == st->st_ctim.tv_nsec) {
+        kind = s->kind;
+        *logical = s->logical;
+    }
+    pthread_mutex_unlock(&fs.szmu);
+    return kind;
+}
+
+static void sz_put(const struct stat *st, int kind, uint64_t logical)
+{
+    pthread_mutex_lock(&fs.szmu);
+    sz_slot *s = sz_slot_for(st);
+    s->dev = st->st_dev;
+    s->ino = st->st_ino;
+    s->mtime = st->st_mtim;
+    s->ctime = st->st_ctim;
+    s->logical = logical;
+    s->kind = kind;
+    pthread_mutex_unlock(&fs.szmu);
+}
+
+static int could_be_stub(const struct stat *st) { return S_ISREG(st->st_mode) && st->st_size == DDP_STUB_SIZE; }
+
+static int open_noatime(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    return fd;
+}
+
+/* Is the file (fd, or a's name when fd < 0) a stub of this volume? K_STUB
+ * with *logical, K_PLAIN, or -errno. *st is refreshed if the name was
+ * opened here and turned out to be another file. */
+static int classify(int fd, const at_path *a, const char *display, struct stat *st, uint64_t *logical)
+{
+    *logical = (uint64_t)st->st_size;
+    if (!could_be_stub(st)) return K_PLAIN;
+    int kind = sz_get(st, logical);
+    if (kind) return kind;
+    int own = fd < 0;
+    if (own) {
+        fd = open_noatime(a->dirfd, a->name);
+        if (fd < 0) return -errno;
+        struct stat now;
+        if (fstat(fd, &now) != 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (now.st_ino != st->st_ino || now.st_dev != st->st_dev) *st = now;
+        *logical = (uint64_t)st->st_size;
+        if (!could_be_stub(st)) {
+            close(fd);
+            return K_PLAIN;
+        }
+    }
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(fs.v, fd, display, &s);
+    if (own) close(fd);
+    if (hr == S_OK) {
+        *logical = s.file_size;
+        sz_put(st, K_STUB, s.file_size);
+        return K_STUB;
+    }
+    if (hr == S_FALSE) {
+        sz_put(st, K_PLAIN, (uint64_t)st->st_size);
+        return K_PLAIN;
+    }
+    if (hr == DDP_E_INVALID_DATA) {
+        mlog("%s: not a valid stub of this volume (%s); served as the %d-byte file it is", display,
+             ddp_error_detail(), DDP_STUB_SIZE);
+        sz_put(st, K_PLAIN, (uint64_t)st->st_size);
+        return K_PLAIN;
+    }
+    mlog("%s: reading it to see whether it is a stub: %s (0x%08X)", display, ddp_error_detail(), (unsigned)hr);
+    return -hr_errno(hr);
+}
+
+/* ------------------------------------------------------------ chunk cache */
+
+static cchunk **cc_bucket(const uint8_t *hash)
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof h);
+    return &cc.buckets[h & cc.mask];
+}
+
+static cchunk *cc_find_locked(const uint8_t *hash)
+{
+    for (cchunk *c = *cc_bucket(hash); c; c = c->hnext)
+        if (!memcmp(c->hash, hash, DDP_HASH_SIZE)) return c;
+    return NULL;
+}
+
+static void lru_remove(cchunk *c)
+{
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void lru_front(cchunk *c)
+{
+    c->next = cc.lru.next;
+    c->prev = &cc.lru;
+    cc.lru.next->prev = c;
+    cc.lru.next = c;
+}
+
+static void cc_free(cchunk *c)
+{
+    free(c->data);
+    free(c->detail);
+    free(c);
+}
+
+/* Take c out of the table (and the LRU); freed when its last user lets go. */
+static void cc_unlink_locked(cchunk *c)
+{
+    if (!c->in_table) return;
+    for (cchunk **p = cc_bucket(c->hash); *p; p = &(*p)->hnext)
+        if (*p == c) {
+            *p = c->hnext;
+            break;
+        }
+    c->in_table = 0;
+    if (c->state == C_READY) {
+        lru_remove(c);
+        cc.bytes -= c->len;
+    }
+}
+
+static void cc_unref_locked(cchunk *c)
+{
+    if (--c->refs == 0 && !c->in_table) cc_free(c);
+}
+
+static void cc_evict_locked(void)
+{
+    cchunk *c = cc.lru.prev;
+    while (cc.bytes > cc.limit && c != &cc.lru) {
+        cchunk *prev = c->prev;
+        if (c->refs == 0) {
+            cc_unlink_locked(c);
+            cc_free(c);
+        }
+        c = prev;
+    }
+}
+
+/* The decoded, verified chunk (loc, hash), pinned: cc_put() it. On failure
+ * the detail of the failure is copied to detail. */
+static HRESULT cc_get(const ddp_chunk_loc *loc, const uint8_t *hash, cchunk **out, char *detail, size_t dn)
+{
+    detail[0] = '\0';
+    pthread_mutex_lock(&cc.mu);
+    cchunk *c = cc_find_locked(hash);
+    if (c) {
+        c->refs++;
+        while (c->state == C_LOADING) pthread_cond_wait(&cc.ready, &cc.mu);
+        if (c->state == C_READY) {
+            if (c->in_table) {
+                lru_remove(c);
+                lru_front(c);
+            }
+            pthread_mutex_unlock(&cc.mu);
+            *out = c;
+            return S_OK;
+        }
+        HRESULT hr = c->hr;
+        snprintf(detail, dn, "%s", c->detail ? c->detail : "");
+        cc_unref_locked(c);
+        pthread_mutex_unlock(&cc.mu);
+        return hr;
+    }
+    if (loc->logical_len == 0 || loc->logical_len > DDP_CHUNK_MAX) {
+        pthread_mutex_unlock(&cc.mu);
+        snprintf(detail, dn, "chunk length %u is out of range", loc->logical_len);
+        return DDP_E_FILE_CORRUPT;
+    }
+    c = ddp_xcalloc(1, sizeof *c);
+    memcpy(c->hash, hash, DDP_HASH_SIZE);
+    c->len = loc->logical_len;
+    c->state = C_LOADING;
+    c->refs = 1;
+    c->in_table = 1;
+    cchunk **b = cc_bucket(hash);
+    c->hnext = *b;
+    *b = c;
+    pthread_mutex_unlock(&cc.mu);
+
+    uint8_t *data = ddp_xmalloc(c->len);
+    HRESULT hr = fs.cs ? ddp_chunkstore_read_chunk(fs.cs, loc, hash, data)
+                       : ddp_fail(DDP_E_INVALID_STATE, "the chunk store could not be opened");
+    const char *why = FAILED(hr) ? ddp_error_detail() : NULL;
+
+    pthread_mutex_lock(&cc.mu);
+    if (SUCCEEDED(hr)) {
+        c->data = data;
+        c->state = C_READY;
+        cc.bytes += c->len;
+        lru_front(c);
+        cc_evict_locked();
+    } else {
+        free(data);
+        c->hr = hr;
+        c->detail = ddp_strdup(why && *why ? why : ddp_strerror(hr));
+        cc_unlink_locked(c);          /* the next reader tries again */
+        c->state = C_FAILED;
+        snprintf(detail, dn, "%s", c->detail);
+    }
+    pthread_cond_broadcast(&cc.ready);
+    if (FAILED(hr)) {
+        cc_unref_locked(c);
+        pthread_mutex_unlock(&cc.mu);
+        return hr;
+    }
+    pthread_mutex_unlock(&cc.mu);
+    *out = c;
+    return S_OK;
+}
+
+static void cc_put(cchunk *c)
+{
+    pthread_mutex_lock(&cc.mu);
+    cc_unref_locked(c);
+    pthread_mutex_unlock(&cc.mu);
+}
+
+/* Queue a chunk for the read-ahead threads unless it is cached or loading. */
+static void cc_prefetch(const ddp_streammap_entry *e)
+{
+    pthread_mutex_lock(&cc.mu);
+    if (!cc.stop && cc.qlen < RA_QUEUE_CAP && !cc_find_locked(e->hash)) {
+        ra_item *it = &cc.q[(cc.qhead + cc.qlen) % RA_QUEUE_CAP];
+        it->loc = e->loc;
+        memcpy(it->hash, e->hash, DDP_HASH_SIZE);
+        cc.qlen++;
+        pthread_cond_signal(&cc.work);
+    }
+    pthread_mutex_unlock(&cc.mu);
+}
+
+static void *ra_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&cc.mu);
+        while (!cc.stop && cc.qlen == 0) pthread_cond_wait(&cc.work, &cc.mu);
+        if (cc.stop) {
+            pthread_mutex_unlock(&cc.mu);
+            return NULL;
+        }
+        ra_item it = cc.q[cc.qhead];
+        cc.qhead = (cc.qhead + 1) % RA_QUEUE_CAP;
+        cc.qlen--;
+        pthread_mutex_unlock(&cc.mu);
+        cchunk *c;
+        char detail[8];
+        if (SUCCEEDED(cc_get(&it.loc, it.hash, &c, detail, sizeof detail))) cc_put(c);
+    }
+}
+
+static void cc_start(void)
+{
+    pthread_mutex_init(&cc.mu, NULL);
+    pthread_cond_init(&cc.ready, NULL);
+    pthread_cond_init(&cc.work, NULL);
+    cc.limit = fs.opt.cache_bytes;
+    size_t nb = 1024;
+    while (nb < cc.limit / 32768 && nb < ((size_t)1 << 22)) nb <<= 1;
+    cc.buckets = ddp_xcalloc(nb, sizeof *cc.buckets);
+    cc.mask = nb - 1;
+    cc.lru.next = cc.lru.prev = &cc.lru;
+    cc.q = ddp_xcalloc(RA_QUEUE_CAP, sizeof *cc.q);
+    cc.threads = ddp_xcalloc(fs.opt.workers, sizeof *cc.threads);
+    for (unsigned i = 0; i < fs.opt.workers; i++) {
+        if (pthread_create(&cc.threads[i], NULL, ra_thread, NULL) != 0) break;
+        cc.nthreads++;
+    }
+}
+
+static void cc_stop(void)
+{
+    pthread_mutex_lock(&cc.mu);
+    cc.stop = 1;
+    pthread_cond_broadcast(&cc.work);
+    pthread_mutex_unlock(&cc.mu);
+    for (unsigned i = 0; i < cc.nthreads; i++) pthread_join(cc.threads[i], NULL);
+    for (size_t i = 0; i <= cc.mask; i++) {
+        cchunk *c = cc.buckets[i];
+        while (c) {
+            cchunk *next = c->hnext;
+            cc_free(c);
+            c = next;
+        }
+    }
+    free(cc.buckets);
+    free(cc.q);
+    free(cc.threads);
+    pthread_cond_destroy(&cc.work);
+    pthread_cond_destroy(&cc.ready);
+    pthread_mutex_destroy(&cc.mu);
+}
+
+/* ---------------------------------------------------------- reading stubs */
+
+static handle *handle_new(int kind, int fd, int flags)
+{
+    handle *h = ddp_xcalloc(1, sizeof *h);
+    h->kind = kind;
+    h->fd = fd;
+    h->flags = flags;
+    pthread_mutex_init(&h->mu, NULL);
+    ddp_streammap_init(&h->map);
+    return h;
+}
+
+static void handle_free(handle *h)
+{
+    if (h->fd >= 0) close(h->fd);
+    ddp_streammap_free(&h->map);
+    pthread_mutex_destroy(&h->mu);
+    free(h->display);
+    free(h);
+}
+
+/* A read handle for the stub open at fd: authenticated, its stream map read
+ * and checked. A file that turns out not to be a valid stub: a plain handle. */
+static int handle_stub(int fd, int flags, const char *path, handle **out)
+{
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(fs.v, fd, path, &s);
+    if (hr == S_FALSE || hr == DDP_E_INVALID_DATA) {
+        if (hr == DDP_E_INVALID_DATA)
+            mlog("%s: not a valid stub of this volume (%s); served as the %d-byte file it is", path,
+                 ddp_error_detail(), DDP_STUB_SIZE);
+        *out = handle_new(H_PLAIN, fd, flags);
+        return 0;
+    }
+    if (FAILED(hr)) {
+        mlog("%s: reading the stub: %s (0x%08X)", path, ddp_error_detail(), (unsigned)hr);
+        return -hr_errno(hr);
+    }
+    handle *h = handle_new(H_STUB, fd, flags);
+    h->display = ddp_strdup(path);
+    hr = fs.cs ? ddp_chunkstore_read_streammap(fs.cs, s.stream_container, s.stream_offset, s.streammap_hash, &h->map)
+               : ddp_fail(DDP_E_INVALID_STATE, "the chunk store could not be opened");
+    if (FAILED(hr)) {
+        mlog("%s: its stream map (container %u, offset %llu): %s (0x%08X)", path, s.stream_container,
+             (unsigned long long)s.stream_offset, ddp_error_detail(), (unsigned)hr);
+    } else if (h->map.file_size != s.file_size || memcmp(h->map.file_hash, s.file_hash, DDP_HASH_SIZE) != 0) {
+        hr = DDP_E_FILE_CORRUPT;
+        mlog("%s: the stream map does not match the stub (0x%08X)", path, (unsigned)hr);
+    }
+    if (FAILED(hr)) {
+        h->fd = -1;           /* the caller closes fd */
+        handle_free(h);
+        return -EIO;
+    }
+    ddp_streammap_index(&h->map);
+    h->size = s.file_size;
+    *out = h;
+    return 0;
+}
+
+/* Queue the chunks of the next readahead_bytes for a sequential reader. */
+static void stub_readahead(handle *h, uint64_t off, size_t n)
+{
+    if (!fs.opt.readahead_bytes || h->map.count == 0) return;
+    uint64_t end = off + n;
+    pthread_mutex_lock(&h->mu);
+    int seq = off <= h->ra_pos + SEQ_SLACK && end + SEQ_SLACK >= h->ra_pos;
+    if (!seq) {
+        h->seq = 0;
+        h->ra_pos = end;
+        h->ra_next = 0;
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
+    if (end > h->ra_pos) h->ra_pos = end;
+    if (++h->seq < 2 || h->ra_pos >= h->size) {
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
+    uint64_t want = h->ra_pos + fs.opt.readahead_bytes;
+    uint32_t i = ddp_streammap_find(&h->map, h->ra_pos);
+    if (i < h->ra_next) i = h->ra_next;
+    uint32_t first = i;
+    while (i < h->map.count && h->map.starts[i] < want) i++;
+    h->ra_next = i;
+    pthread_mutex_unlock(&h->mu);
+    for (uint32_t k = first; k < i; k++) cc_prefetch(&h->map.entries[k]);
+}
+
+static int stub_read(handle *h, char *buf, size_t size, off_t off)
+{
+    if (off < 0) return -EINVAL;
+    uint64_t o = (uint64_t)off;
+    if (o >= h->size || size == 0) return 0;
+    if (size > h->size - o) size = (size_t)(h->size - o);
+    stub_readahead(h, o, size);
+    uint32_t i = ddp_streammap_find(&h->map, o);
+    size_t done = 0;
+    while (done < size) {
+        if (i >= h->map.count) {
+            mlog("%s: the stream map ends before offset %llu", h->display, (unsigned long long)(o + done));
+            return -EIO;
+        }
+        const ddp_streammap_entry *e = &h->map.entries[i];
+        cchunk *c;
+        char detail[1024];
+        HRESULT hr = cc_get(&e->loc, e->hash, &c, detail, sizeof detail);
+        if (FAILED(hr)) {
+            pthread_mutex_lock(&h->mu);
+            int fresh = h->logged_chunk != i + 1;
+            h->logged_chunk = i + 1;
+            pthread_mutex_unlock(&h->mu);
+            if (fresh)
+                mlog("%s: chunk %u (file offset %llu, data container %u, record at %llu): %s (0x%08X); the read fails "
+                     "with EIO",
+                     h->display, i, (unsigned long long)h->map.starts[i], e->loc.container,
+                     (unsigned long long)e->loc.offset, detail, (unsigned)hr);
+            return -EIO;
+        }
+        size_t in = (size_t)(o + done - h->map.starts[i]);
+        size_t take = c->len > in ? c->len - in : 0;
+        if (take > size - done) take = size - done;
+        memcpy(buf + done, c->data + in, take);
+        cc_put(c);
+        if (take == 0) return -EIO;
+        done += take;
+        i++;
+    }
+    return (int)done;
+}
+
+/* ---------------------------------------------- writers and job recovery */
+
+static pthread_mutex_t *stripe_for(const char *path)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = path; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    return &fs.stripes[h % STRIPES];
+}
+
+static void wn_register(handle *h, const struct stat *st, const char *path)
+{
+    pthread_mutex_lock(&fs.wmu);
+    wnode *wn = fs.wnodes;
+    while (wn && !(wn->dev == st->st_dev && wn->ino == st->st_ino)) wn = wn->next;
+    if (!wn) {
+        wn = ddp_xcalloc(1, sizeof *wn);
+        wn->dev = st->st_dev;
+        wn->ino = st->st_ino;
+        pthread_rwlock_init(&wn->io, NULL);
+        wn->path = ddp_strdup(path);
+        wn->next = fs.wnodes;
+        fs.wnodes = wn;
+        atomic_fetch_add(&fs.nwn, 1);
+    }
+    wn->refs++;
+    pthread_mutex_unlock(&fs.wmu);
+    pthread_rwlock_wrlock(&wn->io);
+    h->wn = wn;
+    h->wnext = wn->handles;
+    wn->handles = h;
+    pthread_rwlock_unlock(&wn->io);
+}
+
+static void wn_unref(wnode *wn)
+{
+    pthread_mutex_lock(&fs.wmu);
+    if (--wn->refs == 0) {
+        for (wnode **p = &fs.wnodes; *p; p = &(*p)->next)
+            if (*p == wn) {
+                *p = wn->next;
+                break;
+            }
+        atomic_fetch_sub(&fs.nwn, 1);
+        pthread_rwlock_destroy(&wn->io);
+        free(wn->path);
+        free(wn);
+    }
+    pthread_mutex_unlock(&fs.wmu);
+}
+
+static void wn_unregister(handle *h)
+{
+    wnode *wn = h->wn;
+    pthread_rwlock_wrlock(&wn->io);
+    for (handle **p = &wn->handles; *p; p = &(*p)->wnext)
+        if (*p == h) {
+            *p = h->wnext;
+            break;
+        }
+    pthread_rwlock_unlock(&wn->io);
+    h->wn = NULL;
+    wn_unref(wn);
+}
+
+/* The inode (dev, ino) lost its last name through the mount. */
+static void wn_mark_gone(dev_t dev, ino_t ino)
+{
+    if (atomic_load(&fs.nwn) == 0) return;
+    pthread_mutex_lock(&fs.wmu);
+    for (wnode *wn = fs.wnodes; wn; wn = wn->next)
+        if (wn->dev == dev && wn->ino == ino) wn->gone = 1;
+    pthread_mutex_unlock(&fs.wmu);
+}
+
+/* A rename through the mount: the writers under from are now under to. */
+static char *renamed(const char *p, const char *from, const char *to)
+{
+    size_t n = strlen(from);
+    if (strncmp(p, from, n) != 0 || (p[n] != '\0' && p[n] != '/')) return NULL;
+    return ddp_xasprintf("%s%s", to, p + n);
+}
+
+static void wn_rename(const char *from, const char *to, int exchange)
+{
+    if (atomic_load(&fs.nwn) == 0) return;
+    pthread_mutex_lock(&fs.wmu);
+    for (wnode *wn = fs.wnodes; wn; wn = wn->next) {
+        char *np = renamed(wn->path, from, to);
+        if (!np && exchange) np = renamed(wn->path, to, from);
+        if (np) {
+            free(wn->path);
+            wn->path = np;
+        }
+    }
+    pthread_mutex_unlock(&fs.wmu);
+}
+
+/* Has the inode behind wn lost its every name? (caller holds wn->io) */
+static int wn_orphaned_locked(wnode *wn)
+{
+    struct stat st;
+    return !wn->gone && wn->handles && fstat(wn->handles->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+static int wn_orphaned(wnode *wn)
+{
+    pthread_rwlock_rdlock(&wn->io);
+    int r = wn_orphaned_locked(wn);
+    pthread_rwlock_unlock(&wn->io);
+    return r;
+}
+
+static int copy_content(int from, int to, uint64_t size)
+{
+    uint64_t off = 0;
+    while (off < size) {
+        loff_t in = (loff_t)off, outo = (loff_t)off;
+        size_t want = size - off > ((size_t)1 << 30) ? ((size_t)1 << 30) : (size_t)(size - off);
+        ssize_t n = copy_file_range(from, &in, to, &outo, want, 0);
+        if (n > 0) {
+            off += (uint64_t)n;
+            continue;
+        }
+        if (n == 0) return -EIO;
+        if (errno == EINTR) continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return -errno;
+        /* No copy_file_range here: copy by hand. */
+        size_t cap = (size_t)1 << 20;
+        char *buf = ddp_xmalloc(cap);
+        while (off < size) {
+            size_t k = size - off > cap ? cap : (size_t)(size - off);
+            ssize_t r = pread(from, buf, k, (off_t)off);
+            if (r <= 0) {
+                int e = r < 0 ? errno : EIO;
+                if (r < 0 && e == EINTR) continue;
+                free(buf);
+                return -e;
+            }
+            HRESULT hr = ddp_pwrite_all(to, buf, (size_t)r, off, "the recovered file");
+            if (FAILED(hr)) {
+                free(buf);
+                return -hr_errno(hr);
+            }
+            off += (uint64_t)r;
+        }
+        free(buf);
+    }
+    return 0;
+}
+
+/* A job replaced a file while it was open for writing here: put the file's
+ * content (every write included) back over the job's stub, and move the
+ * handles to it. have_stripe: the caller holds the path's stripe lock. */
+static int recover(wnode *wn, int have_stripe)
+{
+    pthread_mutex_lock(&fs.wmu);
+    char *path = ddp_strdup(wn->path);
+    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_t *sm = have_stripe ? NULL : stripe_for(path);
+    if (sm) pthread_mutex_lock(sm);
+    pthread_rwlock_wrlock(&wn->io);
+    int done = 0, sfd = -1, ofd = -1, tfd = -1;
+    char *tmp = NULL;
+    at_path a = { -1, NULL, 0 };
+    struct stat o, cur, again;
+    if (!wn_orphaned_locked(wn) || fstat(wn->handles->fd, &o) != 0) goto out;
+    if (resolve(path, &a, 0) != 0 || fstatat(a.dirfd, a.name, &cur, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !could_be_stub(&cur)) {
+        wn->gone = 1;         /* unlinked or replaced by a plain file, not through the mount: not a job's doing */
+        goto out;
+    }
+    sfd = open_noatime(a.dirfd, a.name);
+    ddp_stub s;
+    if (sfd < 0 || fstat(sfd, &again) != 0 || again.st_ino != cur.st_ino ||
+        ddp_volume_read_stub(fs.v, sfd, path, &s) != S_OK)
+        goto out;             /* changing under us: the watcher looks again */
+    int same = cur.st_uid == o.st_uid && cur.st_gid == o.st_gid && (cur.st_mode & 07777) == (o.st_mode & 07777) &&
+               (cur.st_mtim.tv_sec < o.st_mtim.tv_sec ||
+                (cur.st_mtim.tv_sec == o.st_mtim.tv_sec && cur.st_mtim.tv_nsec <= o.st_mtim.tv_nsec));
+    if (!same) {
+        mlog("%s: replaced by another optimized file while open for writing through the mount; the writes made "
+             "through the open handles stay with the replaced file",
+             path);
+        wn->gone = 1;
+        goto out;
+    }
+    /* A reader of the content: any handle that can read, else a new one. */
+    for (handle *h = wn->handles; h && ofd < 0; h = h->wnext)
+        if ((h->flags & O_ACCMODE) == O_RDWR) ofd = dup(h->fd);
+    if (ofd < 0) {
+        char pp[64];
+        snprintf(pp, sizeof pp, "/proc/self/fd/%d", wn->handles->fd);
+        ofd = open(pp, O_RDONLY | O_CLOEXEC);
+    }
+    char lp[PROC_PATH_MAX];
+    HRESULT hr = S_OK;
+    if (ofd < 0) {
+        hr = ddp_fail_errno(errno, "reopening the file for reading");
+    } else if (lib_path(lp, sizeof lp, &a, path) != 0) {
+        hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILENAME_EXCED_RANGE), "the path is too long");
+    } else if (SUCCEEDED(hr = ddp_tempfile_beside(lp, &tmp, &tfd))) {
+        int r = copy_content(ofd, tfd, (uint64_t)o.st_size);
+        if (r) hr = ddp_fail_errno(-r, "copying the content");
+        struct stat o2;
+        if (SUCCEEDED(hr) && fstat(ofd, &o2) == 0) o = o2;
+        if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(ofd, tfd, &o, path);
+        if (SUCCEEDED(hr)) hr = ddp_fsync_fd(tfd, path);
+        if (SUCCEEDED(hr) && (fstatat(a.dirfd, a.name, &again, AT_SYMLINK_NOFOLLOW) != 0 ||
+                              again.st_ino != cur.st_ino || again.st_ctim.tv_sec != cur.st_ctim.tv_sec ||
+                              again.st_ctim.tv_nsec != cur.st_ctim.tv_nsec))
+            hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed meanwhile");
+        if (SUCCEEDED(hr) && renameat(AT_FDCWD, tmp, a.dirfd, a.name) != 0)
+            hr = ddp_fail_errno(errno, "renaming the recovered file into place");
+        if (FAILED(hr)) unlink(tmp);
+    }
+    if (FAILED(hr)) {
+        mlog("%s: a job optimized this file while it was open for writing through the mount, and putting the "
+             "writes back failed: %s (0x%08X); will try again",
+             path, ddp_error_detail(), (unsigned)hr);
+        goto out;
+    }
+    int dfd = openat(a.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    /* Move every handle to the file now at the name. */
+    struct stat now;
+    int moved = 0;
+    for (handle *h = wn->handles; h; h = h->wnext) {
+        int flags = (h->flags & (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_NOATIME)) | O_NOFOLLOW | O_CLOEXEC;
+        int nfd = openat(a.dirfd, a.name, flags);
+        if (nfd < 0 || dup3(nfd, h->fd, O_CLOEXEC) < 0) {
+            mlog("%s: reopening a handle after recovery: %s", path, strerror(errno));
+        } else {
+            moved++;
+        }
+        if (nfd >= 0) close(nfd);
+    }
+    if (fstat(wn->handles->fd, &now) == 0) {
+        pthread_mutex_lock(&fs.wmu);
+        wn->dev = now.st_dev;
+        wn->ino = now.st_ino;
+        pthread_mutex_unlock(&fs.wmu);
+    }
+    mlog("%s: a job optimized this file while it was open for writing through the mount; its content with every "
+         "write (%llu bytes) was put back over the stub and %d open handle(s) moved to it",
+         path, (unsigned long long)o.st_size, moved);
+    done = 1;
+out:
+    if (sfd >= 0) close(sfd);
+    if (ofd >= 0) close(ofd);
+    if (tfd >= 0) close(tfd);
+    free(tmp);
+    at_done(&a);
+    pthread_rwlock_unlock(&wn->io);
+    if (sm) pthread_mutex_unlock(sm);
+    free(path);
+    return done;
+}
+
+/* Recover the orphaned writers of path (see recover); how many were. */
+static int recover_path(const char *path, int have_stripe)
+{
+    if (atomic_load(&fs.nwn) == 0) return 0;
+    wnode *list[WATCH_BATCH];
+    int n = 0, done = 0;
+    pthread_mutex_lock(&fs.wmu);
+    for (wnode *wn = fs.wnodes; wn && n < WATCH_BATCH; wn = wn->next)
+        if (!wn->gone && !strcmp(wn->path, path)) {
+            wn->refs++;
+            list[n++] = wn;
+        }
+    pthread_mutex_unlock(&fs.wmu);
+    for (int i = 0; i < n; i++) {
+        if (wn_orphaned(list[i])) done += recover(list[i], have_stripe);
+        wn_unref(list[i]);
+    }
+    return done;
+}
+
+static void check_writer(handle *h)
+{
+    if (h->kind == H_PLAIN && h->wn && wn_orphaned(h->wn)) recover(h->wn, 0);
+}
+
+static void *watch_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&fs.watchmu);
+    while (!fs.stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&fs.watchcv, &fs.watchmu, &until);
+        if (fs.stopping) break;
+        pthread_mutex_unlock(&fs.watchmu);
+        if (atomic_load(&fs.nwn) > 0) {
+            wnode *list[WATCH_BATCH];
+            int n = 0;
+            pthread_mutex_lock(&fs.wmu);
+            for (wnode *wn = fs.wnodes; wn && n < WATCH_BATCH; wn = wn->next)
+                if (!wn->gone) {
+                    wn->refs++;
+                    list[n++] = wn;
+                }
+            pthread_mutex_unlock(&fs.wmu);
+            for (int i = 0; i < n; i++) {
+                if (wn_orphaned(list[i])) recover(list[i], 0);
+                wn_unref(list[i]);
+            }
+        }
+        pthread_mutex_lock(&fs.watchmu);
+    }
+    pthread_mutex_unlock(&fs.watchmu);
+    return NULL;
+}
+
+/* Rehydrate the stub at a in place (the caller holds the path's stripe). */
+static int rehydrate(const at_path *a, const char *path)
+{
+    char lp[PROC_PATH_MAX];
+    int r = lib_path(lp, sizeof lp, a, path);
+    if (r) return r;
+    HRESULT hr = ddp_unoptimize_file(fs.v, lp);
+    if (FAILED(hr)) {
+        if (hr != DDP_E_FILE_IN_USE)
+            mlog("%s: rehydrating it for writing failed: %s (0x%08X)", path, ddp_error_detail(), (unsigned)hr);
+        return -hr_errno(hr);
+    }
+    return 0;
+}
+
+/* Rehydrate a's file if it is a stub (for writing, linking, truncating). */
+static int rehydrate_if_stub(const at_path *a, const char *path)
+{
+    for (int tries = 0; tries < 5; tries++) {
+        struct stat st;
+        if (fstatat(a->dirfd, a->name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+        uint64_t logical;
+        int k = classify(-1, a, path, &st, &logical);
+        if (k < 0) return k;
+        if (k == K_PLAIN) return 0;
+        pthread_mutex_t *sm = stripe_for(path);
+        pthread_mutex_lock(sm);
+        int rec = recover_path(path, 1);
+        int r = rec ? 0 : rehydrate(a, path);
+        pthread_mutex_unlock(sm);
+        if (r && r != -EBUSY) return r;
+    }
+    mlog("%s: the file kept changing while it was being rehydrated", path);
+    return -EBUSY;
+}
+
+/* ------------------------------------------------------------ operations */
+
+static handle *H(const struct fuse_file_info *fi) { return (handle *)(uintptr_t)fi->fh; }
+
+/* Give what the caller created to the caller (when the daemon is root). */
+static int set_owner(const at_path *a, int fd, mode_t mode, int is_dir)
+{
+    if (!fs.is_root) return 0;
+    struct fuse_context *ctx = fuse_get_context();
+    gid_t gid = ctx->gid;
+    struct stat dst;
+    if (fstat(a->dirfd, &dst) == 0 && (dst.st_mode & S_ISGID)) gid = (gid_t)-1;   /* inherited */
+    int r = fd >= 0 ? fchown(fd, ctx->uid, gid) : fchownat(a->dirfd, a->name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+    if (r != 0) {
+        int e = errno;
+        unlinkat(a->dirfd, a->name, is_dir ? AT_REMOVEDIR : 0);
+        return -e;
+    }
+    if (!is_dir && (mode & (S_ISUID | S_ISGID))) {   /* chown cleared them */
+        if (fd >= 0) r = fchmod(fd, mode & 07777);
+        else r = fchmodat(a->dirfd, a->name, mode & 07777, AT_SYMLINK_NOFOLLOW);
+        (void)r;
+    }
+    return 0;
+}
+
+static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+    if (fi && fi->fh) {
+        handle *h = H(fi);
+        if (fstat(h->fd, st) != 0) return -errno;
+        if (h->kind == H_STUB) st->st_size = (off_t)h->size;
+        return 0;
+    }
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    if (fstatat(a.dirfd, a.name, st, AT_SYMLINK_NOFOLLOW) != 0) {
+        r = -errno;
+    } else if (could_be_stub(st)) {
+        uint64_t logical;
+        int k = classify(-1, &a, path, st, &logical);
+        if (k == K_STUB && atomic_load(&fs.nwn) > 0 && recover_path(path, 0) > 0) {
+            if (fstatat(a.dirfd, a.name, st, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
+        } else if (k == K_STUB) {
+            st->st_size = (off_t)logical;
+        } else if (k < 0) {
+            r = k;
+        }
+    }
+    at_done(&a);
+    return r;
+}
+
+static int op_readlink(const char *path, char *buf, size_t size)
+{
+    if (size == 0) return -EINVAL;
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    ssize_t n = readlinkat(a.dirfd, a.name, buf, size - 1);
+    if (n < 0) r = -errno;
+    else buf[n] = '\0';
+    at_done(&a);
+    return r;
+}
+
+static int op_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+    at_path a;
+    int r = resolve(path, &a, 1);
+    if (r) return r;
+    if (S_ISREG(mode)) {
+        int fd = openat(a.dirfd, a.name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0) r = -errno;
+        else close(fd);
+    } else if (S_ISFIFO(mode)) {
+        if (mkfifoat(a.dirfd, a.name, mode) != 0) r = -errno;
+    } else if (mknodat(a.dirfd, a.name, mode, rdev) != 0) {
+        r = -errno;
+    }
+    if (!r) r = set_owner(&a, -1, mode, 0);
+    at_done(&a);
+    return r;
+}
+
+static int op_mkdir(const char *path, mode_t mode)
+{
+    at_path a;
+    int r = resolve(path, &a, 1);
+    if (r) return r;
+    if (mkdirat(a.dirfd, a.name, mode) != 0) r = -errno;
+    else r = set_owner(&a, -1, mode, 1);
+    at_done(&a);
+    return r;
+}
+
+static int op_unlink(const char *path)
+{
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    struct stat st;
+    int known = fstatat(a.dirfd, a.name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (unlinkat(a.dirfd, a.name, 0) != 0) r = -errno;
+    else if (known && S_ISREG(st.st_mode) && st.st_nlink <= 1) wn_mark_gone(st.st_dev, st.st_ino);
+    at_done(&a);
+    return r;
+}
+
+static int op_rmdir(const char *path)
+{
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    if (unlinkat(a.dirfd, a.name, AT_REMOVEDIR) != 0) r = -errno;
+    at_done(&a);
+    return r;
+}
+
+static int op_symlink(const char *target, const char *linkpath)
+{
+    at_path a;
+    int r = resolve(linkpath, &a, 1);
+    if (r) return r;
+    if (symlinkat(target, a.dirfd, a.name) != 0) r = -errno;
+    else r = set_owner(&a, -1, 0, 0);
+    at_done(&a);
+    return r;
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+    at_path a, b;
+    int r = resolve(from, &a, 0);
+    if (r) return r;
+    if ((r = resolve(to, &b, 1)) != 0) {
+        at_done(&a);
+        return r;
+    }
+    struct stat src, dst;
+    int have_src = fstatat(a.dirfd, a.name, &src, AT_SYMLINK_NOFOLLOW) == 0;
+    int replaces = !(flags & RENAME_EXCHANGE) && fstatat(b.dirfd, b.name, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                   S_ISREG(dst.st_mode) && dst.st_nlink <= 1 &&
+                   !(have_src && src.st_ino == dst.st_ino && src.st_dev == dst.st_dev);
+    if (renameat2(a.dirfd, a.name, b.dirfd, b.name, flags) != 0) {
+        r = -errno;
+    } else {
+        if (replaces) wn_mark_gone(dst.st_dev, dst.st_ino);
+        wn_rename(from, to, (flags & RENAME_EXCHANGE) != 0);
+    }
+    at_done(&a);
+    at_done(&b);
+    return r;
+}
+
+static int op_link(const char *from, const char *to)
+{
+    at_path a, b;
+    int r = resolve(from, &a, 0);
+    if (r) return r;
+    if ((r = resolve(to, &b, 1)) != 0) {
+        at_done(&a);
+        return r;
+    }
+    /* Two names for a stub would split when one of them is written:
+     * rehydrate first, so the link shares the real content. */
+    r = rehydrate_if_stub(&a, from);
+    if (!r && linkat(a.dirfd, a.name, b.dirfd, b.name, 0) != 0) r = -errno;
+    at_done(&a);
+    at_done(&b);
+    return r;
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    if (fi && fi->fh) return fchmod(H(fi)->fd, mode) != 0 ? -errno : 0;
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    if (fchmodat(a.dirfd, a.name, mode, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
+    at_done(&a);
+    return r;
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+    if (fi && fi->fh) return fchown(H(fi)->fd, uid, gid) != 0 ? -errno : 0;
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    if (fchownat(a.dirfd, a.name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
+    at_done(&a);
+    return r;
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+    if (fi && fi->fh && H(fi)->kind == H_PLAIN) {
+        handle *h = H(fi);
+        if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
+        int r = ftruncate(h->fd, size) != 0 ? -errno : 0;
+        if (h->wn) pthread_rwlock_unlock(&h->wn->io);
+        check_writer(h);
+        return r;
+    }
+    if (!path) return -EBADF;
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    for (int tries = 0;; tries++) {
+        int fd = openat(a.dirfd, a.name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+            r = -errno;
+            break;
+        }
+        struct stat st;
+        uint64_t logical;
+        int k = fstat(fd, &st) == 0 ? classify(fd, &a, path, &st, &logical) : -errno;
+        if (k == K_STUB && size == 0 && atomic_load(&fs.nwn) == 0) k = K_PLAIN;   /* cut the stub itself */
+        if (k == K_STUB && tries < 5) {
+            close(fd);
+            r = rehydrate_if_stub(&a, path);
+            if (r) break;
+            continue;
+        }
+        if (k < 0) r = k;
+        else if (ftruncate(fd, size) != 0) r = -errno;
+        close(fd);
+        break;
+    }
+    at_done(&a);
+    return r;
+}
+
+/* Open path's file with flags (O_CREAT already dealt with). */
+static int open_existing(const char *path, struct fuse_file_info *fi)
+{
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    int flags = fi->flags;
+    int writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+    int oflags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY)) | O_NOFOLLOW | O_CLOEXEC;
+    handle *h = NULL;
+    for (int tries = 0;; tries++) {
+        int fd = openat(a.dirfd, a.name, oflags);
+        if (fd < 0) {
+            r = -errno;
+            break;
+        }
+        struct stat st;
+        uint64_t logical;
+        int k = fstat(fd, &st) == 0 ? classify(fd, &a, path, &st, &logical) : -errno;
+        if (k == K_STUB && atomic_load(&fs.nwn) > 0 && tries < 5 && recover_path(path, 0) > 0) {
+            close(fd);        /* a job had replaced a file open for writing: look again */
+            continue;
+        }
+        if (k == K_STUB && !writing) {
+            r = handle_stub(fd, flags, path, &h);
+            if (r) close(fd);
+            break;
+        }
+        if (k == K_STUB) {
+            close(fd);
+            if (tries >= 5) {
+                mlog("%s: the file kept changing while it was being rehydrated", path);
+                r = -EBUSY;
+                break;
+            }
+            r = rehydrate_if_stub(&a, path);
+            if (r) break;
+            continue;
+        }
+        if (k < 0) {
+            close(fd);
+            r = k;
+            break;
+        }
+        h = handle_new(H_PLAIN, fd, flags);
+        if (writing) wn_register(h, &st, path);
+        r = 0;
+        break;
+    }
+    at_done(&a);
+    if (!r) fi->fh = (uintptr_t)h;
+    return r;
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi) { return open_existing(path, fi); }
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+    at_path a;
+    int r = resolve(path, &a, 1);
+    if (r) return r;
+    int fd = openat(a.dirfd, a.name, fi->flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        r = -errno;
+        at_done(&a);
+        if (r == -EEXIST && !(fi->flags & O_EXCL)) return open_existing(path, fi);
+        return r;
+    }
+    r = set_owner(&a, fd, mode, 0);
+    struct stat st;
+    if (!r && fstat(fd, &st) != 0) r = -errno;
+    at_done(&a);
+    if (r) {
+        close(fd);
+        return r;
+    }
+    handle *h = handle_new(H_PLAIN, fd, fi->flags);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) wn_register(h, &st, path);
+    fi->fh = (uintptr_t)h;
+    return 0;
+}
+
+static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle *h = H(fi);
+    if (h->kind == H_STUB) return stub_read(h, buf, size, off);
+    if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
+    ssize_t n;
+    do n = pread(h->fd, buf, size, off);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    if (h->wn) pthread_rwlock_unlock(&h->wn->io);
+    return n < 0 ? -e : (int)n;
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle *h = H(fi);
+    if (h->kind != H_PLAIN) return -EBADF;
+    wnode *wn = h->wn;
+    if (wn) pthread_rwlock_rdlock(&wn->io);
+    ssize_t n;
+    do n = pwrite(h->fd, buf, size, off);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    int orphan = wn && n >= 0 && wn_orphaned_locked(wn);
+    if (wn) pthread_rwlock_unlock(&wn->io);
+    if (orphan) recover(wn, 0);
+    return n < 0 ? -e : (int)n;
+}
+
+static int op_statfs(const char *path, struct statvfs *st)
+{
+    (void)path;
+    return fstatvfs(fs.rootfd, st) != 0 ? -errno : 0;
+}
+
+static int op_flush(const char *path, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle *h = H(fi);
+    if (h->kind != H_PLAIN) return 0;
+    check_writer(h);
+    /* Closing a duplicate reports what close would (NFS, quotas) and drops
+     * POSIX locks as close(2) on the mount would. */
+    if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
+    int d = dup(h->fd);
+    int r = d < 0 ? -errno : (close(d) != 0 ? -errno : 0);
+    if (h->wn) pthread_rwlock_unlock(&h->wn->io);
+    return r;
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle *h = H(fi);
+    if (h->wn) {
+        check_writer(h);
+        wn_unregister(h);
+    }
+    handle_free(h);
+    return 0;
+}
+
+static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle *h = H(fi);
+    if (h->kind != H_PLAIN) return 0;
+    check_writer(h);
+    if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
+    int r = (datasync ? fdatasync(h->fd) : fsync(h->fd)) != 0 ? -errno : 0;
+    if (h->wn) pthread_rwlock_unlock(&h->wn->io);
+    return r;
+}
+
+static int xattr_path(const char *path, char *buf, size_t n, at_path *a)
+{
+    int r = resolve(path, a, 0);
+    if (r) return r;
+    r = lib_path(buf, n, a, path);
+    if (r) at_done(a);
+    return r;
+}
+
+static int op_setxattr(const char *path, const char *name, const char *value, size_t size, int flags)
+{
+    at_path a;
+    char p[PROC_PATH_MAX];
+    int r = xattr_path(path, p, sizeof p, &a);
+    if (r) return r;
+    if (lsetxattr(p, name, value, size, flags) != 0) r = -errno;
+    at_done(&a);
+    return r;
+}
+
+static int op_getxattr(const char *path, const char *name, char *value, size_t size)
+{
+    at_path a;
+    char p[PROC_PATH_MAX];
+    int r = xattr_path(path, p, sizeof p, &a);
+    if (r) return r;
+    ssize_t n = lgetxattr(p, name, value, size);
+    r = n < 0 ? -errno : (int)n;
+    at_done(&a);
+    return r;
+}
+
+static int op_listxattr(const char *path, char *list, size_t size)
+{
+    at_path a;
+    char p[PROC_PATH_MAX];
+    int r = xattr_path(path, p, sizeof p, &a);
+    if (r) return r;
+    ssize_t n = llistxattr(p, list, size);
+    r = n < 0 ? -errno : (int)n;
+    at_done(&a);
+    return r;
+}
+
+static int op_removexattr(const char *path, const char *name)
+{
+    at_path a;
+    char p[PROC_PATH_MAX];
+    int r = xattr_path(path, p, sizeof p, &a);
+    if (r) return r;
+    if (lremovexattr(p, name) != 0) r = -errno;
+    at_done(&a);
+    return r;
+}
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    int fd = openat(a.dirfd, a.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) r = -errno;
+    at_done(&a);
+    if (r) return r;
+    DIR *dp = fdopendir(fd);
+    if (!dp) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    dirh *d = ddp_xcalloc(1, sizeof *d);
+    d->kind = H_DIR;
+    d->dp = dp;
+    d->is_root = !strcmp(path, "/");
+    fi->fh = (uintptr_t)d;
+    return 0;
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info *fi,
+                      enum fuse_readdir_flags flags)
+{
+    (void)path;
+    (void)flags;
+    dirh *d = (dirh *)(uintptr_t)fi->fh;
+    if (off != d->off) {
+        seekdir(d->dp, off);
+        d->entry = NULL;
+        d->off = off;
+    }
+    for (;;) {
+        if (!d->entry) {
+            errno = 0;
+            d->entry = readdir(d->dp);
+            if (!d->entry) {
+                if (errno) return -errno;
+                break;
+            }
+        }
+        const char *name = d->entry->d_name;
+        off_t next = d->entry->d_off;
+        int hide = (d->is_root && !strcmp(name, ".ddp")) || ddp_is_temp_name(name);
+        if (!hide) {
+            struct stat st;
+            memset(&st, 0, sizeof st);
+            st.st_ino = d->entry->d_ino;
+            st.st_mode = (mode_t)DTTOIF(d->entry->d_type);
+            if (filler(buf, name, &st, next, 0)) break;
+        }
+        d->entry = NULL;
+        d->off = next;
+    }
+    return 0;
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+    (void)path;
+    dirh *d = (dirh *)(uintptr_t)fi->fh;
+    closedir(d->dp);
+    free(d);
+    return 0;
+}
+
+static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
+{
+    (void)path;
+    dirh *d = (dirh *)(uintptr_t)fi->fh;
+    int fd = dirfd(d->dp);
+    return (datasync ? fdatasync(fd) : fsync(fd)) != 0 ? -errno : 0;
+}
+
+static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+    if (fi && fi->fh) return futimens(H(fi)->fd, tv) != 0 ? -errno : 0;
+    at_path a;
+    int r = resolve(path, &a, 0);
+    if (r) return r;
+    if (utimensat(a.dirfd, a.name, tv, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
+    at_done(&a);
+    return r;
+}
+
+static int op_fallocate(const char *path, int mode, off_t off, off_t len, struct fuse_file_info *fi)
+{
+    (void)path;
+    handle *h = H(fi);
+    if (h->kind != H_PLAIN) return -EBADF;
+    if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
+    int r = fallocate(h->fd, mode, off, len) != 0 ? -errno : 0;
+    if (h->wn) pthread_rwlock_unlock(&h->wn->io);
+    check_writer(h);
+    return r;
+}
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    (void)conn;
+    cfg->use_ino = 1;
+    cfg->readdir_ino = 1;
+    cfg->nullpath_ok = 1;
+    cfg->hard_remove = 1;     /* no .fuse_hidden files in the volume */
+    umask(0);                 /* the kernel applied the caller's umask already */
+    if (!fs.logf && !fs.opt.foreground) {
+        openlog("ddp-mount", LOG_PID, LOG_DAEMON);
+        fs.use_syslog = 1;
+    }
+    HRESULT hr = ddp_volume_store(fs.v, &fs.cs);
+    if (FAILED(hr)) {
+        mlog("%s: opening the chunk store: %s (0x%08X); optimized files cannot be read", fs.root,
+             ddp_error_detail(), (unsigned)hr);
+        fs.cs = NULL;
+    }
+    cc_start();
+    pthread_mutex_init(&fs.watchmu, NULL);
+    pthread_cond_init(&fs.watchcv, NULL);
+    fs.watcher_started = pthread_create(&fs.watcher, NULL, watch_thread, NULL) == 0;
+    return NULL;
+}
+
+static void op_destroy(void *data)
+{
+    (void)data;
+    pthread_mutex_lock(&fs.watchmu);
+    fs.stopping = 1;
+    pthread_cond_broadcast(&fs.watchcv);
+    pthread_mutex_unlock(&fs.watchmu);
+    if (fs.watcher_started) pthread_join(fs.watcher, NULL);
+    pthread_cond_destroy(&fs.watchcv);
+    pthread_mutex_destroy(&fs.watchmu);
+    cc_stop();
+    if (fs.use_syslog) closelog();
+}
+
+int ddpfs_main(ddp_volume *v, const ddpfs_options *opt, int fuse_argc, char **fuse_argv)
+{
+    fs.v = v;
+    fs.opt = *opt;
+    if (!fs.opt.workers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        fs.opt.workers = n < 2 ? 2 : n > 8 ? 8 : (unsigned)n;
+    }
+    fs.root = ddp_volume_root(v);
+    fs.rootfd = open(fs.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fs.rootfd < 0) {
+        fprintf(stderr, "ddp mount: %s: %s\n", fs.root, strerror(errno));
+        return 1;
+    }
+    fs.is_root = geteuid() == 0;
+    fs.have_proc = access("/proc/self/fd", X_OK) == 0;
+    atomic_store(&fs.have_openat2, 1);
+    pthread_mutex_init(&fs.logmu, NULL);
+    pthread_mutex_init(&fs.szmu, NULL);
+    pthread_mutex_init(&fs.wmu, NULL);
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&fs.stripes[i], NULL);
+    fs.sz = ddp_xcalloc(SZ_SLOTS, sizeof *fs.sz);
+    if (opt->log_path) {
+        fs.logf = fopen(opt->log_path, "ae");
+        if (!fs.logf) {
+            fprintf(stderr, "ddp mount: log file %s: %s\n", opt->log_path, strerror(errno));
+            close(fs.rootfd);
+            free(fs.sz);
+            return 1;
+        }
+    } else if (opt->foreground) {
+        fs.logf = stderr;
+    }
+
+    struct fuse_operations ops;
+    memset(&ops, 0, sizeof ops);
+    ops.getattr = op_getattr;
+    ops.readlink = op_readlink;
+    ops.mknod = op_mknod;
+    ops.mkdir = op_mkdir;
+    ops.unlink = op_unlink;
+    ops.rmdir = op_rmdir;
+    ops.symlink = op_symlink;
+    ops.rename = op_rename;
+    ops.link = op_link;
+    ops.chmod = op_chmod;
+    ops.chown = op_chown;
+    ops.truncate = op_truncate;
+    ops.open = op_open;
+    ops.read = op_read;
+    ops.write = op_write;
+    ops.statfs = op_statfs;
+    ops.flush = op_flush;
+    ops.release = op_release;
+    ops.fsync = op_fsync;
+    ops.setxattr = op_setxattr;
+    ops.getxattr = op_getxattr;
+    ops.listxattr = op_listxattr;
+    ops.removexattr = op_removexattr;
+    ops.opendir = op_opendir;
+    ops.readdir = op_readdir;
+    ops.releasedir = op_releasedir;
+    ops.fsyncdir = op_fsyncdir;
+    ops.create = op_create;
+    ops.utimens = op_utimens;
+    ops.fallocate = op_fallocate;
+    ops.init = op_init;
+    ops.destroy = op_destroy;
+
+    int rc = fuse_main(fuse_argc, fuse_argv, &ops, NULL);
+
+    if (fs.logf && fs.logf != stderr) fclose(fs.logf);
+    fs.logf = NULL;
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_destroy(&fs.stripes[i]);
+    pthread_mutex_destroy(&fs.wmu);
+    pthread_mutex_destroy(&fs.szmu);
+    pthread_mutex_destroy(&fs.logmu);
+    free(fs.sz);
+    close(fs.rootfd);
+    return rc == 0 ? 0 : 1;
+}
+
+#else
+/* Built without libfuse3: cmd_mount.c says so; nothing here. */
+typedef int ddp_fusefs_not_built;
+#endif /* DDP_HAVE_FUSE */
