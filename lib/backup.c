@@ -31,8 +31,8 @@
  * anything uses the data: a bad manifest is DDP_E_INVALID_DATA with a detail
  * naming the line.
  *
- * Durability: every file is written to a temporary name, fsynced and renamed;
- * directories are fsynced; the manifest is written last (atomically), so a
+ * Durability: every file is written to a temporary name and renamed; one
+ * syncfs() makes them all durable; the manifest is written last (atomically), so a
  * backup directory without a manifest is an unfinished one.
  *
  * ddp_backup_extract() is the backup application's half of a selective
@@ -1014,9 +1014,11 @@ static HRESULT create_tmp(bctx *b, const char *path, char **tmp, int *fd)
     }
 }
 
+/* No fsync here: the whole backup is made durable by one syncfs() before
+ * the manifest is written (see sync_backup_tree), and a backup without its
+ * manifest is not a backup. */
 static HRESULT finish_tmp(bctx *b, int fd, char *tmp, const char *path, HRESULT hr)
 {
-    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, path);
     if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "backup: closing %s", path);
     if (SUCCEEDED(hr) && renameat(b->destfd, tmp + 1, b->destfd, path + 1) != 0)
         hr = ddp_fail_errno(errno, "backup: renaming into %s", path);
@@ -1155,14 +1157,11 @@ static HRESULT write_dir_backup(bctx *b, const char *dest)
     for (size_t i = b->m.count; i-- > 0;) {
         const ddp_mf_entry *e = &b->m.entries[i];
         if (e->type != 'D') continue;
-        int fd = openat(b->destfd, e->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0) {
-            if (fsync(fd) != 0 && errno != EINVAL) hr = ddp_fail_errno(errno, "backup: syncing %s", e->path);
-            close(fd);
-        }
         set_dir_attrs(b->destfd, e);
-        if (FAILED(hr)) return hr;
     }
+    /* Every file and directory written above becomes durable at once, before
+     * the manifest that makes the backup a backup. */
+    if (syncfs(b->destfd) != 0) return ddp_fail_errno(errno, "backup: syncing %s", dest);
     return S_OK;
 }
 

@@ -23,7 +23,8 @@ static const struct command {
     { "unoptimize", cmd_unoptimize, "unoptimize VOLUME | FILE...                     rehydrate in place" },
     { "index", cmd_index, "index rebuild VOLUME                            rebuild the chunk index" },
     { "backup", cmd_backup, "backup VOLUME DEST [--tar] [--incremental PREV] an optimized backup" },
-    { "restore", cmd_restore, "restore --from BACKUP [--to DIR] PATH...        selective restore (RestoreFiles)" },
+    { "restore", cmd_restore, "restore --from BACKUP [--to DIR] [--list-containers] PATH...\n"
+                              "                                                    selective restore (RestoreFiles)" },
 };
 
 static void usage(FILE *out)
