@@ -69,6 +69,7 @@
 #include "codec.h"
 #include "container.h"
 #include "index.h"
+#include "maintenance.h"
 #include "util.h"
 
 #define CHUNK_MAX_LOGICAL 131072u
@@ -644,6 +645,12 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
         *out = cs;
         return S_OK;
     }
+
+    /* A garbage collection that was interrupted left State/gc.plan: finish
+     * it before anything else (lib/gc.c). That retires the records the plan
+     * names and deletes the index, which is then rebuilt just below from the
+     * containers (DEAD records are not chunks, so they are not indexed). */
+    if (FAILED(hr = ddp_gc_resume(cs->store_dir, cs->state_dir, cs->store_id))) goto fail;
 
     /* The index: loaded and checked, or rebuilt. */
     ddp_index *ix = NULL;

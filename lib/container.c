@@ -38,6 +38,14 @@
  * past the first invalid record, for any later whole valid record (magic,
  * header checksum, payload checksum); if there is one the damage is not a
  * tail: scan reports DDP_E_FILE_CORRUPT and open_append refuses to cut.
+ *
+ * DEAD records (type 4): garbage collection (gc.c) retires an unreferenced
+ * record in place by rewriting its header with type DEAD and punching the
+ * blocks of its payload out of the file. A DEAD header is checked like any
+ * other (magic, checksum, lengths) and its stored_len is stepped over, but
+ * its payload is never checked: zeros there are not damage. Walkers hand
+ * DEAD records to their callers (which filter on the type); a reader that
+ * asks for one gets DDP_E_FILE_CORRUPT "record was garbage-collected".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -157,6 +165,10 @@ static const char *record_header_check(const uint8_t in[DDP_RECORD_HEADER_SIZE],
             ddp_get_le64(in + 48) != empty_checksum())
             return "seal record with a payload";
         break;
+    case DDP_RECORD_DEAD:
+        /* Was a chunk or a stream map: the larger limit of the two. */
+        if (logical > DDP_STREAMMAP_MAX_LOGICAL) return "dead record length out of range";
+        break;
     default:
         return "unknown record type";
     }
@@ -172,16 +184,38 @@ static const char *record_header_check(const uint8_t in[DDP_RECORD_HEADER_SIZE],
     return NULL;
 }
 
-HRESULT ddp_record_header_decode(const uint8_t in[DDP_RECORD_HEADER_SIZE], ddp_record_header *h)
+HRESULT ddp_record_header_decode_any(const uint8_t in[DDP_RECORD_HEADER_SIZE], ddp_record_header *h)
 {
     const char *why = record_header_check(in, h);
     if (why) return ddp_fail(DDP_E_FILE_CORRUPT, "record header: %s", why);
     return S_OK;
 }
 
+HRESULT ddp_record_header_decode(const uint8_t in[DDP_RECORD_HEADER_SIZE], ddp_record_header *h)
+{
+    HRESULT hr = ddp_record_header_decode_any(in, h);
+    if (SUCCEEDED(hr) && h->type == DDP_RECORD_DEAD)
+        return ddp_fail(DDP_E_FILE_CORRUPT, "record header: record was garbage-collected");
+    return hr;
+}
+
+void ddp_record_header_encode_dead(const ddp_record_header *h, uint8_t out[DDP_RECORD_HEADER_SIZE])
+{
+    memset(out, 0, DDP_RECORD_HEADER_SIZE);
+    ddp_put_le32(out, DDP_RECORD_MAGIC);
+    ddp_put_le16(out + 4, DDP_RECORD_DEAD);
+    out[6] = h->codec;
+    ddp_put_le32(out + 8, h->stored_len);
+    ddp_put_le32(out + 12, h->logical_len);
+    memcpy(out + 16, h->hash, DDP_HASH_SIZE);
+    ddp_put_le64(out + 48, h->payload_checksum);
+    ddp_put_le64(out + 56, ddp_checksum64(out, 56));
+}
+
 HRESULT ddp_record_payload_decode(const ddp_record_header *h, const uint8_t *stored, uint8_t *dst)
 {
     if (h->stored_len && !stored) return E_POINTER;
+    if (h->type == DDP_RECORD_DEAD) return ddp_fail(DDP_E_FILE_CORRUPT, "record was garbage-collected");
     if (ddp_checksum64(h->stored_len ? (const void *)stored : "", h->stored_len) != h->payload_checksum)
         return ddp_fail(DDP_E_FILE_CORRUPT, "payload checksum mismatch");
     if (h->type == DDP_RECORD_SEAL) return S_OK;
@@ -274,8 +308,11 @@ static int valid_record_after(int fd, const char *what, uint64_t from, uint64_t 
             ddp_record_header h;
             if (record_header_check(hb, &h)) continue;
             if (at + DDP_RECORD_HEADER_SIZE + h.stored_len > size) continue;
-            int ok = payload_checksum_ok(fd, what, at + DDP_RECORD_HEADER_SIZE, h.stored_len, h.payload_checksum,
-                                         scratch, err);
+            /* A DEAD header is a whole record by itself (its payload is not checked). */
+            int ok = h.type == DDP_RECORD_DEAD
+                         ? 1
+                         : payload_checksum_ok(fd, what, at + DDP_RECORD_HEADER_SIZE, h.stored_len,
+                                               h.payload_checksum, scratch, err);
             if (ok != 0) result = ok;
         }
         if (pos + n >= size) break;
@@ -314,7 +351,7 @@ static HRESULT walk_records(int fd, const char *what, uint64_t size, uint64_t st
         if (FAILED(hr = ddp_pread_exact(fd, hb, sizeof hb, off, what))) goto out;
         const char *why = record_header_check(hb, &h);
         if (!why && off + DDP_RECORD_HEADER_SIZE + h.stored_len > size) why = "record runs past the end of the file";
-        if (!why) {
+        if (!why && h.type != DDP_RECORD_DEAD) { /* a DEAD record's payload is never checked */
             int ok = payload_checksum_ok(fd, what, off + DDP_RECORD_HEADER_SIZE, h.stored_len, h.payload_checksum,
                                          scratch, &hr);
             if (ok < 0) goto out;
@@ -521,6 +558,8 @@ HRESULT ddp_container_append(ddp_container_writer *w, ddp_record_header *h, cons
     if (FAILED(w->err)) return ddp_fail(w->err, "container %s: an earlier write failed", w->path);
     if (w->sealed) return ddp_fail(DDP_E_INVALID_STATE, "container %s is sealed", w->path);
     if (h->type == DDP_RECORD_SEAL) return ddp_fail(E_INVALIDARG, "container %s: use ddp_container_seal", w->path);
+    if (h->type == DDP_RECORD_DEAD)
+        return ddp_fail(E_INVALIDARG, "container %s: DEAD records are only made in place, by gc", w->path);
     uint8_t hb[DDP_RECORD_HEADER_SIZE];
     ddp_record_header_encode(h, payload, hb);
     ddp_record_header check;
@@ -602,6 +641,9 @@ static HRESULT read_record_at(int fd, const char *what, uint64_t off, uint16_t e
     const char *why = record_header_check(hb, h);
     if (why)
         return ddp_fail(DDP_E_FILE_CORRUPT, "container %s offset %llu: %s", what, (unsigned long long)off, why);
+    if (h->type == DDP_RECORD_DEAD)
+        return ddp_fail(DDP_E_FILE_CORRUPT, "container %s offset %llu: record was garbage-collected", what,
+                        (unsigned long long)off);
     if (h->type != expect_type)
         return ddp_fail(DDP_E_FILE_CORRUPT, "container %s offset %llu: record of type %u where type %u was expected",
                         what, (unsigned long long)off, h->type, expect_type);

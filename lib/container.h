@@ -20,7 +20,12 @@
 #define DDP_RECORD_MAGIC 0x43455244u /* "DREC" */
 #define DDP_STREAMMAP_MAX_LOGICAL ((uint32_t)256 << 20)
 
-enum ddp_record_type { DDP_RECORD_CHUNK = 1, DDP_RECORD_STREAMMAP = 2, DDP_RECORD_SEAL = 3 };
+/* DDP_RECORD_DEAD: a chunk or stream-map record that garbage collection
+ * retired in place (lib/gc.c, docs/MAINTENANCE.md). Its header keeps the
+ * codec, lengths, hash and payload checksum of the record it was, so scans
+ * step over it; its payload is never checked (it is partly or wholly
+ * punched out of the file) and nothing may reference it. */
+enum ddp_record_type { DDP_RECORD_CHUNK = 1, DDP_RECORD_STREAMMAP = 2, DDP_RECORD_SEAL = 3, DDP_RECORD_DEAD = 4 };
 
 typedef struct ddp_container_header {
     uint32_t kind;
@@ -44,8 +49,14 @@ HRESULT ddp_container_header_decode(const uint8_t in[DDP_CONTAINER_HEADER_SIZE],
 /* Fills payload_checksum from payload, then encodes. */
 void ddp_record_header_encode(ddp_record_header *h, const void *payload, uint8_t out[DDP_RECORD_HEADER_SIZE]);
 /* Checks magic, header checksum, type, codec and the length limits of docs/FORMAT.md.
- * DDP_E_FILE_CORRUPT on any failure. */
+ * DDP_E_FILE_CORRUPT on any failure, and for a DEAD record (it holds nothing
+ * a reader may use). */
 HRESULT ddp_record_header_decode(const uint8_t in[DDP_RECORD_HEADER_SIZE], ddp_record_header *h);
+/* The same checks, but a valid DEAD header is accepted (scans, gc, scrub). */
+HRESULT ddp_record_header_decode_any(const uint8_t in[DDP_RECORD_HEADER_SIZE], ddp_record_header *h);
+/* Encode h as a DEAD header: type DEAD, every other field (payload checksum
+ * included) as h has it. */
+void ddp_record_header_encode_dead(const ddp_record_header *h, uint8_t out[DDP_RECORD_HEADER_SIZE]);
 /* Verify a stored payload against its header, decode it into dst (h->logical_len
  * bytes) and check the sha256. DDP_E_FILE_CORRUPT on any mismatch. */
 HRESULT ddp_record_payload_decode(const ddp_record_header *h, const uint8_t *stored, uint8_t *dst);
@@ -79,7 +90,9 @@ void ddp_container_close(ddp_container_writer *w);
 HRESULT ddp_container_read_record(int fd, const char *what, uint64_t off, uint16_t expect_type,
                                   const uint8_t *expect_hash, ddp_record_header *h, uint8_t **out);
 
-/* Walk all records of a container file (for index rebuild, scrub). Stops at
+/* Walk all records of a container file (for index rebuild, scrub). DEAD
+ * records are passed to found() too (their payload is not checked): callers
+ * that want chunks or stream maps filter on the type. Stops at
  * the first invalid record: returns S_OK with *valid_end at the end of the
  * last valid one if what follows is a torn tail, or DDP_E_FILE_CORRUPT if the
  * damage is not at the tail. */

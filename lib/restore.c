@@ -569,6 +569,7 @@ static void data_phase(rs_ctx *c)
         }
         if (c->files[i].map.count == 0) rs_finish_file(c, i); /* an empty file */
     }
+    rs_commit_ready(c);
     rs_use *uses;
     size_t nuse = collect_chunk_uses(c, &uses);
     rs_phase ph;
@@ -576,6 +577,7 @@ static void data_phase(rs_ctx *c)
     ph.on_record = on_chunk;
     rs_phase_run(c, &ph, 1);
     rs_phase_free(&ph);
+    rs_commit_ready(c);
     /* Every chunk was written or failed its files; anything else is a bug
      * here, and must not pass as success (nor leave a temporary file). */
     for (uint32_t i = 0; i < c->n; i++)
@@ -645,6 +647,7 @@ static void ctx_free(rs_ctx *c)
         ddp_streammap_free(&f->map);
     }
     free(c->files);
+    free(c->ready);
     free(c->store_prefix);
     ddp_catalog_free(&c->cat);
     free(c->rbuf);

@@ -64,6 +64,7 @@ typedef struct rs_file {
     dev_t tmp_dev;
     ino_t tmp_ino;
     int slot;             /* index in the open-temp LRU, or -1 */
+    int ready;            /* content checked, attributes set: waits for the batch commit */
 } rs_file;
 
 /* A sorted set of disjoint half-open byte intervals. */
@@ -131,6 +132,8 @@ struct rs_ctx {
     struct rs_lru_slot lru[RS_MAX_OPEN_TEMPS];
     int nlru;
     uint64_t clock;
+    uint32_t *ready;      /* files waiting for the batch commit (rs_commit_ready) */
+    uint32_t nready;
     uint32_t detail_file; /* lowest index of a failed file, for the detail message */
     char detail[2048];
 };
@@ -165,8 +168,15 @@ HRESULT rs_temp_create(rs_ctx *c, uint32_t i);
 /* Write one verified chunk at its file offset; marks entry filled, and
  * finishes the file when it was the last one. Fails the file on error. */
 void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, uint32_t len);
-/* All chunks are in: check, sync, carry the stub's attributes, replace it. */
+/* All chunks are in: check the content, carry the stub's attributes, and
+ * queue the file for the batch commit. */
 void rs_finish_file(rs_ctx *c, uint32_t i);
+/* Commit the queued files: make them durable (one syncfs for a batch, an
+ * fsync each for a few), check each stub unchanged, rename over it, and make
+ * the renames durable. */
+void rs_commit_ready(rs_ctx *c);
+#define RS_COMMIT_BATCH 64
+#define RS_SYNCFS_MIN 8
 /* Close and remove file i's temporary file (if any). */
 void rs_temp_discard(rs_ctx *c, uint32_t i);
 /* Close every descriptor still open (end of the call). */

@@ -17,16 +17,19 @@
  * and inode numbers); otherwise the file fails rather than write somewhere
  * else.
  *
- * When a file's last chunk is written it is finished at once:
+ * When a file's last chunk is written it is checked at once:
  *   1. every chunk slot was filled, the size is the stub's, and the
  *      whole-file hash recomputed from the chunk hashes (each chunk's sha256
  *      was verified on the decoded bytes) equals the stub's;
  *   2. the stub's owner, xattrs, mode and times go to the new file
  *      (ddp_fileattr_copy: a different owner that cannot be set, e.g. when
  *      not root, fails the file rather than restore it unfaithfully);
- *   3. fsync; the stub is checked unchanged since the start (device, inode,
- *      size, mtime, ctime) and the temporary file renamed over it; the
- *      directory is synced.
+ * then it waits for the batch commit (rs_commit_ready, every 64 files and at
+ * the end of the data phase):
+ *   3. the batch's temporary files are made durable (one syncfs() for 8 or
+ *      more, else an fsync each); each stub is checked unchanged since the
+ *      start (device, inode, size, mtime, ctime) and the temporary file
+ *      renamed over it; the renames are made durable the same way.
  * Once the rename is done the file counts as restored: a failure of the
  * final directory fsync cannot undo it, and reporting a failure then would
  * break "a failed file is left exactly as it was".
@@ -272,10 +275,31 @@ void rs_finish_file(rs_ctx *c, uint32_t i)
         hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed during the restore");
     }
     if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(sfd, fd, &f->st, f->path);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, f->path);
     if (sfd >= 0) close(sfd);
+    close(dfd);
+    if (FAILED(hr)) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    f->ready = 1;
+    if (!c->ready) c->ready = ddp_xcalloc(c->n, sizeof *c->ready);
+    c->ready[c->nready++] = i;
+    if (c->nready >= RS_COMMIT_BATCH) rs_commit_ready(c);
+}
+
+/* Rename file i (queued, its data durable) over its stub. */
+static void commit_one(rs_ctx *c, uint32_t i, int sync_each, int *any_dfd)
+{
+    rs_file *f = &c->files[i];
+    HRESULT hr = S_OK;
+    struct stat now;
+    int dfd = open_dir(c, i, &hr);
+    if (dfd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
     /* Last look just before the rename. */
-    if (SUCCEEDED(hr) && (fstatat(dfd, f->base, &now, AT_SYMLINK_NOFOLLOW) != 0 || !ddp_fileattr_unchanged(&f->st, &now)))
+    if (fstatat(dfd, f->base, &now, AT_SYMLINK_NOFOLLOW) != 0 || !ddp_fileattr_unchanged(&f->st, &now))
         hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed during the restore");
     if (SUCCEEDED(hr) && renameat(dfd, f->tmpname, dfd, f->base) != 0)
         hr = ddp_fail_errno(errno, "replacing the stub");
@@ -289,9 +313,51 @@ void rs_finish_file(rs_ctx *c, uint32_t i)
     f->tmpname = NULL;
     f->state = RS_RESTORED;
     f->result = S_OK;
-    (void)fsync(dfd); /* best effort: the rename is done and cannot be taken back */
-    close(dfd);
+    if (sync_each) (void)fsync(dfd); /* best effort: the rename is done and cannot be taken back */
+    if (*any_dfd < 0) *any_dfd = dfd;
+    else close(dfd);
     ddp_streammap_free(&f->map);
     free(f->filled);
     f->filled = NULL;
+}
+
+void rs_commit_ready(rs_ctx *c)
+{
+    uint32_t n = c->nready;
+    if (n == 0) return;
+    c->nready = 0;
+    int batch = n >= RS_SYNCFS_MIN;
+    /* 1. the data of every queued file is durable */
+    if (batch) {
+        HRESULT hr = S_OK;
+        int dfd = open_dir(c, c->ready[0], &hr);
+        if (dfd >= 0 && syncfs(dfd) != 0) hr = ddp_fail_errno(errno, "syncing the restored files");
+        if (dfd >= 0) close(dfd);
+        if (FAILED(hr))
+            for (uint32_t k = 0; k < n; k++) {
+                c->files[c->ready[k]].ready = 0;
+                rs_file_fail(c, c->ready[k], hr);
+            }
+        if (FAILED(hr)) return;
+    }
+    int any_dfd = -1;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = c->ready[k];
+        rs_file *f = &c->files[i];
+        f->ready = 0;
+        if (f->state != RS_PENDING) continue;
+        if (!batch) {
+            HRESULT hr = S_OK;
+            int fd = temp_fd(c, i, &hr);
+            if (fd >= 0) hr = ddp_fsync_fd(fd, f->path);
+            if (FAILED(hr)) {
+                rs_file_fail(c, i, hr);
+                continue;
+            }
+        }
+        commit_one(c, i, !batch, &any_dfd);
+    }
+    /* 2. the renames are durable (best effort: they cannot be taken back) */
+    if (batch && any_dfd >= 0) (void)syncfs(any_dfd);
+    if (any_dfd >= 0) close(any_dfd);
 }

@@ -25,6 +25,11 @@
  *   container_size_limit  bytes, at least 1 MiB (default 1 GiB; K/M/G accepted)
  *   hotspot_threshold     at least 2 (default 100)
  *   enabled               true | false
+ *   gc_threshold          percent, 0..100 (default 5): a regular garbage
+ *                         collection retires the dead records of a container
+ *                         only when they are at least this share of it
+ *                         (added after the others: files written before it
+ *                         existed simply lack the line and get the default)
  *
  * A folder excludes itself and everything under it, compared component by
  * component ("a/bc" is not under "a/b"). A file's type is what follows the
@@ -49,13 +54,14 @@ enum {
     K_CONTAINER_SIZE_LIMIT,
     K_HOTSPOT_THRESHOLD,
     K_ENABLED,
+    K_GC_THRESHOLD,
     K_COUNT
 };
 
 static const char *const setting_keys[K_COUNT + 1] = {
     "usage_type",        "min_file_age_days", "min_file_size",        "excluded_folders",  "excluded_types",
     "no_compress_types", "compression_level", "container_size_limit", "hotspot_threshold", "enabled",
-    NULL,
+    "gc_threshold",      NULL,
 };
 
 static const char *const usage_names[3] = { "Default", "HyperV", "Backup" };
@@ -70,6 +76,7 @@ static const char *const default_no_compress[] = {
 #define MIN_CONTAINER_SIZE_LIMIT (UINT64_C(1) << 20)
 #define DEFAULT_HOTSPOT_THRESHOLD 100u
 #define MIN_HOTSPOT_THRESHOLD 2u
+#define DEFAULT_GC_THRESHOLD 5u
 
 static const char file_comment[] =
     "# ddp volume settings. Change them with 'ddp set'; the checksum line guards this file.\n";
@@ -315,6 +322,7 @@ void ddp_settings_defaults(ddp_settings *s, int usage_type)
     s->container_size_limit = DEFAULT_CONTAINER_SIZE_LIMIT;
     s->hotspot_threshold = DEFAULT_HOTSPOT_THRESHOLD;
     s->enabled = 1;
+    s->gc_threshold = DEFAULT_GC_THRESHOLD;
 }
 
 void ddp_settings_free(ddp_settings *s)
@@ -401,6 +409,10 @@ HRESULT ddp_settings_set(ddp_settings *s, const char *key, const char *value)
         else if (ascii_ieq(v, vn, "false", 5)) s->enabled = 0;
         else hr = ddp_fail(E_INVALIDARG, "%s: '%s' is not true or false", key, v);
         break;
+    case K_GC_THRESHOLD:
+        hr = parse_number(key, v, 0, 100, &x);
+        if (SUCCEEDED(hr)) s->gc_threshold = (uint32_t)x;
+        break;
     default:
         hr = E_INVALIDARG;
         break;
@@ -425,6 +437,7 @@ static void put_value(const ddp_settings *s, int k, sbuf *b)
     case K_CONTAINER_SIZE_LIMIT: sb_printf(b, "%llu", (unsigned long long)s->container_size_limit); break;
     case K_HOTSPOT_THRESHOLD: sb_printf(b, "%u", s->hotspot_threshold); break;
     case K_ENABLED: sb_puts(b, s->enabled ? "true" : "false"); break;
+    case K_GC_THRESHOLD: sb_printf(b, "%u", s->gc_threshold); break;
     default: break;
     }
 }

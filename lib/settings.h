@@ -1,7 +1,8 @@
 /*
  * settings.h: a volume's policy (Windows: Set-DedupVolume): usage type,
  * minimum file age and size, excluded folders and file types, file types
- * not to compress, zstd level, container size limit, hotspot threshold.
+ * not to compress, zstd level, container size limit, hotspot threshold,
+ * garbage-collection threshold.
  * Stored as .ddp/Settings/settings.conf, text with a checksum line.
  */
 #ifndef DDP_SETTINGS_H
@@ -28,6 +29,7 @@ typedef struct ddp_settings {
     uint64_t container_size_limit;  /* bytes (default 1 GiB; at least 1 MiB) */
     uint32_t hotspot_threshold;     /* default 100 */
     int enabled;                    /* 1 */
+    uint32_t gc_threshold;          /* percent 0..100 (default 5): see lib/gc.c */
 } ddp_settings;
 
 /* Defaults for a usage type. The no-compression list starts with common

@@ -136,14 +136,15 @@ int cmd_mount(int argc, char **argv)
     }
     size_t rl = strlen(root);
     if (!strncmp(mabs, root, rl) && (mabs[rl] == '\0' || mabs[rl] == '/' || rl == 1)) {
-        fprintf(stderr, "ddp mount: mount point %s is %s the volume %s; mount it somewhere outside the volume\n",
-                mabs, mabs[rl] == '\0' ? "" : "inside", root);
+        fprintf(stderr, "ddp mount: mount point %s is %s %s; mount it somewhere outside the volume\n", mabs,
+                mabs[rl] == '\0' ? "the volume" : "inside the volume", root);
         free(mabs);
         ddp_volume_close(v);
         return DDP_EXIT_FAIL;
     }
 
-    char opts[PATH_MAX * 2 + 2200] = "default_permissions,subtype=ddp,fsname=ddp:";
+    /* max_idle_threads: libfuse 3.14 complains when it is left unset. */
+    char opts[PATH_MAX * 2 + 2200] = "default_permissions,max_idle_threads=16,subtype=ddp,fsname=ddp:";
     opt_append_escaped(opts, sizeof opts, root);
     if (useropts[0]) {
         strcat(opts, ",");

@@ -25,6 +25,8 @@ static const struct command {
     { "backup", cmd_backup, "backup VOLUME DEST [--tar] [--incremental PREV] an optimized backup" },
     { "restore", cmd_restore, "restore --from BACKUP [--to DIR] [--list-containers] PATH...\n"
                               "                                                    selective restore (RestoreFiles)" },
+    { "mount", cmd_mount, "mount VOLUME MOUNTPOINT [-o OPTS] [-f]       FUSE view: files read as themselves" },
+    { "umount", cmd_umount, "umount MOUNTPOINT                            unmount a ddp mount (fusermount3 -u)" },
 };
 
 static void usage(FILE *out)

@@ -119,8 +119,84 @@ typedef struct ddp_status {
     uint64_t saved_bytes;        /* logical_bytes - stub_bytes - store_bytes (may be < 0 -> 0) */
     double savings_rate;         /* saved / (logical + other), 0..1 */
     char last_job[256];          /* last line of the jobs log, or "" */
+    /* The last line of each job in the jobs log ("" if it never ran):
+     * "2026-11-24T22:00:00Z gc 0x00000000 ..." (the HRESULT is the result). */
+    char last_optimize[256];
+    char last_gc[256];
+    char last_scrub[256];
+    char last_unoptimize[256];
 } ddp_status;
 DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st);
+
+/* ---- maintenance jobs (docs/MAINTENANCE.md) ---- */
+
+/* Garbage collection (Windows: Start-DedupJob -Type GarbageCollection).
+ * Chunks and stream maps that no stub on the volume references are retired in
+ * place (their record becomes DEAD and its payload's blocks are punched out
+ * of the container file); nothing is moved, so no stub or stream map changes.
+ * A regular run only touches containers whose dead share is at least the
+ * gc_threshold setting (percent); full = 1 touches every container with dead
+ * records. Crash-safe: the plan is written to State/gc.plan first, and the
+ * next writable open of the store finishes an interrupted run. The volume
+ * must be opened with DDP_OPEN_JOB. */
+typedef struct ddp_gc_stats {
+    uint64_t stubs;               /* stubs found: what they reference is live */
+    uint64_t containers_scanned;  /* data, stream-map and hotspot containers */
+    uint64_t containers_collected;/* containers whose dead records were retired */
+    uint64_t live_records;        /* chunk and stream-map records still referenced */
+    uint64_t dead_records;        /* records retired by this run */
+    uint64_t dead_bytes;          /* their size in the containers (headers + payloads) */
+    uint64_t reclaimed_bytes;     /* disk space given back (allocated blocks, before - after) */
+    uint64_t store_bytes;         /* container bytes the run looked at */
+    int punch_unsupported;        /* the file system cannot punch holes: nothing reclaimed */
+    double seconds;
+} ddp_gc_stats;
+DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp_gc_stats *st);
+
+/* Integrity scrubbing (Windows: Start-DedupJob -Type Scrubbing). Checks every
+ * container header and record (checksums, decoding, SHA-256), every stream
+ * map a stub references, and every stub (MAC, its stream map's size and
+ * hash); each damage is reported with the files it affects. repair = 1 mends
+ * a damaged record from an intact copy with the same hash (its hotspot copy,
+ * or any other), and retires damaged records that no file references.
+ * Returns S_OK when nothing is (left) damaged, DDP_E_FILE_CORRUPT when some
+ * damage remains, or the error that stopped the job; *out is filled in every
+ * case and must be freed with ddp_scrub_report_free(). DDP_OPEN_JOB needed. */
+enum {
+    DDP_SCRUB_CONTAINER = 1,   /* a container file: missing, bad header, data after the seal */
+    DDP_SCRUB_RECORD = 2,      /* a chunk record (or a damaged region of a container) */
+    DDP_SCRUB_STREAMMAP = 3,   /* a stream-map record, or a stream map that does not match its stub */
+    DDP_SCRUB_STUB = 4,        /* a stub: MAC, or a reference to something that does not exist */
+    DDP_SCRUB_HOTSPOT = 5      /* a hotspot copy */
+};
+typedef struct ddp_scrub_item {
+    int kind;                  /* DDP_SCRUB_* */
+    char *file;                /* container path relative to the store ("Data/00000001.00000001.ccc"),
+                                  or the stub's path */
+    uint64_t offset;           /* record offset in the container (0 for stubs and whole containers) */
+    char *what;                /* what is wrong, one line */
+    int repaired;              /* 1: mended or retired by --repair */
+    char *repair;              /* what --repair did, or why it could not ("" without --repair) */
+    size_t nfiles;
+    char **files;              /* the optimized files it affects (paths) */
+} ddp_scrub_item;
+typedef struct ddp_scrub_report {
+    uint64_t containers, records, stream_maps, stubs;
+    uint64_t bytes_checked;    /* container bytes read */
+    uint64_t damaged, repaired, unrepaired;
+    uint64_t files_affected;   /* distinct files named by unrepaired items */
+    size_t count;
+    ddp_scrub_item *items;
+    double seconds;
+} ddp_scrub_report;
+DDP_API HRESULT ddp_scrub(ddp_volume *v, int repair, const ddp_job_callbacks *cb, ddp_scrub_report *out);
+DDP_API void ddp_scrub_report_free(ddp_scrub_report *r);
+
+/* The Unoptimization job (`ddp unoptimize VOLUME`): ddp_unoptimize_volume
+ * (free space checked first), then, when every stub was rehydrated and none is
+ * left, remove VOLUME/.ddp (chunk store, State, Settings): the directory is no
+ * longer a ddp volume. Interrupted, run it again: it finishes. */
+DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# test_mount.sh: `ddp mount`, mounted for real (needs /dev/fuse and
+# fusermount3; skipped with a message where they are absent).
+#
+# An optimized volume is mounted and every file read through the mount must
+# equal the original (whole files, sizes, random ranges, 4 concurrent readers,
+# readers while `ddp optimize` runs). Writes through the mount rehydrate
+# (owner, mode and mtime kept until the write), appends, truncates, O_TRUNC;
+# a job that optimizes a file while it is open for writing loses no write.
+# The tree passes through (rename, mkdir, unlink, symlink, hard link, xattrs,
+# statfs, umask, owners of what others create); .ddp is hidden; a user reads
+# only what the mode lets them read. Bad input: a corrupt chunk fails the read
+# with EIO and the log names the file (never wrong bytes), a forged stub reads
+# as its 232 bytes, mounting a non-volume is a clear error. Every mount runs in
+# the foreground in the background of this script and must exit 0 when
+# unmounted (the sanitizers' findings would make it fail); a trap unmounts
+# whatever a failing test left mounted.
+source "$(dirname "$0")/lib.sh"
+
+if [[ ! -e /dev/fuse ]] || ! command -v fusermount3 > /dev/null; then
+  echo "skip - ddp mount: /dev/fuse or fusermount3 is absent on this machine (Debian package fuse3)"
+  finish
+  exit 0
+fi
+
+MOUNTED=()
+PIDS=()
+unmount_all() {
+  local m
+  for m in "${MOUNTED[@]}"; do
+    mountpoint -q "$m" 2> /dev/null && { fusermount3 -u "$m" 2> /dev/null || fusermount3 -uz "$m" 2> /dev/null; }
+  done
+  return 0
+}
+trap 'unmount_all; cleanup' EXIT
+
+# mount_vol VOLUME MOUNTPOINT LOG [ddp mount options...]: mount in the
+# background (-f) and wait until it is mounted. MOUNT_PID is the daemon.
+mount_vol() {
+  local vol=$1 mnt=$2 log=$3 i
+  shift 3
+  mkdir -p "$mnt"
+  "$DDP" mount "$vol" "$mnt" -f "$@" > "$log" 2>&1 &
+  MOUNT_PID=$!
+  for ((i = 0; i < 200; i++)); do
+    if mountpoint -q "$mnt"; then
+      MOUNTED+=("$mnt")
+      PIDS+=("$MOUNT_PID")
+      return 0
+    fi
+    kill -0 "$MOUNT_PID" 2> /dev/null || break
+    sleep 0.05
+  done
+  echo "mount of $vol on $mnt failed:"; cat "$log"
+  return 1
+}
+
+# umount_vol MOUNTPOINT PID LOG: ddp umount, then the daemon must exit 0.
+umount_vol() {
+  local mnt=$1 pid=$2 log=$3 rc=0
+  "$DDP" umount "$mnt" || { bad "ddp umount $mnt"; return; }
+  wait "$pid" || rc=$?
+  if [[ $rc -eq 0 ]] && ! mountpoint -q "$mnt"; then ok "ddp umount $mnt; the daemon exited 0"
+  else bad "ddp umount $mnt: daemon exit $rc: $(tail -20 "$log")"; fi
+  if grep -q "Sanitizer\|runtime error" "$log"; then bad "sanitizer findings in $log: $(grep -m3 "Sanitizer\|runtime error" "$log")"; fi
+}
+
+stat_sig() { stat -c '%a %u %g %Y' "$1"; }   # mode owner group mtime
+not_stub() { ! is_stub "$1"; }
+
+chmod 711 "$T"
+V=$T/vol
+python3 "$DDP_SOURCE_DIR/scripts/make-sample.py" "$V" 3 > /dev/null
+# Files for the write tests and a big file (partly repeated, partly random).
+python3 - "$V" << 'EOF'
+import os, random, sys
+v = sys.argv[1]
+rng = random.Random(7)
+os.makedirs(os.path.join(v, "t"), exist_ok=True)
+for i in range(1, 9):
+    with open(os.path.join(v, "t", f"w{i}.bin"), "wb") as f:
+        f.write(rng.randbytes(200_000 + i * 1000))
+block = rng.randbytes(1 << 20)
+with open(os.path.join(v, "t", "big.bin"), "wb") as f:
+    for i in range(24):
+        f.write(block if i % 3 else rng.randbytes(1 << 20))
+EOF
+cp -a "$V" "$T/orig"
+O=$T/orig
+"$DDP" enable "$V" --usage Backup > /dev/null
+"$DDP" optimize "$V" --quiet
+check "the volume is optimized ($(count_stubs "$V") stubs)" test "$(count_stubs "$V")" -gt 100
+
+# ---- a directory that is not a volume ----
+mkdir -p "$T/m0"
+expect_code "ddp mount on a directory that is not a volume" 0x80565323 "$DDP" mount "$O" "$T/m0"
+check "... and nothing was mounted" bash -c "! mountpoint -q '$T/m0'"
+check "ddp mount with the mount point inside the volume is refused" bash -c "! '$DDP' mount '$V' '$V/t' 2>/dev/null"
+check "ddp umount on a directory that is not mounted fails" bash -c "! '$DDP' umount '$T/m0' 2>/dev/null"
+
+# ---- mount ----
+M=$T/m
+LOG=$T/mount.log
+OPTS=()
+[[ $(id -u) -eq 0 ]] && OPTS=(-o allow_other)
+if ! mount_vol "$V" "$M" "$LOG" "${OPTS[@]}"; then
+  bad "ddp mount $V $M"
+  finish
+  exit 1
+fi
+MPID=$MOUNT_PID
+ok "ddp mount $V $M"
+check "the mount is a fuse.ddp file system" bash -c "grep -q ' $M fuse.ddp ' /proc/self/mounts"
+
+# ---- every file reads as itself ----
+check "every file read through the mount equals the original" diff <(tree_sums "$O") <(tree_sums "$M")
+sizes() { (cd "$1" && find . -path ./.ddp -prune -o -type f -printf '%s %p\n' | sort -k2); }
+check "every size through the mount is the original size" diff <(sizes "$O") <(sizes "$M")
+check "modes, owners and mtimes pass through" diff <(cd "$O" && find . -type f -printf '%m %U %G %T@ %p\n' | sort -k5) \
+  <(cd "$M" && find . -type f -printf '%m %U %G %T@ %p\n' | sort -k5)
+check "the files are stubs on the volume" is_stub "$V/t/big.bin"
+check ".ddp is not listed" bash -c "! ls -a '$M' | grep -qx .ddp"
+check ".ddp cannot be looked up" bash -c "! stat '$M/.ddp' >/dev/null 2>&1 && ! ls '$M/.ddp/Settings' >/dev/null 2>&1"
+check ".ddp cannot be created" bash -c "! mkdir '$M/.ddp' 2>/dev/null"
+
+ranges_ok=1
+for ((i = 0; i < 40; i++)); do
+  f=t/big.bin
+  ((i % 2)) && f=release-2026.11.02/dist/bundle.js
+  size=$(stat -c %s "$O/$f")
+  off=$(( (RANDOM * 32768 + RANDOM) % size ))
+  len=$(( (RANDOM % 300000) + 1 ))
+  a=$(dd if="$O/$f" iflag=skip_bytes,count_bytes skip=$off count=$len bs=64K status=none | sha256sum)
+  b=$(dd if="$M/$f" iflag=skip_bytes,count_bytes skip=$off count=$len bs=64K status=none | sha256sum)
+  [[ "$a" == "$b" ]] || { ranges_ok=0; echo "range $f $off+$len differs"; }
+done
+check "40 random ranges read through the mount equal the originals" test $ranges_ok -eq 1
+check "4 KiB reads at odd offsets" cmp <(dd if="$M/t/big.bin" bs=4096 skip=1001 count=7 status=none) \
+  <(dd if="$O/t/big.bin" bs=4096 skip=1001 count=7 status=none)
+
+want=$(sha256sum < "$O/t/big.bin")
+rp=()
+for i in 1 2 3 4; do (sha256sum < "$M/t/big.bin" > "$T/reader$i") & rp+=($!); done
+wait "${rp[@]}"
+readers_ok=1
+for i in 1 2 3 4; do [[ "$(cat "$T/reader$i")" == "$want" ]] || readers_ok=0; done
+check "4 concurrent readers of one big optimized file all read it right" test $readers_ok -eq 1
+
+# ---- writes rehydrate ----
+f=t/w1.bin
+before=$(stat_sig "$V/$f")
+exec 3<> "$M/$f"
+check "opening an optimized file for writing rehydrates it (a plain file on the volume)" not_stub "$V/$f"
+check "... with its content" cmp "$V/$f" "$O/$f"
+check "... and its mode, owner and mtime, before the write ($before)" test "$(stat_sig "$V/$f")" == "$before"
+printf 'HEAD' >&3
+exec 3>&-
+check "a write at the start lands in the file" cmp "$V/$f" <(printf 'HEAD'; tail -c +5 "$O/$f")
+check "... and reads back through the mount" cmp "$M/$f" "$V/$f"
+
+f=t/w2.bin
+echo "appended line" >> "$M/$f"
+check "an append to an optimized file" cmp "$V/$f" <(cat "$O/$f"; echo "appended line")
+check "... reads back through the mount" cmp "$M/$f" "$V/$f"
+
+f=t/w3.bin
+truncate -s 5000 "$M/$f"
+check "truncate (to 5000) of an optimized file" cmp "$V/$f" <(head -c 5000 "$O/$f")
+check "... size through the mount" test "$(stat -c %s "$M/$f")" -eq 5000
+
+f=t/w4.bin
+mode4=$(stat -c %a "$V/$f")
+: > "$M/$f"
+check "O_TRUNC of an optimized file empties it" test "$(stat -c %s "$V/$f")" -eq 0
+check "... keeping its mode" test "$(stat -c %a "$V/$f")" == "$mode4"
+
+f=release-2026.11.01/dist/bundle.js
+dd if=/dev/zero of="$M/$f" bs=1 count=10 seek=100000 conv=notrunc status=none
+check "an overwrite in the middle (dd conv=notrunc)" cmp "$M/$f" <(head -c 100000 "$O/$f"; head -c 10 /dev/zero; tail -c +100011 "$O/$f")
+check "... is in the volume's plain file" cmp "$V/$f" "$M/$f"
+
+f=t/w6.bin
+chmod 640 "$M/$f"
+check "chmod of an optimized file keeps it a stub" is_stub "$V/$f"
+check "... with the new mode" test "$(stat -c %a "$V/$f")" == 640
+touch -d '2020-01-02 03:04:05' "$M/$f"
+check "utimens of an optimized file keeps it a stub" is_stub "$V/$f"
+check "... with the new mtime" test "$(stat -c %Y "$M/$f")" -eq "$(date -d '2020-01-02 03:04:05' +%s)"
+python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.ddptest', b'v1')" "$M/$f" 2> /dev/null && {
+  check "an xattr set through the mount reads back" test "$(python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'user.ddptest').decode())" "$M/$f")" == v1
+  check "... it is on the volume's file" test "$(python3 -c "import os,sys; print(os.getxattr(sys.argv[1], 'user.ddptest').decode())" "$V/$f")" == v1
+  check "... which is still a stub" is_stub "$V/$f"
+  check "... and listxattr shows it" bash -c "python3 -c \"import os,sys; print(os.listxattr(sys.argv[1]))\" '$M/$f' | grep -q ddptest"
+} || echo "skip - xattrs: the file system under $T does not take user xattrs"
+
+# ---- the tree passes through ----
+mv "$M/release-2026.11.03/src/module01.txt" "$M/release-2026.11.03/renamed.txt"
+check "rename of an optimized file" cmp "$M/release-2026.11.03/renamed.txt" "$O/release-2026.11.03/src/module01.txt"
+check "... still a stub on the volume" is_stub "$V/release-2026.11.03/renamed.txt"
+check "... the old name is gone" test ! -e "$M/release-2026.11.03/src/module01.txt"
+mv "$M/release-2026.11.03/assets" "$M/release-2026.11.03/assets2"
+check "rename of a directory" diff <(tree_sums "$O/release-2026.11.03/assets") <(tree_sums "$M/release-2026.11.03/assets2")
+mkdir "$M/newdir"
+check "mkdir" test -d "$V/newdir"
+(umask 002 && echo hello > "$M/newdir/created.txt" && mkdir "$M/newdir/sub")
+check "a new file has its content" test "$(cat "$V/newdir/created.txt")" == hello
+check "the caller's umask 002 is applied once (664, 775)" test "$(stat -c %a "$V/newdir/created.txt") $(stat -c %a "$V/newdir/sub")" == "664 775"
+ln -s ../t/w5.bin "$M/newdir/link"
+check "symlink" test "$(readlink "$M/newdir/link")" == ../t/w5.bin
+check "... reads through" cmp "$M/newdir/link" "$O/t/w5.bin"
+check "... is a symlink on the volume" test -L "$V/newdir/link"
+ln "$M/t/w5.bin" "$M/newdir/hard"
+check "a hard link to an optimized file" cmp "$M/newdir/hard" "$O/t/w5.bin"
+check "... is one inode on the volume (rehydrated first)" test "$(stat -c %i "$V/newdir/hard")" == "$(stat -c %i "$V/t/w5.bin")"
+check "... with 2 links" test "$(stat -c %h "$V/t/w5.bin")" -eq 2
+rm "$M/newdir/hard"
+check "unlink" test ! -e "$V/newdir/hard"
+rm "$M/newdir/sub" -r
+check "rmdir" test ! -e "$V/newdir/sub"
+check "statfs passes through" test "$(stat -f -c '%b %S' "$M")" == "$(stat -f -c '%b %S' "$V")"
+
+# ---- a job running meanwhile ----
+# Readers while `ddp optimize` runs (it optimizes the files rehydrated above).
+EXP=$T/expected.sums
+tree_sums "$M" > "$EXP"
+(for i in 1 2 3; do tree_sums "$M" > "$T/during.$i"; done) &
+RPID=$!
+"$DDP" optimize "$V" --quiet > "$T/job.out" 2>&1
+jobrc=$?
+wait "$RPID"
+check "ddp optimize while readers read through the mount" test $jobrc -eq 0
+during_ok=1
+for i in 1 2 3; do diff -q "$EXP" "$T/during.$i" > /dev/null || during_ok=0; done
+check "... every reader read the right content" test $during_ok -eq 1
+check "... the files written above are stubs again" is_stub "$V/t/w2.bin"
+check "... and still read right" cmp "$M/t/w2.bin" <(cat "$O/t/w2.bin"; echo "appended line")
+
+# A job that optimizes a file while it is open for writing through the mount.
+f=t/w8.bin
+exec 4<> "$M/$f"
+printf 'first' >&4
+"$DDP" optimize "$V" --quiet > "$T/job2.out" 2>&1
+check "a job optimized the file while it was open for writing" is_stub "$V/$f"
+printf 'second' >&4
+exec 4>&-
+expect8() { printf 'firstsecond'; tail -c +12 "$O/$f"; }
+check "... the writes after the job are not lost (volume)" cmp "$V/$f" <(expect8)
+check "... nor through the mount" cmp "$M/$f" <(expect8)
+check "... and the log says so" grep -q "$f: a job optimized this file while it was open for writing" "$LOG"
+
+# ---- a forged stub ----
+V3=$T/other
+mkdir -p "$V3"
+head -c 100000 /dev/urandom > "$V3/secret.bin"
+"$DDP" enable "$V3" --usage Backup > /dev/null
+"$DDP" optimize "$V3" --quiet
+cp "$V3/secret.bin" "$V/forged.bin"
+check "a stub copied from another volume reads as the 232 bytes it is" cmp "$M/forged.bin" "$V3/secret.bin"
+check "... its size is 232" test "$(stat -c %s "$M/forged.bin")" -eq 232
+check "... and the log names it" grep -q "/forged.bin: not a valid stub" "$LOG"
+
+# ---- permissions are the kernel's ----
+if [[ $(id -u) -eq 0 ]] && command -v setpriv > /dev/null; then
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+  chmod 600 "$M/t/w7.bin"
+  if as_nobody cat "$M/t/w5.bin" > "$T/nobody.out" 2> /dev/null && cmp -s "$T/nobody.out" "$O/t/w5.bin"; then
+    ok "another user reads a 0644 optimized file through the mount (allow_other)"
+    check "another user cannot read a 0600 file through the mount" bash -c "! setpriv --reuid=65534 --regid=65534 --clear-groups -- cat '$M/t/w7.bin' >/dev/null 2>&1"
+    mkdir "$M/pub" && chmod 1777 "$M/pub"
+    as_nobody touch "$M/pub/mine"
+    check "a file another user creates is theirs on the volume" test "$(stat -c %u "$V/pub/mine")" -eq 65534
+  else
+    echo "skip - permissions: another user cannot use the mount here (allow_other did not take effect)"
+  fi
+fi
+
+# ---- unmount ----
+FINAL=$T/final.sums
+tree_sums "$M" > "$FINAL"
+umount_vol "$M" "$MPID" "$LOG"
+
+# ---- read-only ----
+if mount_vol "$V" "$M" "$T/ro.log" -o ro; then
+  check "-o ro: files read" cmp "$M/t/big.bin" "$O/t/big.bin"
+  check "-o ro: writes fail" bash -c "! echo x >> '$M/t/w5.bin' 2>/dev/null"
+  check "-o ro: the stub is untouched" is_stub "$V/t/big.bin"
+  umount_vol "$M" "$MOUNT_PID" "$T/ro.log"
+fi
+
+# ---- a corrupt chunk ----
+V2=$T/vol2
+cp -a "$V" "$V2"
+C=$(find "$V2/.ddp/ChunkStore" -path '*/Data/*.ccc' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+python3 - "$C" << 'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    n = f.seek(0, 2)
+    f.seek(n // 2)
+    b = f.read(1)
+    f.seek(n // 2)
+    f.write(bytes([b[0] ^ 0xFF]))
+EOF
+M2=$T/m2
+LOG2=$T/mount2.log
+if mount_vol "$V2" "$M2" "$LOG2"; then
+  failed=0 wrong=0 named=1 eio=1
+  while IFS= read -r -d '' p; do
+    rel=${p#"$M2"}
+    if got=$(sha256sum < "$p" 2> "$T/err"); then
+      want=$(awk -v p=".$rel" '$2 == p { print $1 }' "$FINAL")
+      [[ -z "$want" || "${got%% *}" == "$want" ]] || { wrong=$((wrong + 1)); echo "wrong bytes: $rel"; }
+    else
+      failed=$((failed + 1))
+      grep -q "Input/output error" "$T/err" || eio=0
+      grep -qF "$rel: chunk" "$LOG2" || { named=0; echo "the log does not name $rel"; }
+    fi
+  done < <(find "$M2" -type f -print0)
+  check "a corrupt chunk: reading the affected files fails ($failed files)" test "$failed" -gt 0
+  check "... with EIO" test $eio -eq 1
+  check "... never with wrong bytes" test "$wrong" -eq 0
+  check "... and the log names each file and its chunk" test $named -eq 1
+  umount_vol "$M2" "$MOUNT_PID" "$LOG2"
+fi
+
+finish
