@@ -126,6 +126,8 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
 HRESULT ddp_manifest_load(const char *dir, int header_only, ddp_manifest *m);
 /* Text of m (malloc'd). */
 char *ddp_manifest_encode(const ddp_manifest *m, size_t *n);
+/* Give fd the owner, mode and times an entry records (backup.c; best effort). */
+void ddp_backup_set_attrs_fd(int fd, const ddp_mf_entry *e);
 void ddp_manifest_free(ddp_manifest *m);
 /* Build by_path (and members for tar); the parser calls it. */
 HRESULT ddp_manifest_index(ddp_manifest *m, const char *what);
