@@ -303,13 +303,8 @@ static HRESULT dir_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULO
 static HRESULT dir_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
 {
     dir_store *s = (dir_store *)This;
-    s->base.stats.preview_calls++;
-    HRESULT hr = ddp_bs_check_path(path);
+    HRESULT hr = ddp_bs_check_preview(&s->base, path, n, ext);
     if (FAILED(hr)) return hr;
-    if (n > 0 && !ext) return E_POINTER;
-    for (ULONG i = 0; i < n; i++)
-        if (ext[i].Offset < 0 || ext[i].Length < 0)
-            return ddp_fail(E_INVALIDARG, "backup store: preview of %s: negative extent", path);
     int fd;
     if (FAILED(dir_get_fd(s, path, &fd))) {
         ddp_clear_error();
@@ -337,5 +332,83 @@ HRESULT ddp_backupstore_open_dir(const char *dir, IDedupReadFileCallback **out)
     s->root = ddp_strdup(dir);
     s->rootfd = fd;
     *out = (IDedupReadFileCallback *)s;
+    return S_OK;
+}
+
+/* ---- shared by the tar and set stores ---- */
+
+HRESULT ddp_bs_check_preview(ddp_bs_base *b, const char *path, ULONG n, const DDP_FILE_EXTENT *ext)
+{
+    b->stats.preview_calls++;
+    HRESULT hr = ddp_bs_check_path(path);
+    if (FAILED(hr)) return hr;
+    if (n > 0 && !ext) return E_POINTER;
+    for (ULONG i = 0; i < n; i++)
+        if (ext[i].Offset < 0 || ext[i].Length < 0)
+            return ddp_fail(E_INVALIDARG, "backup store: preview of %s: negative extent", path);
+    return S_OK;
+}
+
+typedef struct plan_item {
+    int64_t key;      /* tar member, or backup level */
+    ULONG index;
+    uint64_t offset, length;
+    int last;
+} plan_item;
+
+static int cmp_plan(const void *a, const void *b)
+{
+    const plan_item *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    if (x->index != y->index) return x->index < y->index ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by_member, ULONG n, BSTR *paths,
+                                   ULONG *entries, DEDUP_CONTAINER_EXTENT **plan)
+{
+    b->stats.order_calls++;
+    if (!entries || !plan) return E_POINTER;
+    *entries = 0;
+    *plan = NULL;
+    if (n > 0 && !paths) return E_POINTER;
+    size_t k = 0, cap = 0;
+    plan_item *items = NULL;
+    for (ULONG i = 0; i < n; i++) {
+        if (FAILED(ddp_bs_check_path(paths[i]))) {
+            ddp_clear_error();
+            continue; /* never ours: ddp will ask, and be told */
+        }
+        const ddp_mf_entry *e = ddp_manifest_find(m, paths[i]);
+        if (!e || e->type != 'C') continue;
+        for (uint32_t j = 0; j < e->npieces; j++) {
+            if (k == cap) {
+                cap = cap ? cap * 2 : 64;
+                items = ddp_xrealloc(items, cap * sizeof *items);
+            }
+            const ddp_mf_piece *pc = &e->pieces[j];
+            items[k++] = (plan_item){ by_member ? pc->member : (int64_t)pc->level, i, pc->offset, pc->length,
+                                      j + 1 == e->npieces };
+        }
+    }
+    if (k == 0) {
+        free(items);
+        return S_OK;
+    }
+    qsort(items, k, sizeof *items, cmp_plan);
+    /* The application allocates the plan with malloc; ddp frees it with free. */
+    DEDUP_CONTAINER_EXTENT *p = malloc(k * sizeof *p);
+    if (!p) {
+        free(items);
+        return E_OUTOFMEMORY;
+    }
+    for (size_t i = 0; i < k; i++) {
+        p[i].ContainerIndex = items[i].index;
+        p[i].StartOffset = (LONGLONG)items[i].offset;
+        p[i].Length = items[i].last ? INT64_MAX : (LONGLONG)items[i].length;
+    }
+    free(items);
+    *plan = p;
+    *entries = (ULONG)k;
     return S_OK;
 }

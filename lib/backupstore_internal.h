@@ -126,6 +126,13 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
 HRESULT ddp_manifest_load(const char *dir, int header_only, ddp_manifest *m);
 /* Text of m (malloc'd). */
 char *ddp_manifest_encode(const ddp_manifest *m, size_t *n);
+/* Shared parts of the stores' callbacks (backupstore_dir.c): the checks of a
+ * PreviewContainerRead, and a read plan built from the manifest's container
+ * pieces, ordered by tar member (by_member) or by backup level, one extent
+ * per piece, the last piece of each container running to the end. */
+HRESULT ddp_bs_check_preview(ddp_bs_base *b, const char *path, ULONG n, const DDP_FILE_EXTENT *ext);
+HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by_member, ULONG n, BSTR *paths,
+                                   ULONG *entries, DEDUP_CONTAINER_EXTENT **plan);
 /* Give fd the owner, mode and times an entry records (backup.c; best effort). */
 void ddp_backup_set_attrs_fd(int fd, const ddp_mf_entry *e);
 void ddp_manifest_free(ddp_manifest *m);

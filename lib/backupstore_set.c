@@ -222,79 +222,19 @@ static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
     return S_OK;
 }
 
-typedef struct set_plan_item {
-    uint32_t level;
-    ULONG index;
-    uint64_t offset, length;
-    int last;
-} set_plan_item;
-
-static int cmp_set_plan(const void *a, const void *b)
-{
-    const set_plan_item *x = a, *y = b;
-    if (x->level != y->level) return x->level < y->level ? -1 : 1;
-    if (x->index != y->index) return x->index < y->index ? -1 : 1;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
 static HRESULT set_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULONG *entries,
                          DEDUP_CONTAINER_EXTENT **plan)
 {
     set_store *s = (set_store *)This;
-    s->base.stats.order_calls++;
-    if (!entries || !plan) return E_POINTER;
-    *entries = 0;
-    *plan = NULL;
-    if (n > 0 && !paths) return E_POINTER;
-    size_t k = 0, cap = 0;
-    set_plan_item *items = NULL;
-    for (ULONG i = 0; i < n; i++) {
-        if (FAILED(ddp_bs_check_path(paths[i]))) {
-            ddp_clear_error();
-            continue;
-        }
-        const ddp_mf_entry *e = ddp_manifest_find(&s->chain.newest, paths[i]);
-        if (!e || e->type != 'C') continue; /* not here: ddp will ask and be told */
-        for (uint32_t j = 0; j < e->npieces; j++) {
-            if (k == cap) {
-                cap = cap ? cap * 2 : 64;
-                items = ddp_xrealloc(items, cap * sizeof *items);
-            }
-            items[k++] = (set_plan_item){ e->pieces[j].level, i, e->pieces[j].offset, e->pieces[j].length,
-                                          j + 1 == e->npieces };
-        }
-    }
-    if (k == 0) {
-        free(items);
-        return S_OK;
-    }
-    qsort(items, k, sizeof *items, cmp_set_plan);
-    DEDUP_CONTAINER_EXTENT *p = malloc(k * sizeof *p);
-    if (!p) {
-        free(items);
-        return E_OUTOFMEMORY;
-    }
-    for (size_t i = 0; i < k; i++) {
-        p[i].ContainerIndex = items[i].index;
-        p[i].StartOffset = (LONGLONG)items[i].offset;
-        p[i].Length = items[i].last ? INT64_MAX : (LONGLONG)items[i].length;
-    }
-    free(items);
-    *plan = p;
-    *entries = (ULONG)k;
-    return S_OK;
+    /* Oldest backup first (the full, then each increment): one extent per piece. */
+    return ddp_bs_order_from_manifest(&s->base, &s->chain.newest, 0, n, paths, entries, plan);
 }
 
 static HRESULT set_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
 {
     set_store *s = (set_store *)This;
-    s->base.stats.preview_calls++;
-    HRESULT hr = ddp_bs_check_path(path);
+    HRESULT hr = ddp_bs_check_preview(&s->base, path, n, ext);
     if (FAILED(hr)) return hr;
-    if (n > 0 && !ext) return E_POINTER;
-    for (ULONG i = 0; i < n; i++)
-        if (ext[i].Offset < 0 || ext[i].Length < 0)
-            return ddp_fail(E_INVALIDARG, "backup store: preview of %s: negative extent", path);
     const ddp_mf_entry *e = ddp_manifest_find(&s->chain.newest, path);
     if (!e || e->type != 'C') return S_OK; /* advisory: the reads will say what is wrong */
     for (ULONG i = 0; i < n; i++) {

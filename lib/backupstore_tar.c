@@ -463,79 +463,19 @@ static HRESULT tar_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
     return hr;
 }
 
-typedef struct plan_item {
-    int64_t member;
-    ULONG index;
-    uint64_t offset, length;
-    int last;
-} plan_item;
-
-static int cmp_plan(const void *a, const void *b)
-{
-    const plan_item *x = a, *y = b;
-    if (x->member != y->member) return x->member < y->member ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
-}
-
 static HRESULT tar_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULONG *entries,
                          DEDUP_CONTAINER_EXTENT **plan)
 {
     tar_store *s = (tar_store *)This;
-    s->base.stats.order_calls++;
-    if (!entries || !plan) return E_POINTER;
-    *entries = 0;
-    *plan = NULL;
-    if (n > 0 && !paths) return E_POINTER;
-    const ddp_manifest *mf = &s->r->m;
-    size_t cap = 0, k = 0;
-    plan_item *items = NULL;
-    for (ULONG i = 0; i < n; i++) {
-        if (FAILED(ddp_bs_check_path(paths[i]))) {
-            ddp_clear_error();
-            continue; /* never ours: ddp will ask, and be told */
-        }
-        const ddp_mf_entry *e = ddp_manifest_find(mf, paths[i]);
-        if (!e || e->type != 'C') continue;
-        for (uint32_t j = 0; j < e->npieces; j++) {
-            if (k == cap) {
-                cap = cap ? cap * 2 : 64;
-                items = ddp_xrealloc(items, cap * sizeof *items);
-            }
-            items[k++] = (plan_item){ e->pieces[j].member, i, e->pieces[j].offset, e->pieces[j].length,
-                                      j + 1 == e->npieces };
-        }
-    }
-    if (k == 0) {
-        free(items);
-        return S_OK;
-    }
-    qsort(items, k, sizeof *items, cmp_plan);
-    DEDUP_CONTAINER_EXTENT *p = malloc(k * sizeof *p);
-    if (!p) {
-        free(items);
-        return E_OUTOFMEMORY;
-    }
-    for (size_t i = 0; i < k; i++) {
-        p[i].ContainerIndex = items[i].index;
-        p[i].StartOffset = (LONGLONG)items[i].offset;
-        p[i].Length = items[i].last ? INT64_MAX : (LONGLONG)items[i].length;
-    }
-    free(items);
-    *plan = p;
-    *entries = (ULONG)k;
-    return S_OK;
+    /* Archive order: a tape is read front to back once. */
+    return ddp_bs_order_from_manifest(&s->base, &s->r->m, 1, n, paths, entries, plan);
 }
 
 static HRESULT tar_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
 {
     tar_store *s = (tar_store *)This;
-    s->base.stats.preview_calls++;
-    HRESULT hr = ddp_bs_check_path(path);
+    HRESULT hr = ddp_bs_check_preview(&s->base, path, n, ext);
     if (FAILED(hr)) return hr;
-    if (n > 0 && !ext) return E_POINTER;
-    for (ULONG i = 0; i < n; i++)
-        if (ext[i].Offset < 0 || ext[i].Length < 0)
-            return ddp_fail(E_INVALIDARG, "backup store: preview of %s: negative extent", path);
     size_t m = 0;
     uint64_t moff = 0, avail = 0;
     if (n > 0 && FAILED(locate(&s->r->m, path, (uint64_t)ext[0].Offset, &m, &moff, &avail))) {
