@@ -6,7 +6,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
       libfuse3-dev fuse3 libcmocka-dev python3 xxd)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(restic borgbackup casync hyperfine npm time)
+  pkgs+=(restic borgbackup casync hyperfine time)
+  # npm (for the data set) comes with the machine's Node.js; Debian's npm
+  # package would conflict with it, so it is installed only when missing.
+  command -v npm >/dev/null || pkgs+=(npm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
