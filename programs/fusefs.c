@@ -73,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -156,10 +157,12 @@ typedef struct cchunk {
     uint32_t len;
     int state;
     int refs;
+    int waiters;              /* readers waiting for it to load */
     int in_table;
     HRESULT hr;
     char *detail;
-    uint8_t *data;
+    uint8_t *data;            /* a pool buffer, or malloc'd when the pool was all pinned */
+    uint32_t slot;            /* its pool slot, or UINT32_MAX */
     struct cchunk *hnext;
     struct cchunk *prev, *next;   /* LRU (READY entries in the table) */
 } cchunk;
@@ -200,23 +203,32 @@ static struct {
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t ready;     /* a chunk finished loading */
+    pthread_cond_t ready[64]; /* a chunk finished loading (by the hash's first byte) */
     pthread_cond_t work;      /* the read-ahead queue has items, or stop */
     cchunk **buckets;
     size_t mask;
     cchunk lru;               /* sentinel: lru.next is the most recent */
-    uint64_t bytes, limit;
+    uint8_t *pool;            /* nslots buffers of DDP_CHUNK_MAX bytes, one mapping */
+    size_t pool_bytes;
+    uint32_t nslots, fresh;   /* slots [fresh, nslots) never used yet */
+    uint32_t *freelist;
+    uint32_t nfree;
+    uint64_t bytes, limit;    /* chunk bytes held (loading or cached), and the bound */
     ra_item *q;
     size_t qhead, qlen;
     int stop;
     pthread_t *threads;
     unsigned nthreads;
+    uint64_t hits, loads, failures, prefetched;   /* under mu */
 } cc;
 
 /* -------------------------------------------------------------------- log */
 
-static void mlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void mlog(const char *fmt, ...)
+/* A log line (errors: LOG_ERR; what the mount does: LOG_INFO). */
+static void mlog_at(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define mlog(...) mlog_at(LOG_ERR, __VA_ARGS__)
+#define minfo(...) mlog_at(LOG_INFO, __VA_ARGS__)
+static void mlog_at(int prio, const char *fmt, ...)
 {
     char msg[2048];
     va_list ap;
@@ -224,7 +236,7 @@ static void mlog(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (fs.use_syslog) {
-        syslog(LOG_ERR, "%s", msg);
+        syslog(prio, "%s", msg);
         return;
     }
     if (!fs.logf) return;
@@ -407,7 +419,16 @@ static int classify(int fd, const at_path *a, const char *display, struct stat *
     int kind = sz_get(st, logical);
     if (kind) return kind;
     int own = fd < 0;
-    if (own) {
+    if (!own && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY) {
+        /* Opened for writing only: read the same inode through a new descriptor. */
+        char pp[64];
+        snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
+        int rfd = fs.have_proc ? open(pp, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
+        if (rfd < 0) return -EIO;
+        fd = rfd;
+        own = 2;              /* close it, but st is already this inode's */
+    }
+    if (own == 1) {
         fd = open_noatime(a->dirfd, a->name);
         if (fd < 0) return -errno;
         struct stat now;
@@ -476,9 +497,12 @@ static void lru_front(cchunk *c)
     cc.lru.next = c;
 }
 
+/* (cc.mu held) */
 static void cc_free(cchunk *c)
 {
-    free(c->data);
+    if (c->data) cc.bytes -= c->len;
+    if (c->slot != UINT32_MAX) cc.freelist[cc.nfree++] = c->slot;
+    else free(c->data);
     free(c->detail);
     free(c);
 }
@@ -493,10 +517,7 @@ static void cc_unlink_locked(cchunk *c)
             break;
         }
     c->in_table = 0;
-    if (c->state == C_READY) {
-        lru_remove(c);
-        cc.bytes -= c->len;
-    }
+    if (c->state == C_READY) lru_remove(c);
 }
 
 static void cc_unref_locked(cchunk *c)
@@ -504,10 +525,15 @@ static void cc_unref_locked(cchunk *c)
     if (--c->refs == 0 && !c->in_table) cc_free(c);
 }
 
-static void cc_evict_locked(void)
+/* A buffer for a chunk of len bytes (cc.mu held). Least recently used
+ * chunks that nobody is reading go until len fits under the limit and a
+ * pool slot is free (a slot never used counts); when every slot is pinned by
+ * a reader, a malloc'd buffer. The pool is touched slot by slot and never
+ * given back, so a warm mount takes no page faults. */
+static uint8_t *cc_buffer_locked(uint32_t len, uint32_t *slot)
 {
     cchunk *c = cc.lru.prev;
-    while (cc.bytes > cc.limit && c != &cc.lru) {
+    while (c != &cc.lru && (cc.bytes + len > cc.limit || (!cc.nfree && cc.fresh >= cc.nslots))) {
         cchunk *prev = c->prev;
         if (c->refs == 0) {
             cc_unlink_locked(c);
@@ -515,6 +541,14 @@ static void cc_evict_locked(void)
         }
         c = prev;
     }
+    cc.bytes += len;
+    if (!cc.nfree && cc.fresh < cc.nslots) cc.freelist[cc.nfree++] = cc.fresh++;
+    if (cc.nfree) {
+        *slot = cc.freelist[--cc.nfree];
+        return cc.pool + (size_t)*slot * DDP_CHUNK_MAX;
+    }
+    *slot = UINT32_MAX;
+    return ddp_xmalloc(DDP_CHUNK_MAX);
 }
 
 /* The decoded, verified chunk (loc, hash), pinned: cc_put() it. On failure
@@ -526,7 +560,10 @@ static HRESULT cc_get(const ddp_chunk_loc *loc, const uint8_t *hash, cchunk **ou
     cchunk *c = cc_find_locked(hash);
     if (c) {
         c->refs++;
-        while (c->state == C_LOADING) pthread_cond_wait(&cc.ready, &cc.mu);
+        cc.hits++;
+        c->waiters++;
+        while (c->state == C_LOADING) pthread_cond_wait(&cc.ready[c->hash[0] % 64], &cc.mu);
+        c->waiters--;
         if (c->state == C_READY) {
             if (c->in_table) {
                 lru_remove(c);
@@ -553,32 +590,30 @@ static HRESULT cc_get(const ddp_chunk_loc *loc, const uint8_t *hash, cchunk **ou
     c->state = C_LOADING;
     c->refs = 1;
     c->in_table = 1;
+    c->data = cc_buffer_locked(c->len, &c->slot);
+    cc.loads++;
     cchunk **b = cc_bucket(hash);
     c->hnext = *b;
     *b = c;
     pthread_mutex_unlock(&cc.mu);
 
-    uint8_t *data = ddp_xmalloc(c->len);
-    HRESULT hr = fs.cs ? ddp_chunkstore_read_chunk(fs.cs, loc, hash, data)
+    HRESULT hr = fs.cs ? ddp_chunkstore_read_chunk(fs.cs, loc, hash, c->data)
                        : ddp_fail(DDP_E_INVALID_STATE, "the chunk store could not be opened");
     const char *why = FAILED(hr) ? ddp_error_detail() : NULL;
 
     pthread_mutex_lock(&cc.mu);
     if (SUCCEEDED(hr)) {
-        c->data = data;
         c->state = C_READY;
-        cc.bytes += c->len;
         lru_front(c);
-        cc_evict_locked();
     } else {
-        free(data);
+        cc.failures++;
         c->hr = hr;
         c->detail = ddp_strdup(why && *why ? why : ddp_strerror(hr));
         cc_unlink_locked(c);          /* the next reader tries again */
         c->state = C_FAILED;
         snprintf(detail, dn, "%s", c->detail);
     }
-    pthread_cond_broadcast(&cc.ready);
+    if (c->waiters) pthread_cond_broadcast(&cc.ready[c->hash[0] % 64]);
     if (FAILED(hr)) {
         cc_unref_locked(c);
         pthread_mutex_unlock(&cc.mu);
@@ -596,17 +631,22 @@ static void cc_put(cchunk *c)
     pthread_mutex_unlock(&cc.mu);
 }
 
-/* Queue a chunk for the read-ahead threads unless it is cached or loading. */
-static void cc_prefetch(const ddp_streammap_entry *e)
+/* Queue chunks for the read-ahead threads, but none cached or loading. */
+static void cc_prefetch(const ddp_streammap_entry *e, uint32_t n)
 {
+    uint32_t queued = 0;
     pthread_mutex_lock(&cc.mu);
-    if (!cc.stop && cc.qlen < RA_QUEUE_CAP && !cc_find_locked(e->hash)) {
+    for (uint32_t k = 0; k < n && !cc.stop && cc.qlen < RA_QUEUE_CAP; k++) {
+        if (cc_find_locked(e[k].hash)) continue;
         ra_item *it = &cc.q[(cc.qhead + cc.qlen) % RA_QUEUE_CAP];
-        it->loc = e->loc;
-        memcpy(it->hash, e->hash, DDP_HASH_SIZE);
+        it->loc = e[k].loc;
+        memcpy(it->hash, e[k].hash, DDP_HASH_SIZE);
         cc.qlen++;
-        pthread_cond_signal(&cc.work);
+        queued++;
     }
+    cc.prefetched += queued;
+    if (queued == 1) pthread_cond_signal(&cc.work);
+    else if (queued > 1) pthread_cond_broadcast(&cc.work);
     pthread_mutex_unlock(&cc.mu);
 }
 
@@ -633,11 +673,28 @@ static void *ra_thread(void *arg)
 static void cc_start(void)
 {
     pthread_mutex_init(&cc.mu, NULL);
-    pthread_cond_init(&cc.ready, NULL);
+    for (int i = 0; i < 64; i++) pthread_cond_init(&cc.ready[i], NULL);
     pthread_cond_init(&cc.work, NULL);
+    /* Slots of the largest chunk size, twice as many as chunks of the average
+     * size (64 KiB) that fit under the limit: the limit bounds the bytes held,
+     * the pool (at most twice the limit) the memory. */
     cc.limit = fs.opt.cache_bytes;
+    uint64_t slots = fs.opt.cache_bytes / (DDP_CHUNK_MAX / 2);
+    cc.nslots = slots < 16 ? 16 : slots > (1u << 24) ? (1u << 24) : (uint32_t)slots;
+    cc.pool_bytes = (size_t)cc.nslots * DDP_CHUNK_MAX;
+    /* One mapping, touched lazily; huge pages where the kernel gives them. */
+    void *pool = mmap(NULL, cc.pool_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (pool == MAP_FAILED) {
+        cc.nslots = 0;
+        cc.pool = NULL;
+        cc.pool_bytes = 0;
+    } else {
+        cc.pool = pool;
+        madvise(pool, cc.pool_bytes, MADV_HUGEPAGE);
+    }
+    cc.freelist = ddp_xcalloc(cc.nslots ? cc.nslots : 1, sizeof *cc.freelist);
     size_t nb = 1024;
-    while (nb < cc.limit / 32768 && nb < ((size_t)1 << 22)) nb <<= 1;
+    while (nb < (size_t)cc.nslots * 2 && nb < ((size_t)1 << 24)) nb <<= 1;
     cc.buckets = ddp_xcalloc(nb, sizeof *cc.buckets);
     cc.mask = nb - 1;
     cc.lru.next = cc.lru.prev = &cc.lru;
@@ -656,6 +713,9 @@ static void cc_stop(void)
     pthread_cond_broadcast(&cc.work);
     pthread_mutex_unlock(&cc.mu);
     for (unsigned i = 0; i < cc.nthreads; i++) pthread_join(cc.threads[i], NULL);
+    minfo("unmounted %s: %llu chunks decoded (%llu by read-ahead), %llu cache hits, %llu failed checks", fs.root,
+         (unsigned long long)cc.loads, (unsigned long long)cc.prefetched, (unsigned long long)cc.hits,
+         (unsigned long long)cc.failures);
     for (size_t i = 0; i <= cc.mask; i++) {
         cchunk *c = cc.buckets[i];
         while (c) {
@@ -667,8 +727,10 @@ static void cc_stop(void)
     free(cc.buckets);
     free(cc.q);
     free(cc.threads);
+    free(cc.freelist);
+    if (cc.pool) munmap(cc.pool, cc.pool_bytes);
     pthread_cond_destroy(&cc.work);
-    pthread_cond_destroy(&cc.ready);
+    for (int i = 0; i < 64; i++) pthread_cond_destroy(&cc.ready[i]);
     pthread_mutex_destroy(&cc.mu);
 }
 
@@ -759,7 +821,7 @@ static void stub_readahead(handle *h, uint64_t off, size_t n)
     while (i < h->map.count && h->map.starts[i] < want) i++;
     h->ra_next = i;
     pthread_mutex_unlock(&h->mu);
-    for (uint32_t k = first; k < i; k++) cc_prefetch(&h->map.entries[k]);
+    if (i > first) cc_prefetch(&h->map.entries[first], i - first);
 }
 
 static int stub_read(handle *h, char *buf, size_t size, off_t off)
@@ -1049,7 +1111,7 @@ static int recover(wnode *wn, int have_stripe)
         wn->ino = now.st_ino;
         pthread_mutex_unlock(&fs.wmu);
     }
-    mlog("%s: a job optimized this file while it was open for writing through the mount; its content with every "
+    minfo("%s: a job optimized this file while it was open for writing through the mount; its content with every "
          "write (%llu bytes) was put back over the stub and %d open handle(s) moved to it",
          path, (unsigned long long)o.st_size, moved);
     done = 1;
@@ -1162,6 +1224,14 @@ static int rehydrate_if_stub(const at_path *a, const char *path)
 
 static handle *H(const struct fuse_file_info *fi) { return (handle *)(uintptr_t)fi->fh; }
 
+/* The descriptor behind an open file or directory (both begin with kind). */
+static int fh_fd(const struct fuse_file_info *fi)
+{
+    const handle *h = H(fi);
+    if (h->kind == H_DIR) return dirfd(((const dirh *)(uintptr_t)fi->fh)->dp);
+    return h->fd;
+}
+
 /* Give what the caller created to the caller (when the daemon is root). */
 static int set_owner(const at_path *a, int fd, mode_t mode, int is_dir)
 {
@@ -1188,7 +1258,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 {
     if (fi && fi->fh) {
         handle *h = H(fi);
-        if (fstat(h->fd, st) != 0) return -errno;
+        if (fstat(fh_fd(fi), st) != 0) return -errno;
         if (h->kind == H_STUB) st->st_size = (off_t)h->size;
         return 0;
     }
@@ -1334,7 +1404,7 @@ static int op_link(const char *from, const char *to)
 
 static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-    if (fi && fi->fh) return fchmod(H(fi)->fd, mode) != 0 ? -errno : 0;
+    if (fi && fi->fh) return fchmod(fh_fd(fi), mode) != 0 ? -errno : 0;
     at_path a;
     int r = resolve(path, &a, 0);
     if (r) return r;
@@ -1345,7 +1415,7 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
-    if (fi && fi->fh) return fchown(H(fi)->fd, uid, gid) != 0 ? -errno : 0;
+    if (fi && fi->fh) return fchown(fh_fd(fi), uid, gid) != 0 ? -errno : 0;
     at_path a;
     int r = resolve(path, &a, 0);
     if (r) return r;
@@ -1684,7 +1754,7 @@ static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi
 
 static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
-    if (fi && fi->fh) return futimens(H(fi)->fd, tv) != 0 ? -errno : 0;
+    if (fi && fi->fh) return futimens(fh_fd(fi), tv) != 0 ? -errno : 0;
     at_path a;
     int r = resolve(path, &a, 0);
     if (r) return r;
@@ -1724,6 +1794,9 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
         fs.cs = NULL;
     }
     cc_start();
+    minfo("serving %s (chunk cache %llu MiB, read-ahead %llu MiB, %u read-ahead threads)", fs.root,
+          (unsigned long long)(fs.opt.cache_bytes >> 20), (unsigned long long)(fs.opt.readahead_bytes >> 20),
+          cc.nthreads);
     pthread_mutex_init(&fs.watchmu, NULL);
     pthread_cond_init(&fs.watchcv, NULL);
     fs.watcher_started = pthread_create(&fs.watcher, NULL, watch_thread, NULL) == 0;

@@ -90,6 +90,9 @@ O=$T/orig
 "$DDP" enable "$V" --usage Backup > /dev/null
 "$DDP" optimize "$V" --quiet
 check "the volume is optimized ($(count_stubs "$V") stubs)" test "$(count_stubs "$V")" -gt 100
+# A copy for the corrupt-chunk case, taken now: every chunk in its store belongs to some file.
+V2=$T/vol2
+cp -a "$V" "$V2"
 
 # ---- a directory that is not a volume ----
 mkdir -p "$T/m0"
@@ -113,7 +116,9 @@ ok "ddp mount $V $M"
 check "the mount is a fuse.ddp file system" bash -c "grep -q ' $M fuse.ddp ' /proc/self/mounts"
 
 # ---- every file reads as itself ----
-check "every file read through the mount equals the original" diff <(tree_sums "$O") <(tree_sums "$M")
+ORIG_SUMS=$T/orig.sums
+tree_sums "$O" > "$ORIG_SUMS"
+check "every file read through the mount equals the original" diff "$ORIG_SUMS" <(tree_sums "$M")
 sizes() { (cd "$1" && find . -path ./.ddp -prune -o -type f -printf '%s %p\n' | sort -k2); }
 check "every size through the mount is the original size" diff <(sizes "$O") <(sizes "$M")
 check "modes, owners and mtimes pass through" diff <(cd "$O" && find . -type f -printf '%m %U %G %T@ %p\n' | sort -k5) \
@@ -183,7 +188,7 @@ f=t/w6.bin
 chmod 640 "$M/$f"
 check "chmod of an optimized file keeps it a stub" is_stub "$V/$f"
 check "... with the new mode" test "$(stat -c %a "$V/$f")" == 640
-touch -d '2020-01-02 03:04:05' "$M/$f"
+touch -c -d '2020-01-02 03:04:05' "$M/$f"   # -c: utimensat on the name (plain touch opens for writing)
 check "utimens of an optimized file keeps it a stub" is_stub "$V/$f"
 check "... with the new mtime" test "$(stat -c %Y "$M/$f")" -eq "$(date -d '2020-01-02 03:04:05' +%s)"
 python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.ddptest', b'v1')" "$M/$f" 2> /dev/null && {
@@ -239,8 +244,9 @@ check "... and still read right" cmp "$M/t/w2.bin" <(cat "$O/t/w2.bin"; echo "ap
 f=t/w8.bin
 exec 4<> "$M/$f"
 printf 'first' >&4
-"$DDP" optimize "$V" --quiet > "$T/job2.out" 2>&1
-check "a job optimized the file while it was open for writing" is_stub "$V/$f"
+"$DDP" optimize "$V" > "$T/job2.out" 2>&1
+# (the mount's watcher may already have put the file back: the job's report says what it did)
+check "a job optimized the file while it was open for writing" grep -q "^Optimized 1 files" "$T/job2.out"
 printf 'second' >&4
 exec 4>&-
 expect8() { printf 'firstsecond'; tail -c +12 "$O/$f"; }
@@ -275,21 +281,17 @@ if [[ $(id -u) -eq 0 ]] && command -v setpriv > /dev/null; then
 fi
 
 # ---- unmount ----
-FINAL=$T/final.sums
-tree_sums "$M" > "$FINAL"
 umount_vol "$M" "$MPID" "$LOG"
 
 # ---- read-only ----
 if mount_vol "$V" "$M" "$T/ro.log" -o ro; then
   check "-o ro: files read" cmp "$M/t/big.bin" "$O/t/big.bin"
-  check "-o ro: writes fail" bash -c "! echo x >> '$M/t/w5.bin' 2>/dev/null"
+  check "-o ro: writes fail" bash -c "exec 2>/dev/null; ! echo x >> '$M/t/w5.bin'"
   check "-o ro: the stub is untouched" is_stub "$V/t/big.bin"
   umount_vol "$M" "$MOUNT_PID" "$T/ro.log"
 fi
 
 # ---- a corrupt chunk ----
-V2=$T/vol2
-cp -a "$V" "$V2"
 C=$(find "$V2/.ddp/ChunkStore" -path '*/Data/*.ccc' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 python3 - "$C" << 'EOF'
 import sys
@@ -307,8 +309,8 @@ if mount_vol "$V2" "$M2" "$LOG2"; then
   while IFS= read -r -d '' p; do
     rel=${p#"$M2"}
     if got=$(sha256sum < "$p" 2> "$T/err"); then
-      want=$(awk -v p=".$rel" '$2 == p { print $1 }' "$FINAL")
-      [[ -z "$want" || "${got%% *}" == "$want" ]] || { wrong=$((wrong + 1)); echo "wrong bytes: $rel"; }
+      want=$(awk -v p=".$rel" '$2 == p { print $1 }' "$ORIG_SUMS")
+      [[ "${got%% *}" == "$want" ]] || { wrong=$((wrong + 1)); echo "wrong bytes: $rel"; }
     else
       failed=$((failed + 1))
       grep -q "Input/output error" "$T/err" || eio=0
