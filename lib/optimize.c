@@ -32,6 +32,7 @@
 #include "chunker.h"
 #include "container.h"
 #include "fileattr.h"
+#include "maintenance.h"
 #include "stub.h"
 #include "util.h"
 #include "volume.h"
@@ -558,6 +559,8 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     free_pending(j.batch, j.batch_len);
     free(j.batch);
     if (SUCCEEDED(hr)) hr = j.fatal;
+    /* Second copies of chunks now referenced hotspot_threshold times (hotspot.c). */
+    if (SUCCEEDED(hr) && FAILED(ddp_hotspot_update(v))) ddp_clear_error();
     HRESULT ck = ddp_chunkstore_checkpoint(j.cs);
     if (SUCCEEDED(hr) && FAILED(ck)) hr = ck;
     stats->seconds = ddp_now() - j.t0;

@@ -8,7 +8,19 @@
  * the file gets the stub's owner, mode, times and xattrs, is synced, the
  * stub is checked unchanged, and the file is renamed over it and its
  * directory synced. A failure at any point leaves the stub as it was.
+ *
+ * The Unoptimization job (ddp_unoptimize_job, `ddp unoptimize VOLUME`)
+ * rehydrates every stub, then removes VOLUME/.ddp, but only when no file
+ * that claims to be a stub of this store is left (a damaged stub keeps the
+ * store: its data may still be rescued). The order makes an interrupted run
+ * safe to repeat: the chunk store and State (but the job lock) go first
+ * (the directory is still a volume, with no stubs, and a second run
+ * finishes), then the identity (from here on it is no longer a volume; an
+ * interruption now leaves a .ddp without an identity, which is not a volume
+ * and which `ddp enable` reuses), then the rest of .ddp; the root is
+ * fsynced at the end.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
@@ -139,5 +151,121 @@ DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb
              (unsigned long long)stats->files_optimized, (unsigned long long)stats->files_failed,
              (unsigned long long)stats->bytes_scanned, stats->seconds);
     ddp_volume_log_job(v, line);
+    return hr;
+}
+
+/* ---- the Unoptimization job ---- */
+
+/* rm -rf of dir's entry `name` (no symlinks followed). */
+static HRESULT remove_tree_at(int dfd, const char *name, const char *what)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? S_OK : ddp_fail_errno(errno, "removing %s", what);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) return ddp_fail_errno(errno, "removing %s", what);
+        return S_OK;
+    }
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ddp_fail_errno(errno, "removing %s", what);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return ddp_fail_errno(errno, "removing %s", what);
+    }
+    HRESULT hr = S_OK;
+    struct dirent *de;
+    while (SUCCEEDED(hr) && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *sub = ddp_path_join(what, de->d_name);
+        hr = remove_tree_at(dirfd(d), de->d_name, sub);
+        free(sub);
+    }
+    closedir(d);
+    if (SUCCEEDED(hr) && unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        hr = ddp_fail_errno(errno, "removing %s", what);
+    return hr;
+}
+
+static HRESULT remove_tree(const char *path)
+{
+    char *parent = ddp_strdup(path);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash == parent) {
+        free(parent);
+        return ddp_fail(E_INVALIDARG, "refusing to remove %s", path);
+    }
+    *slash = '\0';
+    int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    HRESULT hr = dfd < 0 ? ddp_fail_errno(errno, "%s", parent) : remove_tree_at(dfd, slash + 1, path);
+    if (dfd >= 0) close(dfd);
+    free(parent);
+    return hr;
+}
+
+typedef struct left_ctx {
+    uint64_t stubs;
+    char first[512];
+} left_ctx;
+
+/* Count files that claim to be stubs of this store (valid or not). */
+static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
+{
+    left_ctx *c = arg;
+    if (e->fts_statp->st_size < DDP_STUB_PREFIX_SIZE || e->fts_statp->st_size > DDP_STUB_SIZE) return S_OK;
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(v, -1, e->fts_path, &s);
+    ddp_clear_error();
+    if (hr == S_OK || hr == DDP_E_INVALID_DATA) {
+        if (!c->stubs++) snprintf(c->first, sizeof c->first, "%s", e->fts_path);
+    }
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats)
+{
+    ddp_job_stats local;
+    if (!stats) stats = &local;
+    HRESULT hr = ddp_unoptimize_volume(v, cb, stats);
+    if (FAILED(hr) || stats->files_failed) return hr;
+    left_ctx left;
+    memset(&left, 0, sizeof left);
+    if (FAILED(hr = ddp_volume_walk(v, count_left, &left))) return hr;
+    if (left.stubs)
+        return ddp_fail(DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS,
+                        "%s: %llu file(s) still claim to be stubs (for example %s); the chunk store is kept", v->root,
+                        (unsigned long long)left.stubs, left.first);
+
+    /* No stub is left: the store, State and Settings go, in an order that a
+     * second run can finish (see the top of this file). */
+    pthread_mutex_lock(&v->store_mu);
+    if (v->store) (void)ddp_chunkstore_close(v->store);
+    v->store = NULL;
+    pthread_mutex_unlock(&v->store_mu);
+    ddp_clear_error();
+    char *chunkstore = ddp_path_join(v->ddp_dir, "ChunkStore");
+    char *identity = ddp_path_join(v->settings_dir, "identity");
+    hr = remove_tree(chunkstore);
+    /* State, but the job lock, which a second run needs to open the volume. */
+    DIR *sd = SUCCEEDED(hr) ? opendir(v->state_dir) : NULL;
+    if (sd) {
+        struct dirent *de;
+        while (SUCCEEDED(hr) && (de = readdir(sd)) != NULL) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "job.lock")) continue;
+            char *p = ddp_path_join(v->state_dir, de->d_name);
+            hr = remove_tree_at(dirfd(sd), de->d_name, p);
+            free(p);
+        }
+        closedir(sd);
+    }
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->state_dir);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->ddp_dir);
+    if (SUCCEEDED(hr) && unlink(identity) != 0 && errno != ENOENT)
+        hr = ddp_fail_errno(errno, "removing %s", identity);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->settings_dir);
+    if (SUCCEEDED(hr)) hr = remove_tree(v->ddp_dir);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->root);
+    free(chunkstore);
+    free(identity);
     return hr;
 }

@@ -33,6 +33,8 @@ int cmd_unoptimize(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_scrub(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 

@@ -104,7 +104,7 @@ int cmd_unoptimize(int argc, char **argv)
             if (!(v = open_job("unoptimize", argv[i]))) { rc = DDP_EXIT_FAIL; continue; }
             ddp_job_callbacks cb = { .file_problem = on_problem, .ctx = &pc };
             ddp_job_stats js;
-            hr = ddp_unoptimize_volume(v, &cb, &js);
+            hr = ddp_unoptimize_job(v, &cb, &js);
             char a[32];
             printf("Unoptimized %llu files (%s) in %.2f s, %llu failed\n", (unsigned long long)js.files_optimized,
                    cli_human_bytes(js.bytes_scanned, a), js.seconds, (unsigned long long)js.files_failed);

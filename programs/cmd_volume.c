@@ -121,6 +121,14 @@ int cmd_status(int argc, char **argv)
                (unsigned long long)st.chunks, (unsigned long long)st.data_containers,
                (unsigned long long)st.stream_containers);
         json_str(st.last_job);
+        printf(",\"last_optimize\":");
+        json_str(st.last_optimize);
+        printf(",\"last_gc\":");
+        json_str(st.last_gc);
+        printf(",\"last_scrub\":");
+        json_str(st.last_scrub);
+        printf(",\"last_unoptimize\":");
+        json_str(st.last_unoptimize);
         printf("}\n");
     } else {
         char a[32], b[32], c[32], d[32], e[32];
@@ -135,6 +143,10 @@ int cmd_status(int argc, char **argv)
         printf("Saved:             %s (%.1f%% of all file bytes)\n", cli_human_bytes(st.saved_bytes, a),
                100.0 * st.savings_rate);
         printf("Last job:          %s\n", st.last_job[0] ? st.last_job : "(none)");
+        printf("Last optimization: %s\n", st.last_optimize[0] ? st.last_optimize : "(never)");
+        printf("Last gc:           %s\n", st.last_gc[0] ? st.last_gc : "(never)");
+        printf("Last scrub:        %s\n", st.last_scrub[0] ? st.last_scrub : "(never)");
+        printf("Last unoptimize:   %s\n", st.last_unoptimize[0] ? st.last_unoptimize : "(never)");
     }
     ddp_volume_close(v);
     return 0;

@@ -22,6 +22,8 @@ static const struct command {
     { "cat", cmd_cat, "cat FILE...                                     write files' content to stdout" },
     { "unoptimize", cmd_unoptimize, "unoptimize VOLUME | FILE...                     rehydrate in place" },
     { "index", cmd_index, "index rebuild VOLUME                            rebuild the chunk index" },
+    { "gc", cmd_gc, "gc VOLUME [--full]                              reclaim the space of unreferenced chunks" },
+    { "scrub", cmd_scrub, "scrub VOLUME [--repair] [--json]                check every chunk, stream map and stub" },
     { "backup", cmd_backup, "backup VOLUME DEST [--tar] [--incremental PREV] an optimized backup" },
     { "restore", cmd_restore, "restore --from BACKUP [--to DIR] [--list-containers] PATH...\n"
                               "                                                    selective restore (RestoreFiles)" },

@@ -138,7 +138,8 @@ DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st);
  * gc_threshold setting (percent); full = 1 touches every container with dead
  * records. Crash-safe: the plan is written to State/gc.plan first, and the
  * next writable open of the store finishes an interrupted run. The volume
- * must be opened with DDP_OPEN_JOB. */
+ * must be opened with DDP_OPEN_JOB. The job closes and reopens the volume's
+ * chunk store: close every ddp_file opened on v before calling it. */
 typedef struct ddp_gc_stats {
     uint64_t stubs;               /* stubs found: what they reference is live */
     uint64_t containers_scanned;  /* data, stream-map and hotspot containers */
@@ -195,7 +196,8 @@ DDP_API void ddp_scrub_report_free(ddp_scrub_report *r);
 /* The Unoptimization job (`ddp unoptimize VOLUME`): ddp_unoptimize_volume
  * (free space checked first), then, when every stub was rehydrated and none is
  * left, remove VOLUME/.ddp (chunk store, State, Settings): the directory is no
- * longer a ddp volume. Interrupted, run it again: it finishes. */
+ * longer a ddp volume. Interrupted, run it again: it finishes. Close every
+ * ddp_file opened on v first; after success only ddp_volume_close(v) is valid. */
 DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats);
 
 #ifdef __cplusplus

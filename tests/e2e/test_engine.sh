@@ -106,5 +106,6 @@ check "a copy of known data adds almost nothing after rebuild ($((after-before))
 check "unoptimize the volume" "$DDP" unoptimize "$V"
 check "no stubs remain" test "$(count_stubs "$V")" -eq 0
 check "every file has its original bytes" diff "$T/before" <(tree_sums "$V")
+check "the chunk store and settings are gone" test ! -e "$V/.ddp"
 
 finish

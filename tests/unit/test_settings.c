@@ -88,14 +88,14 @@ static void test_keys(void **state)
     static const char *const want[] = { "usage_type",        "min_file_age_days", "min_file_size",
                                         "excluded_folders",  "excluded_types",    "no_compress_types",
                                         "compression_level", "container_size_limit", "hotspot_threshold",
-                                        "enabled" };
+                                        "enabled", "gc_threshold" };
     const char *const *k = ddp_settings_keys();
     size_t i = 0;
     for (; k[i]; i++) {
-        assert_true(i < 10);
+        assert_true(i < 11);
         assert_string_equal(k[i], want[i]);
     }
-    assert_int_equal(i, 10);
+    assert_int_equal(i, 11);
 }
 
 static void test_encode_form(void **state)
@@ -385,7 +385,7 @@ static void test_decode_checksum(void **state)
     assert_non_null(p);
     p[strlen("compression_level = ")] = '9';
     decode_fails(text, n, "checksum mismatch");
-    decode_fails(text, n, "line 12");
+    decode_fails(text, n, "line 13");
     p[strlen("compression_level = ")] = '3';
     assert_int_equal(ddp_settings_decode(text, n, &s), S_OK);
     ddp_settings_free(&s);
