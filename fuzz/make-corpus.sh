@@ -43,6 +43,20 @@ open(f"{v}/bin/c.bin", "wb").write(c)
 open(f"{v}/bin/d.bin", "wb").write(c + c[:5000])
 open(f"{v}/small.txt", "wb").write(b"too small to optimize\n")
 PY
+# A second, tiny volume (two files of repeated text that compress to a few
+# hundred bytes): small containers and restores, which the fuzzers mutate
+# and run much faster.
+S=$work/small
+mkdir -p "$S"
+python3 - "$S" <<'PY'
+import sys
+s = sys.argv[1]
+open(f"{s}/one.txt", "wb").write(b"the same line of text, over and over\n" * 1100)
+open(f"{s}/two.txt", "wb").write(b"the same line of text, over and over\n" * 900 + b"and a different end\n" * 200)
+PY
+"$DDP" enable "$S" --usage Backup >/dev/null
+"$DDP" optimize "$S" --quiet >/dev/null
+
 "$DDP" enable "$V" --usage Backup >/dev/null
 "$DDP" set "$V" excluded_folders scratch,tmp/old >/dev/null
 "$DDP" set "$V" excluded_types part,bak >/dev/null
@@ -52,73 +66,78 @@ PY
 
 rm -rf "$out"
 mkdir -p "$out"
-python3 - "$V" "$work" "$out" <<'PY'
+python3 - "$V" "$work" "$out" "$S" <<'PY'
 import glob, os, struct, sys
-v, work, out = sys.argv[1:4]
+v, work, out, small = sys.argv[1:5]
 def put(target, name, data):
     d = os.path.join(out, target)
     os.makedirs(d, exist_ok=True)
     open(os.path.join(d, name), "wb").write(data)
 def rd(p): return open(p, "rb").read()
 
-ddp = os.path.join(v, ".ddp")
-store = glob.glob(os.path.join(ddp, "ChunkStore", "*.ddp"))[0]
-sid = os.path.basename(store)
-stubs = {}
-for p in sorted(glob.glob(os.path.join(v, "**", "*"), recursive=True)):
-    if os.path.isfile(p) and "/.ddp/" not in p:
+def seeds(v, tag):
+    ddp = os.path.join(v, ".ddp")
+    store = glob.glob(os.path.join(ddp, "ChunkStore", "*.ddp"))[0]
+    sid = os.path.basename(store)
+    stubs = {}
+    for p in sorted(glob.glob(os.path.join(v, "**", "*"), recursive=True)):
+        if os.path.isfile(p) and "/.ddp/" not in p:
+            b = rd(p)
+            rel = os.path.relpath(p, v).replace("/", "_")
+            put("stub", tag + rel, b)
+            if len(b) == 232: stubs[rel] = b
+    put("identity", tag + "identity", rd(os.path.join(ddp, "Settings", "identity")))
+    put("identity", tag + "guid", sid[:-4].encode())
+    put("settings", tag + "settings.conf", rd(os.path.join(ddp, "Settings", "settings.conf")))
+    put("catalog", tag + "catalog", rd(os.path.join(store, "catalog")))
+
+    containers = {}
+    for p in sorted(glob.glob(os.path.join(store, "*", "*.ccc"))):
+        rel = "/.ddp/ChunkStore/" + sid + "/" + os.path.relpath(p, store)
         b = rd(p)
-        rel = os.path.relpath(p, v).replace("/", "_")
-        put("stub", rel, b)
-        if len(b) == 232: stubs[rel] = b
-put("identity", "identity", rd(os.path.join(ddp, "Settings", "identity")))
-put("identity", "guid", sid[:-4].encode())
-put("settings", "settings.conf", rd(os.path.join(ddp, "Settings", "settings.conf")))
-put("catalog", "catalog", rd(os.path.join(store, "catalog")))
+        containers[rel] = b
+        base = tag + os.path.relpath(p, store).replace("/", "_")
+        put("container", base + ".raw", b"\x00" + b)
+        put("container", base + ".fix+file", b"\x03" + b)
+        put("container", base + ".torn", b"\x02" + b[: max(64, len(b) - 100)])
+        # the stream maps: payloads of type-2 records (stored raw)
+        off = 64
+        k = 0
+        while off + 64 <= len(b):
+            typ = struct.unpack_from("<H", b, off + 4)[0]
+            stored = struct.unpack_from("<I", b, off + 8)[0]
+            if typ == 2 and b[off + 6] == 0:
+                put("streammap", f"{base}.{k}", b[off + 64: off + 64 + stored])
+                k += 1
+            off += 64 + stored
+            if typ == 3: break
 
-containers = {}
-for p in sorted(glob.glob(os.path.join(store, "*", "*.ccc"))):
-    rel = "/.ddp/ChunkStore/" + sid + "/" + os.path.relpath(p, store)
-    b = rd(p)
-    containers[rel] = b
-    base = os.path.relpath(p, store).replace("/", "_")
-    put("container", base + ".raw", b"\x00" + b)
-    put("container", base + ".fix+file", b"\x03" + b)
-    put("container", base + ".torn", b"\x02" + b[: max(64, len(b) - 100)])
-    # the stream maps: payloads of type-2 records (stored raw)
-    off = 64
-    k = 0
-    while off + 64 <= len(b):
-        typ = struct.unpack_from("<H", b, off + 4)[0]
-        stored = struct.unpack_from("<I", b, off + 8)[0]
-        if typ == 2 and b[off + 6] == 0:
-            put("streammap", f"{base}.{k}", b[off + 64: off + 64 + stored])
-            k += 1
-        off += 64 + stored
-        if typ == 3: break
+    def tlv_stub(b): return b"\x00" + struct.pack("<I", len(b)) + b
+    def tlv_file(name, b):
+        n = name.encode()
+        return b"\x01" + struct.pack("<H", len(n)) + n + struct.pack("<I", len(b)) + b
+    def tlv_plan(ext): return b"\x02" + struct.pack("<I", 20 * len(ext)) + b"".join(struct.pack("<Iqq", *e) for e in ext)
+    def tlv_fault(call, hr): return b"\x03" + struct.pack("<I", 8) + struct.pack("<II", call, hr)
+    meta = tlv_file("/.ddp/Settings/identity", rd(os.path.join(ddp, "Settings", "identity")))
+    meta += tlv_file("/.ddp/ChunkStore/" + sid + "/catalog", rd(os.path.join(store, "catalog")))
+    conts = b"".join(tlv_file(n, b) for n, b in containers.items())
+    allstubs = b"".join(tlv_stub(b) for b in stubs.values())
+    one = tlv_stub(next(iter(stubs.values()))) if stubs else b""
+    INT64_MAX = (1 << 63) - 1
+    put("restore", tag + "all", b"\x00" + allstubs + meta + conts)
+    put("restore", tag + "all.fix", b"\x01" + allstubs + meta + conts)
+    put("restore", tag + "one", b"\x00" + one + meta + conts)
+    put("restore", tag + "extras", b"\x38" + allstubs + meta + conts)
+    put("restore", tag + "plan", b"\x00" + allstubs + meta + conts + tlv_plan([(0, 0, INT64_MAX)]) +
+        tlv_plan([(0, 64, 4096), (0, 0, INT64_MAX)]))
+    put("restore", tag + "shortreads", b"\x02" + allstubs + meta + conts[: len(conts) * 3 // 4])
+    put("restore", tag + "fault", b"\x00" + allstubs + meta + conts + tlv_fault(3, 0x80070005))
+    put("restore", tag + "listing", b"\x40" + allstubs + meta + conts)
+    put("restore", tag + "nostore", b"\x10" + allstubs)
 
-def tlv_stub(b): return b"\x00" + struct.pack("<I", len(b)) + b
-def tlv_file(name, b):
-    n = name.encode()
-    return b"\x01" + struct.pack("<H", len(n)) + n + struct.pack("<I", len(b)) + b
-def tlv_plan(ext): return b"\x02" + struct.pack("<I", 20 * len(ext)) + b"".join(struct.pack("<Iqq", *e) for e in ext)
-def tlv_fault(call, hr): return b"\x03" + struct.pack("<I", 8) + struct.pack("<II", call, hr)
-meta = tlv_file("/.ddp/Settings/identity", rd(os.path.join(ddp, "Settings", "identity")))
-meta += tlv_file("/.ddp/ChunkStore/" + sid + "/catalog", rd(os.path.join(store, "catalog")))
-conts = b"".join(tlv_file(n, b) for n, b in containers.items())
-allstubs = b"".join(tlv_stub(b) for b in stubs.values())
-one = tlv_stub(next(iter(stubs.values()))) if stubs else b""
-INT64_MAX = (1 << 63) - 1
-put("restore", "all", b"\x00" + allstubs + meta + conts)
-put("restore", "all.fix", b"\x01" + allstubs + meta + conts)
-put("restore", "one", b"\x00" + one + meta + conts)
-put("restore", "extras", b"\x38" + allstubs + meta + conts)
-put("restore", "plan", b"\x00" + allstubs + meta + conts + tlv_plan([(0, 0, INT64_MAX)]) +
-    tlv_plan([(0, 64, 4096), (0, 0, INT64_MAX)]))
-put("restore", "shortreads", b"\x02" + allstubs + meta + conts[: len(conts) - 5000])
-put("restore", "fault", b"\x00" + allstubs + meta + conts + tlv_fault(3, 0x80070005))
-put("restore", "listing", b"\x40" + allstubs + meta + conts)
-put("restore", "nostore", b"\x10" + allstubs)
+
+seeds(v, "")
+seeds(small, "small-")
 
 tar = os.path.join(work, "bk.tar")
 if os.path.exists(tar): put("tar", "bk.tar", rd(tar))

@@ -263,6 +263,19 @@ static HRESULT parse_list(const char *key, const char *v, item_fn fn, ddp_strlis
     return S_OK;
 }
 
+static int bad_item(const char *item);
+
+/* An item that settings.conf cannot hold as it is (it would not read back
+ * the same: a space at either end of it after normalizing) is refused here,
+ * so that what is accepted can always be written back. */
+static HRESULT storable(const char *key, char *item)
+{
+    if (!bad_item(item)) return S_OK;
+    HRESULT hr = ddp_fail(E_INVALIDARG, "%s: '%s' cannot be stored (white space at either end of it)", key, item);
+    free(item);
+    return hr;
+}
+
 static HRESULT folder_item(const char *key, const char *item, size_t n, ddp_strlist *l)
 {
     char *raw = xstrndup(item, n);
@@ -285,6 +298,8 @@ static HRESULT folder_item(const char *key, const char *item, size_t n, ddp_strl
         return hr;
     }
     free(raw);
+    HRESULT hr = storable(key, b.p);
+    if (FAILED(hr)) return hr;
     strlist_add(l, b.p);
     return S_OK;
 }
@@ -303,6 +318,8 @@ static HRESULT type_item(const char *key, const char *item, size_t n, ddp_strlis
         }
         t[i] = (char)ascii_lower((unsigned char)t[i]);
     }
+    HRESULT hr = storable(key, t);
+    if (FAILED(hr)) return hr;
     strlist_add(l, t);
     return S_OK;
 }

@@ -19,7 +19,9 @@
  * stays full). ERR is an errno name (EIO, ENOSPC, EDQUOT, EROFS, EACCES,
  * EPERM, EMFILE, ENOMEM, EFBIG, EINTR, EAGAIN) or number, or "short" for
  * the write family: the call writes only part of the bytes (at most half)
- * and reports that count, as a real write may.
+ * and reports that count, as a real write may. ERR "kill" ends the process
+ * with SIGKILL just before the call, "killafter" just after it: a crash at
+ * an exact point (bench/crash_stress.sh).
  *
  * A failing call does nothing, except close, which still releases the
  * descriptor (as Linux does when close reports an error).
@@ -36,7 +38,9 @@
  * The counters are process-wide and atomic, so a multi-threaded job is
  * covered; with more than one thread the N-th call is whichever comes N-th.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -54,6 +59,8 @@ static const char *const family_names[F_COUNT] = { "write", "fsync", "rename", "
 
 #define MAX_RULES 8
 #define ERR_SHORT (-1)
+#define ERR_KILL (-2)
+#define ERR_KILL_AFTER (-3)
 
 typedef struct rule {
     int family;
@@ -127,6 +134,8 @@ static void syscall_write_stderr(const char *msg, size_t n)
 static int parse_err(const char *s, size_t n)
 {
     if (n == 5 && memcmp(s, "short", 5) == 0) return ERR_SHORT;
+    if (n == 4 && memcmp(s, "kill", 4) == 0) return ERR_KILL;
+    if (n == 9 && memcmp(s, "killafter", 9) == 0) return ERR_KILL_AFTER;
     for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++)
         if (strlen(errnames[i].name) == n && memcmp(errnames[i].name, s, n) == 0) return errnames[i].value;
     if (n > 0 && n < 6 && s[0] >= '1' && s[0] <= '9') return atoi(s);
@@ -220,13 +229,19 @@ static void log_fault(int family, unsigned long n, int err, const char *fn, int 
     }
     char line[1024];
     int k = snprintf(line, sizeof line, "fault: %s #%lu %s in %s(%s)%s pid %ld\n", family_names[family], n,
-                     err == ERR_SHORT ? "short" : strerrorname_np(err) ? strerrorname_np(err) : "?", fn, target,
+                     err == ERR_SHORT ? "short" : err == ERR_KILL ? "kill" : err == ERR_KILL_AFTER ? "killafter" : strerrorname_np(err) ? strerrorname_np(err) : "?", fn, target,
                      access_mode, (long)getpid());
     if (k <= 0) return;
     int lfd = get_open()(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (lfd < 0) return;
     (void)get_write()(lfd, line, (size_t)k < sizeof line ? (size_t)k : sizeof line - 1);
     (void)get_close()(lfd);
+}
+
+static void kill_self(void)
+{
+    raise(SIGKILL);
+    _exit(137);
 }
 
 /* Count one call of family; 0 to let it through, else the errno (or
@@ -241,6 +256,7 @@ static int should_fail(int family, const char *fn, int fd, const char *path)
             int saved = errno;
             log_fault(family, n, r->err, fn, fd, path);
             errno = saved;
+            if (r->err == ERR_KILL) kill_self();
             return r->err;
         }
     }
@@ -249,34 +265,47 @@ static int should_fail(int family, const char *fn, int fd, const char *path)
 
 /* ---- the interposed calls ---- */
 
+/* Count the call; fail it (errno = e, return -1) or run it, then maybe end
+ * the process (killafter). */
+#define RUN(family, fn, fd, path, type, call)               \
+    do {                                                    \
+        int e_ = should_fail(family, fn, fd, path);         \
+        if (e_ > 0) {                                       \
+            errno = e_;                                     \
+            return -1;                                      \
+        }                                                   \
+        type r_ = call;                                     \
+        if (e_ == ERR_KILL_AFTER) kill_self();              \
+        return r_;                                          \
+    } while (0)
+
+/* The write family: short writes too. */
+#define RUN_WRITE(fn, fd, n, call, short_call)              \
+    do {                                                    \
+        if (fd <= 2) return call;                           \
+        int e_ = should_fail(F_WRITE, fn, fd, NULL);        \
+        if (e_ > 0) {                                       \
+            errno = e_;                                     \
+            return -1;                                      \
+        }                                                   \
+        ssize_t r_ = (e_ == ERR_SHORT && (n) > 1) ? short_call : call; \
+        if (e_ == ERR_KILL_AFTER) kill_self();              \
+        return r_;                                          \
+    } while (0)
+
 ssize_t write(int fd, const void *buf, size_t n)
 {
-    if (fd > 2) {
-        int e = should_fail(F_WRITE, "write", fd, NULL);
-        if (e == ERR_SHORT && n > 1) return get_write()(fd, buf, n / 2);
-        if (e > 0) { errno = e; return -1; }
-    }
-    return get_write()(fd, buf, n);
+    RUN_WRITE("write", fd, n, get_write()(fd, buf, n), get_write()(fd, buf, n / 2));
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-    if (fd > 2) {
-        int e = should_fail(F_WRITE, "pwrite", fd, NULL);
-        if (e == ERR_SHORT && n > 1) return get_pwrite()(fd, buf, n / 2, off);
-        if (e > 0) { errno = e; return -1; }
-    }
-    return get_pwrite()(fd, buf, n, off);
+    RUN_WRITE("pwrite", fd, n, get_pwrite()(fd, buf, n, off), get_pwrite()(fd, buf, n / 2, off));
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
-    if (fd > 2) {
-        int e = should_fail(F_WRITE, "pwrite64", fd, NULL);
-        if (e == ERR_SHORT && n > 1) return get_pwrite64()(fd, buf, n / 2, off);
-        if (e > 0) { errno = e; return -1; }
-    }
-    return get_pwrite64()(fd, buf, n, off);
+    RUN_WRITE("pwrite64", fd, n, get_pwrite64()(fd, buf, n, off), get_pwrite64()(fd, buf, n / 2, off));
 }
 
 /* A short vectored write: the first half of the first non-empty buffer. */
@@ -292,46 +321,26 @@ static ssize_t short_iov(const struct iovec *iov, int cnt, int fd, off_t off, in
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
-    if (fd > 2) {
-        int e = should_fail(F_WRITE, "writev", fd, NULL);
-        if (e == ERR_SHORT) return short_iov(iov, cnt, fd, 0, 0);
-        if (e > 0) { errno = e; return -1; }
-    }
-    return get_writev()(fd, iov, cnt);
+    RUN_WRITE("writev", fd, 2, get_writev()(fd, iov, cnt), short_iov(iov, cnt, fd, 0, 0));
 }
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
-    if (fd > 2) {
-        int e = should_fail(F_WRITE, "pwritev", fd, NULL);
-        if (e == ERR_SHORT) return short_iov(iov, cnt, fd, off, 1);
-        if (e > 0) { errno = e; return -1; }
-    }
-    return get_pwritev()(fd, iov, cnt, off);
+    RUN_WRITE("pwritev", fd, 2, get_pwritev()(fd, iov, cnt, off), short_iov(iov, cnt, fd, off, 1));
 }
 
-#define FAIL_OR(family, fn, fd, path, call) \
-    do {                                    \
-        int e_ = should_fail(family, fn, fd, path); \
-        if (e_ > 0) {                       \
-            errno = e_;                     \
-            return -1;                      \
-        }                                   \
-        return call;                        \
-    } while (0)
+int fsync(int fd) { RUN(F_FSYNC, "fsync", fd, NULL, int, get_fsync()(fd)); }
+int fdatasync(int fd) { RUN(F_FSYNC, "fdatasync", fd, NULL, int, get_fdatasync()(fd)); }
+int syncfs(int fd) { RUN(F_FSYNC, "syncfs", fd, NULL, int, get_syncfs()(fd)); }
 
-int fsync(int fd) { FAIL_OR(F_FSYNC, "fsync", fd, NULL, get_fsync()(fd)); }
-int fdatasync(int fd) { FAIL_OR(F_FSYNC, "fdatasync", fd, NULL, get_fdatasync()(fd)); }
-int syncfs(int fd) { FAIL_OR(F_FSYNC, "syncfs", fd, NULL, get_syncfs()(fd)); }
-
-int rename(const char *a, const char *b) { FAIL_OR(F_RENAME, "rename", -1, b, get_rename()(a, b)); }
+int rename(const char *a, const char *b) { RUN(F_RENAME, "rename", -1, b, int, get_rename()(a, b)); }
 int renameat(int da, const char *a, int db, const char *b)
 {
-    FAIL_OR(F_RENAME, "renameat", -1, b, get_renameat()(da, a, db, b));
+    RUN(F_RENAME, "renameat", -1, b, int, get_renameat()(da, a, db, b));
 }
 int renameat2(int da, const char *a, int db, const char *b, unsigned int flags)
 {
-    FAIL_OR(F_RENAME, "renameat2", -1, b, get_renameat2()(da, a, db, b, flags));
+    RUN(F_RENAME, "renameat2", -1, b, int, get_renameat2()(da, a, db, b, flags));
 }
 
 static int creates(int flags) { return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE; }
@@ -347,10 +356,7 @@ int open(const char *path, int flags, ...)
     va_start(ap, flags);
     mode_t mode = mode_arg(flags, ap);
     va_end(ap);
-    if (creates(flags)) {
-        int e = should_fail(F_OPEN, "open", -1, path);
-        if (e > 0) { errno = e; return -1; }
-    }
+    if (creates(flags)) RUN(F_OPEN, "open", -1, path, int, get_open()(path, flags, mode));
     return get_open()(path, flags, mode);
 }
 
@@ -360,10 +366,7 @@ int open64(const char *path, int flags, ...)
     va_start(ap, flags);
     mode_t mode = mode_arg(flags, ap);
     va_end(ap);
-    if (creates(flags)) {
-        int e = should_fail(F_OPEN, "open64", -1, path);
-        if (e > 0) { errno = e; return -1; }
-    }
+    if (creates(flags)) RUN(F_OPEN, "open64", -1, path, int, get_open64()(path, flags, mode));
     return get_open64()(path, flags, mode);
 }
 
@@ -373,10 +376,7 @@ int openat(int dfd, const char *path, int flags, ...)
     va_start(ap, flags);
     mode_t mode = mode_arg(flags, ap);
     va_end(ap);
-    if (creates(flags)) {
-        int e = should_fail(F_OPEN, "openat", -1, path);
-        if (e > 0) { errno = e; return -1; }
-    }
+    if (creates(flags)) RUN(F_OPEN, "openat", -1, path, int, get_openat()(dfd, path, flags, mode));
     return get_openat()(dfd, path, flags, mode);
 }
 
@@ -386,10 +386,7 @@ int openat64(int dfd, const char *path, int flags, ...)
     va_start(ap, flags);
     mode_t mode = mode_arg(flags, ap);
     va_end(ap);
-    if (creates(flags)) {
-        int e = should_fail(F_OPEN, "openat64", -1, path);
-        if (e > 0) { errno = e; return -1; }
-    }
+    if (creates(flags)) RUN(F_OPEN, "openat64", -1, path, int, get_openat64()(dfd, path, flags, mode));
     return get_openat64()(dfd, path, flags, mode);
 }
 
@@ -404,43 +401,43 @@ int __openat_2(int dfd, const char *path, int flags);
 int __openat64_2(int dfd, const char *path, int flags);
 int __open_2(const char *path, int flags)
 {
-    if (creates(flags)) FAIL_OR(F_OPEN, "__open_2", -1, path, get___open_2()(path, flags));
+    if (creates(flags)) RUN(F_OPEN, "__open_2", -1, path, int, get___open_2()(path, flags));
     return get___open_2()(path, flags);
 }
 int __open64_2(const char *path, int flags)
 {
-    if (creates(flags)) FAIL_OR(F_OPEN, "__open64_2", -1, path, get___open64_2()(path, flags));
+    if (creates(flags)) RUN(F_OPEN, "__open64_2", -1, path, int, get___open64_2()(path, flags));
     return get___open64_2()(path, flags);
 }
 int __openat_2(int dfd, const char *path, int flags)
 {
-    if (creates(flags)) FAIL_OR(F_OPEN, "__openat_2", -1, path, get___openat_2()(dfd, path, flags));
+    if (creates(flags)) RUN(F_OPEN, "__openat_2", -1, path, int, get___openat_2()(dfd, path, flags));
     return get___openat_2()(dfd, path, flags);
 }
 int __openat64_2(int dfd, const char *path, int flags)
 {
-    if (creates(flags)) FAIL_OR(F_OPEN, "__openat64_2", -1, path, get___openat64_2()(dfd, path, flags));
+    if (creates(flags)) RUN(F_OPEN, "__openat64_2", -1, path, int, get___openat64_2()(dfd, path, flags));
     return get___openat64_2()(dfd, path, flags);
 }
 
-int creat(const char *path, mode_t mode) { FAIL_OR(F_OPEN, "creat", -1, path, get_creat()(path, mode)); }
-int mkstemp(char *tmpl) { FAIL_OR(F_OPEN, "mkstemp", -1, tmpl, get_mkstemp()(tmpl)); }
-int mkostemp(char *tmpl, int flags) { FAIL_OR(F_OPEN, "mkostemp", -1, tmpl, get_mkostemp()(tmpl, flags)); }
-int mkstemp64(char *tmpl) { FAIL_OR(F_OPEN, "mkstemp64", -1, tmpl, get_mkstemp64()(tmpl)); }
-int mkostemp64(char *tmpl, int flags) { FAIL_OR(F_OPEN, "mkostemp64", -1, tmpl, get_mkostemp64()(tmpl, flags)); }
+int creat(const char *path, mode_t mode) { RUN(F_OPEN, "creat", -1, path, int, get_creat()(path, mode)); }
+int mkstemp(char *tmpl) { RUN(F_OPEN, "mkstemp", -1, tmpl, int, get_mkstemp()(tmpl)); }
+int mkostemp(char *tmpl, int flags) { RUN(F_OPEN, "mkostemp", -1, tmpl, int, get_mkostemp()(tmpl, flags)); }
+int mkstemp64(char *tmpl) { RUN(F_OPEN, "mkstemp64", -1, tmpl, int, get_mkstemp64()(tmpl)); }
+int mkostemp64(char *tmpl, int flags) { RUN(F_OPEN, "mkostemp64", -1, tmpl, int, get_mkostemp64()(tmpl, flags)); }
 
 int close(int fd)
 {
-    if (fd > 2) {
-        int e = should_fail(F_CLOSE, "close", fd, NULL);
-        if (e > 0) {
-            (void)get_close()(fd);
-            errno = e;
-            return -1;
-        }
+    if (fd <= 2) return get_close()(fd);
+    int e = should_fail(F_CLOSE, "close", fd, NULL);
+    int r = get_close()(fd);
+    if (e == ERR_KILL_AFTER) kill_self();
+    if (e > 0) {
+        errno = e;
+        return -1;
     }
-    return get_close()(fd);
+    return r;
 }
 
-int ftruncate(int fd, off_t len) { FAIL_OR(F_FTRUNCATE, "ftruncate", fd, NULL, get_ftruncate()(fd, len)); }
-int ftruncate64(int fd, off64_t len) { FAIL_OR(F_FTRUNCATE, "ftruncate64", fd, NULL, get_ftruncate64()(fd, len)); }
+int ftruncate(int fd, off_t len) { RUN(F_FTRUNCATE, "ftruncate", fd, NULL, int, get_ftruncate()(fd, len)); }
+int ftruncate64(int fd, off64_t len) { RUN(F_FTRUNCATE, "ftruncate64", fd, NULL, int, get_ftruncate64()(fd, len)); }
