@@ -38,6 +38,11 @@ set -uo pipefail
 # While this is 1 such leftovers are counted and removed, not failed. Set it
 # to 0 once both are fixed.
 KNOWN_TEMP_LEFTOVERS=${KNOWN_TEMP_LEFTOVERS:-1}
+# Known problem, reported: `ddp unoptimize VOLUME` removes .ddp piece by
+# piece, the identity first (lib/unoptimize.c); killed after that, it
+# leaves a .ddp that makes ddp cat and ddp unoptimize refuse the directory.
+# While this is 1 the script finishes the removal itself and counts it.
+KNOWN_HALF_DISABLED=${KNOWN_HALF_DISABLED:-1}
 
 TRIALS=${1:-200}
 SEED=${2:-$(date +%s)}
@@ -116,9 +121,7 @@ drop_expect() { grep -v " $1\$" "$EXPECT" > "$EXPECT.new"; mv "$EXPECT.new" "$EX
 is_stub() { [[ $(stat -c %s "$1" 2>/dev/null) == 232 ]] && head -c 9 "$1" | grep -q '^ddp stub:'; }
 
 # reads_back DIR EXPECTFILE: one `ddp cat` of every expected file, split by size.
-reads_back() {
-  local dir=$1 exp=$2
-  (cd "$dir" && awk '{print $3}' "$exp" | tr '\n' '\0' | xargs -0 -r "$DDP" cat 2>"$W/cat.err") | "$PY" -c '
+CHECK_PY='
 import hashlib, sys
 data = sys.stdin.buffer.read()
 pos, bad = 0, []
@@ -129,7 +132,17 @@ for line in open(sys.argv[1]):
 if pos != len(data): bad.append("(%d bytes read, %d expected)" % (len(data), pos))
 print(" ".join(bad[:5]))
 sys.exit(1 if bad else 0)
-' "$exp" > "$W/bad.txt"
+'
+
+# A volume whose every file was unoptimized has no .ddp any more (ddp
+# unoptimize of a volume disables it): then every file is read directly.
+reads_back() {
+  local dir=$1 exp=$2
+  if [[ ! -e $dir/.ddp ]]; then
+    (cd "$dir" && awk '{print $3}' "$exp" | while IFS= read -r f; do cat "$f"; done 2>"$W/cat.err") | "$PY" -c "$CHECK_PY" "$exp" > "$W/bad.txt"
+    return
+  fi
+  (cd "$dir" && awk '{print $3}' "$exp" | tr '\n' '\0' | xargs -0 -r "$DDP" cat 2>"$W/cat.err") | "$PY" -c "$CHECK_PY" "$exp" > "$W/bad.txt"
 }
 
 temps_in() { find "$1" \( -name '*.ddp-tmp.*' -o -name '*.tmp.*' -o -name '*.tmp' \) -printf '%P ' | head -c 400; }
@@ -267,6 +280,17 @@ for TRIAL in $(seq 1 "$TRIALS"); do
   killed_run "${cmd[@]}"
   kills=$((kills + KILLED))
 
+  # Known problem (reported): a whole-volume unoptimize killed while it
+  # removes .ddp leaves .ddp without its identity; ddp cat and ddp unoptimize
+  # then refuse the directory. Check the files directly, then finish the
+  # removal by hand.
+  if ((KNOWN_HALF_DISABLED)) && [[ -e $V/.ddp && ! -e $V/.ddp/Settings/identity ]]; then
+    echo "known: the killed job left a half-removed .ddp (no identity); removed now"
+    mv "$V/.ddp" "$W/half-ddp" && reads_back "$V" "$EXPECT" ||
+      fail "DATA: after the kill, files of the half-disabled volume do not read back: $(cat "$W/bad.txt")"
+    rm -rf "$W/half-ddp"
+    xfails=$((xfails + 1))
+  fi
   # 1. Everything reads back.
   reads_back "$V" "$EXPECT" || fail "DATA: after the kill, files do not read back: $(cat "$W/bad.txt") $(head -c 300 "$W/cat.err")"
   if [[ $op == restore ]]; then
@@ -279,8 +303,13 @@ for TRIAL in $(seq 1 "$TRIALS"); do
       fi
     done
   fi
-  # 2. The same job completes.
-  out2=$("${again[@]}" 2>&1) || fail "the next $op failed: $(tr '\n' ' ' <<<"$out2" | cut -c1-400)"
+  # 2. The same job completes (an unoptimize of the volume that got to its
+  # end before the kill has disabled the volume: nothing is left to do).
+  if [[ ${again[1]} == unoptimize && ${again[2]} == "$V" && ! -e $V/.ddp ]]; then
+    out2="(the volume was already unoptimized and disabled)"
+  else
+    out2=$("${again[@]}" 2>&1) || fail "the next $op failed: $(tr '\n' ' ' <<<"$out2" | cut -c1-400)"
+  fi
   reads_back "$V" "$EXPECT" || fail "DATA: after the next $op, files do not read back: $(cat "$W/bad.txt")"
   if [[ $op == restore ]]; then
     for t in "${targets[@]}"; do
@@ -288,6 +317,11 @@ for TRIAL in $(seq 1 "$TRIALS"); do
       got=$(sha256sum < "$W/rs2/$t" 2>/dev/null | cut -d' ' -f1)
       [[ $got == "$want" ]] || fail "the next restore did not restore $t"
     done
+  fi
+  # A volume unoptimized as a whole is disabled (no .ddp): enable it again.
+  if [[ ! -e $V/.ddp ]]; then
+    "$DDP" enable "$V" --usage Backup >/dev/null && "$DDP" set "$V" container_size_limit 1M >/dev/null ||
+      fail "enabling the unoptimized volume again failed"
   fi
   # 3. The index rebuilds from the containers, and optimize still completes.
   out3=$("$DDP" index rebuild "$V" 2>&1) || fail "index rebuild failed: $(tr '\n' ' ' <<<"$out3" | cut -c1-400)"

@@ -560,7 +560,10 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     free(j.batch);
     if (SUCCEEDED(hr)) hr = j.fatal;
     /* Second copies of chunks now referenced hotspot_threshold times (hotspot.c). */
-    if (SUCCEEDED(hr) && FAILED(ddp_hotspot_update(v))) ddp_clear_error();
+    if (SUCCEEDED(hr)) {
+        HRESULT hh = ddp_hotspot_update(v);
+        if (FAILED(hh)) hr = hh; /* the files are safe; the disk said no: say so */
+    }
     HRESULT ck = ddp_chunkstore_checkpoint(j.cs);
     if (SUCCEEDED(hr) && FAILED(ck)) hr = ck;
     stats->seconds = ddp_now() - j.t0;

@@ -127,6 +127,33 @@ int cmd_unoptimize(int argc, char **argv)
     return rc;
 }
 
+static int cat_plain(const char *path)
+{
+    FILE *in = fopen(path, "rb");
+    if (!in) {
+        fprintf(stderr, "ddp: cat %s: %s\n", path, strerror(errno));
+        return DDP_EXIT_FAIL;
+    }
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    if (n >= 88 && memcmp(buf, "ddp stub:", 9) == 0 && memcmp(buf + 80, "DDPSTUB1", 8) == 0) {
+        fclose(in);
+        fprintf(stderr, "ddp: cat %s: a ddp stub outside its volume; its data is in that volume's chunk store "
+                        "(0x%08X)\n", path, (unsigned)DDP_E_VOLUME_DEDUP_DISABLED);
+        return DDP_EXIT_FAIL;
+    }
+    int rc = 0;
+    do {
+        if (fwrite(buf, 1, n, stdout) != n) { rc = DDP_EXIT_FAIL; break; }
+    } while ((n = fread(buf, 1, sizeof buf, in)) > 0);
+    if (ferror(in)) {
+        fprintf(stderr, "ddp: cat %s: %s\n", path, strerror(errno));
+        rc = DDP_EXIT_FAIL;
+    }
+    fclose(in);
+    return rc;
+}
+
 int cmd_cat(int argc, char **argv)
 {
     if (argc < 2) return cli_usage_error("cat", "missing FILE");
@@ -137,6 +164,12 @@ int cmd_cat(int argc, char **argv)
         ddp_volume *v = NULL;
         ddp_file *f = NULL;
         HRESULT hr = ddp_volume_open_containing(argv[i], DDP_OPEN_READ, &v);
+        if (hr == DDP_E_VOLUME_DEDUP_DISABLED) {
+            /* Not in a volume: a plain file is simply itself (a stub without
+             * its volume cannot be read, and says so). */
+            rc |= cat_plain(argv[i]);
+            continue;
+        }
         if (SUCCEEDED(hr)) hr = ddp_file_open(v, argv[i], &f);
         uint64_t off = 0;
         while (SUCCEEDED(hr) && off < ddp_file_size(f)) {
