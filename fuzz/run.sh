@@ -41,6 +41,10 @@ add_compile_options(-Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla)
 add_subdirectory($root/fuzz fuzz)
 CM
   fi
+  # A build directory configured from the other source (wrapper or not) is
+  # configured again from scratch; the corpora and findings stay.
+  home=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null)
+  if [[ -n $home && $home != "$src" ]]; then rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"; fi
   CC=$cc cmake -S "$src" -B "$build" -DDDP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 2
   cmake --build "$build" -j"$jobs" --target $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null || {
     echo "run.sh: building the fuzz targets failed" >&2; exit 2; }
