@@ -3,8 +3,9 @@
 #
 # One volume lives through TRIALS trials. Each trial changes some files (new
 # files, appends, deletions), then runs one job and kills it with SIGKILL:
-# `ddp optimize`, `ddp unoptimize` of the volume or of some files, or
-# `ddp restore` from a fresh backup. The kill comes either after a random
+# `ddp optimize`, `ddp unoptimize` of the volume or of some files, `ddp gc`
+# (plain or --full, after deleting a stub), or `ddp restore` from a fresh
+# backup. The kill comes either after a random
 # delay (up to about the job's length) or at an exact file-system call: the
 # fault shim (tests/fault/faultshim.c) raises SIGKILL before or after the
 # N-th write, fsync, rename, create, close or ftruncate. After each kill:
@@ -14,8 +15,8 @@
 #   - the same job run again completes (exit 0); for a restore, into a new
 #     directory, and every restored file has its content; a killed restore
 #     left each target absent, its stub, or its whole content;
-#   - `ddp index rebuild` succeeds and a second optimize completes (what
-#     scrub will check once it exists), and the files still read back;
+#   - `ddp scrub` finds no damage, `ddp index rebuild` succeeds and a second
+#     optimize completes, and the files still read back;
 #   - no temporary file is left in the volume after those jobs.
 #
 # The trials are chosen by a generator seeded with SEED (default: the time),
@@ -28,21 +29,12 @@
 # find the fault shim), TMPDIR, CRASH_NO_RESTORE=1 (skip restore trials).
 set -uo pipefail
 
-# Known problems, reported: temporary files of a killed job stay forever.
-#  - a killed unoptimize leaves its partial file (.NAME.ddp-tmp.XXXXXX,
-#    larger than a stub) beside the file; no later job removes it, and the
-#    next optimize optimizes it as a user file (lib/optimize.c removes only
-#    leftovers of stub size);
-#  - a job killed while rewriting the catalog (or any file written with
-#    ddp_write_file_atomic, lib/util.c) leaves PATH.tmp.PID in .ddp/.
-# While this is 1 such leftovers are counted and removed, not failed. Set it
-# to 0 once both are fixed.
-KNOWN_TEMP_LEFTOVERS=${KNOWN_TEMP_LEFTOVERS:-1}
-# Known problem, reported: `ddp unoptimize VOLUME` removes .ddp piece by
-# piece, the identity first (lib/unoptimize.c); killed after that, it
-# leaves a .ddp that makes ddp cat and ddp unoptimize refuse the directory.
-# While this is 1 the script finishes the removal itself and counts it.
-KNOWN_HALF_DISABLED=${KNOWN_HALF_DISABLED:-1}
+# Temporary files a killed job leaves (.NAME.ddp-tmp.XXXXXX beside a file,
+# NAME.tmp.PID in .ddp/) must be gone after the jobs that follow: the next
+# optimize or unoptimize removes the first kind when no live writer holds
+# its lock, opening a volume for a job the second when its PID is dead.
+# A killed `ddp unoptimize VOLUME` may leave .ddp without its identity (and
+# without a chunk store): the next `ddp unoptimize VOLUME` finishes it.
 
 TRIALS=${1:-200}
 SEED=${2:-$(date +%s)}
@@ -148,7 +140,7 @@ reads_back() {
 temps_in() { find "$1" \( -name '*.ddp-tmp.*' -o -name '*.tmp.*' -o -name '*.tmp' \) -printf '%P ' | head -c 400; }
 
 # ---- running a job, and killing it ----------------------------------------------
-declare -A EST=([optimize]=150 [unoptimize]=80 [restore]=60)
+declare -A EST=([optimize]=150 [unoptimize]=80 [restore]=60 [gc]=80)
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 # killed_run CMD...: run CMD and kill it per KILL (time:MS or call:FAULTSPEC).
@@ -219,7 +211,6 @@ NEXT=100
 RESTORE_OK=1
 [[ ${CRASH_NO_RESTORE:-0} == 1 ]] && RESTORE_OK=0
 kills=0
-xfails=0
 
 for TRIAL in $(seq 1 "$TRIALS"); do
   # Change some files.
@@ -241,19 +232,29 @@ for TRIAL in $(seq 1 "$TRIALS"); do
   mapfile -t stubs < <(cd "$V" && find . -path ./.ddp -prune -o -type f -size 232c -print | LC_ALL=C sort)
 
   rnd 100; pick=$R
-  if ((pick >= 80 && RESTORE_OK == 0)); then pick=$((pick - 40)); fi
-  if ((pick < 45)); then
+  if ((pick >= 85 && RESTORE_OK == 0)); then pick=$((pick - 45)); fi
+  if ((pick >= 70 && pick < 85)); then
+    op=gc
+    # Garbage to collect: a stub deleted (its chunks are then referenced by
+    # nothing, unless another file shares them).
+    if ((${#stubs[@]} > 0)) && (($(wc -l < "$EXPECT") > 8)); then
+      rnd ${#stubs[@]}; rm -f "$V/${stubs[$R]}"; drop_expect "${stubs[$R]}"
+    fi
+    ((${#stubs[@]})) || "$DDP" optimize "$V" --quiet >/dev/null 2>&1
+    rnd 2; if ((R)); then cmd=("$DDP" gc "$V" --full); else cmd=("$DDP" gc "$V"); fi
+    again=("${cmd[@]}")
+  elif ((pick < 40)); then
     op=optimize
     # Something to do: rehydrate a few stubs first.
     if ((${#stubs[@]} >= $(wc -l < "$EXPECT") - 1)) && ((${#stubs[@]} > 0)); then
       rnd ${#stubs[@]}; "$DDP" unoptimize "$V/${stubs[$R]}" >/dev/null 2>&1
     fi
     cmd=("$DDP" optimize "$V" --quiet); again=("${cmd[@]}")
-  elif ((pick < 65)); then
+  elif ((pick < 55)); then
     op=unoptimize
     ((${#stubs[@]})) || "$DDP" optimize "$V" --quiet >/dev/null 2>&1
     cmd=("$DDP" unoptimize "$V"); again=("${cmd[@]}")
-  elif ((pick < 80)); then
+  elif ((pick < 70)); then
     op=unoptimize
     if ((${#stubs[@]} == 0)); then "$DDP" optimize "$V" --quiet >/dev/null 2>&1
       mapfile -t stubs < <(cd "$V" && find . -path ./.ddp -prune -o -type f -size 232c -print | LC_ALL=C sort); fi
@@ -280,16 +281,10 @@ for TRIAL in $(seq 1 "$TRIALS"); do
   killed_run "${cmd[@]}"
   kills=$((kills + KILLED))
 
-  # Known problem (reported): a whole-volume unoptimize killed while it
-  # removes .ddp leaves .ddp without its identity; ddp cat and ddp unoptimize
-  # then refuse the directory. Check the files directly, then finish the
-  # removal by hand.
-  if ((KNOWN_HALF_DISABLED)) && [[ -e $V/.ddp && ! -e $V/.ddp/Settings/identity ]]; then
-    echo "known: the killed job left a half-removed .ddp (no identity); removed now"
-    mv "$V/.ddp" "$W/half-ddp" && reads_back "$V" "$EXPECT" ||
-      fail "DATA: after the kill, files of the half-disabled volume do not read back: $(cat "$W/bad.txt")"
-    rm -rf "$W/half-ddp"
-    xfails=$((xfails + 1))
+  # A whole-volume unoptimize killed after it removed the identity: every
+  # file is plain and the chunk store is gone.
+  if [[ -e $V/.ddp && ! -e $V/.ddp/Settings/identity && -e $V/.ddp/ChunkStore ]]; then
+    fail "the killed unoptimize left .ddp without its identity but with its chunk store"
   fi
   # 1. Everything reads back.
   reads_back "$V" "$EXPECT" || fail "DATA: after the kill, files do not read back: $(cat "$W/bad.txt") $(head -c 300 "$W/cat.err")"
@@ -323,22 +318,16 @@ for TRIAL in $(seq 1 "$TRIALS"); do
     "$DDP" enable "$V" --usage Backup >/dev/null && "$DDP" set "$V" container_size_limit 1M >/dev/null ||
       fail "enabling the unoptimized volume again failed"
   fi
-  # 3. The index rebuilds from the containers, and optimize still completes.
+  # 3. Scrub finds no damage, the index rebuilds from the containers, and
+  # optimize still completes.
+  out3=$("$DDP" scrub "$V" 2>&1) || fail "scrub found a problem: $(tr '\n' ' ' <<<"$out3" | cut -c1-400)"
   out3=$("$DDP" index rebuild "$V" 2>&1) || fail "index rebuild failed: $(tr '\n' ' ' <<<"$out3" | cut -c1-400)"
   out3=$("$DDP" optimize "$V" --quiet 2>&1) || fail "the optimize after the index rebuild failed: $(tr '\n' ' ' <<<"$out3" | cut -c1-400)"
   reads_back "$V" "$EXPECT" || fail "DATA: after index rebuild and optimize, files do not read back: $(cat "$W/bad.txt")"
   left=$(temps_in "$V")
-  if [[ -n $left ]]; then
-    if ((KNOWN_TEMP_LEFTOVERS)); then
-      echo "known: temporary files left in the volume by the killed job (removed now): $left"
-      find "$V" \( -name '*.ddp-tmp.*' -o -name '*.tmp.*' -o -name '*.tmp' \) -delete
-      xfails=$((xfails + 1))
-    else
-      fail "temporary files left in the volume after the jobs that followed: $left"
-    fi
-  fi
+  [[ -z $left ]] || fail "temporary files left in the volume after the jobs that followed: $left"
   PASS=$((PASS + 1))
   echo "ok   trial $TRIAL: $OPDESC; kill $KILL ($( ((KILLED)) && echo killed || echo "finished first, rc $RC"))"
 done
-echo "# $kills of $TRIALS jobs were killed mid-way; $xfails trials met the known problem above"
+echo "# $kills of $TRIALS jobs were killed mid-way"
 echo "$TRIALS trials, seed $SEED: $PASS passed, 0 failed"

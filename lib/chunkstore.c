@@ -85,6 +85,7 @@ typedef struct writer_slot {
     ddp_container_writer *w;
     uint32_t id, generation;
     HRESULT failed;                 /* sticky write/fsync failure */
+    char failed_detail[512];        /* its detail line, for every later caller */
     _Atomic uint32_t pub_id;        /* id of w's container, 0 when none */
     _Atomic uint64_t pub_flushed;   /* bytes of it that are in the file */
 } writer_slot;
@@ -108,6 +109,8 @@ struct ddp_chunkstore {
     ddp_index *ix;
     writer_slot ws[2];
     uint64_t next_auto_checkpoint;  /* delta count below which no automatic checkpoint is tried */
+    uint8_t *cat_written;           /* the catalog's bytes as last written (or read) */
+    size_t cat_written_len;
 
     pthread_mutex_t fdlock;
     fd_entry **fds;
@@ -180,8 +183,17 @@ static HRESULT catalog_write_locked(ddp_chunkstore *cs)
     uint8_t *buf = NULL;
     size_t n = 0;
     HRESULT hr = ddp_catalog_encode(&cs->cat, &buf, &n);
-    if (SUCCEEDED(hr)) hr = ddp_write_file_atomic(cs->catalog_path, buf, n, 0600);
-    free(buf);
+    if (FAILED(hr)) return hr;
+    if (cs->cat_written && n == cs->cat_written_len && memcmp(buf, cs->cat_written, n) == 0) {
+        free(buf); /* the file already holds these bytes */
+        return S_OK;
+    }
+    hr = ddp_write_file_atomic(cs->catalog_path, buf, n, 0600);
+    free(cs->cat_written);
+    /* After a failure the file's content is unknown: write next time. */
+    cs->cat_written = SUCCEEDED(hr) ? buf : NULL;
+    cs->cat_written_len = SUCCEEDED(hr) ? n : 0;
+    if (FAILED(hr)) free(buf);
     return hr;
 }
 
@@ -234,10 +246,19 @@ static void publish(writer_slot *ws)
     atomic_store(&ws->pub_id, ws->id);
 }
 
+/* The slot's first failure sticks, with its detail (file, errno text), so
+ * that every later caller (and the job's final message) names the cause. */
+static void mark_failed(writer_slot *ws, HRESULT hr)
+{
+    if (FAILED(ws->failed)) return;
+    ws->failed = hr;
+    snprintf(ws->failed_detail, sizeof ws->failed_detail, "%s", ddp_error_detail());
+}
+
 static HRESULT slot_failed(const writer_slot *ws)
 {
-    return ddp_fail(ws->failed, "the %s container of this store failed earlier; no more writes are accepted",
-                    kind_name(ws->kind));
+    return ddp_fail(ws->failed, "%s%sthe %s container of this store failed; no more writes are accepted",
+                    ws->failed_detail, ws->failed_detail[0] ? "; " : "", kind_name(ws->kind));
 }
 
 static void set_writer(writer_slot *ws, ddp_container_writer *w, uint32_t id, uint32_t generation)
@@ -280,10 +301,14 @@ static HRESULT new_container_locked(ddp_chunkstore *cs, writer_slot *ws)
     ddp_catalog_put(&cs->cat, &e);
     hr = catalog_write_locked(cs);
     if (FAILED(hr)) {
+        /* The file stays: the failed write may still have renamed a catalog
+         * that lists it into place. An empty container is harmless either
+         * way (one the catalog does not list is replaced when its id comes
+         * round again); a listed one that is missing would not be. */
         catalog_remove(&cs->cat, ws->kind, id);
         ddp_container_close(w);
-        unlink(path);
         free(path);
+        mark_failed(ws, hr);
         return hr;
     }
     free(path);
@@ -296,7 +321,7 @@ static HRESULT roll_locked(ddp_chunkstore *cs, writer_slot *ws)
 {
     HRESULT hr = ddp_container_seal(ws->w);
     if (FAILED(hr)) {
-        ws->failed = hr;
+        mark_failed(ws, hr);
         publish(ws);
         return hr;
     }
@@ -331,7 +356,7 @@ static HRESULT append_locked(ddp_chunkstore *cs, writer_slot *ws, ddp_record_hea
     HRESULT hr = ensure_room_locked(cs, ws, DDP_RECORD_HEADER_SIZE + (uint64_t)h->stored_len);
     if (FAILED(hr)) return hr;
     hr = ddp_container_append(ws->w, h, payload, off);
-    if (FAILED(hr) && hr != E_INVALIDARG) ws->failed = hr;
+    if (FAILED(hr) && hr != E_INVALIDARG) mark_failed(ws, hr);
     publish(ws);
     return hr;
 }
@@ -342,7 +367,7 @@ static HRESULT sync_locked(writer_slot *ws)
     if (FAILED(ws->failed)) return slot_failed(ws);
     if (!ws->w) return S_OK;
     HRESULT hr = ddp_container_sync(ws->w);
-    if (FAILED(hr)) ws->failed = hr;
+    if (FAILED(hr)) mark_failed(ws, hr);
     publish(ws);
     return hr;
 }
@@ -362,7 +387,7 @@ static HRESULT sync_kind(ddp_chunkstore *cs, writer_slot *ws)
         return S_OK;
     }
     HRESULT hr = ddp_container_flush(ws->w);
-    if (FAILED(hr)) ws->failed = hr;
+    if (FAILED(hr)) mark_failed(ws, hr);
     publish(ws);
     if (FAILED(hr)) {
         pthread_mutex_unlock(&cs->lock);
@@ -380,7 +405,7 @@ static HRESULT sync_kind(ddp_chunkstore *cs, writer_slot *ws)
         close(fd);
         pthread_mutex_lock(&cs->lock);
         if (FAILED(hr)) {
-            if (SUCCEEDED(ws->failed)) ws->failed = hr;
+            mark_failed(ws, hr);
         } else if (ws->w && ws->id == id) {
             ddp_container_note_synced(ws->w, end);
         }
@@ -404,7 +429,7 @@ static HRESULT ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, 
             hr = slot_failed(ws);
         } else {
             hr = ddp_container_flush(ws->w);
-            if (FAILED(hr)) ws->failed = hr;
+            if (FAILED(hr)) mark_failed(ws, hr);
             publish(ws);
         }
     }
@@ -516,6 +541,7 @@ static HRESULT rebuild_locked(ddp_chunkstore *cs, ddp_index **out, HRESULT *firs
 
 static void chunkstore_free(ddp_chunkstore *cs)
 {
+    free(cs->cat_written);
     for (size_t i = 0; i < cs->nfds; i++) {
         close(cs->fds[i]->fd);
         free(cs->fds[i]->path);
@@ -644,6 +670,12 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
     if (!writable) {
         *out = cs;
         return S_OK;
+    }
+    /* What the file holds (as this code writes it): an unchanged catalog is
+     * not rewritten at close. */
+    if (FAILED(ddp_catalog_encode(&cs->cat, &cs->cat_written, &cs->cat_written_len))) {
+        cs->cat_written = NULL;
+        cs->cat_written_len = 0;
     }
 
     /* A garbage collection that was interrupted left State/gc.plan: finish
@@ -1018,24 +1050,43 @@ HRESULT ddp_chunkstore_rebuild_index(ddp_chunkstore *cs)
     return hr;
 }
 
+static HRESULT commit_locked(ddp_chunkstore *cs)
+{
+    HRESULT hd = sync_locked(&cs->ws[W_DATA]);
+    HRESULT hs = sync_locked(&cs->ws[W_STREAM]);
+    HRESULT hr = FAILED(hd) ? hd : hs;
+    ddp_saved_error se;
+    ddp_error_save(&se);
+    /* An index that might name lost records must not be written. */
+    if (SUCCEEDED(hd)) hr = ddp_first_error(hr, &se, checkpoint_locked(cs));
+    ddp_error_save(&se);
+    return ddp_first_error(hr, &se, catalog_write_locked(cs));
+}
+
+HRESULT ddp_chunkstore_commit(ddp_chunkstore *cs)
+{
+    if (!cs) return E_POINTER;
+    if (!cs->writable) return S_OK;
+    pthread_mutex_lock(&cs->lock);
+    HRESULT hr = commit_locked(cs);
+    pthread_mutex_unlock(&cs->lock);
+    return hr;
+}
+
 HRESULT ddp_chunkstore_close(ddp_chunkstore *cs)
 {
     if (!cs) return S_OK;
     HRESULT hr = S_OK;
     if (cs->writable) {
         pthread_mutex_lock(&cs->lock);
-        HRESULT hd = sync_locked(&cs->ws[W_DATA]);
-        HRESULT hs = sync_locked(&cs->ws[W_STREAM]);
-        hr = FAILED(hd) ? hd : hs;
-        /* An index that might name lost records must not be written. */
-        if (SUCCEEDED(hd)) {
-            HRESULT hc = checkpoint_locked(cs);
-            if (SUCCEEDED(hr)) hr = hc;
-        }
-        HRESULT hw = catalog_write_locked(cs);
-        if (SUCCEEDED(hr)) hr = hw;
+        hr = commit_locked(cs);
         pthread_mutex_unlock(&cs->lock);
     }
     chunkstore_free(cs);
     return hr;
+}
+
+void ddp_chunkstore_discard(ddp_chunkstore *cs)
+{
+    if (cs) chunkstore_free(cs);
 }

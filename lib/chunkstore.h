@@ -67,7 +67,14 @@ HRESULT ddp_chunkstore_read_streammap(ddp_chunkstore *cs, uint32_t container, ui
 HRESULT ddp_chunkstore_stats_get(ddp_chunkstore *cs, ddp_chunkstore_stats *st);
 /* Drop the index and rebuild it by scanning every data container. */
 HRESULT ddp_chunkstore_rebuild_index(ddp_chunkstore *cs);
-/* Closes; a writable store syncs, checkpoints the index and writes the catalog. */
+/* Make everything written so far durable and described: sync the open
+ * containers, checkpoint the index, write the catalog (skipped when its bytes
+ * did not change). A job calls this last, so that a failure here reaches its
+ * result; close does it again (then a no-op). */
+HRESULT ddp_chunkstore_commit(ddp_chunkstore *cs);
+/* Closes; a writable store commits first (see above). */
 HRESULT ddp_chunkstore_close(ddp_chunkstore *cs);
+/* Frees without writing anything (a store about to be removed). */
+void ddp_chunkstore_discard(ddp_chunkstore *cs);
 
 #endif /* DDP_CHUNKSTORE_H */

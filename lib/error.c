@@ -103,6 +103,15 @@ DDP_API const char *ddp_error_detail(void) { return detail; }
 
 void ddp_clear_error(void) { detail[0] = '\0'; }
 
+void ddp_error_save(ddp_saved_error *se) { snprintf(se->text, sizeof se->text, "%s", detail); }
+
+HRESULT ddp_first_error(HRESULT first, const ddp_saved_error *se, HRESULT next)
+{
+    if (SUCCEEDED(first)) return next;
+    snprintf(detail, sizeof detail, "%s", se->text);
+    return first;
+}
+
 /* The arguments may include ddp_error_detail() itself (to add context to
  * the message below), so format into a scratch buffer first. */
 HRESULT ddp_fail(HRESULT hr, const char *fmt, ...)

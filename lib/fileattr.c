@@ -8,6 +8,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -85,6 +86,8 @@ HRESULT ddp_tempfile_beside(const char *path, char **tmp_path, int *fd)
         free(tmp);
         return hr;
     }
+    /* A fresh file: nobody else can hold its lock. */
+    (void)flock(f, LOCK_EX | LOCK_NB);
     *tmp_path = tmp;
     *fd = f;
     return S_OK;
@@ -95,4 +98,19 @@ int ddp_is_temp_name(const char *name)
     if (name[0] != '.') return 0;
     const char *m = strstr(name, TEMP_MARK);
     return m && strlen(m) == strlen(TEMP_MARK) + 6;
+}
+
+int ddp_temp_remove_abandoned(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    int gone = 0;
+    /* Regular files only; the lock is free once its writer's descriptor is
+     * closed (by exit, or by a crash). A writer between its create and its
+     * flock (a few instructions) could lose its file here: it then fails to
+     * rename it and reports that; no data is at stake. */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0) gone = unlink(path) == 0;
+    close(fd);
+    return gone;
 }

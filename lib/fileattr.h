@@ -21,9 +21,15 @@ HRESULT ddp_fileattr_copy(int src_fd, int dst_fd, const struct stat *st, const c
 int ddp_fileattr_unchanged(const struct stat *then, const struct stat *now);
 
 /* Create a temporary file beside path: dir/.NAME.ddp-tmp.XXXXXX, mode 0600,
- * O_EXCL. *tmp_path is malloc'd. Returns the fd or a failure. */
+ * O_EXCL, and flock()ed for as long as the descriptor is open (so that a
+ * cleaner can tell a live one from a crash's leftover). *tmp_path is
+ * malloc'd. Returns the fd or a failure. */
 HRESULT ddp_tempfile_beside(const char *path, char **tmp_path, int *fd);
-/* Does this file name look like one of ours (a leftover of a crash)? */
+/* Does this file name look like one of ours? */
 int ddp_is_temp_name(const char *name);
+/* Remove the temporary file at path (a name ddp_is_temp_name accepts) when
+ * nobody holds it: its writer died (a crash) or closed it without renaming
+ * it. Returns 1 when it was removed. A live writer keeps its file. */
+int ddp_temp_remove_abandoned(const char *path);
 
 #endif /* DDP_FILEATTR_H */

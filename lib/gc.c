@@ -1138,7 +1138,7 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
         if (SUCCEEDED(hr)) {
             ddp_chunkstore *cs = NULL;
             hr = ddp_volume_store(v, &cs);
-            if (SUCCEEDED(hr)) hr = ddp_chunkstore_checkpoint(cs);
+            if (SUCCEEDED(hr)) hr = ddp_chunkstore_commit(cs);
             if (SUCCEEDED(hr)) step_done(&g.cc);
         }
     }

@@ -70,6 +70,7 @@ typedef struct job {
     size_t qhead, qlen;
     int done_feeding;
     _Atomic HRESULT fatal;       /* first error that stops the job */
+    char fatal_detail[1024];     /* its detail line (set in whichever thread failed) */
 
     pthread_mutex_t commit_mu;   /* the waiting batch */
     pthread_cond_t batch_full, batch_room;
@@ -87,7 +88,11 @@ static void report(job *j, const char *path, HRESULT hr, const char *reason)
 static void set_fatal(job *j, HRESULT hr)
 {
     pthread_mutex_lock(&j->mu);
-    if (SUCCEEDED(j->fatal)) j->fatal = hr;
+    if (SUCCEEDED(j->fatal)) {
+        /* The detail is thread-local: keep it for the caller's thread. */
+        snprintf(j->fatal_detail, sizeof j->fatal_detail, "%s", ddp_error_detail());
+        j->fatal = hr;
+    }
     pthread_cond_broadcast(&j->not_empty);
     pthread_cond_broadcast(&j->not_full);
     pthread_mutex_unlock(&j->mu);
@@ -520,8 +525,10 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
             pthread_mutex_unlock(&j.mu);
             break;
         case FTS_F: {
-            if (ddp_is_temp_name(e->fts_name) && e->fts_statp->st_size <= DDP_STUB_SIZE) {
-                unlink(e->fts_path); /* a stub that a crash left unrenamed */
+            if (ddp_is_temp_name(e->fts_name)) {
+                /* Ours: never optimized; removed when a crash left it (a
+                 * stub or a rehydrated file never renamed into place). */
+                (void)ddp_temp_remove_abandoned(e->fts_path);
                 break;
             }
             count(&j, &stats->files_scanned);
@@ -558,14 +565,17 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     if (committing) pthread_join(commit_tid, NULL);
     free_pending(j.batch, j.batch_len);
     free(j.batch);
-    if (SUCCEEDED(hr)) hr = j.fatal;
+    if (SUCCEEDED(hr) && FAILED(j.fatal)) hr = ddp_fail(j.fatal, "%s", j.fatal_detail);
     /* Second copies of chunks now referenced hotspot_threshold times (hotspot.c). */
     if (SUCCEEDED(hr)) {
         HRESULT hh = ddp_hotspot_update(v);
         if (FAILED(hh)) hr = hh; /* the files are safe; the disk said no: say so */
     }
-    HRESULT ck = ddp_chunkstore_checkpoint(j.cs);
-    if (SUCCEEDED(hr) && FAILED(ck)) hr = ck;
+    /* Containers synced, index checkpointed, catalog written: a failure
+     * here is this job's failure (the files are safe; the disk said no). */
+    ddp_saved_error se;
+    ddp_error_save(&se);
+    hr = ddp_first_error(hr, &se, ddp_chunkstore_commit(j.cs));
     stats->seconds = ddp_now() - j.t0;
     if (SUCCEEDED(hr) && (stats->files_failed > 0)) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
 

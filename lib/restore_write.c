@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,8 @@ HRESULT rs_temp_create(rs_ctx *c, uint32_t i)
         free(name);
         name = ddp_xasprintf(".%.180s.ddp-tmp.%s", f->base, suffix);
         fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        /* Held while open: a job's cleaner leaves a locked temporary alone. */
+        if (fd >= 0) (void)flock(fd, LOCK_EX | LOCK_NB);
         if (fd < 0 && errno != EEXIST) {
             hr = ddp_fail_errno(errno, "creating a temporary file in %s", f->dir);
             break;
@@ -172,6 +175,7 @@ static int temp_fd(rs_ctx *c, uint32_t i, HRESULT *hr)
     if (dfd < 0) return -1;
     int fd = openat(dfd, f->tmpname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     int err = errno;
+    if (fd >= 0) (void)flock(fd, LOCK_EX | LOCK_NB); /* held again (see create) */
     close(dfd);
     if (fd < 0) {
         *hr = ddp_fail_errno(err, "reopening temporary file %s in %s", f->tmpname, f->dir);

@@ -17,13 +17,14 @@
  * (the directory is still a volume, with no stubs, and a second run
  * finishes), then the identity (from here on it is no longer a volume; an
  * interruption now leaves a .ddp without an identity, which is not a volume
- * and which `ddp enable` reuses), then the rest of .ddp; the root is
- * fsynced at the end.
+ * and which `ddp enable` reuses, or ddp_unoptimize_finish removes), then
+ * the rest of .ddp; the root is fsynced at the end.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,10 @@ typedef struct unopt_ctx {
 static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
 {
     unopt_ctx *c = arg;
+    if (!c->measure && ddp_is_temp_name(e->fts_name)) {
+        (void)ddp_temp_remove_abandoned(e->fts_path); /* a crash's leftover */
+        return S_OK;
+    }
     if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
     ddp_stub s;
     if (ddp_volume_read_stub(v, -1, e->fts_path, &s) != S_OK) return S_OK;
@@ -239,7 +244,7 @@ DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, d
     /* No stub is left: the store, State and Settings go, in an order that a
      * second run can finish (see the top of this file). */
     pthread_mutex_lock(&v->store_mu);
-    if (v->store) (void)ddp_chunkstore_close(v->store);
+    ddp_chunkstore_discard(v->store); /* about to be removed: nothing to write */
     v->store = NULL;
     pthread_mutex_unlock(&v->store_mu);
     ddp_clear_error();
@@ -267,5 +272,44 @@ DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, d
     if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->root);
     free(chunkstore);
     free(identity);
+    return hr;
+}
+
+DDP_API HRESULT ddp_unoptimize_finish(const char *dir)
+{
+    ddp_clear_error();
+    if (!dir) return E_POINTER;
+    char *root = realpath(dir, NULL);
+    if (!root) return ddp_fail_errno(errno, "%s", dir);
+    char *ddp_dir = ddp_path_join(root, ".ddp");
+    char *identity = ddp_path_join(ddp_dir, "Settings/identity");
+    char *store = ddp_path_join(ddp_dir, "ChunkStore");
+    char *lock = ddp_path_join(ddp_dir, "State/job.lock");
+    struct stat st;
+    HRESULT hr = S_OK;
+    int lfd = -1;
+    if (lstat(ddp_dir, &st) != 0) {
+        hr = errno == ENOENT ? S_FALSE : ddp_fail_errno(errno, "%s", ddp_dir);
+    } else if (!S_ISDIR(st.st_mode)) {
+        hr = ddp_fail(DDP_E_INVALID_STATE, "%s is not a directory; not removed", ddp_dir);
+    } else if (lstat(identity, &st) == 0) {
+        hr = ddp_fail(DDP_E_INVALID_STATE, "%s is a ddp volume (run 'ddp unoptimize %s')", root, dir);
+    } else if (lstat(store, &st) == 0 || errno != ENOENT) {
+        hr = ddp_fail(DDP_E_INVALID_STATE,
+                      "%s has no identity but still holds a chunk store (%s); not removed, since files may need it",
+                      ddp_dir, store);
+    } else {
+        lfd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) != 0)
+            hr = ddp_fail(DDP_E_JOB_ALREADY_RUNNING, "%s: another ddp job is running on this volume", root);
+        if (SUCCEEDED(hr)) hr = remove_tree(ddp_dir);
+        if (SUCCEEDED(hr)) hr = ddp_fsync_dir(root);
+    }
+    if (lfd >= 0) close(lfd);
+    free(lock);
+    free(store);
+    free(identity);
+    free(ddp_dir);
+    free(root);
     return hr;
 }

@@ -35,6 +35,15 @@ HRESULT ddp_fail(HRESULT hr, const char *fmt, ...) __attribute__((format(printf,
 HRESULT ddp_fail_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Forget this thread's detail message. */
 void ddp_clear_error(void);
+/* Keep the first error of several steps: `first` if it failed (its detail,
+ * saved before the later steps ran, put back), else `next`. Use as
+ *   ddp_saved_error se; ddp_error_save(&se); hn = later_step();
+ *   hr = ddp_first_error(hr, &se, hn);                                     */
+typedef struct ddp_saved_error {
+    char text[1024];
+} ddp_saved_error;
+void ddp_error_save(ddp_saved_error *se);
+HRESULT ddp_first_error(HRESULT first, const ddp_saved_error *se, HRESULT next);
 
 /* Whole-buffer I/O. Short reads at end of file give DDP_E_FILE_CORRUPT
  * (the caller asked for bytes the file does not have); errors map errno.

@@ -12,7 +12,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <fts.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +140,28 @@ static HRESULT take_lock(ddp_volume *v)
     return S_OK;
 }
 
+/* Remove NAME.tmp.PID files (ddp_write_file_atomic's) in dir whose writer
+ * is dead: a catalog, stamp or plan being rewritten when a crash came. The
+ * file they were to replace is intact (the rename never happened). */
+static void sweep_atomic_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *m = strstr(de->d_name, ".tmp.");
+        if (!m || m == de->d_name) continue;
+        char *end;
+        long pid = strtol(m + 5, &end, 10);
+        if (*end != '\0' || pid <= 0 || end == m + 5) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
 {
     ddp_clear_error();
@@ -159,7 +183,14 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     uint8_t *buf = NULL;
     size_t n = 0;
     HRESULT hr = S_OK;
-    if (access(idpath, F_OK) != 0) {
+    char *store_probe = ddp_path_join(v->ddp_dir, "ChunkStore");
+    int leftover = access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
+    free(store_probe);
+    if (leftover) {
+        hr = ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED,
+                      "%s is not a ddp volume: its .ddp has no identity and no chunk store (an unoptimization "
+                      "stopped near its end; 'ddp unoptimize %s' removes the rest)", root, path);
+    } else if (access(idpath, F_OK) != 0) {
         hr = ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED, "%s is not a ddp volume (no .ddp/Settings/identity; run 'ddp enable %s')",
                       root, path);
     } else if (SUCCEEDED(hr = ddp_read_file(idpath, 4096, &buf, &n))) {
@@ -174,6 +205,11 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     }
     if (SUCCEEDED(hr)) v->store_dir = store_dir_for(v->ddp_dir, v->id.store_id);
     if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB)) hr = take_lock(v);
+    if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB)) {
+        sweep_atomic_temps(v->settings_dir);
+        sweep_atomic_temps(v->state_dir);
+        sweep_atomic_temps(v->store_dir);
+    }
     if (FAILED(hr)) {
         ddp_volume_close(v);
         return hr;

@@ -112,6 +112,15 @@ int cmd_unoptimize(int argc, char **argv)
                 if (hr != DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS) cli_error(hr, "unoptimize %s", argv[i]);
                 rc = DDP_EXIT_FAIL;
             }
+        } else if (S_ISDIR(st.st_mode) && (hr = ddp_unoptimize_finish(argv[i])) != S_FALSE) {
+            /* A .ddp without an identity: an unoptimization stopped near its end. */
+            if (FAILED(hr)) {
+                cli_error(hr, "unoptimize %s", argv[i]);
+                rc = DDP_EXIT_FAIL;
+            } else {
+                printf("%s: removed the .ddp an interrupted unoptimization left (no identity, no chunk store)\n",
+                       argv[i]);
+            }
         } else {
             hr = ddp_volume_open_containing(argv[i], DDP_OPEN_JOB, &v);
             if (SUCCEEDED(hr)) hr = ddp_unoptimize_file(v, argv[i]);

@@ -100,8 +100,15 @@ typedef struct ddp_file ddp_file;
 DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out);
 DDP_API uint64_t ddp_file_size(const ddp_file *f);
 DDP_API int ddp_file_is_optimized(const ddp_file *f);
-/* Read up to n bytes at off; *got < n only at end of file. Thread-safe per handle. */
+/* Read up to n bytes at off; *got < n only at end of file. Thread-safe per handle.
+ * A chunk whose record is damaged is read from its hotspot copy when it has an
+ * intact one (verified the same way: the bytes are the file's either way);
+ * without one the read fails with DDP_E_FILE_CORRUPT, never with wrong bytes. */
 DDP_API HRESULT ddp_file_pread(ddp_file *f, void *buf, size_t n, uint64_t off, size_t *got);
+/* How many chunks this handle has read from a hotspot copy because their
+ * primary record failed its checks: 0 on a healthy store; more says that
+ * `ddp scrub --repair` has something to mend. */
+DDP_API uint64_t ddp_file_copies_used(ddp_file *f);
 DDP_API void ddp_file_close(ddp_file *f);
 
 /* ---- status ---- */
@@ -199,6 +206,12 @@ DDP_API void ddp_scrub_report_free(ddp_scrub_report *r);
  * longer a ddp volume. Interrupted, run it again: it finishes. Close every
  * ddp_file opened on v first; after success only ddp_volume_close(v) is valid. */
 DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats);
+/* An Unoptimization job interrupted after it removed the identity leaves
+ * DIR/.ddp with neither an identity nor a chunk store (no data, not a
+ * volume): this removes the rest. S_OK: removed; S_FALSE: DIR has no .ddp;
+ * DDP_E_INVALID_STATE: DIR/.ddp still holds a chunk store (data), or DIR is
+ * a volume; DDP_E_JOB_ALREADY_RUNNING: a job holds its lock. */
+DDP_API HRESULT ddp_unoptimize_finish(const char *dir);
 
 #ifdef __cplusplus
 }

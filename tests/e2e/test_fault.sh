@@ -3,8 +3,8 @@
 # tests/fault/faultshim.c makes the N-th call of one family of file-system
 # calls (write, fsync, rename, open with O_CREAT, close, ftruncate) fail
 # with a chosen errno, or write short. For each family and a range of N
-# (taken from the call counts of a clean run) this runs `ddp optimize` and
-# `ddp unoptimize` on a small volume under the shim and checks:
+# (taken from the call counts of a clean run) this runs `ddp optimize`,
+# `ddp unoptimize` and `ddp gc` on a small volume under the shim and checks:
 #
 #   - a job whose call failed exits non-zero with a message that names the
 #     cause (the errno's text, which only the library's detail line carries,
@@ -13,7 +13,7 @@
 #   - every file still reads back its original sha256 through `ddp cat`
 #     (stub or plain), and the failed job left no temporary files;
 #   - the same job without faults then completes, with the expected result
-#     (every file in policy a stub, or none).
+#     (every file in policy a stub, or none), and `ddp scrub` finds no damage.
 #
 # A sanitizer report (ASan build) in any run is a failure too. Under an ASan
 # build the walk is shortened. DDP_FAULT_FULL=1 walks every N.
@@ -25,26 +25,8 @@ source "$(dirname "$0")/lib.sh"
 # line, PROBLEM: what the check saw). Never list a "data" problem here. The
 # end of the run says which entries no longer match anything (fixed: remove).
 KNOWN=(
-  # optimize: a failure in the committer thread reaches the caller as a bare
-  # HRESULT; its detail line stays in the committer thread (lib/optimize.c,
-  # "hr = j.fatal").
-  '^optimize .* message .*:: unclear message .*ddp: optimize VOL: [a-zA-Z/ ]+ \(0x'
-  # chunkstore: after a failed container write, later calls report only
-  # "failed earlier; no more writes are accepted", and the first error's
-  # detail (file, errno text) is never shown (lib/chunkstore.c).
-  ' message .*:: unclear message .*failed earlier; no more writes are accepted'
-  # closing the chunk store rewrites the catalog; a failure there is printed
-  # but cannot reach the exit status (ddp_volume_close returns void).
-  ' exit fault: [a-z]+ #[0-9]+ [A-Z]+ in [a-z0-9]+\(VOL/\.ddp/ChunkStore/[^/]*\.ddp(/catalog[.a-z0-9]*)?\) .*:: the job exited 0'
-  # unoptimize of a volume removes .ddp piece by piece, the identity before
-  # the settings and State (lib/unoptimize.c); a failure after the identity
-  # is gone leaves a .ddp that makes ddp cat (even of plain files) and ddp
-  # unoptimize refuse the directory; only ddp enable recovers it.
-  '^unoptimize .* halfdisabled '
-  # A new container's catalog entry is renamed into place before the
-  # container exists; when the job then fails (EIO from here on), the next job
-  # cannot open the missing container (lib/chunkstore.c).
-  ' rerun .*:: the next [a-z]+ failed .*opening container .*No such file or directory'
+  # (none at present; each entry: a regular expression over
+  #  "OP FAMILY ERRNO KIND FIRED :: PROBLEM", with a comment naming the file at fault)
 )
 
 # ---- the shim ---------------------------------------------------------------
@@ -104,10 +86,10 @@ tree_sums "$P" > "$T/before"
 # file must be plain, and is read directly.
 reads_back() {
   if [[ ! -e $1/.ddp ]]; then
-    diff -q "$T/before" <(tree_sums "$1") >/dev/null
+    diff -q "$EXP_BEFORE" <(tree_sums "$1") >/dev/null
     return
   fi
-  (cd "$1" && "$DDP" cat $(awk '{print $2}' "$T/sizes") 2>/dev/null) | "$PY" -c '
+  (cd "$1" && "$DDP" cat $(awk '{print $2}' "$EXP_SIZES") 2>/dev/null) | "$PY" -c '
 import hashlib, sys
 data = sys.stdin.buffer.read()
 pos, out = 0, []
@@ -116,7 +98,7 @@ for line in open(sys.argv[1]):
     out.append("%s  %s" % (hashlib.sha256(data[pos:pos + int(size)]).hexdigest(), name.strip()))
     pos += int(size)
 sys.exit(0 if pos == len(data) and "\n".join(out) + "\n" == open(sys.argv[2]).read() else 1)
-' "$T/sizes" "$T/before"
+' "$EXP_SIZES" "$EXP_BEFORE"
 }
 
 O=$T/optimized
@@ -125,8 +107,16 @@ check "a clean optimize of the test volume" "$DDP" optimize "$O" --quiet
 NSTUBS=$(stubs "$O")
 check "it made stubs ($NSTUBS)" test "$NSTUBS" -ge 10
 
+# A volume with garbage for gc: optimized, then three files deleted.
+G=$T/garbage
+cp -a "$O" "$G"
+rm -f "$G/docs/t1.txt" "$G/bin/r2.bin" "$G/bin/sub/dup.bin"
+NSTUBS_G=$(stubs "$G")
+tree_sums "$P" | grep -v -e ' ./docs/t1.txt$' -e ' ./bin/r2.bin$' -e ' ./bin/sub/dup.bin$' > "$T/before.gc"
+grep -v -e ' ./docs/t1.txt$' -e ' ./bin/r2.bin$' -e ' ./bin/sub/dup.bin$' "$T/sizes" > "$T/sizes.gc"
+
 # Call counts of clean runs, to choose N.
-declare -A COUNT_optimize COUNT_unoptimize
+declare -A COUNT_optimize COUNT_unoptimize COUNT_gc
 count_calls() {
   local op=$1 src=$2 f c
   rm -rf "$T/v"; cp -a "$src" "$T/v"
@@ -135,11 +125,13 @@ count_calls() {
 }
 count_calls optimize "$P"
 count_calls unoptimize "$O"
+count_calls gc "$G"
 if [[ -z ${COUNT_optimize[write]:-} || -z ${COUNT_unoptimize[write]:-} ]]; then
   bad "the shim did not count the calls of a clean run (LD_PRELOAD=$PRELOAD)"; finish; exit 1
 fi
 echo "# calls in a clean optimize:   $(for f in write fsync rename open close ftruncate; do printf '%s=%s ' $f "${COUNT_optimize[$f]}"; done)"
 echo "# calls in a clean unoptimize: $(for f in write fsync rename open close ftruncate; do printf '%s=%s ' $f "${COUNT_unoptimize[$f]}"; done)"
+echo "# calls in a clean gc:         $(for f in write fsync rename open close ftruncate; do printf '%s=%s ' $f "${COUNT_gc[$f]:-0}"; done)"
 
 # N values to walk for a family with C calls (FEW=1: three of them).
 FEW=0
@@ -178,7 +170,13 @@ XFAIL=0
 fault_case() {
   local op=$1 spec=$2 fam err src out rc fired problems=() kinds=()
   fam=${spec%%:*}; err=${spec##*:}
-  if [[ $op == optimize ]]; then src=$P; else src=$O; fi
+  EXP_BEFORE=$T/before EXP_SIZES=$T/sizes
+  local want=$NSTUBS
+  case $op in
+    optimize) src=$P ;;
+    unoptimize) src=$O; want=0 ;;
+    gc) src=$G; EXP_BEFORE=$T/before.gc EXP_SIZES=$T/sizes.gc; want=$NSTUBS_G ;;
+  esac
   rm -rf "$T/v"; cp -a "$src" "$T/v"; rm -f "$T/fault.log"
   out=$(DDP_FAULT=$spec DDP_FAULT_LOG=$T/fault.log LD_PRELOAD=$PRELOAD "$DDP" "$op" "$T/v" 2>&1); rc=$?
   if [[ ! -s $T/fault.log ]]; then
@@ -211,18 +209,20 @@ fault_case() {
     fi
   fi
   # A volume whose disabling (the end of a whole-volume unoptimize) failed
-  # half-way: .ddp is left without its identity.
+  # half-way: .ddp is left without its identity. Its files are all plain
+  # (the identity goes only after the chunk store), ddp cat reads them as
+  # themselves, and the next `ddp unoptimize` removes the rest of .ddp.
   local half=0
   if [[ -e $T/v/.ddp && ! -e $T/v/.ddp/Settings/identity ]]; then
     half=1
-    problems+=("half-disabled: .ddp is left without its identity, and ddp cat and ddp unoptimize refuse the volume")
-    kinds+=(halfdisabled)
-    if ! diff -q "$T/before" <(tree_sums "$T/v") >/dev/null; then
+    [[ -e $T/v/.ddp/ChunkStore ]] && { problems+=("half-disabled: .ddp lost its identity but kept its chunk store"); kinds+=(halfdisabled); }
+    if ! diff -q "$EXP_BEFORE" <(tree_sums "$T/v") >/dev/null; then
       problems+=("DATA: the files of the half-disabled volume are not their original bytes"); kinds+=(data)
     fi
-  elif ! reads_back "$T/v"; then
+  fi
+  if ! reads_back "$T/v"; then
     cat_sums "$T/v" > "$T/after" 2>"$T/cat.err"
-    problems+=("DATA: files no longer read back: $(diff "$T/before" "$T/after" | grep '^>' | head -3 | tr '\n' ' ') $(head -c 300 "$T/cat.err")")
+    problems+=("DATA: files no longer read back: $(diff "$EXP_BEFORE" "$T/after" | grep '^>' | head -3 | tr '\n' ' ') $(head -c 300 "$T/cat.err")")
     kinds+=(data)
   fi
   local temps
@@ -232,24 +232,27 @@ fault_case() {
   # end has disabled the volume: then there is nothing left to do).
   local out2 rc2=0
   if ((half)); then
-    out2=""
+    out2=$("$DDP" unoptimize "$T/v" 2>&1); rc2=$?
+    [[ -e $T/v/.ddp ]] && { problems+=("the next unoptimize left the half-disabled .ddp: $(tr '\n' ' ' <<<"$out2" | cut -c1-300)"); kinds+=(halfdisabled); }
   elif [[ $op == unoptimize && ! -e $T/v/.ddp ]]; then
     out2=""
   else
     out2=$("$DDP" "$op" "$T/v" 2>&1); rc2=$?
   fi
-  if ((half)); then
-    :
-  elif [[ $rc2 -ne 0 ]]; then
+  if [[ $rc2 -ne 0 ]]; then
     problems+=("the next $op failed (rc=$rc2): $(tr '\n' ' ' <<<"$out2" | cut -c1-300)"); kinds+=(rerun)
   else
-    local want=$NSTUBS; [[ $op == unoptimize ]] && want=0
     local got; got=$(stubs "$T/v")
     [[ $got -ne $want ]] && { problems+=("after the next $op: $got stubs, not $want"); kinds+=(rerun); }
     reads_back "$T/v" || { problems+=("DATA: after the next $op files read back wrong"); kinds+=(data); }
+    # Scrub finds nothing wrong with what the failed job and the next one left.
+    if [[ -e $T/v/.ddp ]]; then
+      local sc
+      sc=$("$DDP" scrub "$T/v" 2>&1) || { problems+=("scrub after the next $op: $(tr '\n' ' ' <<<"$sc" | cut -c1-300)"); kinds+=(scrub); }
+    fi
     if [[ $op == unoptimize ]]; then
       tree_sums "$T/v" > "$T/raw"
-      diff -q "$T/before" "$T/raw" >/dev/null || { problems+=("DATA: unoptimized files differ on disk"); kinds+=(data); }
+      diff -q "$EXP_BEFORE" "$T/raw" >/dev/null || { problems+=("DATA: unoptimized files differ on disk"); kinds+=(data); }
     fi
   fi
   if ((${#problems[@]} == 0)); then
@@ -290,6 +293,12 @@ for op in optimize unoptimize; do
   walk $op write ENOSPC +
   walk $op fsync EIO +
 done
+# Garbage collection rewrites containers: each family at a few points.
+for fam in write fsync rename open close ftruncate; do
+  err=EIO; [[ $fam == open ]] && err=ENOSPC
+  FEW=1 walk gc $fam $err
+done
+FEW=1 walk gc write ENOSPC +
 echo "# $((SECONDS - t0)) s of fault cases; $XFAIL known problems"
 for k in "${KNOWN[@]}"; do [[ -n ${SEEN[$k]:-} ]] || echo "# known problem not seen any more (fixed? remove it from KNOWN): $k"; done
 finish

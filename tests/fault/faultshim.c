@@ -138,7 +138,11 @@ static int parse_err(const char *s, size_t n)
     if (n == 9 && memcmp(s, "killafter", 9) == 0) return ERR_KILL_AFTER;
     for (size_t i = 0; i < sizeof errnames / sizeof errnames[0]; i++)
         if (strlen(errnames[i].name) == n && memcmp(errnames[i].name, s, n) == 0) return errnames[i].value;
-    if (n > 0 && n < 6 && s[0] >= '1' && s[0] <= '9') return atoi(s);
+    if (n > 0 && n < 6 && s[0] >= '1' && s[0] <= '9') {
+        char *end;
+        long v = strtol(s, &end, 10);
+        return end == s + n ? (int)v : 0;
+    }
     return 0;
 }
 
@@ -282,13 +286,13 @@ static int should_fail(int family, const char *fn, int fd, const char *path)
 /* The write family: short writes too. */
 #define RUN_WRITE(fn, fd, n, call, short_call)              \
     do {                                                    \
-        if (fd <= 2) return call;                           \
+        if ((fd) <= 2) return (call);                       \
         int e_ = should_fail(F_WRITE, fn, fd, NULL);        \
         if (e_ > 0) {                                       \
             errno = e_;                                     \
             return -1;                                      \
         }                                                   \
-        ssize_t r_ = (e_ == ERR_SHORT && (n) > 1) ? short_call : call; \
+        ssize_t r_ = (e_ == ERR_SHORT && (n) > 1) ? (short_call) : (call); \
         if (e_ == ERR_KILL_AFTER) kill_self();              \
         return r_;                                          \
     } while (0)
