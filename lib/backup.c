@@ -335,6 +335,51 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
     return S_OK;
 }
 
+/* copy_range that keeps holes: only the data extents of [soff, soff+len)
+ * are copied (garbage collection punches dead records out of containers,
+ * and a sparse user file stays sparse), the rest stays a hole in dfd. */
+static HRESULT copy_range_sparse(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t doff, uint64_t len,
+                                 uint64_t *done, const char *what)
+{
+    *done = 0;
+    struct stat st;
+    if (fstat(sfd, &st) != 0) return ddp_fail_errno(errno, "backup: examining %s", what);
+    uint64_t size = (uint64_t)st.st_size;
+    uint64_t end = soff >= size ? soff : (size - soff < len ? size : soff + len);
+    uint64_t pos = soff;
+    while (pos < end) {
+        off_t data = lseek(sfd, (off_t)pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) break; /* a hole to the end of the file */
+            /* No SEEK_DATA here: copy the rest as it reads. */
+            uint64_t got = 0;
+            HRESULT hr = copy_range(b, sfd, pos, dfd, doff + (pos - soff), end - pos, &got, what);
+            if (FAILED(hr)) return hr;
+            if (got < end - pos) end = pos + got;
+            break;
+        }
+        if ((uint64_t)data >= end) break;
+        off_t hole = lseek(sfd, data, SEEK_HOLE);
+        uint64_t stop = hole < 0 || (uint64_t)hole > end ? end : (uint64_t)hole;
+        uint64_t got = 0;
+        HRESULT hr = copy_range(b, sfd, (uint64_t)data, dfd, doff + ((uint64_t)data - soff), stop - (uint64_t)data,
+                                &got, what);
+        if (FAILED(hr)) return hr;
+        if (got < stop - (uint64_t)data) {
+            end = (uint64_t)data + got; /* shrank while being copied */
+            break;
+        }
+        pos = stop;
+    }
+    /* The destination is as long as what was read, holes at its end included. */
+    struct stat dst;
+    if (fstat(dfd, &dst) != 0) return ddp_fail_errno(errno, "backup: examining the copy of %s", what);
+    if ((uint64_t)dst.st_size < doff + (end - soff) && ftruncate(dfd, (off_t)(doff + (end - soff))) != 0)
+        return ddp_fail_errno(errno, "backup: sizing the copy of %s", what);
+    *done = end - soff;
+    return S_OK;
+}
+
 void ddp_backup_set_attrs_fd(int fd, const ddp_mf_entry *e)
 {
     if (fchown(fd, e->uid, e->gid) != 0) { /* not permitted: keep ours */ }
@@ -419,7 +464,7 @@ static HRESULT dir_copy_file(bctx *b, ddp_mf_entry *e)
     hr = create_tmp(b, e->path, &tmp, &dfd);
     if (FAILED(hr)) { close(sfd); return hr; }
     uint64_t done = 0;
-    hr = copy_range(b, sfd, 0, dfd, 0, e->size, &done, e->path);
+    hr = copy_range_sparse(b, sfd, 0, dfd, 0, e->size, &done, e->path);
     close(sfd);
     if (SUCCEEDED(hr) && done != e->size) {
         /* shrank while being copied: keep what was read, say so */
@@ -447,7 +492,7 @@ static HRESULT dir_copy_piece(bctx *b, const ddp_mf_entry *e, const ddp_mf_piece
     hr = create_tmp(b, p->file, &tmp, &dfd);
     if (FAILED(hr)) { close(sfd); return hr; }
     uint64_t done = 0;
-    hr = copy_range(b, sfd, p->offset, dfd, 0, p->length, &done, e->path);
+    hr = copy_range_sparse(b, sfd, p->offset, dfd, 0, p->length, &done, e->path);
     close(sfd);
     if (SUCCEEDED(hr) && done != p->length)
         hr = ddp_fail(DDP_E_INVALID_STATE, "backup: container %s shrank during the backup", e->path);
@@ -606,6 +651,28 @@ static HRESULT tar_copy(bctx *b, struct archive *a, int sfd, uint64_t off, uint6
     return S_OK;
 }
 
+/* Give a member the sparse map of sfd's first size bytes when they hold a
+ * hole (records garbage collection punched out, a sparse user file): the
+ * pax writer then stores only the data (GNU sparse 1.0), and every reader
+ * (libarchive, GNU tar) gives the holes back as zeros. */
+static void tar_add_sparse_map(struct archive_entry *ae, int sfd, uint64_t size)
+{
+    off_t first_hole = lseek(sfd, 0, SEEK_HOLE);
+    if (first_hole < 0 || (uint64_t)first_hole >= size) return; /* no hole, or no SEEK_HOLE */
+    uint64_t pos = 0;
+    int any = 0;
+    while (pos < size) {
+        off_t data = lseek(sfd, (off_t)pos, SEEK_DATA);
+        if (data < 0 || (uint64_t)data >= size) break;
+        off_t hole = lseek(sfd, data, SEEK_HOLE);
+        uint64_t stop = hole < 0 || (uint64_t)hole > size ? size : (uint64_t)hole;
+        archive_entry_sparse_add_entry(ae, (la_int64_t)data, (la_int64_t)(stop - (uint64_t)data));
+        any = 1;
+        pos = stop;
+    }
+    if (!any) archive_entry_sparse_add_entry(ae, 0, 0); /* all hole */
+}
+
 typedef struct tar_slot {
     size_t entry;
     int section;
@@ -695,6 +762,7 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
                 archive_entry_set_perm(ae, e->mode);
                 archive_entry_set_size(ae, (la_int64_t)e->size);
             }
+            tar_add_sparse_map(ae, sfd, e->size);
         }
         if (archive_write_header(a, ae) != ARCHIVE_OK) {
             hr = tar_fail(a, e->path);

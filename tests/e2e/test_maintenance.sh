@@ -62,6 +62,27 @@ victim=rand1.bin
 "$DDP" restore --from "$T/B" --to "$T/r" "$victim" > /dev/null 2>&1
 check "a backup taken before gc still restores a deleted file" \
   test "$(sha256sum < "$T/r/$victim" | cut -d' ' -f1)" = "$(grep -F " ./$victim" "$T/sums0" | head -1 | cut -d' ' -f1)"
+# A backup taken after gc holds the holes gc punched as holes (directory)
+# or as a sparse map (tar): it is no larger on disk than the store.
+store_du=$(du -sk "$STORE" | cut -f1)
+"$DDP" backup "$V" "$T/B2" > /dev/null
+"$DDP" backup "$V" "$T/B2.tar" --tar > /dev/null
+b2_du=$(du -sk "$T/B2/.ddp/ChunkStore" | cut -f1)
+tar_kb=$(( $(stat -c %s "$T/B2.tar") / 1024 ))
+apparent_kb=$(du -sk --apparent-size "$STORE" | cut -f1)
+check "the store after gc is sparse (du $store_du KiB < apparent $apparent_kb KiB)" test "$store_du" -lt "$apparent_kb"
+check "a directory backup after gc keeps the holes ($b2_du KiB <= store $store_du KiB + 64)" test "$b2_du" -le $((store_du + 64))
+check "a tar backup after gc stores only the data ($tar_kb KiB < apparent $apparent_kb KiB)" test "$tar_kb" -lt "$apparent_kb"
+for bk in "$T/B2" "$T/B2.tar"; do
+  rm -rf "$T/r2"; mkdir "$T/r2"
+  keep=$(grep -v '^\.' "$T/live" | head -3)
+  "$DDP" restore --from "$bk" --to "$T/r2" $keep > /dev/null 2>&1
+  okr=1
+  for f in $keep; do
+    [[ $(sha256sum < "$T/r2/$f" 2>/dev/null | cut -d' ' -f1) == "$(grep -F " ./$f" "$T/sums0" | head -1 | cut -d' ' -f1)" ]] || okr=0
+  done
+  check "files restore from the sparse backup ${bk##*/}" test $okr = 1
+done
 check "re-optimizing after gc works" "$DDP" optimize "$V" --quiet
 
 # gc stopped after its n-th step, then finished by the next job
