@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <fts.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -149,14 +150,25 @@ static HRESULT stub_install(const pending *p, stub_tmp *t)
 {
     HRESULT hr = t->hr;
     struct stat now;
+    /* A writer that holds a lock on the file (ddp mount holds a shared
+     * flock on every file it has open for writing) keeps it: replacing it
+     * would strand that writer's later writes on the old inode. Held until
+     * the rename is done (closing src releases it), so a writer that opens
+     * the file meanwhile waits, then sees the stub (see programs/fusefs.c). */
+    if (SUCCEEDED(hr) && flock(t->src, LOCK_EX | LOCK_NB) != 0) {
+        hr = errno == EWOULDBLOCK
+                 ? ddp_fail(DDP_E_FILE_IN_USE, "%s is open for writing (through ddp mount); left as it is", p->path)
+                 : ddp_fail_errno(errno, "locking %s", p->path);
+    }
     if (SUCCEEDED(hr)) {
         if (fstat(t->src, &now) != 0) hr = ddp_fail_errno(errno, "%s", p->path);
         else if (!ddp_fileattr_unchanged(&p->st, &now))
             hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", p->path);
     }
-    /* The same name must still be the same inode. The window between this
-     * check and the rename is microseconds; a writer that opened the file
-     * before it keeps writing to the old inode (Windows closes it with oplocks). */
+    /* The same name must still be the same inode. A writer that does not
+     * take the lock and opened the file before the rename keeps writing to
+     * the old inode (Windows closes that window with oplocks; here only ddp
+     * mount's writers are covered). */
     if (SUCCEEDED(hr)) {
         if (lstat(p->path, &now) != 0) hr = ddp_fail_errno(errno, "%s", p->path);
         else if (!ddp_fileattr_unchanged(&p->st, &now))

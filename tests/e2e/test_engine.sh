@@ -102,6 +102,20 @@ before=$(du -sb "$W/.ddp/ChunkStore" | cut -f1)
 after=$(du -sb "$W/.ddp/ChunkStore" | cut -f1)
 check "a copy of known data adds almost nothing after rebuild ($((after-before)) bytes)" test $((after-before)) -lt 65536
 
+# A file someone holds a lock on (as ddp mount does on every file it has
+# open for writing) is left as it is, and reported; once free, it is optimized.
+if command -v flock >/dev/null; then
+  L=$T/locked; mkdir -p "$L"; "$DDP" enable "$L" --usage Backup >/dev/null
+  head -c 300000 /dev/urandom > "$L/held.bin"; head -c 300000 /dev/urandom > "$L/free.bin"
+  touch -d '-1 day' "$L"/*.bin
+  out=$(flock -s "$L/held.bin" "$DDP" optimize "$L" 2>&1)
+  check "a locked file is not replaced by a stub" test "$(stat -c %s "$L/held.bin")" -eq 300000
+  check "the free one is" is_stub "$L/free.bin"
+  check "the job says why it left the locked one" grep -q "held.bin is open for writing" <<<"$out"
+  check "once free, the next optimize takes it" "$DDP" optimize "$L" --quiet
+  check "and it is a stub now" is_stub "$L/held.bin"
+fi
+
 # unoptimize the whole volume
 check "unoptimize the volume" "$DDP" unoptimize "$V"
 check "no stubs remain" test "$(count_stubs "$V")" -eq 0
