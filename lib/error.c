@@ -18,6 +18,7 @@ static const struct { HRESULT hr; const char *msg; } messages[] = {
     { E_OUTOFMEMORY, "out of memory" },
     { E_INVALIDARG, "invalid argument" },
     { E_NOINTERFACE, "no such interface" },
+    { E_ABORT, "the operation was aborted" },
     { DDP_E_NOT_FOUND, "the requested object was not found" },
     { DDP_E_PATH_NOT_FOUND, "a container path was not found in the backup store" },
     { DDP_E_DISK_FULL, "not enough disk space" },

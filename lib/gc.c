@@ -935,40 +935,26 @@ static HRESULT mark_file(gc_ctx *g, const char *path)
     return hr;
 }
 
-/* Every stub of the volume: unlike ddp_volume_walk, a directory or file that
- * cannot be read stops the job (a stub in it would go unseen). */
-static HRESULT mark(gc_ctx *g)
+static HRESULT mark_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
-    char *roots[2] = { g->v->root, NULL };
-    FTS *fts = fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
-    if (!fts) return ddp_fail_errno(errno, "walking %s", g->v->root);
-    HRESULT hr = S_OK;
-    FTSENT *e;
-    while (SUCCEEDED(hr) && (e = fts_read(fts)) != NULL) {
-        switch (e->fts_info) {
-        case FTS_D:
-            if (e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) fts_set(fts, e, FTS_SKIP);
-            break;
-        case FTS_DNR:
-        case FTS_ERR:
-        case FTS_NS:
-            if (e->fts_errno == ENOENT) break;
-            hr = ddp_fail_errno(e->fts_errno,
-                                "cannot read %s, so the stubs in it cannot be counted; garbage collection stopped "
-                                "before changing anything",
-                                e->fts_path);
-            break;
-        case FTS_F:
-            if (e->fts_statp->st_size >= DDP_STUB_PREFIX_SIZE && e->fts_statp->st_size <= DDP_STUB_SIZE)
-                hr = mark_file(g, e->fts_path);
-            break;
-        default:
-            break;
-        }
-    }
-    fts_close(fts);
-    return hr;
+    (void)v;
+    if (e->fts_statp->st_size < DDP_STUB_PREFIX_SIZE || e->fts_statp->st_size > DDP_STUB_SIZE) return S_OK;
+    return mark_file(ctx, e->fts_path);
 }
+
+static HRESULT mark_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    (void)v;
+    (void)ctx;
+    return ddp_fail_errno(e->fts_errno,
+                          "cannot read %s, so the stubs in it cannot be counted; garbage collection stopped before "
+                          "changing anything",
+                          e->fts_path);
+}
+
+/* Every stub of the volume: a directory or file that cannot be read stops
+ * the job (a stub in it would go unseen). */
+static HRESULT mark(gc_ctx *g) { return ddp_volume_walk(g->v, mark_one, mark_unreadable, g); }
 
 typedef struct sweep {
     ddp_mcont *c;

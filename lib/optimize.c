@@ -79,6 +79,7 @@ typedef struct job {
     size_t batch_len, batch_cap;
     uint64_t batch_bytes;
     int workers_done;
+    time_t now;                  /* the policy's "now" (minimum age) */
 } job;
 
 static void report(job *j, const char *path, HRESULT hr, const char *reason)
@@ -475,6 +476,48 @@ static int in_policy(job *j, FTSENT *e, time_t now)
     return 1;
 }
 
+/* The walker's side: each regular file is counted, checked against the
+ * policy and queued for the workers. */
+static HRESULT walk_one(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    job *j = ctx;
+    if (FAILED(j->fatal)) return E_ABORT; /* the job has failed: stop walking */
+    if (ddp_is_temp_name(e->fts_name)) {
+        /* Ours: never optimized; removed when a crash left it (a stub or a
+         * rehydrated file never renamed into place). */
+        (void)ddp_temp_remove_abandoned(e->fts_path);
+        return S_OK;
+    }
+    count(j, &j->stats->files_scanned);
+    if (e->fts_statp->st_size == DDP_STUB_SIZE) {
+        ddp_stub s;
+        if (ddp_volume_read_stub(v, -1, e->fts_path, &s) == S_OK) {
+            count(j, &j->stats->files_already);
+            return S_OK;
+        }
+    }
+    if (!in_policy(j, e, j->now)) {
+        count(j, &j->stats->files_skipped_policy);
+        return S_OK;
+    }
+    feed(j, e->fts_path, e->fts_statp);
+    return S_OK;
+}
+
+/* A directory or file the walk cannot read: skipped, reported, counted as
+ * failed (its files stay as they are). */
+static HRESULT walk_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    (void)v;
+    job *j = ctx;
+    count(j, &j->stats->files_failed);
+    ddp_fail_errno(e->fts_errno, "cannot read %s; skipped", e->fts_path);
+    pthread_mutex_lock(&j->mu);
+    report(j, e->fts_path, ddp_hresult_from_errno(e->fts_errno), ddp_error_detail());
+    pthread_mutex_unlock(&j->mu);
+    return S_OK;
+}
+
 DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_callbacks *cb, ddp_job_stats *stats)
 {
     ddp_clear_error();
@@ -516,53 +559,13 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
         if (pthread_create(&tid[started], NULL, worker, &j) != 0) break;
     if (started == 0) hr = ddp_fail(E_OUTOFMEMORY, "cannot start worker threads");
 
-    char *roots[2] = { v->root, NULL };
-    FTS *fts = SUCCEEDED(hr) ? fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL) : NULL;
-    if (SUCCEEDED(hr) && !fts) hr = ddp_fail_errno(errno, "walking %s", v->root);
-    time_t now = time(NULL);
-    FTSENT *e;
-    while (fts && (e = fts_read(fts)) != NULL) {
-        if (FAILED(j.fatal)) break;
-        switch (e->fts_info) {
-        case FTS_D:
-            if (e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) fts_set(fts, e, FTS_SKIP);
-            break;
-        case FTS_DNR:
-        case FTS_ERR:
-        case FTS_NS:
-            count(&j, &stats->files_failed);
-            ddp_fail_errno(e->fts_errno, "cannot read %s; skipped", e->fts_path);
-            pthread_mutex_lock(&j.mu);
-            report(&j, e->fts_path, ddp_hresult_from_errno(e->fts_errno), ddp_error_detail());
-            pthread_mutex_unlock(&j.mu);
-            break;
-        case FTS_F: {
-            if (ddp_is_temp_name(e->fts_name)) {
-                /* Ours: never optimized; removed when a crash left it (a
-                 * stub or a rehydrated file never renamed into place). */
-                (void)ddp_temp_remove_abandoned(e->fts_path);
-                break;
-            }
-            count(&j, &stats->files_scanned);
-            if (e->fts_statp->st_size == DDP_STUB_SIZE) {
-                ddp_stub s;
-                if (ddp_volume_read_stub(v, -1, e->fts_path, &s) == S_OK) {
-                    count(&j, &stats->files_already);
-                    break;
-                }
-            }
-            if (!in_policy(&j, e, now)) {
-                count(&j, &stats->files_skipped_policy);
-                break;
-            }
-            feed(&j, e->fts_path, e->fts_statp);
-            break;
-        }
-        default:
-            break; /* symlinks, devices, sockets, fifos: never optimized */
-        }
+    j.now = time(NULL);
+    /* The walk ends early (E_ABORT from walk_one) once the job has failed;
+     * j.fatal then says why. */
+    if (SUCCEEDED(hr)) {
+        HRESULT hw = ddp_volume_walk(v, walk_one, walk_unreadable, &j);
+        if (FAILED(hw) && hw != E_ABORT) hr = hw;
     }
-    if (fts) fts_close(fts);
 
     pthread_mutex_lock(&j.mu);
     j.done_feeding = 1;

@@ -551,38 +551,24 @@ static HRESULT scrub_file(scrub_ctx *s, const char *path)
     return hr;
 }
 
-static HRESULT scrub_stubs(scrub_ctx *s)
+static HRESULT scrub_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
-    char *roots[2] = { s->v->root, NULL };
-    FTS *fts = fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
-    if (!fts) return ddp_fail_errno(errno, "walking %s", s->v->root);
-    HRESULT hr = S_OK;
-    FTSENT *e;
-    while (SUCCEEDED(hr) && (e = fts_read(fts)) != NULL) {
-        switch (e->fts_info) {
-        case FTS_D:
-            if (e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) fts_set(fts, e, FTS_SKIP);
-            break;
-        case FTS_DNR:
-        case FTS_ERR:
-        case FTS_NS:
-            if (e->fts_errno != ENOENT) {
-                add_item(s, DDP_SCRUB_STUB, SUB_UNREADABLE, NULL, e->fts_path, 0, 0,
-                         "cannot read it (%s): the stubs in it were not checked", strerror(e->fts_errno));
-                s->refs_complete = 0;
-            }
-            break;
-        case FTS_F:
-            if (e->fts_statp->st_size >= DDP_STUB_PREFIX_SIZE && e->fts_statp->st_size <= DDP_STUB_SIZE)
-                hr = scrub_file(s, e->fts_path);
-            break;
-        default:
-            break;
-        }
-    }
-    fts_close(fts);
-    return hr;
+    (void)v;
+    if (e->fts_statp->st_size < DDP_STUB_PREFIX_SIZE || e->fts_statp->st_size > DDP_STUB_SIZE) return S_OK;
+    return scrub_file(ctx, e->fts_path);
 }
+
+static HRESULT scrub_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    (void)v;
+    scrub_ctx *s = ctx;
+    add_item(s, DDP_SCRUB_STUB, SUB_UNREADABLE, NULL, e->fts_path, 0, 0,
+             "cannot read it (%s): the stubs in it were not checked", strerror(e->fts_errno));
+    s->refs_complete = 0;
+    return S_OK;
+}
+
+static HRESULT scrub_stubs(scrub_ctx *s) { return ddp_volume_walk(s->v, scrub_one, scrub_unreadable, s); }
 
 /* ======================================================================
  * Pass 3: repair

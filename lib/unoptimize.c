@@ -128,6 +128,19 @@ static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
     return S_OK;
 }
 
+/* A directory the walk cannot read: its stubs stay stubs. Reported and
+ * counted as failed, so the job keeps the chunk store they need. */
+static HRESULT unopt_unreadable(ddp_volume *v, FTSENT *e, void *arg)
+{
+    (void)v;
+    unopt_ctx *c = arg;
+    if (c->measure) return S_OK;
+    c->stats->files_failed++;
+    HRESULT hr = ddp_fail_errno(e->fts_errno, "cannot read %s; the stubs in it were not rehydrated", e->fts_path);
+    if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
+    return S_OK;
+}
+
 DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats)
 {
     ddp_clear_error();
@@ -137,7 +150,7 @@ DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb
     if (!(v->flags & DDP_OPEN_JOB)) return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job");
     double t0 = ddp_now();
     unopt_ctx c = { cb, stats, 0, 1 };
-    HRESULT hr = ddp_volume_walk(v, unopt_one, &c);
+    HRESULT hr = ddp_volume_walk(v, unopt_one, unopt_unreadable, &c);
     if (FAILED(hr)) return hr;
     struct statvfs vfs;
     if (statvfs(v->root, &vfs) == 0) {
@@ -148,7 +161,7 @@ DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb
                             v->root, (unsigned long long)c.need, (unsigned long long)avail);
     }
     c.measure = 0;
-    hr = ddp_volume_walk(v, unopt_one, &c);
+    hr = ddp_volume_walk(v, unopt_one, unopt_unreadable, &c);
     stats->seconds = ddp_now() - t0;
     if (SUCCEEDED(hr) && stats->files_failed) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
     char line[256];
@@ -235,7 +248,7 @@ DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, d
     if (FAILED(hr) || stats->files_failed) return hr;
     left_ctx left;
     memset(&left, 0, sizeof left);
-    if (FAILED(hr = ddp_volume_walk(v, count_left, &left))) return hr;
+    if (FAILED(hr = ddp_volume_walk(v, count_left, NULL, &left))) return hr;
     if (left.stubs)
         return ddp_fail(DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS,
                         "%s: %llu file(s) still claim to be stubs (for example %s); the chunk store is kept", v->root,

@@ -382,19 +382,37 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *
     return hr;
 }
 
-HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, void *ctx)
+HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx)
 {
     char *roots[2] = { v->root, NULL };
     FTS *fts = fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
     if (!fts) return ddp_fail_errno(errno, "walking %s", v->root);
     HRESULT hr = S_OK;
     FTSENT *e;
-    while (SUCCEEDED(hr) && (e = fts_read(fts)) != NULL) {
-        if (e->fts_info == FTS_D && e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) {
-            fts_set(fts, e, FTS_SKIP);
-            continue;
+    while (SUCCEEDED(hr)) {
+        errno = 0;
+        if ((e = fts_read(fts)) == NULL) {
+            if (errno != 0) hr = ddp_fail_errno(errno, "walking %s", v->root);
+            break;
         }
-        if (e->fts_info == FTS_F) hr = fn(v, e, ctx);
+        switch (e->fts_info) {
+        case FTS_D:
+            if (e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) fts_set(fts, e, FTS_SKIP);
+            break;
+        case FTS_DNR:
+        case FTS_ERR:
+        case FTS_NS:
+            if (e->fts_errno == ENOENT) break; /* removed while we walked */
+            hr = on_error ? on_error(v, e, ctx)
+                          : ddp_fail_errno(e->fts_errno, "cannot read %s; stopped, since a stub in it would go unseen",
+                                           e->fts_path);
+            break;
+        case FTS_F:
+            hr = fn(v, e, ctx);
+            break;
+        default:
+            break; /* symlinks, devices, sockets, fifos, directories after their files */
+        }
     }
     fts_close(fts);
     return hr;

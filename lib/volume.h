@@ -38,9 +38,14 @@ struct ddp_stub;
 HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, struct ddp_stub *s);
 
 /* Walk the volume (physical, one file system, never .ddp), calling fn for each
- * regular file (FTSENT from <fts.h>); stops at the first failure fn returns. */
+ * regular file (FTSENT from <fts.h>); stops at the first failure fn returns.
+ * A directory or file the walk cannot read (not one that vanished during the
+ * walk) goes to on_error, which returns S_OK to go on or a failure to stop;
+ * on_error NULL stops the walk with an error naming it: a job that must see
+ * every stub (unoptimize before it removes the store, gc before it retires
+ * records) never goes on past a directory it could not read. */
 struct _ftsent;
 typedef HRESULT (*ddp_walk_fn)(ddp_volume *v, struct _ftsent *e, void *ctx);
-HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, void *ctx);
+HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx);
 
 #endif /* DDP_VOLUME_H */

@@ -35,6 +35,7 @@ typedef int32_t HRESULT;
 #define E_OUTOFMEMORY  ((HRESULT)0x8007000EL)
 #define E_INVALIDARG   ((HRESULT)0x80070057L)
 #define E_NOINTERFACE  ((HRESULT)0x80004002L)
+#define E_ABORT        ((HRESULT)0x80004004L)
 
 /* Win32 error numbers that ddp maps errno values to (HRESULT_FROM_WIN32). */
 #define ERROR_FILE_NOT_FOUND     2u

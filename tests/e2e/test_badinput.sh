@@ -104,4 +104,33 @@ else
   echo "skip - disk-full case: cannot mount a tmpfs here (needs root)"
 fi
 
+# A directory the job cannot read: optimize skips it and says so; unoptimize
+# of the volume must keep the chunk store (the stubs in it need it), gc must
+# stop before it changes anything. Run as an unprivileged user, since root
+# reads every directory whatever its mode.
+if [[ $(id -u) -eq 0 ]] && command -v setpriv >/dev/null; then
+  U=$T/unreadable
+  mkdir -p "$U/open" "$U/shut"
+  head -c 200000 /dev/urandom > "$U/open/a.bin"; head -c 200000 /dev/urandom > "$U/shut/b.bin"
+  "$DDP" enable "$U" --usage Backup >/dev/null
+  "$DDP" optimize "$U" --quiet >/dev/null
+  chown -R 65534:65534 "$U"; chmod 755 "$T"
+  sum_b=$(sha256sum < <("$DDP" cat "$U/shut/b.bin") | cut -d' ' -f1)
+  chmod 000 "$U/shut"
+  as_nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups -- "$@"; }
+  out=$(as_nobody "$DDP" unoptimize "$U" 2>&1); rc=$?
+  check "unoptimize of a volume with an unreadable directory fails" test $rc -ne 0
+  check "it names the directory" grep -qF "$U/shut" <<<"$out"
+  check "and keeps the chunk store" test -d "$U/.ddp/ChunkStore"
+  out=$(as_nobody "$DDP" gc "$U" --full 2>&1); rc=$?
+  check "gc with an unreadable directory stops" test $rc -ne 0
+  check "and says why" grep -q "cannot be counted" <<<"$out"
+  chmod 755 "$U/shut"
+  check "the stub in it still reads back" test "$(sha256sum < <("$DDP" cat "$U/shut/b.bin") | cut -d' ' -f1)" = "$sum_b"
+  check "once readable, unoptimize completes" "$DDP" unoptimize "$U"
+  check "and the file has its bytes" test "$(sha256sum < "$U/shut/b.bin" | cut -d' ' -f1)" = "$sum_b"
+else
+  echo "skip - unreadable-directory case: needs root and setpriv to run as another user"
+fi
+
 finish
