@@ -7,6 +7,9 @@
 # largest files, excluded from optimization with excluded_folders), so both
 # are read through one mount, one daemon, one kernel path. For each reader:
 #   seq MB/s   the N largest files read whole with dd bs=1M, median of RUNS;
+#   CPU s      the CPU time (user + system) the mount's daemon spent on those
+#              reads, median of RUNS: unlike MB/s it barely moves when other
+#              jobs share the machine's cores, so it shows what a change costs;
 #   4 KiB      random 4 KiB preads (POSIX_FADV_RANDOM, so the kernel reads
 #              just that page) at 4 KiB-aligned offsets of the largest file:
 #              median and 99th percentile latency in microseconds.
@@ -182,24 +185,32 @@ do_mount() {
 do_umount() { unmount "$MNT"; wait "$MPID" 2> /dev/null || true; }
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-# seq_mbs KIND SUBDIR [options]: MB/s reading the large files, median of RUNS.
+# cpu_ticks PID: user + system clock ticks of process PID (all its threads).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2> /dev/null || echo 0; }
+# seq_mbs KIND SUBDIR [options]: "MB/s CPU-seconds" reading the large files,
+# each the median of RUNS.
 seq_mbs() {
-  local kind=$1 sub=$2 r f t0 t1
+  local kind=$1 sub=$2 r f t0 t1 c0 c1 hz
   shift 2
+  hz=$(getconf CLK_TCK)
   if ! ((COLD)); then
-    do_mount "$kind" "$@" || { echo n/a; return; }
+    do_mount "$kind" "$@" || { echo n/a n/a; return; }
     for f in "${BIG[@]}"; do cat "$FILES$sub/$f" > /dev/null; done
     do_umount
   fi
   for ((r = 0; r < RUNS; r++)); do
-    do_mount "$kind" "$@" || { echo n/a; return; }
+    do_mount "$kind" "$@" || { echo "n/a n/a"; break; }
     drop_caches
+    c0=$(cpu_ticks "$MPID")
     t0=$(date +%s.%N)
     for f in "${BIG[@]}"; do dd if="$FILES$sub/$f" of=/dev/null bs=1M status=none; done
     t1=$(date +%s.%N)
+    c1=$(cpu_ticks "$MPID")
     do_umount
-    echo "$t0 $t1" | awk -v b="$BYTES" '{printf "%.1f\n", b / 1e6 / ($2 - $1)}'
-  done | median
+    echo "$t0 $t1 $c0 $c1" | awk -v b="$BYTES" -v hz="$hz" '{printf "%.1f %.2f\n", b / 1e6 / ($2 - $1), ($4 - $3) / hz}'
+  done > "$W/seq.runs"
+  if grep -q n/a "$W/seq.runs"; then echo "n/a n/a"; return; fi
+  echo "$(cut -d' ' -f1 "$W/seq.runs" | median) $(cut -d' ' -f2 "$W/seq.runs" | median)"
 }
 # rand_lat KIND SUBDIR [options]: "median p99" microseconds of NRAND random
 # 4 KiB preads of the largest file, through a fresh mount.
@@ -228,20 +239,22 @@ EOF
   do_umount
 }
 
-declare -A SEQ LAT
+declare -A SEQ CPU LAT
 case_of() { # case_of NAME KIND SUBDIR [options]
-  local name=$1
+  local name=$1 got
   shift
   echo "  $name ..." >&2
-  SEQ[$name]=$(seq_mbs "$@")
+  got=$(seq_mbs "$@")
+  SEQ[$name]=${got% *}
+  CPU[$name]=${got#* }
   LAT[$name]=$(rand_lat "$@")
 }
 echo "measuring ..." >&2
 case_of "ddp mount, unoptimized files" ddp /plain
 case_of "ddp mount, optimized files" ddp /opt
 case_of "ddp mount, optimized, 16 MiB cache" ddp /opt --cache-mb 16
-if ((HAVE_BORG)); then case_of "borg mount" borg ""; else SEQ["borg mount"]=n/a LAT["borg mount"]="n/a n/a"; fi
-if ((HAVE_RESTIC)); then case_of "restic mount" restic ""; else SEQ["restic mount"]=n/a LAT["restic mount"]="n/a n/a"; fi
+if ((HAVE_BORG)); then case_of "borg mount" borg ""; else SEQ["borg mount"]=n/a CPU["borg mount"]=n/a LAT["borg mount"]="n/a n/a"; fi
+if ((HAVE_RESTIC)); then case_of "restic mount" restic ""; else SEQ["restic mount"]=n/a CPU["restic mount"]=n/a LAT["restic mount"]="n/a n/a"; fi
 
 # ---- report ----
 echo
@@ -251,7 +264,7 @@ if ((COLD)); then echo "page cache: dropped before every timed run (echo 3 > /pr
 else echo "page cache: warm (the files are read once before they are timed; DDP_BENCH_COLD=1 as root drops it instead)"; fi
 echo "every timed run reads through a fresh mount (no FUSE page cache, no daemon cache carried over)"
 echo
-printf '%-38s %14s %16s %14s\n' "reader" "seq MB/s" "4 KiB median us" "4 KiB p99 us"
+printf '%-38s %14s %8s %16s %14s\n' "reader" "seq MB/s" "CPU s" "4 KiB median us" "4 KiB p99 us"
 base=${SEQ["ddp mount, unoptimized files"]}
 for name in "ddp mount, unoptimized files" "ddp mount, optimized files" "ddp mount, optimized, 16 MiB cache" \
             "borg mount" "restic mount"; do
@@ -260,5 +273,5 @@ for name in "ddp mount, unoptimized files" "ddp mount, optimized files" "ddp mou
   if [[ "${SEQ[$name]}" != n/a && "$base" != n/a && "$name" == "ddp mount, optimized"* ]]; then
     rel=$(awk -v a="${SEQ[$name]}" -v b="$base" 'BEGIN {printf " (%3.0f%%)", 100 * a / b}')
   fi
-  printf '%-38s %14s %16s %14s\n' "$name" "${SEQ[$name]}$rel" "$med" "$p99"
+  printf '%-38s %14s %8s %16s %14s\n' "$name" "${SEQ[$name]}$rel" "${CPU[$name]}" "$med" "$p99"
 done

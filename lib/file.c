@@ -6,9 +6,13 @@
  * checked against the stub (map hash, size, whole-file hash), then any range
  * is served by locating the chunks that cover it (binary search over the
  * chunks' start offsets), reading each chunk record (checksums, decoding,
- * SHA-256 check) and copying the wanted part. The last chunk read is cached,
- * so sequential small reads decode each chunk once. A chunk that fails its
- * checks fails the read with DDP_E_FILE_CORRUPT: never wrong bytes.
+ * SHA-256 check) and copying the wanted part. The map and the chunks are
+ * read by chunkread.c, which the mount uses too: a chunk whose primary record
+ * is damaged is read from its hotspot copy, verified the same way, and
+ * counted (ddp_file_copies_used). The last chunk read is cached, so
+ * sequential small reads decode each chunk once. A chunk that fails its
+ * checks, with no intact copy, fails the read with DDP_E_FILE_CORRUPT (or
+ * the error reading it met): never wrong bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include "chunker.h"
+#include "chunkread.h"
 #include "stub.h"
 #include "util.h"
 #include "volume.h"
@@ -29,11 +34,12 @@ struct ddp_file {
     int optimized;
     uint64_t size;
     ddp_streammap map;
-    ddp_chunkstore *cs;
+    ddp_chunkreader *rd;    /* optimized: the map's and the chunks' reader */
     char *path;
-    pthread_mutex_t mu;     /* the cache */
+    pthread_mutex_t mu;     /* the cache and copies */
     uint32_t cached;        /* entry index in cache, UINT32_MAX if none */
     uint8_t *cache;
+    uint64_t copies;        /* chunks read from a hotspot copy */
 };
 
 DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out)
@@ -65,15 +71,10 @@ DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out)
     ddp_stub s;
     HRESULT hr = ddp_volume_read_stub(v, fd, path, &s);
     if (hr == S_OK) {
-        hr = ddp_volume_store(v, &f->cs);
-        if (SUCCEEDED(hr))
-            hr = ddp_chunkstore_read_streammap(f->cs, s.stream_container, s.stream_offset, s.streammap_hash, &f->map);
-        if (FAILED(hr)) {
-            hr = ddp_fail(hr, "%s: stream map: %s", path, ddp_error_detail());
-        } else if (f->map.file_size != s.file_size || memcmp(f->map.file_hash, s.file_hash, DDP_HASH_SIZE) != 0) {
-            hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: the stream map does not match the stub", path);
-        } else {
-            ddp_streammap_index(&f->map);
+        hr = ddp_chunkreader_open(v, &f->rd);
+        if (FAILED(hr)) hr = ddp_fail(hr, "%s: the chunk store: %s", path, ddp_error_detail());
+        else hr = ddp_chunkreader_map(f->rd, &s, path, &f->map);
+        if (SUCCEEDED(hr)) {
             f->optimized = 1;
             f->size = s.file_size;
             f->cache = ddp_xmalloc(DDP_CHUNK_MAX);
@@ -95,6 +96,14 @@ DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out)
 DDP_API uint64_t ddp_file_size(const ddp_file *f) { return f->size; }
 DDP_API int ddp_file_is_optimized(const ddp_file *f) { return f->optimized; }
 
+DDP_API uint64_t ddp_file_copies_used(ddp_file *f)
+{
+    pthread_mutex_lock(&f->mu);
+    uint64_t n = f->copies;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 DDP_API HRESULT ddp_file_pread(ddp_file *f, void *buf, size_t n, uint64_t off, size_t *got)
 {
     *got = 0;
@@ -114,13 +123,15 @@ DDP_API HRESULT ddp_file_pread(ddp_file *f, void *buf, size_t n, uint64_t off, s
         uint64_t start = f->map.starts[i];
         if (f->cached != i) {
             f->cached = UINT32_MAX;
-            hr = ddp_chunkstore_read_chunk(f->cs, &e->loc, e->hash, f->cache);
+            ddp_chunk_origin from;
+            hr = ddp_chunkreader_read(f->rd, e, f->cache, &from);
             if (FAILED(hr)) {
                 hr = ddp_fail(hr, "%s: chunk %u at file offset %llu: %s", f->path, i, (unsigned long long)start,
                               ddp_error_detail());
                 break;
             }
             f->cached = i;
+            f->copies += (uint64_t)from.copy;
         }
         size_t in = (size_t)(off - start);
         size_t take = e->loc.logical_len - in;
@@ -141,6 +152,7 @@ DDP_API void ddp_file_close(ddp_file *f)
     if (!f) return;
     if (f->fd >= 0) close(f->fd);
     ddp_streammap_free(&f->map);
+    ddp_chunkreader_close(f->rd);
     pthread_mutex_destroy(&f->mu);
     free(f->cache);
     free(f->path);

@@ -6,8 +6,8 @@
  * default 100 as on Windows), a byte-identical copy of its record (same
  * header, same stored payload) is appended to a container in Hotspot/
  * (container kind 3). Scrubbing mends a damaged chunk from its copy
- * (scrub.c). Copies are never read on the normal read path, and nothing
- * references them by location, so the catalog does not list hotspot
+ * (scrub.c), and a read whose primary record fails its checks falls back
+ * to a copy (chunkread.c). Nothing references a copy by location, so the catalog does not list hotspot
  * containers: they are found by name in Hotspot/ (maintenance.h). Garbage
  * collection retires a copy once no stream map references its hash.
  *
@@ -177,9 +177,8 @@ static HRESULT hot_append(hot_writer *hw, ddp_record_header *h, const uint8_t *p
         if (newest) {
             hr = ddp_container_open_append(newest->path, 0, NULL, NULL, &hw->w);
             if (FAILED(hr)) {
-                ddp_clear_error(); /* damaged or foreign: start a new one */
+                ddp_clear_error(); /* damaged or foreign: start a new one (below) */
                 hw->w = NULL;
-                hr = S_OK;
             } else if (ddp_container_is_sealed(hw->w)) {
                 ddp_container_close(hw->w);
                 hw->w = NULL;

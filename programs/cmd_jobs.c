@@ -197,6 +197,11 @@ int cmd_cat(int argc, char **argv)
             cli_error(hr, "cat %s", argv[i]);
             rc = DDP_EXIT_FAIL;
         }
+        if (f && ddp_file_copies_used(f) > 0)
+            fprintf(stderr,
+                    "ddp: cat %s: %llu chunk(s) were read from their hotspot copies because their records are "
+                    "damaged; run 'ddp scrub --repair' on the volume\n",
+                    argv[i], (unsigned long long)ddp_file_copies_used(f));
         ddp_file_close(f);
         ddp_volume_close(v);
     }

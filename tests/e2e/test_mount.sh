@@ -11,7 +11,9 @@
 # statfs, umask, owners of what others create); .ddp is hidden; a user reads
 # only what the mode lets them read. Bad input: a corrupt chunk fails the read
 # with EIO and the log names the file (never wrong bytes), a forged stub reads
-# as its 232 bytes, mounting a non-volume is a clear error. Every mount runs in
+# as its 232 bytes, mounting a non-volume is a clear error; a chunk whose
+# primary record is damaged reads from its hotspot copy (ddp cat and the
+# mount), and with the copy damaged too fails with EIO. Every mount runs in
 # the foreground in the background of this script and must exit 0 when
 # unmounted (the sanitizers' findings would make it fail); a trap unmounts
 # whatever a failing test left mounted.
@@ -240,19 +242,23 @@ check "... every reader read the right content" test $during_ok -eq 1
 check "... the files written above are stubs again" is_stub "$V/t/w2.bin"
 check "... and still read right" cmp "$M/t/w2.bin" <(cat "$O/t/w2.bin"; echo "appended line")
 
-# A job that optimizes a file while it is open for writing through the mount.
+# A job meets a file open for writing through the mount: the mount's writer
+# holds a shared flock, the job leaves the file as it is and says why; every
+# write stays, and once the file is closed the next job optimizes it.
 f=t/w8.bin
 exec 4<> "$M/$f"
 printf 'first' >&4
 "$DDP" optimize "$V" > "$T/job2.out" 2>&1
-# (the mount's watcher may already have put the file back: the job's report says what it did)
-check "a job optimized the file while it was open for writing" grep -q "^Optimized 1 files" "$T/job2.out"
+check "a job leaves a file open for writing through the mount" not_stub "$V/$f"
+check "... and says why" grep -q "w8.bin is open for writing" "$T/job2.out"
 printf 'second' >&4
 exec 4>&-
 expect8() { printf 'firstsecond'; tail -c +12 "$O/$f"; }
-check "... the writes after the job are not lost (volume)" cmp "$V/$f" <(expect8)
+check "... no write is lost (volume)" cmp "$V/$f" <(expect8)
 check "... nor through the mount" cmp "$M/$f" <(expect8)
-check "... and the log says so" grep -q "$f: a job optimized this file while it was open for writing" "$LOG"
+"$DDP" optimize "$V" --quiet
+check "once closed, the next job optimizes it" is_stub "$V/$f"
+check "... and it reads right" cmp "$M/$f" <(expect8)
 
 # ---- a forged stub ----
 V3=$T/other
@@ -322,6 +328,97 @@ if mount_vol "$V2" "$M2" "$LOG2"; then
   check "... never with wrong bytes" test "$wrong" -eq 0
   check "... and the log names each file and its chunk" test $named -eq 1
   umount_vol "$M2" "$MOUNT_PID" "$LOG2"
+fi
+
+# ---- the read fallback: a damaged chunk with a hotspot copy ----
+# Four files share a 1 MiB base, so with hotspot_threshold 2 its chunks get
+# copies in Hotspot/. The primary record of one of them is damaged: ddp cat
+# and the mount still read every file exactly (the mount's log says the copy
+# served). Then the copy is damaged too: both fail (0x80565355, EIO), never
+# with wrong bytes.
+V4=$T/hot
+mkdir -p "$V4"
+python3 - "$V4" << 'PY'
+import os, random, sys
+rng = random.Random(11)
+base = rng.randbytes(1 << 20)
+for i in range(4):
+    with open(os.path.join(sys.argv[1], f"h{i}.bin"), "wb") as f:
+        f.write(base + rng.randbytes(100_000 + i))
+PY
+cp -a "$V4" "$T/hot.orig"
+"$DDP" enable "$V4" --usage Backup > /dev/null
+"$DDP" set "$V4" hotspot_threshold 2 > /dev/null
+"$DDP" optimize "$V4" --quiet
+STORE4=$(echo "$V4"/.ddp/ChunkStore/*.ddp)
+# hot_chunk FILE: "data-container offset stored hotspot-container offset stored"
+# of the first chunk of FILE that has a hotspot copy (from the stub, its
+# stream map and the hotspot containers' record headers).
+hot_chunk() {
+  python3 - "$STORE4" "$1" << 'PY'
+import glob, struct, sys
+store, path = sys.argv[1], sys.argv[2]
+stub = open(path, 'rb').read()
+sc, = struct.unpack_from('<I', stub, 112); soff, = struct.unpack_from('<Q', stub, 120)
+m = open(f'{store}/Stream/{sc:08X}.00000001.ccc', 'rb').read()[soff + 64:]
+n, = struct.unpack_from('<I', m, 16)
+copies = {}
+for hp in sorted(glob.glob(f'{store}/Hotspot/*.ccc')):
+    b = open(hp, 'rb').read(); o = 64
+    while o + 64 <= len(b):
+        t, = struct.unpack_from('<H', b, o + 4); ln, = struct.unpack_from('<I', b, o + 8)
+        if t == 1: copies.setdefault(b[o + 16:o + 48], (hp, o, ln))
+        if t == 3: break
+        o += 64 + ln
+for k in range(n):
+    e = 56 + 56 * k
+    h = m[e:e + 32]
+    if h in copies:
+        dc, = struct.unpack_from('<I', m, e + 32); off, = struct.unpack_from('<Q', m, e + 40)
+        stored, = struct.unpack_from('<I', m, e + 48)
+        hp, ho, hl = copies[h]
+        print(f'{store}/Data/{dc:08X}.00000001.ccc', off, stored, hp, ho, hl)
+        break
+PY
+}
+flip_byte() { python3 -c "
+import sys; p, o = sys.argv[1], int(sys.argv[2]); f = open(p, 'r+b'); f.seek(o); b = f.read(1); f.seek(o); f.write(bytes([b[0] ^ 0x5A]))" "$1" "$2"; }
+read -r dpath doff dstored hpath hoff hstored <<< "$(hot_chunk "$V4/h0.bin")"
+if [[ -n "${hpath:-}" ]]; then
+  ok "a chunk of the shared base has a hotspot copy"
+  flip_byte "$dpath" $((doff + 64 + dstored / 2))
+  cat_ok=1
+  for i in 0 1 2 3; do cmp -s <("$DDP" cat "$V4/h$i.bin") "$T/hot.orig/h$i.bin" || cat_ok=0; done
+  check "its primary damaged: ddp cat reads every file that uses it exactly (from the copy)" test $cat_ok -eq 1
+  check "... and ddp cat says a copy served it, and what to run" \
+    bash -c '"$1" cat "$2" 2>&1 >/dev/null | grep -q "read from their hotspot copies.*scrub --repair"' _ "$DDP" "$V4/h0.bin"
+  M4=$T/m4
+  LOG4=$T/mount4.log
+  if mount_vol "$V4" "$M4" "$LOG4"; then
+    m_ok=1
+    for i in 0 1 2 3; do cmp -s "$M4/h$i.bin" "$T/hot.orig/h$i.bin" || m_ok=0; done
+    check "... and so does the mount" test $m_ok -eq 1
+    check "... whose log names the file and says the hotspot copy served the chunk" \
+      grep -q "h[0-3].bin: chunk .*served from its hotspot copy" "$LOG4"
+    umount_vol "$M4" "$MOUNT_PID" "$LOG4"
+  fi
+  flip_byte "$hpath" $((hoff + 64 + hstored / 3))
+  expect_code "the copy damaged too: ddp cat fails with the damage error" 0x80565355 "$DDP" cat "$V4/h0.bin"
+  LOG5=$T/mount5.log
+  if mount_vol "$V4" "$M4" "$LOG5"; then
+    eio=1 wrong=0
+    for i in 0 1 2 3; do
+      if dd if="$M4/h$i.bin" of="$T/got$i" bs=64K status=none 2> "$T/err$i"; then wrong=1; fi
+      grep -q "Input/output error" "$T/err$i" || eio=0
+      cmp -s "$T/got$i" <(head -c "$(stat -c %s "$T/got$i")" "$T/hot.orig/h$i.bin") || wrong=1
+    done
+    check "... and reads through the mount fail with EIO" test $eio -eq 1
+    check "... never with wrong bytes" test $wrong -eq 0
+    check "... and the log says the copy failed too" grep -q "hotspot copy failed too" "$LOG5"
+    umount_vol "$M4" "$MOUNT_PID" "$LOG5"
+  fi
+else
+  bad "no chunk of the shared base has a hotspot copy"
 fi
 
 finish
