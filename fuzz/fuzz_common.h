@@ -127,7 +127,7 @@ static inline void fz_fix_checksum(uint8_t *buf, size_t covered, size_t at)
 }
 
 /* Payloads larger than this are not decoded by the fix-up (speed). */
-#define FZ_FIX_MAX_LOGICAL ((uint32_t)8 << 20)
+#define FZ_FIX_MAX_LOGICAL ((uint32_t)1 << 20)
 
 /* Make one record at rec (avail bytes from rec to the end of the buffer)
  * pass its checks: the payload checksum when the payload is all there, the

@@ -572,6 +572,8 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     pthread_cond_broadcast(&j.not_empty);
     pthread_mutex_unlock(&j.mu);
     for (unsigned i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    /* Workers stopped by a fatal error leave the rest of the queue. */
+    for (; j.qlen; j.qlen--, j.qhead = (j.qhead + 1) % QUEUE_CAP) free(j.queue[j.qhead].path);
 
     pthread_mutex_lock(&j.commit_mu);
     j.workers_done = 1;

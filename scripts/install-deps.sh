@@ -5,6 +5,11 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
       libfuse3-dev fuse3 libcmocka-dev python3 xxd)
+# The robustness checks of scripts/test.sh (docs/ROBUSTNESS.md): valgrind on
+# the e2e tests, cppcheck and clang-tidy (scripts/static-checks.sh), clang
+# and libFuzzer for fuzz/ (libFuzzer's runtime is in libclang-rt-dev, only
+# recommended by clang, and recommends are not installed here).
+pkgs+=(valgrind cppcheck clang clang-tidy libclang-rt-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
