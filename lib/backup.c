@@ -345,6 +345,8 @@ static HRESULT copy_range_sparse(bctx *b, int sfd, uint64_t soff, int dfd, uint6
     struct stat st;
     if (fstat(sfd, &st) != 0) return ddp_fail_errno(errno, "backup: examining %s", what);
     uint64_t size = (uint64_t)st.st_size;
+    /* As many blocks as bytes: no hole to keep (most files, every stub). */
+    if ((uint64_t)st.st_blocks * 512 >= size) return copy_range(b, sfd, soff, dfd, doff, len, done, what);
     uint64_t end = soff >= size ? soff : (size - soff < len ? size : soff + len);
     uint64_t pos = soff;
     while (pos < end) {
@@ -655,8 +657,9 @@ static HRESULT tar_copy(bctx *b, struct archive *a, int sfd, uint64_t off, uint6
  * hole (records garbage collection punched out, a sparse user file): the
  * pax writer then stores only the data (GNU sparse 1.0), and every reader
  * (libarchive, GNU tar) gives the holes back as zeros. */
-static void tar_add_sparse_map(struct archive_entry *ae, int sfd, uint64_t size)
+static void tar_add_sparse_map(struct archive_entry *ae, int sfd, const struct stat *st, uint64_t size)
 {
+    if ((uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size) return; /* no hole: nothing to probe */
     off_t first_hole = lseek(sfd, 0, SEEK_HOLE);
     if (first_hole < 0 || (uint64_t)first_hole >= size) return; /* no hole, or no SEEK_HOLE */
     uint64_t pos = 0;
@@ -762,7 +765,7 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
                 archive_entry_set_perm(ae, e->mode);
                 archive_entry_set_size(ae, (la_int64_t)e->size);
             }
-            tar_add_sparse_map(ae, sfd, e->size);
+            tar_add_sparse_map(ae, sfd, &st, e->size);
         }
         if (archive_write_header(a, ae) != ARCHIVE_OK) {
             hr = tar_fail(a, e->path);

@@ -938,7 +938,7 @@ static HRESULT mark_file(gc_ctx *g, const char *path)
 static HRESULT mark_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     (void)v;
-    if (e->fts_statp->st_size < DDP_STUB_PREFIX_SIZE || e->fts_statp->st_size > DDP_STUB_SIZE) return S_OK;
+    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
     return mark_file(ctx, e->fts_path);
 }
 
@@ -1075,8 +1075,8 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
     if (!v) return E_POINTER;
-    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
-        return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
     double t0 = ddp_now();
     gc_ctx g;
     memset(&g, 0, sizeof g);

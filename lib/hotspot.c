@@ -200,8 +200,8 @@ static HRESULT hot_append(hot_writer *hw, ddp_record_header *h, const uint8_t *p
 DDP_API HRESULT ddp_hotspot_update(ddp_volume *v)
 {
     if (!v) return E_POINTER;
-    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
-        return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
     uint32_t threshold = v->settings.hotspot_threshold;
     char *stamp_path = ddp_path_join(v->state_dir, STAMP_FILE);
     ddp_mstore ms;

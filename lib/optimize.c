@@ -525,8 +525,8 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     if (!v) return E_POINTER;
-    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
-        return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
     if (!v->settings.enabled)
         return ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED, "%s: deduplication is disabled (ddp set %s enabled true)",
                         v->root, v->root);

@@ -554,7 +554,7 @@ static HRESULT scrub_file(scrub_ctx *s, const char *path)
 static HRESULT scrub_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     (void)v;
-    if (e->fts_statp->st_size < DDP_STUB_PREFIX_SIZE || e->fts_statp->st_size > DDP_STUB_SIZE) return S_OK;
+    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
     return scrub_file(ctx, e->fts_path);
 }
 
@@ -999,8 +999,8 @@ DDP_API HRESULT ddp_scrub(ddp_volume *v, int repair, const ddp_job_callbacks *cb
     ddp_clear_error();
     if (!v || !out) return E_POINTER;
     memset(out, 0, sizeof *out);
-    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
-        return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
     double t0 = ddp_now();
     scrub_ctx s;
     memset(&s, 0, sizeof s);

@@ -147,7 +147,8 @@ DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb
     ddp_job_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
-    if (!(v->flags & DDP_OPEN_JOB)) return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job");
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
     double t0 = ddp_now();
     unopt_ctx c = { cb, stats, 0, 1 };
     HRESULT hr = ddp_volume_walk(v, unopt_one, unopt_unreadable, &c);
@@ -230,7 +231,7 @@ typedef struct left_ctx {
 static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
 {
     left_ctx *c = arg;
-    if (e->fts_statp->st_size < DDP_STUB_PREFIX_SIZE || e->fts_statp->st_size > DDP_STUB_SIZE) return S_OK;
+    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
     ddp_stub s;
     HRESULT hr = ddp_volume_read_stub(v, -1, e->fts_path, &s);
     ddp_clear_error();

@@ -280,12 +280,25 @@ HRESULT ddp_volume_store(ddp_volume *v, ddp_chunkstore **out)
     return hr;
 }
 
+int ddp_volume_may_be_stub(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_size >= DDP_STUB_PREFIX_SIZE && st->st_size <= DDP_STUB_SIZE;
+}
+
+HRESULT ddp_volume_require_job(const ddp_volume *v)
+{
+    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
+        return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
+    return S_OK;
+}
+
 DDP_API HRESULT ddp_volume_rebuild_index(ddp_volume *v)
 {
     ddp_clear_error();
-    if (!(v->flags & DDP_OPEN_JOB)) return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job");
+    HRESULT hr = ddp_volume_require_job(v);
+    if (FAILED(hr)) return hr;
     ddp_chunkstore *cs = NULL;
-    HRESULT hr = ddp_volume_store(v, &cs);
+    hr = ddp_volume_store(v, &cs);
     if (SUCCEEDED(hr)) hr = ddp_chunkstore_rebuild_index(cs);
     if (SUCCEEDED(hr)) hr = ddp_chunkstore_checkpoint(cs);
     return hr;
@@ -361,7 +374,7 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *
     HRESULT hr = S_FALSE;
     if (fstat(fd, &st) != 0) {
         hr = ddp_fail_errno(errno, "%s", path);
-    } else if (S_ISREG(st.st_mode) && st.st_size >= DDP_STUB_PREFIX_SIZE && st.st_size <= DDP_STUB_SIZE) {
+    } else if (ddp_volume_may_be_stub(&st)) {
         /* A file that begins like a stub claims to be one: if it does not
          * decode it is malformed or forged, and reported as such. */
         uint8_t buf[DDP_STUB_SIZE];

@@ -5,6 +5,8 @@
 #ifndef DDP_VOLUME_H
 #define DDP_VOLUME_H
 
+#include <sys/stat.h>
+
 #include <pthread.h>
 #include <ddp/ddp.h>
 #include "chunkstore.h"
@@ -44,6 +46,15 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, struct ddp
  * on_error NULL stops the walk with an error naming it: a job that must see
  * every stub (unoptimize before it removes the store, gc before it retires
  * records) never goes on past a directory it could not read. */
+/* Could the file described by st claim to be a stub (a regular file of a
+ * stub's prefix size up to a stub's size)? Such files are read and judged;
+ * others are plain files without reading them. */
+int ddp_volume_may_be_stub(const struct stat *st);
+
+/* S_OK when v was opened for a job (DDP_OPEN_JOB: it holds the job lock),
+ * else DDP_E_INVALID_STATE with a message. */
+HRESULT ddp_volume_require_job(const ddp_volume *v);
+
 struct _ftsent;
 typedef HRESULT (*ddp_walk_fn)(ddp_volume *v, struct _ftsent *e, void *ctx);
 HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx);

@@ -22,6 +22,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 const char *cli_human_bytes(uint64_t n, char buf[32]);
 /* Is stdout/stderr a terminal (progress lines)? */
 int cli_is_tty(int fd);
+/* Print s as a JSON string literal (quotes, escapes) on stdout. */
+void cli_json_str(const char *s);
 
 int cmd_enable(int argc, char **argv);
 int cmd_set(int argc, char **argv);

@@ -59,17 +59,6 @@ int cmd_gc(int argc, char **argv)
     return hr == S_OK ? 0 : DDP_EXIT_FAIL;
 }
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
-}
-
 static const char *kind_name(int kind)
 {
     switch (kind) {
@@ -85,7 +74,7 @@ static const char *kind_name(int kind)
 static void print_json(const ddp_volume *v, int repair, HRESULT hr, const ddp_scrub_report *r)
 {
     printf("{\"volume\":");
-    json_str(ddp_volume_root(v));
+    cli_json_str(ddp_volume_root(v));
     printf(",\"result\":\"0x%08X\",\"repair\":%s,\"containers\":%llu,\"records\":%llu,\"stream_maps\":%llu,"
            "\"stubs\":%llu,\"bytes_checked\":%llu,\"seconds\":%.3f,\"damaged\":%llu,\"repaired\":%llu,"
            "\"unrepaired\":%llu,\"files_affected\":%llu,\"items\":[",
@@ -97,17 +86,17 @@ static void print_json(const ddp_volume *v, int repair, HRESULT hr, const ddp_sc
     for (size_t i = 0; i < r->count; i++) {
         const ddp_scrub_item *it = &r->items[i];
         printf("%s{\"kind\":", i ? "," : "");
-        json_str(kind_name(it->kind));
+        cli_json_str(kind_name(it->kind));
         printf(",\"file\":");
-        json_str(it->file);
+        cli_json_str(it->file);
         printf(",\"offset\":%llu,\"what\":", (unsigned long long)it->offset);
-        json_str(it->what);
+        cli_json_str(it->what);
         printf(",\"repaired\":%s,\"repair\":", it->repaired ? "true" : "false");
-        json_str(it->repair ? it->repair : "");
+        cli_json_str(it->repair ? it->repair : "");
         printf(",\"files\":[");
         for (size_t k = 0; k < it->nfiles; k++) {
             if (k) putchar(',');
-            json_str(it->files[k]);
+            cli_json_str(it->files[k]);
         }
         printf("]}");
     }

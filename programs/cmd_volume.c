@@ -77,17 +77,6 @@ int cmd_get(int argc, char **argv)
     return rc;
 }
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
-}
-
 int cmd_status(int argc, char **argv)
 {
     const char *vol = NULL;
@@ -109,7 +98,7 @@ int cmd_status(int argc, char **argv)
     }
     if (json) {
         printf("{\"volume\":");
-        json_str(ddp_volume_root(v));
+        cli_json_str(ddp_volume_root(v));
         printf(",\"files_optimized\":%llu,\"files_other\":%llu,\"logical_bytes\":%llu,\"stub_bytes\":%llu,"
                "\"other_bytes\":%llu,\"store_bytes\":%llu,\"index_bytes\":%llu,\"saved_bytes\":%llu,"
                "\"savings_rate\":%.4f,\"chunks\":%llu,\"data_containers\":%llu,\"stream_containers\":%llu,"
@@ -120,15 +109,15 @@ int cmd_status(int argc, char **argv)
                (unsigned long long)st.index_bytes, (unsigned long long)st.saved_bytes, st.savings_rate,
                (unsigned long long)st.chunks, (unsigned long long)st.data_containers,
                (unsigned long long)st.stream_containers);
-        json_str(st.last_job);
+        cli_json_str(st.last_job);
         printf(",\"last_optimize\":");
-        json_str(st.last_optimize);
+        cli_json_str(st.last_optimize);
         printf(",\"last_gc\":");
-        json_str(st.last_gc);
+        cli_json_str(st.last_gc);
         printf(",\"last_scrub\":");
-        json_str(st.last_scrub);
+        cli_json_str(st.last_scrub);
         printf(",\"last_unoptimize\":");
-        json_str(st.last_unoptimize);
+        cli_json_str(st.last_unoptimize);
         printf("}\n");
     } else {
         char a[32], b[32], c[32], d[32], e[32];

@@ -78,6 +78,17 @@ const char *cli_human_bytes(uint64_t n, char buf[32])
 
 int cli_is_tty(int fd) { return isatty(fd); }
 
+void cli_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
+        else putchar(*s);
+    }
+    putchar('"');
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
