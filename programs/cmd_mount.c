@@ -65,7 +65,7 @@ int cmd_mount(int argc, char **argv)
     const char *vol = NULL, *mnt = NULL;
     char useropts[2048] = "";
     int foreground = 0, debug = 0, single = 0;
-    ddpfs_options o = { NULL, 0, (uint64_t)256 << 20, (uint64_t)8 << 20, 0 };
+    ddpfs_options o = { NULL, 0, (uint64_t)256 << 20, (uint64_t)8 << 20, NULL, 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -77,7 +77,8 @@ int cmd_mount(int argc, char **argv)
                    "  -s                one thread\n"
                    "  --log FILE        append the log to FILE (default: stderr with -f, else syslog)\n"
                    "  --cache-mb N      cache of decompressed chunks, shared by every open file (default 256)\n"
-                   "  --readahead-mb N  how far ahead of a sequential reader chunks are decoded (default 8; 0: off)\n"
+                   "  --readahead-mb N  how far ahead of a sequential reader chunks are decoded (default 8; 0: off);\n"
+                   "                    the kernel reads ahead half of that (as root; see docs/MOUNT.md)\n"
                    "  --threads N       read-ahead threads (default: one per core, 2..8)\n"
                    "Unmount with `ddp umount MOUNTPOINT` or `fusermount3 -u MOUNTPOINT`. See docs/MOUNT.md.\n");
             return 0;
@@ -144,7 +145,9 @@ int cmd_mount(int argc, char **argv)
     }
 
     /* max_idle_threads: libfuse 3.14 complains when it is left unset. */
-    char opts[PATH_MAX * 2 + 2200] = "default_permissions,max_idle_threads=16,subtype=ddp,fsname=ddp:";
+    char opts[PATH_MAX * 2 + 2200];
+    snprintf(opts, sizeof opts, "default_permissions,max_idle_threads=16,max_read=%u,subtype=ddp,fsname=ddp:",
+             DDPFS_MAX_READ);
     opt_append_escaped(opts, sizeof opts, root);
     if (useropts[0]) {
         strcat(opts, ",");
@@ -161,6 +164,7 @@ int cmd_mount(int argc, char **argv)
     if (single) fargv[fargc++] = (char *)"-s";
     fargv[fargc] = NULL;
 
+    o.mountpoint = mabs;
     int rc = ddpfs_main(v, &o, fargc, fargv);
     ddp_volume_close(v);
     free(mabs);

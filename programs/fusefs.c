@@ -85,6 +85,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <syslog.h>
@@ -101,7 +102,9 @@
 #include "util.h"
 #include "volume.h"
 
-#define SEQ_SLACK ((uint64_t)2 << 20)   /* reads this close to the last one count as sequential */
+#define SEQ_SLACK ((uint64_t)2 << 20)   /* reads this close to the last one count as sequential (plus the
+                                           kernel's read-ahead, whose requests run that far ahead) */
+#define KERNEL_RA_MIN_KB 128u           /* the kernel's own read-ahead of a FUSE mount */
 #define RA_QUEUE_CAP 4096
 #define POOL_MAX_SLOTS 256u             /* a cache of more slots than this has a memfd (see cc_start) */
 #define POOL_MEMFD_SLOTS 64u            /* ... and then this many slots in memory */
@@ -211,7 +214,11 @@ static struct {
     pthread_mutex_t stripes[STRIPES];
     /* watcher */
     pthread_t watcher;
+    _Atomic uint64_t kernel_ra_bytes;   /* the kernel's read-ahead of the mount, once set */
     int watcher_started;
+    int splice;               /* read replies are spliced (op_read_buf) */
+    pthread_t kernel_ra;      /* sets the kernel's read-ahead once mounted */
+    int kernel_ra_started;
     pthread_mutex_t watchmu;
     pthread_cond_t watchcv;
     int stopping;
@@ -767,6 +774,50 @@ static void cc_put(cchunk *c)
     pthread_mutex_unlock(&cc.mu);
 }
 
+/* The chunks a reply of this thread reads from the memfd. read_buf hands
+ * libfuse (memfd, offset) pieces, and libfuse splices them into the reply
+ * after read_buf has returned: until then the chunks must not be evicted (a
+ * new chunk in the slot would be spliced instead). So they stay pinned until
+ * this thread's next read_buf, which comes after that reply was sent, or
+ * until the thread exits (the key's destructor); at most REPLY_PINS per
+ * thread. */
+#define REPLY_PINS 64u
+typedef struct reply_pins {
+    uint32_t n;
+    cchunk *c[REPLY_PINS];
+} reply_pins;
+static pthread_key_t pins_key;
+
+static void pins_release(reply_pins *p)
+{
+    if (!p || !p->n) return;
+    pthread_mutex_lock(&cc.mu);
+    for (uint32_t k = 0; k < p->n; k++) cc_unref_locked(p->c[k]);
+    pthread_mutex_unlock(&cc.mu);
+    p->n = 0;
+}
+
+static void pins_destructor(void *arg)
+{
+    pins_release(arg);
+    free(arg);
+}
+
+/* This thread's pins, the last reply's released. */
+static reply_pins *my_pins(void)
+{
+    reply_pins *p = pthread_getspecific(pins_key);
+    if (!p) {
+        p = ddp_xcalloc(1, sizeof *p);
+        if (pthread_setspecific(pins_key, p) != 0) {
+            free(p);
+            return NULL;
+        }
+    }
+    pins_release(p);
+    return p;
+}
+
 /* Queue chunks for the read-ahead threads, but none cached or loading.
  * Cached ones are moved to the front of the LRU instead: the reader is about
  * to use them, so the loads of the window must not evict them first (which
@@ -814,6 +865,7 @@ static void *ra_thread(void *arg)
 static void cc_start(void)
 {
     pthread_mutex_init(&cc.mu, NULL);
+    pthread_key_create(&pins_key, pins_destructor);
     for (int i = 0; i < 64; i++) pthread_cond_init(&cc.ready[i], NULL);
     pthread_cond_init(&cc.work, NULL);
     /* Slots of the largest chunk size, twice as many as chunks of the average
@@ -866,12 +918,20 @@ static void cc_start(void)
     cc.threads = ddp_xcalloc(fs.opt.workers, sizeof *cc.threads);
     for (unsigned i = 0; i < fs.opt.workers; i++) {
         if (pthread_create(&cc.threads[i], NULL, ra_thread, NULL) != 0) break;
+        pthread_setname_np(cc.threads[i], "ddp-readahead");
         cc.nthreads++;
     }
 }
 
 static void cc_stop(void)
 {
+    /* The worker threads are gone (their pins with them); with -s this is
+     * the thread that served the reads. */
+    reply_pins *mine = pthread_getspecific(pins_key);
+    pins_release(mine);
+    free(mine);
+    pthread_setspecific(pins_key, NULL);
+    pthread_key_delete(pins_key);
     pthread_mutex_lock(&cc.mu);
     cc.stop = 1;
     pthread_cond_broadcast(&cc.work);
@@ -962,7 +1022,8 @@ static void stub_readahead(handle *h, uint64_t off, size_t n)
     if (!fs.opt.readahead_bytes || h->map.count == 0) return;
     uint64_t end = off + n;
     pthread_mutex_lock(&h->mu);
-    int seq = off <= h->ra_pos + SEQ_SLACK && end + SEQ_SLACK >= h->ra_pos;
+    uint64_t slack = SEQ_SLACK + atomic_load(&fs.kernel_ra_bytes);
+    int seq = off <= h->ra_pos + slack && end + slack >= h->ra_pos;
     if (!seq) {
         h->seq = 0;
         h->ra_pos = end;
@@ -985,13 +1046,57 @@ static void stub_readahead(handle *h, uint64_t off, size_t n)
     if (i > first) cc_prefetch(&h->map.entries[first], i - first);
 }
 
+/* Chunk i of h, pinned (cc_put it), in *out: 0, or -EIO with a log line
+ * naming the file and the chunk (once for a chunk failing again and again).
+ * A chunk served by its hotspot copy is logged too. */
+static int stub_chunk(handle *h, uint32_t i, cchunk **out)
+{
+    const ddp_streammap_entry *e = &h->map.entries[i];
+    char detail[1024];
+    char *note;
+    HRESULT hr = cc_get(e, out, detail, sizeof detail, &note);
+    if (FAILED(hr)) {
+        pthread_mutex_lock(&h->mu);
+        int fresh = h->logged_chunk != i + 1;
+        h->logged_chunk = i + 1;
+        pthread_mutex_unlock(&h->mu);
+        if (fresh)
+            mlog("%s: chunk %u (file offset %llu, data container %u, record at %llu): %s (0x%08X); the read fails "
+                 "with EIO",
+                 h->display, i, (unsigned long long)h->map.starts[i], e->loc.container,
+                 (unsigned long long)e->loc.offset, detail, (unsigned)hr);
+        return -EIO;
+    }
+    if (note) {
+        mlog("%s: chunk %u (file offset %llu, data container %u, record at %llu): %s", h->display, i,
+             (unsigned long long)h->map.starts[i], e->loc.container, (unsigned long long)e->loc.offset, note);
+        free(note);
+    }
+    return 0;
+}
+
+/* The part of chunk c (chunk i of h) under file offset at: its offset in
+ * the chunk (*in) and length, at most max; 0 if the chunk does not cover at
+ * (the stream map and the chunk disagree). */
+static size_t stub_piece(const handle *h, uint32_t i, const cchunk *c, uint64_t at, size_t max, size_t *in)
+{
+    *in = (size_t)(at - h->map.starts[i]);
+    size_t take = c->len > *in ? c->len - *in : 0;
+    return take > max ? max : take;
+}
+
+/* Clamp a read of size at off to the file: the bytes to read (0 at EOF). */
+static size_t stub_clamp(const handle *h, size_t size, off_t off)
+{
+    uint64_t o = (uint64_t)off;
+    if (o >= h->size) return 0;
+    return size > h->size - o ? (size_t)(h->size - o) : size;
+}
+
+/* Read [off, off + size) of stub h into buf (size already clamped). */
 static int stub_read(handle *h, char *buf, size_t size, off_t off)
 {
-    if (off < 0) return -EINVAL;
     uint64_t o = (uint64_t)off;
-    if (o >= h->size || size == 0) return 0;
-    if (size > h->size - o) size = (size_t)(h->size - o);
-    stub_readahead(h, o, size);
     uint32_t i = ddp_streammap_find(&h->map, o);
     size_t done = 0;
     while (done < size) {
@@ -999,42 +1104,113 @@ static int stub_read(handle *h, char *buf, size_t size, off_t off)
             mlog("%s: the stream map ends before offset %llu", h->display, (unsigned long long)(o + done));
             return -EIO;
         }
-        const ddp_streammap_entry *e = &h->map.entries[i];
         cchunk *c;
-        char detail[1024];
-        char *note;
-        HRESULT hr = cc_get(e, &c, detail, sizeof detail, &note);
-        if (FAILED(hr)) {
-            pthread_mutex_lock(&h->mu);
-            int fresh = h->logged_chunk != i + 1;
-            h->logged_chunk = i + 1;
-            pthread_mutex_unlock(&h->mu);
-            if (fresh)
-                mlog("%s: chunk %u (file offset %llu, data container %u, record at %llu): %s (0x%08X); the read fails "
-                     "with EIO",
-                     h->display, i, (unsigned long long)h->map.starts[i], e->loc.container,
-                     (unsigned long long)e->loc.offset, detail, (unsigned)hr);
-            return -EIO;
-        }
-        if (note) {
-            mlog("%s: chunk %u (file offset %llu, data container %u, record at %llu): %s", h->display, i,
-                 (unsigned long long)h->map.starts[i], e->loc.container, (unsigned long long)e->loc.offset, note);
-            free(note);
-        }
-        size_t in = (size_t)(o + done - h->map.starts[i]);
-        size_t take = c->len > in ? c->len - in : 0;
-        if (take > size - done) take = size - done;
-        int r = cc_copy(c, (uint8_t *)buf + done, in, take);
+        int r = stub_chunk(h, i, &c);
+        if (r) return r;
+        size_t in, take = stub_piece(h, i, c, o + done, size - done, &in);
+        r = take ? cc_copy(c, (uint8_t *)buf + done, in, take) : -EIO;
         cc_put(c);
         if (r) {
-            mlog("%s: chunk %u: reading it from the cache's memfd: %s", h->display, i, strerror(-r));
+            if (take) mlog("%s: chunk %u: reading it from the cache's memfd: %s", h->display, i, strerror(-r));
             return -EIO;
         }
-        if (take == 0) return -EIO;
         done += take;
         i++;
     }
     return (int)done;
+}
+
+static struct fuse_bufvec *bufvec_new(size_t n)
+{
+    struct fuse_bufvec *v = ddp_xcalloc(1, sizeof *v + (n ? n - 1 : 0) * sizeof(struct fuse_buf));
+    v->count = n;
+    return v;
+}
+
+/* A reply of size bytes read by pread-like fill into one malloc'd buffer. */
+static int reply_mem(struct fuse_bufvec **bufp, size_t size, int (*fill)(handle *, char *, size_t, off_t),
+                     handle *h, off_t off)
+{
+    char *mem = malloc(size ? size : 1);
+    if (!mem) return -ENOMEM;
+    int n = fill(h, mem, size, off);
+    if (n < 0) {
+        free(mem);
+        return n;
+    }
+    struct fuse_bufvec *v = bufvec_new(1);
+    v->buf[0].size = (size_t)n;
+    v->buf[0].mem = mem;
+    *bufp = v;
+    return 0;
+}
+
+/* Read [off, off + size) of stub h as a list of (memfd, offset) pieces
+ * that libfuse splices into the reply: the bytes go from the cache to the
+ * kernel with one copy, by the kernel. The chunks stay pinned until the
+ * reply is sent (reply_pins). Without a memfd, or for a chunk it does not
+ * hold, the bytes are copied into a buffer instead. */
+static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_t off)
+{
+    if (off < 0) return -EINVAL;
+    reply_pins *pins = my_pins();
+    size = stub_clamp(h, size, off);
+    if (size == 0) {
+        *bufp = bufvec_new(0);
+        return 0;
+    }
+    stub_readahead(h, (uint64_t)off, size);
+    uint64_t o = (uint64_t)off;
+    uint32_t first = ddp_streammap_find(&h->map, o), n = 0;
+    while (first + n < h->map.count && h->map.starts[first + n] < o + size) n++;
+    if (!pins || cc.mfd < 0 || n == 0 || n > REPLY_PINS) return reply_mem(bufp, size, stub_read, h, off);
+    struct fuse_bufvec *v = bufvec_new(n);
+    size_t done = 0;
+    int r = 0;
+    uint32_t k = 0;
+    for (; k < n && done < size; k++) {
+        cchunk *c;
+        if ((r = stub_chunk(h, first + k, &c)) != 0) break;
+        size_t in, take = stub_piece(h, first + k, c, o + done, size - done, &in);
+        struct fuse_buf *b = &v->buf[k];
+        b->size = take;
+        if (take == 0) {
+            r = -EIO;
+        } else if (c->mslot != UINT32_MAX) {
+            b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+            b->fd = cc.mfd;
+            b->pos = (off_t)c->mslot * (off_t)DDP_CHUNK_MAX + (off_t)in;
+            pins->c[pins->n++] = c;
+            c = NULL;
+        } else if (!(b->mem = malloc(take)) || (r = cc_copy(c, b->mem, in, take)) != 0) {
+            r = -EIO;
+        }
+        if (c) cc_put(c);
+        if (r) break;
+        done += take;
+    }
+    v->count = k;
+    if (!r && done < size) r = -EIO;    /* the stream map ends before the file does */
+    if (r) {
+        for (uint32_t j = 0; j < k + (k < n); j++)
+            if (!(v->buf[j].flags & FUSE_BUF_IS_FD)) free(v->buf[j].mem);
+        free(v);
+        pins_release(pins);
+        return r;
+    }
+    *bufp = v;
+    return 0;
+}
+
+static int plain_read(handle *h, char *buf, size_t size, off_t off)
+{
+    if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
+    ssize_t n;
+    do n = pread(h->fd, buf, size, off);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    if (h->wn) pthread_rwlock_unlock(&h->wn->io);
+    return n < 0 ? -e : (int)n;
 }
 
 /* ---------------------------------------------- writers and job recovery */
@@ -1742,18 +1918,31 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     return 0;
 }
 
-static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+/* Reads are answered with file descriptors where possible, which libfuse
+ * splices into the reply (FUSE_CAP_SPLICE_WRITE): a plain file's pages go
+ * from its page cache to the kernel's copy for the reader without passing
+ * through this process. A file open for writing is read under its handles'
+ * lock (recovery may swap the descriptor), so into a buffer. */
+static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)path;
     handle *h = H(fi);
-    if (h->kind == H_STUB) return stub_read(h, buf, size, off);
-    if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
-    ssize_t n;
-    do n = pread(h->fd, buf, size, off);
-    while (n < 0 && errno == EINTR);
-    int e = errno;
-    if (h->wn) pthread_rwlock_unlock(&h->wn->io);
-    return n < 0 ? -e : (int)n;
+    if (h->kind == H_STUB) {
+        if (!fs.splice) {
+            if (off < 0) return -EINVAL;
+            stub_readahead(h, (uint64_t)off, size);
+            return reply_mem(bufp, stub_clamp(h, size, off), stub_read, h, off);
+        }
+        return stub_read_buf(h, bufp, size, off);
+    }
+    if (h->wn || !fs.splice) return reply_mem(bufp, size, plain_read, h, off);
+    struct fuse_bufvec *v = bufvec_new(1);
+    v->buf[0].size = size;
+    v->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    v->buf[0].fd = h->fd;
+    v->buf[0].pos = off;
+    *bufp = v;
+    return 0;
 }
 
 static int op_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
@@ -1972,9 +2161,55 @@ static int op_fallocate(const char *path, int mode, off_t off, off_t len, struct
     return r;
 }
 
+/* The kernel reads a FUSE mount ahead by 128 KiB, which the protocol cannot
+ * raise (FUSE_INIT only lowers it): a sequential reader then waits for each
+ * 1 MiB request in turn. Only the mount's backing device's sysfs knob raises
+ * it (/sys/class/bdi/MAJ:MIN/read_ahead_kb, root only). Set it to half of
+ * --readahead-mb: the kernel asks that far ahead, the read-ahead threads
+ * decode twice as far. Run on its own thread once the mount is up (the stat
+ * of the mount point is a request to this daemon). */
+static void *kernel_ra_thread(void *arg)
+{
+    (void)arg;
+    uint64_t kb = fs.opt.readahead_bytes / 2 / 1024;
+    struct stat st;
+    if (kb <= KERNEL_RA_MIN_KB || !fs.opt.mountpoint || stat(fs.opt.mountpoint, &st) != 0) return NULL;
+    char knob[128];
+    snprintf(knob, sizeof knob, "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+    int fd = open(knob, O_WRONLY | O_CLOEXEC);
+    char val[32];
+    int n = snprintf(val, sizeof val, "%llu\n", (unsigned long long)kb);
+    if (fd >= 0 && write(fd, val, (size_t)n) == n) {
+        atomic_store(&fs.kernel_ra_bytes, kb * 1024);
+        minfo("kernel read-ahead of %s: %llu KiB (%s)", fs.opt.mountpoint, (unsigned long long)kb, knob);
+    } else {
+        minfo("kernel read-ahead of %s stays at its default (%s: %s; only root may set it, see docs/MOUNT.md)",
+              fs.opt.mountpoint, knob, strerror(errno));
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+/* Whether a pipe of this process can hold a whole read reply: libfuse
+ * splices a reply through a pipe grown to fit it and, when that fails,
+ * copies it instead (for good, on that thread). Where pipes cannot grow
+ * that far (fs.pipe-max-size lowered), replies are built in memory. */
+static int pipe_fits_reply(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return 0;
+    long want = (long)DDPFS_MAX_READ + 64L * 4096;
+    int ok = fcntl(p[0], F_SETPIPE_SZ, want) >= want;
+    close(p[0]);
+    close(p[1]);
+    return ok;
+}
+
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
-    (void)conn;
+    conn->max_read = DDPFS_MAX_READ;
+    fs.splice = (conn->capable & FUSE_CAP_SPLICE_WRITE) && pipe_fits_reply();
+    if (fs.splice) conn->want |= FUSE_CAP_SPLICE_WRITE;
     cfg->use_ino = 1;
     cfg->readdir_ino = 1;
     cfg->nullpath_ok = 1;
@@ -1997,6 +2232,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     pthread_mutex_init(&fs.watchmu, NULL);
     pthread_cond_init(&fs.watchcv, NULL);
     fs.watcher_started = pthread_create(&fs.watcher, NULL, watch_thread, NULL) == 0;
+    fs.kernel_ra_started = pthread_create(&fs.kernel_ra, NULL, kernel_ra_thread, NULL) == 0;
     return NULL;
 }
 
@@ -2008,6 +2244,7 @@ static void op_destroy(void *data)
     pthread_cond_broadcast(&fs.watchcv);
     pthread_mutex_unlock(&fs.watchmu);
     if (fs.watcher_started) pthread_join(fs.watcher, NULL);
+    if (fs.kernel_ra_started) pthread_join(fs.kernel_ra, NULL);
     pthread_cond_destroy(&fs.watchcv);
     pthread_mutex_destroy(&fs.watchmu);
     cc_stop();
@@ -2065,7 +2302,7 @@ int ddpfs_main(ddp_volume *v, const ddpfs_options *opt, int fuse_argc, char **fu
     ops.chown = op_chown;
     ops.truncate = op_truncate;
     ops.open = op_open;
-    ops.read = op_read;
+    ops.read_buf = op_read_buf;
     ops.write = op_write;
     ops.statfs = op_statfs;
     ops.flush = op_flush;

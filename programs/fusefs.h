@@ -10,11 +10,18 @@
 #include <stdint.h>
 #include <ddp/ddp.h>
 
+/* The largest read request: with a few pages for the header and the pieces,
+ * a reply fits in a pipe of the default maximum size (fs.pipe-max-size,
+ * 1 MiB), so it can be spliced (see op_read_buf). */
+#define DDPFS_MAX_READ (768u << 10)
+
 typedef struct ddpfs_options {
     const char *log_path;      /* append log lines here; NULL: stderr in the foreground, syslog when daemonized */
     int foreground;            /* -f or -d was given */
     uint64_t cache_bytes;      /* decompressed-chunk cache shared by every open file */
-    uint64_t readahead_bytes;  /* how far ahead of a sequential reader chunks are decoded */
+    uint64_t readahead_bytes;  /* how far ahead of a sequential reader chunks are decoded; the kernel's
+                                  read-ahead of the mount is set to half of it (when allowed) */
+    const char *mountpoint;    /* absolute path of the mount point */
     unsigned workers;          /* read-ahead threads; 0 = one per core (2..8) */
 } ddpfs_options;
 

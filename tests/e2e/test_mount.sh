@@ -117,6 +117,28 @@ MPID=$MOUNT_PID
 ok "ddp mount $V $M"
 check "the mount is a fuse.ddp file system" bash -c "grep -q ' $M fuse.ddp ' /proc/self/mounts"
 
+# kernel_ra MOUNTPOINT KIB LOG: the kernel's read-ahead of the mount becomes
+# KIB (half of --readahead-mb) when we are root; otherwise it stays at the
+# kernel's default and the log says why. Set by the daemon once mounted.
+kernel_ra() {
+  local mnt=$1 want=$2 log=$3 knob i got
+  knob=/sys/class/bdi/$(mountpoint -d "$mnt")/read_ahead_kb
+  if [[ $(id -u) -eq 0 && -w $knob ]]; then
+    for ((i = 0; i < 100; i++)); do
+      got=$(cat "$knob")
+      [[ $got == "$want" ]] && break
+      sleep 0.05
+    done
+    check "kernel read-ahead of $mnt is $want KiB ($knob: $got)" test "$got" = "$want"
+    for ((i = 0; i < 100; i++)); do grep -q "kernel read-ahead of $mnt: $want KiB" "$log" && break; sleep 0.05; done
+    check "... and the log says so" grep -q "kernel read-ahead of $mnt: $want KiB" "$log"
+  else
+    for ((i = 0; i < 100; i++)); do grep -q "kernel read-ahead of $mnt stays" "$log" && break; sleep 0.05; done
+    check "not root: the kernel read-ahead of $mnt stays, and the log says why" grep -q "only root may set it" "$log"
+  fi
+}
+kernel_ra "$M" 4096 "$LOG"
+
 # ---- every file reads as itself ----
 ORIG_SUMS=$T/orig.sums
 tree_sums "$O" > "$ORIG_SUMS"
@@ -290,11 +312,45 @@ fi
 umount_vol "$M" "$MPID" "$LOG"
 
 # ---- read-only ----
-if mount_vol "$V" "$M" "$T/ro.log" -o ro; then
+if mount_vol "$V" "$M" "$T/ro.log" -o ro --readahead-mb 2; then
+  kernel_ra "$M" 1024 "$T/ro.log"
   check "-o ro: files read" cmp "$M/t/big.bin" "$O/t/big.bin"
   check "-o ro: writes fail" bash -c "exec 2>/dev/null; ! echo x >> '$M/t/w5.bin'"
   check "-o ro: the stub is untouched" is_stub "$V/t/big.bin"
   umount_vol "$M" "$MOUNT_PID" "$T/ro.log"
+fi
+
+# ---- a small cache under many readers ----
+# Replies are spliced from the cache's memfd after the read handler has
+# returned; the chunks stay pinned until then. With a cache far smaller than
+# the data and six readers at once, slots are reused all the time: a chunk
+# let go too early would send another chunk's bytes.
+V3=$T/vol3
+mkdir -p "$V3/r"
+python3 - "$V3/r" << 'EOF2'
+import os, random, sys
+rng = random.Random(11)
+for i in range(6):
+    with open(os.path.join(sys.argv[1], f"r{i}.bin"), "wb") as f:
+        f.write(rng.randbytes(12 << 20))
+EOF2
+(cd "$V3/r" && sha256sum r*.bin) > "$T/r.sums"
+"$DDP" enable "$V3" --usage Backup > /dev/null
+"$DDP" optimize "$V3" --quiet
+if mount_vol "$V3" "$M" "$T/small.log" --cache-mb 17 --readahead-mb 32 --threads 4; then
+  for pass in 1 2; do
+    readers=()
+    for i in 0 1 2 3 4 5; do
+      (cd "$M/r" && sha256sum "r$i.bin") > "$T/r.got.$i" &
+      readers+=($!)
+    done
+    wait_ok=1
+    for j in "${readers[@]}"; do wait "$j" || wait_ok=0; done
+    check "17 MiB cache, 6 readers of 72 MiB at once (pass $pass): every byte right" \
+      bash -c "[[ $wait_ok == 1 ]] && cat '$T'/r.got.? | diff -q '$T/r.sums' - > /dev/null"
+  done
+  check "... and nothing was logged as failing" bash -c "! grep -q 'fails with EIO' '$T/small.log'"
+  umount_vol "$M" "$MOUNT_PID" "$T/small.log"
 fi
 
 # ---- a corrupt chunk ----
