@@ -1104,7 +1104,7 @@ static int stub_read(handle *h, char *buf, size_t size, off_t off)
             mlog("%s: the stream map ends before offset %llu", h->display, (unsigned long long)(o + done));
             return -EIO;
         }
-        cchunk *c;
+        cchunk *c = NULL;
         int r = stub_chunk(h, i, &c);
         if (r) return r;
         size_t in, take = stub_piece(h, i, c, o + done, size - done, &in);
@@ -1169,7 +1169,7 @@ static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_
     int r = 0;
     uint32_t k = 0;
     for (; k < n && done < size; k++) {
-        cchunk *c;
+        cchunk *c = NULL;
         if ((r = stub_chunk(h, first + k, &c)) != 0) break;
         size_t in, take = stub_piece(h, first + k, c, o + done, size - done, &in);
         struct fuse_buf *b = &v->buf[k];
