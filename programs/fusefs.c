@@ -1148,8 +1148,8 @@ static int reply_mem(struct fuse_bufvec **bufp, size_t size, int (*fill)(handle 
 /* Read [off, off + size) of stub h as a list of (memfd, offset) pieces
  * that libfuse splices into the reply: the bytes go from the cache to the
  * kernel with one copy, by the kernel. The chunks stay pinned until the
- * reply is sent (reply_pins). Without a memfd, or for a chunk it does not
- * hold, the bytes are copied into a buffer instead. */
+ * reply is sent (reply_pins). Without splicing or a memfd, or for a chunk
+ * the memfd does not hold, the bytes are copied into a buffer instead. */
 static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_t off)
 {
     if (off < 0) return -EINVAL;
@@ -1163,7 +1163,8 @@ static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_
     uint64_t o = (uint64_t)off;
     uint32_t first = ddp_streammap_find(&h->map, o), n = 0;
     while (first + n < h->map.count && h->map.starts[first + n] < o + size) n++;
-    if (!pins || cc.mfd < 0 || n == 0 || n > REPLY_PINS) return reply_mem(bufp, size, stub_read, h, off);
+    if (!fs.splice || !pins || cc.mfd < 0 || n == 0 || n > REPLY_PINS)
+        return reply_mem(bufp, size, stub_read, h, off);
     struct fuse_bufvec *v = bufvec_new(n);
     size_t done = 0;
     int r = 0;
@@ -1927,14 +1928,7 @@ static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size,
 {
     (void)path;
     handle *h = H(fi);
-    if (h->kind == H_STUB) {
-        if (!fs.splice) {
-            if (off < 0) return -EINVAL;
-            stub_readahead(h, (uint64_t)off, size);
-            return reply_mem(bufp, stub_clamp(h, size, off), stub_read, h, off);
-        }
-        return stub_read_buf(h, bufp, size, off);
-    }
+    if (h->kind == H_STUB) return stub_read_buf(h, bufp, size, off);
     if (h->wn || !fs.splice) return reply_mem(bufp, size, plain_read, h, off);
     struct fuse_bufvec *v = bufvec_new(1);
     v->buf[0].size = size;
