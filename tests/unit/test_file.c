@@ -57,34 +57,12 @@ static int setup(void **state)
     char *d = tu_mkdtemp();
     f->dir = realpath(d, NULL);
     free(d);
-    uint8_t *base = malloc(BASE);
-    tu_fill_random(base, BASE, 77);
-    for (int i = 0; i < NF; i++) {
-        size_t n = i < 4 ? BASE + 200 * 1024 + (size_t)i * 333 : 400 * 1024;
-        f->data[i] = malloc(n);
-        f->size[i] = n;
-        if (i < 4) {
-            memcpy(f->data[i], base, BASE);
-            tu_fill_random(f->data[i] + BASE, n - BASE, 500 + (uint64_t)i);
-        } else {
-            tu_fill_random(f->data[i], n, 600);
-        }
-        f->path[i] = malloc(strlen(f->dir) + 32);
-        sprintf(f->path[i], "%s/d%d/f%d.bin", f->dir, i % 2, i);
-        tu_write_file(f->path[i], f->data[i], n);
-    }
-    free(base);
+    const tu_versions spec = { "d", BASE, 200 * 1024, 333, 400 * 1024, 77, 500, 600 };
+    tu_write_versions(f->dir, &spec, NF, f->path, f->data, f->size);
     f->plain = malloc(strlen(f->dir) + 32);
     sprintf(f->plain, "%s/small.txt", f->dir);
     tu_write_file(f->plain, "a small plain file\n", 19);
-    assert_int_equal(ddp_volume_enable(f->dir, "Backup"), S_OK);
-    ddp_volume *v = NULL;
-    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
-    assert_int_equal(ddp_volume_set(v, "hotspot_threshold", "2"), S_OK);
-    ddp_job_stats js;
-    assert_int_equal(ddp_optimize(v, 2, NULL, &js), S_OK);
-    assert_int_equal(js.files_optimized, NF);
-    ddp_volume_close(v);
+    tu_optimize_volume(f->dir, "2", NF);
     *state = f;
     return 0;
 }
@@ -231,16 +209,23 @@ static void test_reads(void **state)
     ddp_volume_close(v);
 }
 
+/* The volume opened to read, the hotspot copies in *hs and file i's stream
+ * map in *m (the caller frees both). */
+static ddp_volume *open_mapped(const fixture *f, int i, ddp_hotset *hs, ddp_streammap *m)
+{
+    ddp_volume *v = open_vol(f);
+    load_copies(v, hs);
+    ddp_streammap_init(m);
+    map_of(v, f, i, m);
+    return v;
+}
 /* A damaged primary (payload, header) of a chunk with a copy reads from it. */
 static void test_fallback(void **state)
 {
     fixture *f = *state;
-    ddp_volume *v = open_vol(f);
     ddp_hotset hs;
-    load_copies(v, &hs);
     ddp_streammap m;
-    ddp_streammap_init(&m);
-    map_of(v, f, 0, &m);
+    ddp_volume *v = open_mapped(f, 0, &hs, &m);
     int a = hot_entry(&m, &hs, 0);
     assert_true(a >= 0);
     int b = hot_entry(&m, &hs, (uint32_t)a + 1);
@@ -301,12 +286,9 @@ static void test_fallback(void **state)
 static void test_fallback_short(void **state)
 {
     fixture *f = *state;
-    ddp_volume *v = open_vol(f);
     ddp_hotset hs;
-    load_copies(v, &hs);
     ddp_streammap m;
-    ddp_streammap_init(&m);
-    map_of(v, f, 2, &m);
+    ddp_volume *v = open_mapped(f, 2, &hs, &m);
     /* The chunk with a copy that lies furthest into its container. */
     int best = -1;
     for (int k = hot_entry(&m, &hs, 0); k >= 0; k = hot_entry(&m, &hs, (uint32_t)k + 1))
@@ -336,12 +318,9 @@ static void test_fallback_short(void **state)
 static void test_both_damaged(void **state)
 {
     fixture *f = *state;
-    ddp_volume *v = open_vol(f);
     ddp_hotset hs;
-    load_copies(v, &hs);
     ddp_streammap m;
-    ddp_streammap_init(&m);
-    map_of(v, f, 3, &m);
+    ddp_volume *v = open_mapped(f, 3, &hs, &m);
     int a = hot_entry(&m, &hs, 0);
     assert_true(a >= 0);
     const ddp_hotrec *c = ddp_hotset_find(&hs, m.entries[a].hash);
@@ -370,12 +349,9 @@ static void test_both_damaged(void **state)
 static void test_no_copy_and_forged(void **state)
 {
     fixture *f = *state;
-    ddp_volume *v = open_vol(f);
     ddp_hotset hs;
-    load_copies(v, &hs);
     ddp_streammap m;
-    ddp_streammap_init(&m);
-    map_of(v, f, 4, &m);
+    ddp_volume *v = open_mapped(f, 4, &hs, &m);
     for (uint32_t k = 0; k < m.count; k++) assert_null(ddp_hotset_find(&hs, m.entries[k].hash));
     ddp_chunk_loc l = m.entries[1].loc;
     char *pd = container_path(v, DDP_KIND_DATA, l.container);

@@ -89,13 +89,7 @@ static int setup(void **state)
     fixture *f = fixture_new(dir);
     free(dir);
     for (int i = 0; i < NF; i++) tu_write_file(f->path[i], f->data[i], f->size[i]);
-    assert_int_equal(ddp_volume_enable(f->dir, "Backup"), S_OK);
-    ddp_volume *v = NULL;
-    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
-    ddp_job_stats js;
-    assert_int_equal(ddp_optimize(v, 2, NULL, &js), S_OK);
-    assert_int_equal(js.files_optimized, NF);
-    ddp_volume_close(v);
+    tu_optimize_volume(f->dir, NULL, NF);
     *state = f;
     return 0;
 }

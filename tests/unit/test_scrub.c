@@ -50,31 +50,9 @@ static int setup_with(void **state, int hotspot)
     char *d = tu_mkdtemp();
     f->dir = realpath(d, NULL);
     free(d);
-    uint8_t *base = malloc(BASE);
-    tu_fill_random(base, BASE, 99);
-    for (int i = 0; i < NF; i++) {
-        size_t n = i < 4 ? BASE + 128 * 1024 + (size_t)i * 100 : 300 * 1024;
-        f->data[i] = malloc(n);
-        f->size[i] = n;
-        if (i < 4) {
-            memcpy(f->data[i], base, BASE);
-            tu_fill_random(f->data[i] + BASE, n - BASE, 200 + (uint64_t)i);
-        } else {
-            tu_fill_random(f->data[i], n, 300);
-        }
-        f->path[i] = malloc(strlen(f->dir) + 32);
-        sprintf(f->path[i], "%s/s%d/f%d.bin", f->dir, i % 2, i);
-        tu_write_file(f->path[i], f->data[i], n);
-    }
-    free(base);
-    assert_int_equal(ddp_volume_enable(f->dir, "Backup"), S_OK);
-    ddp_volume *v = NULL;
-    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
-    if (hotspot) assert_int_equal(ddp_volume_set(v, "hotspot_threshold", "2"), S_OK);
-    ddp_job_stats js;
-    assert_int_equal(ddp_optimize(v, 2, NULL, &js), S_OK);
-    assert_int_equal(js.files_optimized, NF);
-    ddp_volume_close(v);
+    const tu_versions spec = { "s", BASE, 128 * 1024, 100, 300 * 1024, 99, 200, 300 };
+    tu_write_versions(f->dir, &spec, NF, f->path, f->data, f->size);
+    tu_optimize_volume(f->dir, hotspot ? "2" : NULL, NF);
     *state = f;
     return 0;
 }

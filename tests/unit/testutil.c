@@ -2,11 +2,17 @@
  * testutil.c: helpers shared by the unit tests (see testutil.h).
  */
 #include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cmocka.h>
+
+#include <ddp/ddp.h>
 
 #include "testutil.h"
 
@@ -86,4 +92,41 @@ uint8_t *tu_read_file(const char *path, size_t *n)
     fclose(f);
     *n = len;
     return buf;
+}
+
+void tu_write_versions(const char *dir, const tu_versions *spec, int n, char **path, uint8_t **data, size_t *size)
+{
+    uint8_t *base = malloc(spec->base);
+    assert_non_null(base);
+    tu_fill_random(base, spec->base, spec->base_seed);
+    for (int i = 0; i < n; i++) {
+        int shared = i < n - 1;
+        size_t len = shared ? spec->base + spec->tail + (size_t)i * spec->step : spec->last;
+        data[i] = malloc(len);
+        assert_non_null(data[i]);
+        size[i] = len;
+        if (shared) {
+            memcpy(data[i], base, spec->base);
+            tu_fill_random(data[i] + spec->base, len - spec->base, spec->tail_seed + (uint64_t)i);
+        } else {
+            tu_fill_random(data[i], len, spec->last_seed);
+        }
+        path[i] = malloc(strlen(dir) + strlen(spec->sub) + 32);
+        assert_non_null(path[i]);
+        sprintf(path[i], "%s/%s%d/f%d.bin", dir, spec->sub, i % 2, i);
+        tu_write_file(path[i], data[i], len);
+    }
+    free(base);
+}
+
+void tu_optimize_volume(const char *dir, const char *hotspot_threshold, uint64_t expect)
+{
+    assert_int_equal(ddp_volume_enable(dir, "Backup"), S_OK);
+    ddp_volume *v = NULL;
+    assert_int_equal(ddp_volume_open(dir, DDP_OPEN_JOB, &v), S_OK);
+    if (hotspot_threshold) assert_int_equal(ddp_volume_set(v, "hotspot_threshold", hotspot_threshold), S_OK);
+    ddp_job_stats js;
+    assert_int_equal(ddp_optimize(v, 2, NULL, &js), S_OK);
+    assert_int_equal(js.files_optimized, expect);
+    ddp_volume_close(v);
 }

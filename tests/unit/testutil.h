@@ -1,6 +1,7 @@
 /*
  * testutil.h: helpers shared by the cmocka unit tests: deterministic
- * pseudo-random data, temporary directories, small file helpers.
+ * pseudo-random data, temporary directories, small file helpers, and a
+ * volume of files that dedup, optimized.
  */
 #ifndef DDP_TESTUTIL_H
 #define DDP_TESTUTIL_H
@@ -18,5 +19,21 @@ void tu_rmrf(const char *path);
 void tu_write_file(const char *path, const void *data, size_t n);
 /* Read a whole file; malloc'd, *n set; NULL if it cannot be read. */
 uint8_t *tu_read_file(const char *path, size_t *n);
+
+/* Versions of one file: file i of n is DIR/SUB<i % 2>/f<i>.bin. Files
+ * 0..n-2 share one random base of base bytes (base_seed), followed by a
+ * random tail of tail + i * step bytes (tail_seed + i); file n-1 is last
+ * random bytes (last_seed). path, data and size get n malloc'd entries. */
+typedef struct tu_versions {
+    const char *sub;
+    size_t base, tail, step, last;
+    uint64_t base_seed, tail_seed, last_seed;
+} tu_versions;
+void tu_write_versions(const char *dir, const tu_versions *spec, int n, char **path, uint8_t **data, size_t *size);
+
+/* Enable dir as a Backup volume, set hotspot_threshold (unless NULL) and
+ * optimize it on 2 threads: every step must succeed and expect files be
+ * optimized. */
+void tu_optimize_volume(const char *dir, const char *hotspot_threshold, uint64_t expect);
 
 #endif
