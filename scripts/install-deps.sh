@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh: install what ddp needs to build and test, from Debian
 # packages (apt-get; sudo when not root). With --bench, also the peers the
-# benchmarks measure against (restic, borgbackup, casync) and npm for the data set.
+# benchmarks measure against (restic, borgbackup with python3-llfuse for
+# `borg mount`, casync) and npm for the data set.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
       libfuse3-dev fuse3 libcmocka-dev python3 xxd)
@@ -10,21 +11,22 @@ pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev liba
 # and libFuzzer for fuzz/ (libFuzzer's runtime is in libclang-rt-dev, only
 # recommended by clang, and recommends are not installed here).
 pkgs+=(valgrind cppcheck clang clang-tidy libclang-rt-dev)
+# tests/e2e/test_samba.sh serves a ddp mount with Samba and uses it over SMB
+# (smbclient, and libsmbclient through Debian's python3 for writes at an offset).
+pkgs+=(samba smbclient python3-smbc)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(restic borgbackup casync hyperfine time)
+  pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
   # package would conflict with it, so it is installed only when missing.
   command -v npm >/dev/null || pkgs+=(npm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
+  # python3 may come from elsewhere than Debian (pyenv); any python3 on PATH
+  # will do for the scripts (python3-smbc brings Debian's own with it).
+  [[ $p == python3 ]] && command -v python3 >/dev/null && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# python3 may come from elsewhere than Debian (pyenv); any python3 on PATH will do.
-if command -v python3 >/dev/null; then
-  missing=("${missing[@]/python3}")
-fi
-missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 if ((${#missing[@]} == 0)); then
   echo "install-deps: everything is installed"
   exit 0
