@@ -82,7 +82,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
@@ -92,6 +94,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chunkcache.h"
 #include "chunker.h"
 #include "chunkread.h"
 #include "chunkstore.h"
@@ -105,9 +108,6 @@
 #define SEQ_SLACK ((uint64_t)2 << 20)   /* reads this close to the last one count as sequential (plus the
                                            kernel's read-ahead, whose requests run that far ahead) */
 #define KERNEL_RA_MIN_KB 128u           /* the kernel's own read-ahead of a FUSE mount */
-#define RA_QUEUE_CAP 4096
-#define POOL_MAX_SLOTS 256u             /* a cache of more slots than this has a memfd (see cc_start) */
-#define POOL_MEMFD_SLOTS 64u            /* ... and then this many slots in memory */
 #define SZ_SLOTS 8192                   /* stub verdict cache entries (direct-mapped) */
 #define STRIPES 16
 #define WATCH_BATCH 64
@@ -117,7 +117,6 @@
 
 enum { K_STUB = 1, K_PLAIN = 2 };
 enum { H_PLAIN = 1, H_STUB = 2, H_DIR = 3 };
-enum { C_LOADING, C_READY, C_FAILED };
 
 typedef struct wnode wnode;
 
@@ -167,30 +166,6 @@ typedef struct sz_slot {
     int kind;                 /* 0 empty, K_STUB, K_PLAIN */
 } sz_slot;
 
-typedef struct cchunk {
-    uint8_t hash[DDP_HASH_SIZE];
-    uint32_t len;
-    int state;
-    int refs;
-    int waiters;              /* readers waiting for it to load */
-    int in_table;
-    HRESULT hr;
-    char *detail;
-    char *note;               /* served by its hotspot copy: what to log (taken by the first reader) */
-    int held;                 /* its bytes count in cc.bytes */
-    uint8_t *data;            /* in memory: a pool buffer, or malloc'd when the pool was all pinned; NULL when
-                                 only the memfd holds it */
-    uint32_t slot;            /* its pool slot, or UINT32_MAX */
-    uint32_t mslot;           /* its slot in the memfd, or UINT32_MAX */
-    struct cchunk *hnext;
-    struct cchunk *prev, *next;   /* LRU (READY entries in the table) */
-    struct cchunk *mprev, *mnext; /* memory LRU: those of them with data (NULL when not in it) */
-} cchunk;
-
-typedef struct ra_item {
-    ddp_streammap_entry e;
-} ra_item;
-
 static struct {
     ddp_volume *v;
     ddp_chunkreader *rd;      /* NULL when the chunk store cannot be opened */
@@ -223,32 +198,6 @@ static struct {
     pthread_cond_t watchcv;
     int stopping;
 } fs;
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t ready[64]; /* a chunk finished loading (by the hash's first byte) */
-    pthread_cond_t work;      /* the read-ahead queue has items, or stop */
-    cchunk **buckets;
-    size_t mask;
-    cchunk lru;               /* sentinel: lru.next is the most recent */
-    cchunk mlru;              /* sentinel of the memory LRU */
-    uint8_t *pool;            /* nslots buffers of DDP_CHUNK_MAX bytes, one mapping */
-    size_t pool_bytes;
-    uint32_t nslots, fresh;   /* slots [fresh, nslots) never used yet */
-    uint32_t *freelist;
-    uint32_t nfree;
-    int mfd;                  /* the memfd behind a cache larger than the pool, or -1 */
-    uint32_t mslots, mfresh;  /* its slots of DDP_CHUNK_MAX bytes; [mfresh, mslots) never used yet */
-    uint32_t *mfreelist;
-    uint32_t nmfree;
-    uint64_t bytes, limit;    /* chunk bytes held (loading or cached), and the bound */
-    ra_item *q;
-    size_t qhead, qlen;
-    int stop;
-    pthread_t *threads;
-    unsigned nthreads;
-    uint64_t hits, loads, reader_loads, failures, copies;   /* under mu */
-} cc;
 
 /* -------------------------------------------------------------------- log */
 
@@ -494,474 +443,6 @@ static int classify(int fd, const at_path *a, const char *display, struct stat *
     return -hr_errno(hr);
 }
 
-/* ------------------------------------------------------------ chunk cache */
-
-static cchunk **cc_bucket(const uint8_t *hash)
-{
-    uint64_t h;
-    memcpy(&h, hash, sizeof h);
-    return &cc.buckets[h & cc.mask];
-}
-
-static cchunk *cc_find_locked(const uint8_t *hash)
-{
-    for (cchunk *c = *cc_bucket(hash); c; c = c->hnext)
-        if (!memcmp(c->hash, hash, DDP_HASH_SIZE)) return c;
-    return NULL;
-}
-
-static void lru_remove(cchunk *c)
-{
-    c->prev->next = c->next;
-    c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
-
-static void lru_front(cchunk *c)
-{
-    c->next = cc.lru.next;
-    c->prev = &cc.lru;
-    cc.lru.next->prev = c;
-    cc.lru.next = c;
-}
-
-/* The memory LRU: READY chunks in the table that have data in memory. */
-static void mlru_remove(cchunk *c)
-{
-    if (!c->mprev) return;
-    c->mprev->mnext = c->mnext;
-    c->mnext->mprev = c->mprev;
-    c->mprev = c->mnext = NULL;
-}
-
-static void mlru_front(cchunk *c)
-{
-    if (c->mprev) mlru_remove(c);
-    if (!c->data) return;
-    c->mnext = cc.mlru.mnext;
-    c->mprev = &cc.mlru;
-    cc.mlru.mnext->mprev = c;
-    cc.mlru.mnext = c;
-}
-
-/* A READY chunk in the table was used: most recent in both LRUs. */
-static void lru_touch(cchunk *c)
-{
-    lru_remove(c);
-    lru_front(c);
-    mlru_front(c);
-}
-
-/* (cc.mu held) Give back c's memory copy (a pool slot or malloc'd). */
-static void cc_drop_data(cchunk *c)
-{
-    mlru_remove(c);
-    if (c->slot != UINT32_MAX) cc.freelist[cc.nfree++] = c->slot;
-    else free(c->data);
-    c->data = NULL;
-    c->slot = UINT32_MAX;
-}
-
-/* (cc.mu held) */
-static void cc_free(cchunk *c)
-{
-    if (c->held) cc.bytes -= c->len;
-    cc_drop_data(c);
-    if (c->mslot != UINT32_MAX) cc.mfreelist[cc.nmfree++] = c->mslot;
-    free(c->detail);
-    free(c->note);
-    free(c);
-}
-
-/* Take c out of the table (and the LRU); freed when its last user lets go. */
-static void cc_unlink_locked(cchunk *c)
-{
-    if (!c->in_table) return;
-    for (cchunk **p = cc_bucket(c->hash); *p; p = &(*p)->hnext)
-        if (*p == c) {
-            *p = c->hnext;
-            break;
-        }
-    c->in_table = 0;
-    if (c->state == C_READY) lru_remove(c);
-    mlru_remove(c);
-}
-
-static void cc_unref_locked(cchunk *c)
-{
-    if (--c->refs == 0 && !c->in_table) cc_free(c);
-}
-
-/* Room for a new chunk c of c->len bytes (cc.mu held): a buffer in memory
- * (c->data, c->slot) and, when the cache has a memfd, a slot there too
- * (c->mslot; UINT32_MAX if none is free). Least recently used chunks that
- * nobody is reading go until c fits under the limit (and until a memfd slot
- * is free); then, until a pool slot
- * is free (a slot never used counts), the least recently used chunks in the
- * pool that the memfd also holds leave the pool (the others go). When every
- * slot is pinned by a reader, a malloc'd buffer. The pool is touched slot by
- * slot and never given back, so a warm mount takes no page faults. */
-static void cc_room_locked(cchunk *c)
-{
-    uint32_t len = c->len;
-    for (cchunk *v = cc.lru.prev; v != &cc.lru && cc.bytes + len > cc.limit;) {
-        cchunk *prev = v->prev;
-        if (v->refs == 0) {
-            cc_unlink_locked(v);
-            cc_free(v);
-        }
-        v = prev;
-    }
-    /* Every memfd slot taken (chunks far below the average size): the least
-     * recently used chunks there go until one is free. */
-    for (cchunk *v = cc.lru.prev; v != &cc.lru && cc.mfd >= 0 && !cc.nmfree && cc.mfresh >= cc.mslots;) {
-        cchunk *prev = v->prev;
-        if (v->refs == 0 && v->mslot != UINT32_MAX) {
-            cc_unlink_locked(v);
-            cc_free(v);
-        }
-        v = prev;
-    }
-    for (cchunk *v = cc.mlru.mprev; v != &cc.mlru && !cc.nfree && cc.fresh >= cc.nslots;) {
-        cchunk *prev = v->mprev;
-        if (v->refs == 0) {
-            if (v->mslot == UINT32_MAX) {
-                cc_unlink_locked(v);
-                cc_free(v);
-            } else {
-                cc_drop_data(v);
-            }
-        }
-        v = prev;
-    }
-    cc.bytes += len;
-    c->held = 1;
-    if (!cc.nfree && cc.fresh < cc.nslots) cc.freelist[cc.nfree++] = cc.fresh++;
-    if (cc.nfree) {
-        c->slot = cc.freelist[--cc.nfree];
-        c->data = cc.pool + (size_t)c->slot * DDP_CHUNK_MAX;
-    } else {
-        c->slot = UINT32_MAX;
-        c->data = ddp_xmalloc(DDP_CHUNK_MAX);
-    }
-    c->mslot = UINT32_MAX;
-    if (cc.mfd >= 0) {
-        if (!cc.nmfree && cc.mfresh < cc.mslots) cc.mfreelist[cc.nmfree++] = cc.mfresh++;
-        if (cc.nmfree) c->mslot = cc.mfreelist[--cc.nmfree];
-    }
-}
-
-/* Copy [in, in + n) of chunk c (pinned) to dst: from memory, or from the memfd. */
-static int cc_copy(const cchunk *c, uint8_t *dst, size_t in, size_t n)
-{
-    if (c->data) {
-        memcpy(dst, c->data + in, n);
-        return 0;
-    }
-    off_t at = (off_t)c->mslot * (off_t)DDP_CHUNK_MAX + (off_t)in;
-    while (n > 0) {
-        ssize_t r = pread(cc.mfd, dst, n, at);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return r < 0 ? -errno : -EIO;
-        dst += r;
-        at += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-/* The decoded, verified chunk e, pinned: cc_put() it. On failure the detail
- * of the failure is copied to detail. note (if not NULL): what to log about
- * the chunk (served by its hotspot copy), once; malloc'd, or NULL. */
-static HRESULT cc_get(const ddp_streammap_entry *e, cchunk **out, char *detail, size_t dn, char **note)
-{
-    if (note) *note = NULL;
-    const ddp_chunk_loc *loc = &e->loc;
-    const uint8_t *hash = e->hash;
-    detail[0] = '\0';
-    pthread_mutex_lock(&cc.mu);
-    cchunk *c = cc_find_locked(hash);
-    if (c) {
-        c->refs++;
-        cc.hits++;
-        c->waiters++;
-        while (c->state == C_LOADING) pthread_cond_wait(&cc.ready[c->hash[0] % 64], &cc.mu);
-        c->waiters--;
-        if (c->state == C_READY) {
-            if (c->in_table) lru_touch(c);
-            if (note) {
-                *note = c->note;
-                c->note = NULL;
-            }
-            pthread_mutex_unlock(&cc.mu);
-            *out = c;
-            return S_OK;
-        }
-        HRESULT hr = c->hr;
-        snprintf(detail, dn, "%s", c->detail ? c->detail : "");
-        cc_unref_locked(c);
-        pthread_mutex_unlock(&cc.mu);
-        return hr;
-    }
-    if (loc->logical_len == 0 || loc->logical_len > DDP_CHUNK_MAX) {
-        pthread_mutex_unlock(&cc.mu);
-        snprintf(detail, dn, "chunk length %u is out of range", loc->logical_len);
-        return DDP_E_FILE_CORRUPT;
-    }
-    c = ddp_xcalloc(1, sizeof *c);
-    memcpy(c->hash, hash, DDP_HASH_SIZE);
-    c->len = loc->logical_len;
-    c->state = C_LOADING;
-    c->refs = 1;
-    c->in_table = 1;
-    cc_room_locked(c);
-    cc.loads++;
-    if (note) cc.reader_loads++;
-    cchunk **b = cc_bucket(hash);
-    c->hnext = *b;
-    *b = c;
-    pthread_mutex_unlock(&cc.mu);
-
-    ddp_chunk_origin from;
-    HRESULT hr = fs.rd ? ddp_chunkreader_read(fs.rd, e, c->data, &from)
-                       : ddp_fail(DDP_E_INVALID_STATE, "the chunk store could not be opened");
-    const char *why = FAILED(hr) ? ddp_error_detail() : NULL;
-    /* A cache larger than the pool keeps every chunk in the memfd too, so
-     * the pool slot can go when the pool is full; the chunk stays cached. */
-    int in_memfd = SUCCEEDED(hr) && c->mslot != UINT32_MAX &&
-                   pwrite(cc.mfd, c->data, c->len, (off_t)c->mslot * (off_t)DDP_CHUNK_MAX) == (ssize_t)c->len;
-    char *copied = SUCCEEDED(hr) && from.copy ? ddp_xasprintf("%s; served from its hotspot copy (hotspot container %u, "
-                                                            "record at %llu); `ddp scrub --repair` mends the primary",
-                                                            from.primary_error, from.copy_container,
-                                                            (unsigned long long)from.copy_offset)
-                                            : NULL;
-
-    pthread_mutex_lock(&cc.mu);
-    if (!in_memfd && c->mslot != UINT32_MAX) {
-        cc.mfreelist[cc.nmfree++] = c->mslot;
-        c->mslot = UINT32_MAX;
-    }
-    if (SUCCEEDED(hr)) {
-        if (copied) cc.copies++;
-        if (note) *note = copied;
-        else c->note = copied;
-        c->state = C_READY;
-        lru_front(c);
-        mlru_front(c);
-    } else {
-        cc.failures++;
-        c->hr = hr;
-        c->detail = ddp_strdup(why && *why ? why : ddp_strerror(hr));
-        cc_unlink_locked(c);          /* the next reader tries again */
-        c->state = C_FAILED;
-        snprintf(detail, dn, "%s", c->detail);
-    }
-    if (c->waiters) pthread_cond_broadcast(&cc.ready[c->hash[0] % 64]);
-    if (FAILED(hr)) {
-        cc_unref_locked(c);
-        pthread_mutex_unlock(&cc.mu);
-        return hr;
-    }
-    pthread_mutex_unlock(&cc.mu);
-    *out = c;
-    return S_OK;
-}
-
-static void cc_put(cchunk *c)
-{
-    pthread_mutex_lock(&cc.mu);
-    cc_unref_locked(c);
-    pthread_mutex_unlock(&cc.mu);
-}
-
-/* The chunks a reply of this thread reads from the memfd. read_buf hands
- * libfuse (memfd, offset) pieces, and libfuse splices them into the reply
- * after read_buf has returned: until then the chunks must not be evicted (a
- * new chunk in the slot would be spliced instead). So they stay pinned until
- * this thread's next read_buf, which comes after that reply was sent, or
- * until the thread exits (the key's destructor); at most REPLY_PINS per
- * thread. */
-#define REPLY_PINS 64u
-typedef struct reply_pins {
-    uint32_t n;
-    cchunk *c[REPLY_PINS];
-} reply_pins;
-static pthread_key_t pins_key;
-
-static void pins_release(reply_pins *p)
-{
-    if (!p || !p->n) return;
-    pthread_mutex_lock(&cc.mu);
-    for (uint32_t k = 0; k < p->n; k++) cc_unref_locked(p->c[k]);
-    pthread_mutex_unlock(&cc.mu);
-    p->n = 0;
-}
-
-static void pins_destructor(void *arg)
-{
-    pins_release(arg);
-    free(arg);
-}
-
-/* This thread's pins, the last reply's released. */
-static reply_pins *my_pins(void)
-{
-    reply_pins *p = pthread_getspecific(pins_key);
-    if (!p) {
-        p = ddp_xcalloc(1, sizeof *p);
-        if (pthread_setspecific(pins_key, p) != 0) {
-            free(p);
-            return NULL;
-        }
-    }
-    pins_release(p);
-    return p;
-}
-
-/* Queue chunks for the read-ahead threads, but none cached or loading.
- * Cached ones are moved to the front of the LRU instead: the reader is about
- * to use them, so the loads of the window must not evict them first (which
- * would turn them into loads the reader waits for, one at a time). */
-static void cc_prefetch(const ddp_streammap_entry *e, uint32_t n)
-{
-    uint32_t queued = 0;
-    pthread_mutex_lock(&cc.mu);
-    for (uint32_t k = 0; k < n && !cc.stop && cc.qlen < RA_QUEUE_CAP; k++) {
-        cchunk *c = cc_find_locked(e[k].hash);
-        if (c) {
-            if (c->state == C_READY && c->in_table) lru_touch(c);
-            continue;
-        }
-        ra_item *it = &cc.q[(cc.qhead + cc.qlen) % RA_QUEUE_CAP];
-        it->e = e[k];
-        cc.qlen++;
-        queued++;
-    }
-    if (queued == 1) pthread_cond_signal(&cc.work);
-    else if (queued > 1) pthread_cond_broadcast(&cc.work);
-    pthread_mutex_unlock(&cc.mu);
-}
-
-static void *ra_thread(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        pthread_mutex_lock(&cc.mu);
-        while (!cc.stop && cc.qlen == 0) pthread_cond_wait(&cc.work, &cc.mu);
-        if (cc.stop) {
-            pthread_mutex_unlock(&cc.mu);
-            return NULL;
-        }
-        ra_item it = cc.q[cc.qhead];
-        cc.qhead = (cc.qhead + 1) % RA_QUEUE_CAP;
-        cc.qlen--;
-        pthread_mutex_unlock(&cc.mu);
-        cchunk *c;
-        char detail[8];
-        if (SUCCEEDED(cc_get(&it.e, &c, detail, sizeof detail, NULL))) cc_put(c);
-    }
-}
-
-static void cc_start(void)
-{
-    pthread_mutex_init(&cc.mu, NULL);
-    pthread_key_create(&pins_key, pins_destructor);
-    for (int i = 0; i < 64; i++) pthread_cond_init(&cc.ready[i], NULL);
-    pthread_cond_init(&cc.work, NULL);
-    /* Slots of the largest chunk size, twice as many as chunks of the average
-     * size (64 KiB) that fit under the limit: the limit bounds the bytes held,
-     * the slots (at most twice the limit) the memory. A cache of more than
-     * POOL_MAX_SLOTS slots (over 16 MiB) keeps every chunk in a memfd, and
-     * only POOL_MEMFD_SLOTS in its own memory (the buffers chunks are decoded
-     * into, and the most recent): the memfd's pages are the kernel's (shmem),
-     * which a first write fills far more cheaply than a process's own fresh
-     * memory is faulted in (on this project's VM, about 0.4 against 4 to 9 ns
-     * a byte, more than decoding and verifying a chunk costs), and a hit
-     * there is one pread into the reply. A small cache keeps its slots in
-     * memory only: once touched they cost nothing, and a write to the memfd
-     * for every chunk decoded would. */
-    cc.limit = fs.opt.cache_bytes;
-    uint64_t slots = fs.opt.cache_bytes / (DDP_CHUNK_MAX / 2);
-    slots = slots < 16 ? 16 : slots > (1u << 24) ? (1u << 24) : slots;
-    cc.mfd = -1;
-    if (slots > POOL_MAX_SLOTS) {
-        int mfd = memfd_create("ddp-mount-cache", MFD_CLOEXEC);
-        if (mfd >= 0 && ftruncate(mfd, (off_t)(slots * DDP_CHUNK_MAX)) == 0) {
-            cc.mfd = mfd;
-            cc.mslots = (uint32_t)slots;
-            cc.mfreelist = ddp_xcalloc(cc.mslots, sizeof *cc.mfreelist);
-            slots = POOL_MEMFD_SLOTS;
-        } else if (mfd >= 0) {
-            close(mfd);
-        }
-    }
-    cc.nslots = (uint32_t)slots;
-    cc.pool_bytes = (size_t)cc.nslots * DDP_CHUNK_MAX;
-    /* One mapping, touched lazily; huge pages where the kernel gives them. */
-    void *pool = mmap(NULL, cc.pool_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (pool == MAP_FAILED) {
-        cc.nslots = 0;
-        cc.pool = NULL;
-        cc.pool_bytes = 0;
-    } else {
-        cc.pool = pool;
-        madvise(pool, cc.pool_bytes, MADV_HUGEPAGE);
-    }
-    cc.freelist = ddp_xcalloc(cc.nslots ? cc.nslots : 1, sizeof *cc.freelist);
-    size_t nb = 1024;
-    while (nb < (size_t)(cc.nslots + cc.mslots) * 2 && nb < ((size_t)1 << 24)) nb <<= 1;
-    cc.buckets = ddp_xcalloc(nb, sizeof *cc.buckets);
-    cc.mask = nb - 1;
-    cc.lru.next = cc.lru.prev = &cc.lru;
-    cc.mlru.mnext = cc.mlru.mprev = &cc.mlru;
-    cc.q = ddp_xcalloc(RA_QUEUE_CAP, sizeof *cc.q);
-    cc.threads = ddp_xcalloc(fs.opt.workers, sizeof *cc.threads);
-    for (unsigned i = 0; i < fs.opt.workers; i++) {
-        if (pthread_create(&cc.threads[i], NULL, ra_thread, NULL) != 0) break;
-        pthread_setname_np(cc.threads[i], "ddp-readahead");
-        cc.nthreads++;
-    }
-}
-
-static void cc_stop(void)
-{
-    /* The worker threads are gone (their pins with them); with -s this is
-     * the thread that served the reads. */
-    reply_pins *mine = pthread_getspecific(pins_key);
-    pins_release(mine);
-    free(mine);
-    pthread_setspecific(pins_key, NULL);
-    pthread_key_delete(pins_key);
-    pthread_mutex_lock(&cc.mu);
-    cc.stop = 1;
-    pthread_cond_broadcast(&cc.work);
-    pthread_mutex_unlock(&cc.mu);
-    for (unsigned i = 0; i < cc.nthreads; i++) pthread_join(cc.threads[i], NULL);
-    minfo("unmounted %s: %llu chunks decoded (%llu by read-ahead, %llu by readers that waited for them), %llu cache "
-          "hits, %llu failed checks, %llu served by hotspot copies",
-          fs.root, (unsigned long long)cc.loads, (unsigned long long)(cc.loads - cc.reader_loads),
-          (unsigned long long)cc.reader_loads, (unsigned long long)cc.hits, (unsigned long long)cc.failures,
-          (unsigned long long)cc.copies);
-    for (size_t i = 0; i <= cc.mask; i++) {
-        cchunk *c = cc.buckets[i];
-        while (c) {
-            cchunk *next = c->hnext;
-            cc_free(c);
-            c = next;
-        }
-    }
-    free(cc.buckets);
-    free(cc.q);
-    free(cc.threads);
-    free(cc.freelist);
-    free(cc.mfreelist);
-    if (cc.mfd >= 0) close(cc.mfd);
-    if (cc.pool) munmap(cc.pool, cc.pool_bytes);
-    pthread_cond_destroy(&cc.work);
-    for (int i = 0; i < 64; i++) pthread_cond_destroy(&cc.ready[i]);
-    pthread_mutex_destroy(&cc.mu);
-}
-
 /* ---------------------------------------------------------- reading stubs */
 
 static handle *handle_new(int kind, int fd, int flags)
@@ -1049,7 +530,7 @@ static void stub_readahead(handle *h, uint64_t off, size_t n)
 /* Chunk i of h, pinned (cc_put it), in *out: 0, or -EIO with a log line
  * naming the file and the chunk (once for a chunk failing again and again).
  * A chunk served by its hotspot copy is logged too. */
-static int stub_chunk(handle *h, uint32_t i, cchunk **out)
+static int stub_chunk(handle *h, uint32_t i, cc_chunk **out)
 {
     const ddp_streammap_entry *e = &h->map.entries[i];
     char detail[1024];
@@ -1078,7 +559,7 @@ static int stub_chunk(handle *h, uint32_t i, cchunk **out)
 /* The part of chunk c (chunk i of h) under file offset at: its offset in
  * the chunk (*in) and length, at most max; 0 if the chunk does not cover at
  * (the stream map and the chunk disagree). */
-static size_t stub_piece(const handle *h, uint32_t i, const cchunk *c, uint64_t at, size_t max, size_t *in)
+static size_t stub_piece(const handle *h, uint32_t i, const cc_chunk *c, uint64_t at, size_t max, size_t *in)
 {
     *in = (size_t)(at - h->map.starts[i]);
     size_t take = c->len > *in ? c->len - *in : 0;
@@ -1104,14 +585,14 @@ static int stub_read(handle *h, char *buf, size_t size, off_t off)
             mlog("%s: the stream map ends before offset %llu", h->display, (unsigned long long)(o + done));
             return -EIO;
         }
-        cchunk *c = NULL;
+        cc_chunk *c = NULL;
         int r = stub_chunk(h, i, &c);
         if (r) return r;
         size_t in, take = stub_piece(h, i, c, o + done, size - done, &in);
-        r = take ? cc_copy(c, (uint8_t *)buf + done, in, take) : -EIO;
+        if (take) cc_copy(c, in, buf + done, take);
         cc_put(c);
-        if (r) {
-            if (take) mlog("%s: chunk %u: reading it from the cache's memfd: %s", h->display, i, strerror(-r));
+        if (!take) {
+            mlog("%s: the stream map does not cover offset %llu", h->display, (unsigned long long)(o + done));
             return -EIO;
         }
         done += take;
@@ -1145,11 +626,116 @@ static int reply_mem(struct fuse_bufvec **bufp, size_t size, int (*fill)(handle 
     return 0;
 }
 
-/* Read [off, off + size) of stub h as a list of (memfd, offset) pieces
- * that libfuse splices into the reply: the bytes go from the cache to the
- * kernel with one copy, by the kernel. The chunks stay pinned until the
- * reply is sent (reply_pins). Without splicing or a memfd, or for a chunk
- * the memfd does not hold, the bytes are copied into a buffer instead. */
+/* What a thread's spliced reply needs: a pipe of its own that the chunks'
+ * pages are put into (vmsplice), and the chunks, pinned. libfuse moves the
+ * pipe's contents into the reply after read_buf has returned, and the
+ * kernel copies them from the chunks' pages then: until that, the chunks
+ * must stay where they are (evicted, their memory would hold other chunks).
+ * So they stay pinned until this thread's next read_buf, which comes after
+ * that reply was sent, or until the thread exits (the key's destructor); at
+ * most REPLY_PINS a reply. */
+#define REPLY_PINS 64u
+#define REPLY_IOV (DDPFS_MAX_READ / 4096u + REPLY_PINS + 1u)   /* a piece per page, one more per chunk */
+/* A pipe holds a page (or part of one) per slot: a reply of DDPFS_MAX_READ
+ * bytes in chunks of 32 KiB or more takes at most 216 slots; 1 MiB (256) is
+ * the default most an unprivileged process may give a pipe. A reply that
+ * does not fit is built in memory instead. */
+#define REPLY_PIPE_BYTES (1 << 20)
+typedef struct reply_pins {
+    uint32_t n;
+    cc_chunk *c[REPLY_PINS];
+    int pipe[2];              /* {-1, -1} until first needed */
+} reply_pins;
+static pthread_key_t pins_key;
+
+static void pins_release(reply_pins *p)
+{
+    if (!p || !p->n) return;
+    cc_put_many(p->c, p->n);
+    p->n = 0;
+}
+
+static void pipe_drop(reply_pins *p)
+{
+    if (p->pipe[0] >= 0) close(p->pipe[0]);
+    if (p->pipe[1] >= 0) close(p->pipe[1]);
+    p->pipe[0] = p->pipe[1] = -1;
+}
+
+static void pins_destructor(void *arg)
+{
+    reply_pins *p = arg;
+    pins_release(p);
+    pipe_drop(p);
+    free(p);
+}
+
+/* This thread's pins, the last reply's released. */
+static reply_pins *my_pins(void)
+{
+    reply_pins *p = pthread_getspecific(pins_key);
+    if (!p) {
+        p = ddp_xcalloc(1, sizeof *p);
+        p->pipe[0] = p->pipe[1] = -1;
+        if (pthread_setspecific(pins_key, p) != 0) {
+            free(p);
+            return NULL;
+        }
+    }
+    pins_release(p);
+    return p;
+}
+
+/* This thread's pipe, empty and able to hold a whole reply; -1 if it cannot
+ * be had. Whatever a failed reply left in it is thrown away with it: bytes
+ * of another reply must never go out with this one. */
+static int reply_pipe(reply_pins *p)
+{
+    if (p->pipe[0] >= 0) {
+        int queued = 1;
+        if (ioctl(p->pipe[0], FIONREAD, &queued) == 0 && queued == 0) return p->pipe[0];
+        pipe_drop(p);
+    }
+    if (pipe2(p->pipe, O_CLOEXEC) != 0) {
+        p->pipe[0] = p->pipe[1] = -1;
+        return -1;
+    }
+    if (fcntl(p->pipe[0], F_SETPIPE_SZ, REPLY_PIPE_BYTES) < REPLY_PIPE_BYTES) {
+        pipe_drop(p);
+        return -1;
+    }
+    return p->pipe[0];
+}
+
+/* Put the n pieces of iov (bytes in all) into pipe end w by reference: 0,
+ * or -1 when the pipe took less (it is full). */
+static int vmsplice_all(int w, struct iovec *iov, unsigned n, size_t bytes)
+{
+    size_t put = 0;
+    while (put < bytes) {
+        ssize_t r = vmsplice(w, iov, n, SPLICE_F_NONBLOCK);   /* a full pipe: EAGAIN, never a wait */
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        put += (size_t)r;
+        while (n && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n && r) {
+            iov->iov_base = (char *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
+    }
+    return 0;
+}
+
+/* Read [off, off + size) of stub h for libfuse: the pieces of its chunks
+ * are put into this thread's pipe by reference (vmsplice), and libfuse
+ * splices the pipe into the reply: the bytes go from the cache to the
+ * reader with one copy, by the kernel. The chunks stay pinned until the
+ * reply is sent (reply_pins). Without splicing, or when the pipe cannot
+ * take the reply, the bytes are copied into a buffer instead. */
 static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_t off)
 {
     if (off < 0) return -EINVAL;
@@ -1163,42 +749,43 @@ static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_
     uint64_t o = (uint64_t)off;
     uint32_t first = ddp_streammap_find(&h->map, o), n = 0;
     while (first + n < h->map.count && h->map.starts[first + n] < o + size) n++;
-    if (!fs.splice || !pins || cc.mfd < 0 || n == 0 || n > REPLY_PINS)
-        return reply_mem(bufp, size, stub_read, h, off);
-    struct fuse_bufvec *v = bufvec_new(n);
+    int rd = fs.splice && pins && n > 0 && n <= REPLY_PINS ? reply_pipe(pins) : -1;
+    if (rd < 0) return reply_mem(bufp, size, stub_read, h, off);
+    struct iovec iov[REPLY_IOV];
+    unsigned niov = 0;
     size_t done = 0;
-    int r = 0;
-    uint32_t k = 0;
-    for (; k < n && done < size; k++) {
-        cchunk *c = NULL;
-        if ((r = stub_chunk(h, first + k, &c)) != 0) break;
-        size_t in, take = stub_piece(h, first + k, c, o + done, size - done, &in);
-        struct fuse_buf *b = &v->buf[k];
-        b->size = take;
-        if (take == 0) {
-            r = -EIO;
-        } else if (c->mslot != UINT32_MAX) {
-            b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-            b->fd = cc.mfd;
-            b->pos = (off_t)c->mslot * (off_t)DDP_CHUNK_MAX + (off_t)in;
-            pins->c[pins->n++] = c;
-            c = NULL;
-        } else if (!(b->mem = malloc(take)) || (r = cc_copy(c, b->mem, in, take)) != 0) {
-            r = -EIO;
+    for (uint32_t k = 0; k < n && done < size; k++) {
+        cc_chunk *c = NULL;
+        int r = stub_chunk(h, first + k, &c);
+        if (r) {
+            pins_release(pins);
+            return r;
         }
-        if (c) cc_put(c);
-        if (r) break;
+        pins->c[pins->n++] = c;
+        size_t in, take = stub_piece(h, first + k, c, o + done, size - done, &in);
+        if (take == 0) break;
+        unsigned got = cc_iov(c, in, take, iov + niov, REPLY_IOV - niov);
+        if (got == 0) {                 /* cannot be: REPLY_IOV counts a piece per page */
+            pins_release(pins);
+            return reply_mem(bufp, size, stub_read, h, off);
+        }
+        niov += got;
         done += take;
     }
-    v->count = k;
-    if (!r && done < size) r = -EIO;    /* the stream map ends before the file does */
-    if (r) {
-        for (uint32_t j = 0; j < k + (k < n); j++)
-            if (!(v->buf[j].flags & FUSE_BUF_IS_FD)) free(v->buf[j].mem);
-        free(v);
+    if (done < size) {                  /* the stream map ends before the file does, or disagrees with a chunk */
+        mlog("%s: the stream map does not cover offset %llu", h->display, (unsigned long long)(o + done));
         pins_release(pins);
-        return r;
+        return -EIO;
     }
+    if (vmsplice_all(pins->pipe[1], iov, niov, done) != 0) {
+        pipe_drop(pins);
+        pins_release(pins);
+        return reply_mem(bufp, size, stub_read, h, off);
+    }
+    struct fuse_bufvec *v = bufvec_new(1);
+    v->buf[0].flags = FUSE_BUF_IS_FD;
+    v->buf[0].fd = rd;
+    v->buf[0].size = done;
     *bufp = v;
     return 0;
 }
@@ -2192,8 +1779,7 @@ static int pipe_fits_reply(void)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return 0;
-    long want = (long)DDPFS_MAX_READ + 64L * 4096;
-    int ok = fcntl(p[0], F_SETPIPE_SZ, want) >= want;
+    int ok = fcntl(p[0], F_SETPIPE_SZ, REPLY_PIPE_BYTES) >= REPLY_PIPE_BYTES;
     close(p[0]);
     close(p[1]);
     return ok;
@@ -2219,10 +1805,11 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
              ddp_error_detail(), (unsigned)hr);
         fs.rd = NULL;
     }
-    cc_start();
+    pthread_key_create(&pins_key, pins_destructor);
+    unsigned threads = cc_start(fs.rd, fs.opt.cache_bytes, fs.opt.workers);
     minfo("serving %s (chunk cache %llu MiB, read-ahead %llu MiB, %u read-ahead threads)", fs.root,
           (unsigned long long)(fs.opt.cache_bytes >> 20), (unsigned long long)(fs.opt.readahead_bytes >> 20),
-          cc.nthreads);
+          threads);
     pthread_mutex_init(&fs.watchmu, NULL);
     pthread_cond_init(&fs.watchcv, NULL);
     fs.watcher_started = pthread_create(&fs.watcher, NULL, watch_thread, NULL) == 0;
@@ -2241,7 +1828,21 @@ static void op_destroy(void *data)
     if (fs.kernel_ra_started) pthread_join(fs.kernel_ra, NULL);
     pthread_cond_destroy(&fs.watchcv);
     pthread_mutex_destroy(&fs.watchmu);
-    cc_stop();
+    /* The other threads that served reads are gone, their pins with them;
+     * with -s this is the thread that served the reads. */
+    reply_pins *mine = pthread_getspecific(pins_key);
+    if (mine) pins_destructor(mine);
+    pthread_setspecific(pins_key, NULL);
+    pthread_key_delete(pins_key);
+    cc_stats st;
+    cc_stop(&st);
+    minfo("unmounted %s: %llu chunks decoded (%llu by read-ahead, %llu by readers that waited for them), %llu cache "
+          "hits, %llu failed checks, %llu served by hotspot copies; cache: %llu MiB used, %llu chunks decoded in "
+          "place, %llu held outside it",
+          fs.root, (unsigned long long)st.loads, (unsigned long long)(st.loads - st.reader_loads),
+          (unsigned long long)st.reader_loads, (unsigned long long)st.hits, (unsigned long long)st.failures,
+          (unsigned long long)st.copies, (unsigned long long)(st.pages * 4096 >> 20), (unsigned long long)st.in_place,
+          (unsigned long long)st.overflow);
     ddp_chunkreader_close(fs.rd);
     fs.rd = NULL;
     if (fs.use_syslog) closelog();

@@ -79,8 +79,6 @@ TIDY_KNOWN=(
   # ddp_hotset_free() clears *hs after the free, so ddp_gc's second call
   # (after ddp_hotset_load failed and freed) frees NULL; same forgotten memset
   'lib/gc.c|clang-analyzer-unix.Malloc|free(hs->r);'
-  # a chunk-cache entry in state C_FAILED always holds a failed HRESULT
-  'programs/fusefs.c|clang-analyzer-core.NullDereference|size_t take = c->len'
 )
 
 # tidy_one FILE: clang-tidy on one file (run by xargs in parallel).

@@ -280,10 +280,11 @@ if mount_vol "$V" "$M" "$T/ro.log" -o ro --readahead-mb 2; then
 fi
 
 # ---- a small cache under many readers ----
-# Replies are spliced from the cache's memfd after the read handler has
-# returned; the chunks stay pinned until then. With a cache far smaller than
-# the data and six readers at once, slots are reused all the time: a chunk
-# let go too early would send another chunk's bytes.
+# Replies hand the kernel the cache's own pages (vmsplice), which it copies
+# from after the read handler has returned; the chunks stay pinned until
+# then. With a cache far smaller than the data and six readers at once,
+# pages are reused all the time: a chunk let go too early would send another
+# chunk's bytes.
 V3=$T/vol3
 mkdir -p "$V3/r"
 python3 - "$V3/r" << 'EOF2'
@@ -310,6 +311,32 @@ if mount_vol "$V3" "$M" "$T/small.log" --cache-mb 17 --readahead-mb 32 --threads
   done
   check "... and nothing was logged as failing" bash -c "! grep -q 'fails with EIO' '$T/small.log'"
   umount_vol "$M" "$MOUNT_PID" "$T/small.log"
+fi
+
+# The same with every reply held up for 3 ms after the read handler returned
+# (the fault shim delays each splice(2) of libfuse), in the smallest cache
+# (4 MiB) with read-ahead threads loading meanwhile: pages of a chunk that
+# was let go before its reply left would be reused by then. Not under ASan
+# (its runtime must be the first preloaded library).
+SHIM=""
+for c in "${DDP_BUILD_DIR:-}/tests/fault/libddp_faultshim.so" "$(dirname "$DDP")/tests/fault/libddp_faultshim.so"; do
+  [[ -f $c ]] && { SHIM=$c; break; }
+done
+if [[ -z $SHIM ]]; then
+  echo "skip - held-up replies: tests/fault/libddp_faultshim.so is not built"
+elif ldd "$DDP" 2> /dev/null | grep -q libasan; then
+  echo "skip - held-up replies: not under ASan (the shim cannot be preloaded before its runtime)"
+elif LD_PRELOAD=$SHIM DDP_FAULT_SPLICE_DELAY_US=3000 mount_vol "$V3" "$M" "$T/held.log" --cache-mb 4 --readahead-mb 32 --threads 4; then
+  readers=()
+  for i in 0 1 2 3 4 5; do
+    (cd "$M/r" && sha256sum "r$i.bin") > "$T/h.got.$i" &
+    readers+=($!)
+  done
+  wait_ok=1
+  for j in "${readers[@]}"; do wait "$j" || wait_ok=0; done
+  check "replies held up 3 ms, 4 MiB cache, 6 readers of 72 MiB at once: every byte right" \
+    bash -c "[[ $wait_ok == 1 ]] && cat '$T'/h.got.? | diff -q '$T/r.sums' - > /dev/null"
+  umount_vol "$M" "$MOUNT_PID" "$T/held.log"
 fi
 
 # ---- a corrupt chunk ----

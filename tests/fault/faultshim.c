@@ -34,6 +34,12 @@
  *                         descriptor whether it was open read-only
  *   DDP_FAULT_COUNT=PATH  at exit, write "FAMILY COUNT" for every family
  *                         (a clean run tells a test the range of N to walk)
+ *   DDP_FAULT_SPLICE_DELAY_US=N
+ *                         every splice(2) waits N microseconds first: a
+ *                         reply of `ddp mount` that libfuse splices is held
+ *                         up after the read handler returned, so the test
+ *                         sees whether what it hands the kernel stays put
+ *                         (tests/e2e/test_mount.sh)
  *
  * The counters are process-wide and atomic, so a multi-threaded job is
  * covered; with more than one thread the N-th call is whichever comes N-th.
@@ -122,6 +128,7 @@ REAL(int, mkostemp64, (char *, int))
 REAL(int, close, (int))
 REAL(int, ftruncate, (int, off_t))
 REAL(int, ftruncate64, (int, off64_t))
+REAL(ssize_t, splice, (int, loff_t *, int, loff_t *, size_t, unsigned int))
 
 static void syscall_write_stderr(const char *msg, size_t n)
 {
@@ -445,3 +452,15 @@ int close(int fd)
 
 int ftruncate(int fd, off_t len) { RUN(F_FTRUNCATE, "ftruncate", fd, NULL, int, get_ftruncate()(fd, len)); }
 int ftruncate64(int fd, off64_t len) { RUN(F_FTRUNCATE, "ftruncate64", fd, NULL, int, get_ftruncate64()(fd, len)); }
+
+/* Not a fault: a delay (DDP_FAULT_SPLICE_DELAY_US) before every splice. */
+ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags)
+{
+    static long delay_us = -1;
+    if (__atomic_load_n(&delay_us, __ATOMIC_RELAXED) < 0) {
+        const char *d = getenv("DDP_FAULT_SPLICE_DELAY_US");
+        __atomic_store_n(&delay_us, d ? atol(d) : 0, __ATOMIC_RELAXED);
+    }
+    if (delay_us > 0) usleep((useconds_t)delay_us);
+    return get_splice()(fd_in, off_in, fd_out, off_out, len, flags);
+}
