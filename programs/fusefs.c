@@ -25,26 +25,17 @@
  *
  * Reading a stub. Open authenticates the stub, reads its stream map and
  * checks it against the stub (hash, size, whole-file hash). Reads are served
- * from a cache of decompressed chunks shared by every open file, keyed by
- * the chunk's SHA-256 (so data that dedups is also cached once) and bounded
- * in bytes (LRU): a pool of slots in the daemon's memory, and, for a cache
- * larger than the pool, a memfd that holds every chunk too (fresh kernel
- * shmem pages cost a fraction of fresh process memory, see cc_start). The
- * stream map and the chunks are read by the library's reader of optimized
- * files (lib/chunkread.c, which ddp_file_* and `ddp cat` use too): a
- * chunk's checksums, decoding and SHA-256 are checked, and a chunk whose
- * primary record fails is read from its hotspot copy, verified the same way
- * (the log says so, naming the file and both records). A chunk that fails
- * with no intact copy fails the read with EIO and a log line naming the
- * file, the chunk and the container; never wrong bytes, never a short read.
- * Concurrent readers of one chunk wait for a single load. A reader that
- * reads sequentially gets read-ahead: the chunks of the next few MiB are
- * queued for a small pool of threads that load them into the cache in
- * parallel, so decompression and hashing run on every core ahead of the
- * reader (chunks of the window that are cached already are marked recently
- * used instead, so that the window's loads do not evict them first). The
- * cache and the read-ahead are the mount's; the reading and the checks are
- * the library's, shared.
+ * from the cache of decoded, verified chunks that every open file shares
+ * (programs/chunkcache.c: keyed by the chunk's SHA-256, bounded in bytes,
+ * loaded by the library's reader of optimized files, lib/chunkread.c, with
+ * every check and the hotspot-copy fallback; the log names the file and
+ * both records when a copy served). A chunk that fails with no intact copy
+ * fails the read with EIO and a log line naming the file, the chunk and the
+ * container; never wrong bytes, never a short read. A reader that reads
+ * sequentially gets read-ahead: the chunks of the next few MiB are queued
+ * for the cache's read-ahead threads. A reply hands the kernel the cache's
+ * own pages (vmsplice into a pipe of the thread, which libfuse splices into
+ * the reply), the chunks pinned until it has left (reply_pins).
  *
  * Writing. Opening a stub for writing (or truncating it to a size > 0, or
  * hard-linking it) first rehydrates it in place with ddp_unoptimize_file
