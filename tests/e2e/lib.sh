@@ -45,6 +45,15 @@ try_mount_tmpfs() { mkdir -p "$1" && mount -t tmpfs -o "size=$2" tmpfs "$1" 2>/d
 
 finish() { echo "$PASS passed, $FAIL failed"; [[ $FAIL -eq 0 ]]; }
 
+# fault_shim: the path of the fault-injection shim CMake built
+# (tests/fault/faultshim.c), or nothing.
+fault_shim() {
+  local c
+  for c in "${DDP_BUILD_DIR:-}/tests/fault/libddp_faultshim.so" "$(dirname "$DDP")/tests/fault/libddp_faultshim.so"; do
+    [[ -f $c ]] && { echo "$c"; return; }
+  done
+}
+
 # ---- valgrind hook (scripts/valgrind-e2e.sh, docs/ROBUSTNESS.md) ---------------------
 # With DDP_VALGRIND=1 every ddp command of the test runs under valgrind
 # (tests/valgrind/valgrind-ddp; the real binary stays in $DDP_REAL), each

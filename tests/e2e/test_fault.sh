@@ -30,10 +30,7 @@ KNOWN=(
 )
 
 # ---- the shim ---------------------------------------------------------------
-SHIM=""
-for c in "${DDP_BUILD_DIR:-}/tests/fault/libddp_faultshim.so" "$(dirname "$DDP")/tests/fault/libddp_faultshim.so"; do
-  [[ -f $c ]] && { SHIM=$c; break; }
-done
+SHIM=$(fault_shim)
 if [[ -z $SHIM ]]; then
   # Not built by CMake (yet): build it here.
   SHIM=$T/libddp_faultshim.so

@@ -297,17 +297,20 @@ EOF2
 (cd "$V3/r" && sha256sum r*.bin) > "$T/r.sums"
 "$DDP" enable "$V3" --usage Backup > /dev/null
 "$DDP" optimize "$V3" --quiet
+# six_readers_right TAG: the six files read through the mount at once; every
+# reader succeeded and every sum is the original's.
+six_readers_right() {
+  local readers=() i j ok=1
+  for i in 0 1 2 3 4 5; do
+    (cd "$M/r" && sha256sum "r$i.bin") > "$T/$1.got.$i" &
+    readers+=($!)
+  done
+  for j in "${readers[@]}"; do wait "$j" || ok=0; done
+  ((ok)) && cat "$T/$1".got.? | diff -q "$T/r.sums" - > /dev/null
+}
 if mount_vol "$V3" "$M" "$T/small.log" --cache-mb 17 --readahead-mb 32 --threads 4; then
   for pass in 1 2; do
-    readers=()
-    for i in 0 1 2 3 4 5; do
-      (cd "$M/r" && sha256sum "r$i.bin") > "$T/r.got.$i" &
-      readers+=($!)
-    done
-    wait_ok=1
-    for j in "${readers[@]}"; do wait "$j" || wait_ok=0; done
-    check "17 MiB cache, 6 readers of 72 MiB at once (pass $pass): every byte right" \
-      bash -c "[[ $wait_ok == 1 ]] && cat '$T'/r.got.? | diff -q '$T/r.sums' - > /dev/null"
+    check "17 MiB cache, 6 readers of 72 MiB at once (pass $pass): every byte right" six_readers_right "small$pass"
   done
   check "... and nothing was logged as failing" bash -c "! grep -q 'fails with EIO' '$T/small.log'"
   umount_vol "$M" "$MOUNT_PID" "$T/small.log"
@@ -318,24 +321,13 @@ fi
 # (4 MiB) with read-ahead threads loading meanwhile: pages of a chunk that
 # was let go before its reply left would be reused by then. Not under ASan
 # (its runtime must be the first preloaded library).
-SHIM=""
-for c in "${DDP_BUILD_DIR:-}/tests/fault/libddp_faultshim.so" "$(dirname "$DDP")/tests/fault/libddp_faultshim.so"; do
-  [[ -f $c ]] && { SHIM=$c; break; }
-done
+SHIM=$(fault_shim)
 if [[ -z $SHIM ]]; then
   echo "skip - held-up replies: tests/fault/libddp_faultshim.so is not built"
 elif ldd "$DDP" 2> /dev/null | grep -q libasan; then
   echo "skip - held-up replies: not under ASan (the shim cannot be preloaded before its runtime)"
 elif LD_PRELOAD=$SHIM DDP_FAULT_SPLICE_DELAY_US=3000 mount_vol "$V3" "$M" "$T/held.log" --cache-mb 4 --readahead-mb 32 --threads 4; then
-  readers=()
-  for i in 0 1 2 3 4 5; do
-    (cd "$M/r" && sha256sum "r$i.bin") > "$T/h.got.$i" &
-    readers+=($!)
-  done
-  wait_ok=1
-  for j in "${readers[@]}"; do wait "$j" || wait_ok=0; done
-  check "replies held up 3 ms, 4 MiB cache, 6 readers of 72 MiB at once: every byte right" \
-    bash -c "[[ $wait_ok == 1 ]] && cat '$T'/h.got.? | diff -q '$T/r.sums' - > /dev/null"
+  check "replies held up 3 ms, 4 MiB cache, 6 readers of 72 MiB at once: every byte right" six_readers_right held
   umount_vol "$M" "$MOUNT_PID" "$T/held.log"
 fi
 
