@@ -252,31 +252,23 @@ EOF
 }
 
 declare -A SEQ CPU LAT
-case_of() { # case_of NAME KIND SUBDIR [options]
+# case_of NAME KIND SUBDIR [options]: the sequential and random cases; with
+# SECOND=1 the second read through one mount instead, and no random case.
+case_of() {
   local name=$1 got
   shift
   echo "  $name ..." >&2
   got=$(seq_mbs "$@")
   SEQ[$name]=${got% *}
   CPU[$name]=${got#* }
-  LAT[$name]=$(rand_lat "$@")
+  if ((${SECOND:-0})); then LAT[$name]="- -"; else LAT[$name]=$(rand_lat "$@"); fi
 }
 echo "measuring ..." >&2
 case_of "ddp mount, unoptimized files" ddp /plain
 case_of "ddp mount, optimized files" ddp /opt
 case_of "ddp mount, optimized, 16 MiB cache" ddp /opt --cache-mb 16
-# second_of NAME KIND SUBDIR [options]: the second read through one mount.
-second_of() {
-  local name=$1 got
-  shift
-  echo "  $name ..." >&2
-  got=$(SECOND=1 seq_mbs "$@")
-  SEQ[$name]=${got% *}
-  CPU[$name]=${got#* }
-  LAT[$name]="- -"
-}
-second_of "second read, unoptimized files" ddp /plain
-second_of "second read, optimized (chunks cached)" ddp /opt --cache-mb 1024
+SECOND=1 case_of "second read, unoptimized files" ddp /plain
+SECOND=1 case_of "second read, optimized (chunks cached)" ddp /opt --cache-mb 1024
 if ((HAVE_BORG)); then case_of "borg mount" borg ""; else SEQ["borg mount"]=n/a CPU["borg mount"]=n/a LAT["borg mount"]="n/a n/a"; fi
 if ((HAVE_RESTIC)); then case_of "restic mount" restic ""; else SEQ["restic mount"]=n/a CPU["restic mount"]=n/a LAT["restic mount"]="n/a n/a"; fi
 

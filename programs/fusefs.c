@@ -74,7 +74,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -86,7 +85,6 @@
 #include <unistd.h>
 
 #include "chunkcache.h"
-#include "chunker.h"
 #include "chunkread.h"
 #include "chunkstore.h"
 #include "fileattr.h"
