@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "chunker.h"
+#include "store/chunker.h"
 
 struct job {
     const uint8_t *buf;

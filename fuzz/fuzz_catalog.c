@@ -15,7 +15,7 @@
  *   - the container path made from each entry is a plain relative name
  *     ("Data/CCCCCCCC.GGGGGGGG.ccc"), whatever numbers the catalog holds.
  */
-#include "catalog.h"
+#include "store/catalog.h"
 #include "fuzz_common.h"
 
 static void check_path(const ddp_catalog_entry *e)

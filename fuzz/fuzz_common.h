@@ -26,10 +26,10 @@
 
 #include <ddp/ddperror.h>
 
-#include "codec.h"
-#include "container.h"
-#include "hash.h"
-#include "util.h"
+#include "base/codec.h"
+#include "store/container.h"
+#include "base/hash.h"
+#include "base/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
-#include "streammap.h"
+#include "store/streammap.h"
 
 #define FZ_MAX_RECORDS 4096
 

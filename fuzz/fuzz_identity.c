@@ -14,7 +14,7 @@
  *     parses back to the same 16 bytes.
  */
 #include "fuzz_common.h"
-#include "identity.h"
+#include "store/identity.h"
 
 static void one(const uint8_t *buf, size_t size)
 {

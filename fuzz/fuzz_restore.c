@@ -52,11 +52,11 @@
 
 #include <ddp/ddpbackup.h>
 
-#include "catalog.h"
+#include "store/catalog.h"
 #include "fuzz_common.h"
-#include "identity.h"
-#include "restore.h"
-#include "stub.h"
+#include "store/identity.h"
+#include "restore/restore.h"
+#include "store/stub.h"
 
 #define MAX_STUBS 8
 #define MAX_FILES 64

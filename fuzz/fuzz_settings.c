@@ -16,7 +16,7 @@
  *     (excluded? no-compress?) answer for a path taken from the input.
  */
 #include "fuzz_common.h"
-#include "settings.h"
+#include "store/settings.h"
 
 static void policy_questions(const ddp_settings *s, const uint8_t *data, size_t size)
 {

@@ -15,7 +15,7 @@
  *     each probed offset.
  */
 #include "fuzz_common.h"
-#include "streammap.h"
+#include "store/streammap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -16,7 +16,7 @@
  *     ignored by the parser, so nothing can be smuggled in it).
  */
 #include "fuzz_common.h"
-#include "stub.h"
+#include "store/stub.h"
 
 static const uint8_t key_a[DDP_KEY_SIZE] = { 0x6b, 0x65, 0x79, 0x2d, 0x61, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
                                              12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27 };

@@ -25,8 +25,8 @@
 
 #include <ddp/ddpbackup.h>
 
-#include "backupstore.h"
-#include "backupstore_internal.h"
+#include "backup/backupstore.h"
+#include "backup/backupstore_internal.h"
 #include "fuzz_common.h"
 
 #define MAX_READ_TOTAL ((uint64_t)16 << 20) /* bytes read per input, at most */

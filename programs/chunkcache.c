@@ -39,8 +39,8 @@
 #include <sys/mman.h>
 
 #include "chunkcache.h"
-#include "chunker.h"
-#include "util.h"
+#include "store/chunker.h"
+#include "base/util.h"
 
 #define PAGE 4096u
 #define HUGE_BYTES ((size_t)2 << 20)

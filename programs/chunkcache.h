@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "chunkread.h"
-#include "streammap.h"
+#include "store/chunkread.h"
+#include "store/streammap.h"
 
 /* A cached chunk of len bytes, pinned by whoever got it: its bytes stay
  * where they are (and unchanged) until it is let go with cc_put or

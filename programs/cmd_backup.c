@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backup.h"
+#include "backup/backup.h"
 #include "cli.h"
 
 static int usage_help(void)

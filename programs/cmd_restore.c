@@ -29,11 +29,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backup.h"
-#include "backupstore.h"
+#include "backup/backup.h"
+#include "backup/backupstore.h"
 #include "cli.h"
-#include "restore.h"
-#include "util.h"
+#include "restore/restore.h"
+#include "base/util.h"
 
 static int usage_help(void)
 {

@@ -85,14 +85,14 @@
 #include <unistd.h>
 
 #include "chunkcache.h"
-#include "chunkread.h"
-#include "chunkstore.h"
-#include "fileattr.h"
+#include "store/chunkread.h"
+#include "store/chunkstore.h"
+#include "base/fileattr.h"
 #include "fusefs.h"
-#include "streammap.h"
-#include "stub.h"
-#include "util.h"
-#include "volume.h"
+#include "store/streammap.h"
+#include "store/stub.h"
+#include "base/util.h"
+#include "volume/volume.h"
 
 #define SEQ_SLACK ((uint64_t)2 << 20)   /* reads this close to the last one count as sequential (plus the
                                            kernel's read-ahead, whose requests run that far ahead) */

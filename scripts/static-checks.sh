@@ -38,12 +38,12 @@ TIDY_CHECKS='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.*,bugprone
 
 # ---- cppcheck: the suppressions --------------------------------------------------------
 # Each is a false positive, named by check and file (lines move):
-#   uninitvar lib/backup.c  a stats struct cleared through the pointer that may point at it
-#   uninitvar lib/gc.c      a header read only after its decode succeeded
+#   uninitvar lib/backup/backup.c  a stats struct cleared through the pointer that may point at it
+#   uninitvar lib/volume/gc.c      a header read only after its decode succeeded
 CPPCHECK_SUPPRESS=(
   --suppress=missingIncludeSystem
-  --suppress=uninitvar:lib/backup.c
-  --suppress=uninitvar:lib/gc.c
+  --suppress=uninitvar:lib/backup/backup.c
+  --suppress=uninitvar:lib/volume/gc.c
 )
 
 find_tool() { for t in "$@"; do command -v "$t" >/dev/null 2>&1 && { echo "$t"; return 0; }; done; return 1; }
@@ -64,30 +64,30 @@ run_cppcheck() {
 # named at the end of a whole run, so that it can go.
 TIDY_KNOWN=(
   # the checkpoint merge: ix->entries is never NULL while base_count > 0
-  'lib/index.c|clang-analyzer-core.NullDereference|entry_encode(e, ds->hash'
+  'lib/store/index.c|clang-analyzer-core.NullDereference|entry_encode(e, ds->hash'
   # same_file() returns 0 for a NULL p; the analyzer did not look inside
-  'lib/backup.c|clang-analyzer-core.NullDereference|e->level = p->level'
+  'lib/backup/backup.c|clang-analyzer-core.NullDereference|e->level = p->level'
   # a manifest of level > 0 always names its previous backup (manifest.c checks)
-  'lib/backupstore_set.c|clang-analyzer-core.NullDereference|if (previous[0] =='
+  'lib/backup/backupstore_set.c|clang-analyzer-core.NullDereference|if (previous[0] =='
   # d->wanted is only set for a damage whose header is known (wanted(d) != NULL)
-  'lib/scrub.c|clang-analyzer-core.NonNullParamChecker|memcmp(w->hash, h->hash'
+  'lib/volume/scrub.c|clang-analyzer-core.NonNullParamChecker|memcmp(w->hash, h->hash'
   # the memcpy into s->store_id makes the analyzer forget the memset of *s,
   # after which it invents duplicate entries and double frees
-  'lib/gc.c|clang-analyzer-unix.Malloc|free(s->c[w - 1].path)'
-  'lib/gc.c|clang-analyzer-unix.Malloc|free(s->store_dir);'
-  'lib/gc.c|clang-analyzer-unix.Malloc|ddp_walk_headers(fd, c->path'
+  'lib/volume/gc.c|clang-analyzer-unix.Malloc|free(s->c[w - 1].path)'
+  'lib/volume/gc.c|clang-analyzer-unix.Malloc|free(s->store_dir);'
+  'lib/volume/gc.c|clang-analyzer-unix.Malloc|ddp_walk_headers(fd, c->path'
   # ddp_hotset_free() clears *hs after the free, so ddp_gc's second call
   # (after ddp_hotset_load failed and freed) frees NULL; same forgotten memset
-  'lib/gc.c|clang-analyzer-unix.Malloc|free(hs->r);'
+  'lib/volume/gc.c|clang-analyzer-unix.Malloc|free(hs->r);'
 )
 
 # tidy_one FILE: clang-tidy on one file (run by xargs in parallel).
 tidy_one() {
   local f=$1 checks=$TIDY_CHECKS hints=(--extra-arg=-include --extra-arg="$PWD/$build/analyzer-hints.h")
   # error.c defines ddp_fail itself: no hints there.
-  [[ $f == lib/error.c ]] && hints=()
+  [[ $f == lib/base/error.c ]] && hints=()
   "$tidy" -p "$build" --quiet --checks="$checks" "${hints[@]}" \
-    --header-filter='.*/(lib|programs|include/ddp)/[^/]*\.h$' "$f"
+    --header-filter='.*/(lib/[a-z]+|programs|programs/mount|include/ddp)/[^/]*\.h$' "$f"
 }
 
 run_clang_tidy() {
@@ -97,13 +97,13 @@ run_clang_tidy() {
   echo "== clang-tidy ($("$tidy" --version | grep -m1 -o 'version [0-9.]*'))"
   CC=$clang cmake -S . -B "$build" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   # The analyzer does not see across files: it cannot know that ddp_fail()
-  # and ddp_fail_errno() (lib/util.c) return a failure, and so walks
+  # and ddp_fail_errno() (lib/base/util.c) return a failure, and so walks
   # "success" paths that do not exist. A header forced into each file, for
   # the analysis only, says so (a failed system call always sets errno, so
   # ddp_fail_errno is always a failure). Nothing in the tree changes.
   cat > "$build/analyzer-hints.h" <<'HINTS'
 /* analyzer-hints.h: written by scripts/static-checks.sh for clang-tidy only. */
-#include "util.h"
+#include "base/util.h"
 static inline HRESULT ddp_hint_errno(int err) { return (HRESULT)(-2147024896 + (err & 0xFFFF)); /* 0x8007xxxx */ }
 #define ddp_fail(hr, ...) (ddp_fail((hr), __VA_ARGS__), (HRESULT)(hr))
 #define ddp_fail_errno(err, ...) (ddp_fail_errno((err), __VA_ARGS__), ddp_hint_errno(err))
@@ -112,7 +112,7 @@ HINTS
   export -f tidy_one
   export tidy build TIDY_CHECKS
   local files=("$@")
-  ((${#files[@]})) || files=(lib/*.c programs/*.c)
+  ((${#files[@]})) || files=(lib/*/*.c programs/*.c programs/mount/*.c)
   local out
   out=$(printf '%s\0' "${files[@]}" | xargs -0 -n 1 -P "$jobs" bash -c 'tidy_one "$0"' 2>/dev/null || true)
   # clang-tidy exits 0 on warnings; any warning or error line is a finding,

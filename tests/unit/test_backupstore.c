@@ -32,13 +32,13 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "backup.h"
-#include "backupstore.h"
-#include "backupstore_internal.h"
-#include "hash.h"
-#include "stub.h"
+#include "backup/backup.h"
+#include "backup/backupstore.h"
+#include "backup/backupstore_internal.h"
+#include "base/hash.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 #define HR_FILE_NOT_FOUND ((HRESULT)0x80070002)
 #define HR_PATH_NOT_FOUND ((HRESULT)0x80070003)

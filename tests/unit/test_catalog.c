@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "catalog.h"
-#include "hash.h"
-#include "util.h"
+#include "store/catalog.h"
+#include "base/hash.h"
+#include "base/util.h"
 #include "testutil.h"
 
 static void make_catalog(ddp_catalog *c)

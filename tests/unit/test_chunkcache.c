@@ -23,11 +23,11 @@
 
 #include <ddp/ddp.h>
 #include "chunkcache.h"
-#include "chunkread.h"
-#include "stub.h"
+#include "store/chunkread.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
-#include "volume.h"
+#include "base/util.h"
+#include "volume/volume.h"
 
 #define NFILES 3
 #define MIB ((uint64_t)1 << 20)

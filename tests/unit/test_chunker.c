@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "chunker.h"
+#include "store/chunker.h"
 #include "testutil.h"
 
 #define MiB ((size_t)1024 * 1024)

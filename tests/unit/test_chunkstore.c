@@ -24,14 +24,14 @@
 
 #include <cmocka.h>
 
-#include "catalog.h"
-#include "chunkstore.h"
-#include "codec.h"
-#include "container.h"
-#include "hash.h"
-#include "index.h"
-#include "streammap.h"
-#include "util.h"
+#include "store/catalog.h"
+#include "store/chunkstore.h"
+#include "base/codec.h"
+#include "store/container.h"
+#include "base/hash.h"
+#include "store/index.h"
+#include "store/streammap.h"
+#include "base/util.h"
 #include "testutil.h"
 
 #define MiB ((uint64_t)1 << 20)

@@ -21,11 +21,11 @@
 
 #include <cmocka.h>
 
-#include "catalog.h"
-#include "codec.h"
-#include "container.h"
-#include "hash.h"
-#include "util.h"
+#include "store/catalog.h"
+#include "base/codec.h"
+#include "store/container.h"
+#include "base/hash.h"
+#include "base/util.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------ helpers */

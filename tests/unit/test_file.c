@@ -26,18 +26,18 @@
 #include <cmocka.h>
 
 #include <ddp/ddp.h>
-#include "catalog.h"
-#include "chunker.h"
-#include "chunkread.h"
-#include "chunkstore.h"
-#include "codec.h"
-#include "container.h"
-#include "maintenance.h"
-#include "streammap.h"
-#include "stub.h"
+#include "store/catalog.h"
+#include "store/chunker.h"
+#include "store/chunkread.h"
+#include "store/chunkstore.h"
+#include "base/codec.h"
+#include "store/container.h"
+#include "volume/maintenance.h"
+#include "store/streammap.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
-#include "volume.h"
+#include "base/util.h"
+#include "volume/volume.h"
 
 #define NF 5
 #define BASE (512 * 1024)

@@ -24,9 +24,9 @@
 #include <cmocka.h>
 
 #include <ddp/ddp.h>
-#include "container.h"
+#include "store/container.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 #define NF 7
 #define BASE (256 * 1024)

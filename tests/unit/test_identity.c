@@ -15,10 +15,10 @@
 
 #include <cmocka.h>
 
-#include "hash.h"
-#include "identity.h"
+#include "base/hash.h"
+#include "store/identity.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 static ddp_identity sample(uint64_t seed)
 {

@@ -20,9 +20,9 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
-#include "hash.h"
-#include "index.h"
-#include "util.h"
+#include "base/hash.h"
+#include "store/index.h"
+#include "base/util.h"
 #include "testutil.h"
 
 #define N 200000u

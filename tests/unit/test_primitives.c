@@ -13,10 +13,10 @@
 #include <cmocka.h>
 
 #include <ddp/ddperror.h>
-#include "codec.h"
-#include "hash.h"
+#include "base/codec.h"
+#include "base/hash.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 static void hex(const uint8_t *h, char *out) { ddp_hash_hex(h, out); }
 

@@ -39,18 +39,18 @@
 #include <ddp/ddp.h>
 #include <ddp/ddpbackup.h>
 
-#include "catalog.h"
-#include "codec.h"
-#include "container.h"
-#include "hash.h"
-#include "backupstore_internal.h"
-#include "identity.h"
-#include "restore.h"
-#include "settings.h"
-#include "streammap.h"
-#include "stub.h"
+#include "store/catalog.h"
+#include "base/codec.h"
+#include "store/container.h"
+#include "base/hash.h"
+#include "backup/backupstore_internal.h"
+#include "store/identity.h"
+#include "restore/restore.h"
+#include "store/settings.h"
+#include "store/streammap.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
 

@@ -51,17 +51,17 @@
 #include <ddp/ddp.h>
 #include <ddp/ddpbackup.h>
 
-#include "catalog.h"
-#include "codec.h"
-#include "container.h"
-#include "fileattr.h"
-#include "hash.h"
-#include "identity.h"
-#include "restore.h"
-#include "streammap.h"
-#include "stub.h"
+#include "store/catalog.h"
+#include "base/codec.h"
+#include "store/container.h"
+#include "base/fileattr.h"
+#include "base/hash.h"
+#include "store/identity.h"
+#include "restore/restore.h"
+#include "store/streammap.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)

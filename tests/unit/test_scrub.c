@@ -23,15 +23,15 @@
 #include <cmocka.h>
 
 #include <ddp/ddp.h>
-#include "catalog.h"
-#include "chunkstore.h"
-#include "container.h"
-#include "maintenance.h"
-#include "streammap.h"
-#include "stub.h"
+#include "store/catalog.h"
+#include "store/chunkstore.h"
+#include "store/container.h"
+#include "volume/maintenance.h"
+#include "store/streammap.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
-#include "volume.h"
+#include "base/util.h"
+#include "volume/volume.h"
 
 #define NF 5
 #define BASE (256 * 1024)

@@ -18,10 +18,10 @@
 
 #include <cmocka.h>
 
-#include "hash.h"
-#include "settings.h"
+#include "base/hash.h"
+#include "store/settings.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 /* body + its checksum line. malloc'd. */
 static char *with_checksum(const char *body)

@@ -16,10 +16,10 @@
 
 #include <cmocka.h>
 
-#include "codec.h"
-#include "streammap.h"
+#include "base/codec.h"
+#include "store/streammap.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 static ddp_streammap_entry entry(uint32_t logical, uint8_t codec, uint32_t stored, uint64_t seed)
 {

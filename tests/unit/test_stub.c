@@ -18,9 +18,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "stub.h"
+#include "store/stub.h"
 #include "testutil.h"
-#include "util.h"
+#include "base/util.h"
 
 static const char expected_sentence[] =
     "ddp stub: this file was optimized by ddp; read it with 'ddp cat' or ddp mount.";

@@ -1,0 +1,293 @@
+/*
+ * backupstore_set.c: the incremental backup set store, and the chain of
+ * backups behind it.
+ *
+ * `ddp backup VOLUME B2 --incremental B1` writes only what changed since B1;
+ * B2's manifest still lists the whole volume, and says for each file and
+ * each piece of each container which backup of the chain holds it (its
+ * level: 0 for the full backup, n for the n-th increment). A container that
+ * grew between backups lies in several pieces: its first bytes in B0 as
+ * "<path>", the bytes appended before B1 in B1 as "<path>.@<hex offset>", and
+ * so on.
+ *
+ * Opening the set reads the newest manifest, then follows each manifest's
+ * "previous" (relative to the directory that holds the backup, or absolute)
+ * down to the full backup, checking that every link names the backup it
+ * should (backup id, level, store id): the chain cannot be silently mixed up
+ * with another backup that has the same name.
+ *
+ * ReadBackupFile maps (path, offset, length) onto the pieces that hold those
+ * bytes and reads each from its backup directory, with the same safe,
+ * symlink-refusing open as the directory store. OrderContainersRestore
+ * answers with one extent per piece, the oldest backup first and then each
+ * increment, so a restore reads each backup directory once, in order: the
+ * same container index appears several times, with different offsets.
+ * PreviewContainerRead becomes posix_fadvise(WILLNEED) on the piece files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup/backupstore_internal.h"
+#include "base/util.h"
+
+#define SET_FD_CACHE 16
+
+/* ============================================================== chain */
+
+char *ddp_backup_resolve_previous(const char *dir, const char *previous)
+{
+    if (previous[0] == '/') return ddp_strdup(previous);
+    char *c = ddp_strdup(dir);
+    char *out = ddp_path_join(dirname(c), previous);
+    free(c);
+    return out;
+}
+
+void ddp_backup_chain_close(ddp_backup_chain *c)
+{
+    if (!c) return;
+    for (uint32_t i = 0; c->dirs && i < c->nlevels; i++) {
+        free(c->dirs[i]);
+        if (c->dirfds[i] >= 0) close(c->dirfds[i]);
+    }
+    free(c->dirs);
+    free(c->dirfds);
+    ddp_manifest_free(&c->newest);
+    memset(c, 0, sizeof *c);
+}
+
+static HRESULT chain_set(ddp_backup_chain *c, uint32_t level, const char *dir)
+{
+    char *abs = realpath(dir, NULL);
+    if (!abs) return ddp_fail_errno(errno, "backup %s", dir);
+    c->dirs[level] = abs;
+    c->dirfds[level] = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->dirfds[level] < 0) return ddp_fail_errno(errno, "backup %s", abs);
+    return S_OK;
+}
+
+HRESULT ddp_backup_chain_open(const char *dir, ddp_backup_chain *c)
+{
+    memset(c, 0, sizeof *c);
+    HRESULT hr = ddp_manifest_load(dir, 0, &c->newest);
+    if (FAILED(hr)) return hr;
+    /* A tar backup extracted with tar -x is a full directory backup whose
+     * manifest still says "tar" (level 0, member numbers unused here). */
+    c->nlevels = c->newest.level + 1;
+    c->dirs = ddp_xcalloc(c->nlevels, sizeof *c->dirs);
+    c->dirfds = ddp_xmalloc(c->nlevels * sizeof *c->dirfds);
+    for (uint32_t i = 0; i < c->nlevels; i++) c->dirfds[i] = -1;
+    hr = chain_set(c, c->newest.level, dir);
+
+    /* Walk down: each manifest names the one before it. */
+    char *prev = c->newest.previous ? ddp_strdup(c->newest.previous) : NULL;
+    uint8_t prev_id[DDP_BACKUP_ID_SIZE];
+    memcpy(prev_id, c->newest.previous_id, sizeof prev_id);
+    for (uint32_t level = c->newest.level; SUCCEEDED(hr) && level > 0; level--) {
+        char *pdir = ddp_backup_resolve_previous(c->dirs[level], prev);
+        ddp_manifest h;
+        hr = ddp_manifest_load(pdir, 1, &h);
+        if (hr == DDP_E_NOT_FOUND || hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
+            hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
+            hr = ddp_fail(DDP_E_NOT_FOUND, "backup %s: the backup it builds on, %s, is missing or not a ddp backup",
+                          c->dirs[level], pdir);
+        if (SUCCEEDED(hr)) {
+            if (memcmp(h.id, prev_id, DDP_BACKUP_ID_SIZE) != 0)
+                hr = ddp_fail(DDP_E_INVALID_DATA, "backup %s: %s is not the backup it was built on (another backup id)",
+                              c->dirs[level], pdir);
+            else if (h.level != level - 1)
+                hr = ddp_fail(DDP_E_INVALID_DATA, "backup %s: level %u, expected %u", pdir, h.level, level - 1);
+            else if (memcmp(h.store_id, c->newest.store_id, DDP_STORE_ID_SIZE) != 0)
+                hr = ddp_fail(DDP_E_INVALID_DATA, "backup %s: not of the same volume as %s", pdir, c->dirs[level]);
+            if (SUCCEEDED(hr)) hr = chain_set(c, level - 1, pdir);
+            free(prev);
+            prev = h.previous ? ddp_strdup(h.previous) : NULL;
+            memcpy(prev_id, h.previous_id, sizeof prev_id);
+            ddp_manifest_free(&h);
+        }
+        free(pdir);
+    }
+    free(prev);
+    if (FAILED(hr)) ddp_backup_chain_close(c);
+    return hr;
+}
+
+/* ============================================================== store */
+
+typedef struct set_store {
+    ddp_bs_base base;
+    ddp_backup_chain chain;
+    struct { uint32_t level; char *file; int fd; uint64_t used; } cache[SET_FD_CACHE];
+    uint64_t tick;
+} set_store;
+
+static HRESULT set_get_fd(set_store *s, uint32_t level, const char *file, int *fd)
+{
+    int victim = 0;
+    for (int i = 0; i < SET_FD_CACHE; i++) {
+        if (s->cache[i].file && s->cache[i].level == level && strcmp(s->cache[i].file, file) == 0) {
+            s->cache[i].used = ++s->tick;
+            *fd = s->cache[i].fd;
+            return S_OK;
+        }
+        if (s->cache[i].used < s->cache[victim].used) victim = i;
+    }
+    int nfd;
+    HRESULT hr = ddp_bs_open_beneath(s->chain.dirfds[level], file + 1, 0, &nfd, NULL);
+    if (FAILED(hr)) return hr;
+    if (s->cache[victim].file) {
+        close(s->cache[victim].fd);
+        free(s->cache[victim].file);
+    }
+    s->cache[victim].level = level;
+    s->cache[victim].file = ddp_strdup(file);
+    s->cache[victim].fd = nfd;
+    s->cache[victim].used = ++s->tick;
+    *fd = nfd;
+    return S_OK;
+}
+
+static HRESULT set_lookup(set_store *s, const char *path, const ddp_mf_entry **out)
+{
+    const ddp_manifest *m = &s->chain.newest;
+    const ddp_mf_entry *e = ddp_manifest_find(m, path);
+    *out = e;
+    if (!e) {
+        if (ddp_manifest_has_parent(m, path))
+            return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "backup store: %s is not in the backup", path);
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND),
+                        "backup store: the directory of %s is not in the backup", path);
+    }
+    if (e->type == 'D') return ddp_fail(ddp_hresult_from_errno(EISDIR), "backup store: %s is a directory", path);
+    if (e->type == 'L')
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "backup store: %s is a symbolic link: refused", path);
+    return S_OK;
+}
+
+/* The piece of container e holding byte off, or NULL past the end. */
+static const ddp_mf_piece *piece_at(const ddp_mf_entry *e, uint64_t off)
+{
+    uint32_t lo = 0, hi = e->npieces;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const ddp_mf_piece *p = &e->pieces[mid];
+        if (off < p->offset) hi = mid;
+        else if (off - p->offset >= p->length) lo = mid + 1;
+        else return p;
+    }
+    return NULL;
+}
+
+static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, ULONG n, BYTE *buf, ULONG *got,
+                        DWORD flags)
+{
+    (void)flags;
+    set_store *s = (set_store *)This;
+    s->base.stats.read_calls++;
+    HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
+    if (FAILED(hr)) return hr;
+    const ddp_mf_entry *e;
+    hr = set_lookup(s, path, &e);
+    if (FAILED(hr)) return hr;
+    size_t done = 0;
+    if (e->type == 'F') {
+        int fd;
+        hr = set_get_fd(s, e->level, e->path, &fd);
+        if (SUCCEEDED(hr) && n > 0) hr = ddp_bs_pread_upto(fd, buf, n, (uint64_t)off, &done, path);
+    } else {
+        while (done < n && SUCCEEDED(hr)) {
+            uint64_t at = (uint64_t)off + done;
+            const ddp_mf_piece *p = piece_at(e, at);
+            if (!p) break; /* past the end */
+            uint64_t in_piece = p->length - (at - p->offset);
+            size_t want = n - done < in_piece ? n - done : (size_t)in_piece;
+            int fd;
+            size_t r = 0;
+            hr = set_get_fd(s, p->level, p->file, &fd);
+            if (SUCCEEDED(hr)) hr = ddp_bs_pread_upto(fd, buf + done, want, at - p->offset, &r, p->file);
+            done += r;
+            if (r < want) break; /* a truncated piece file: the caller sees a short read */
+        }
+    }
+    if (FAILED(hr)) return hr;
+    *got = (ULONG)done;
+    s->base.stats.bytes_read += done;
+    return S_OK;
+}
+
+static HRESULT set_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULONG *entries,
+                         DEDUP_CONTAINER_EXTENT **plan)
+{
+    set_store *s = (set_store *)This;
+    /* Oldest backup first (the full, then each increment): one extent per piece. */
+    return ddp_bs_order_from_manifest(&s->base, &s->chain.newest, 0, n, paths, entries, plan);
+}
+
+static HRESULT set_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
+{
+    set_store *s = (set_store *)This;
+    HRESULT hr = ddp_bs_check_preview(&s->base, path, n, ext);
+    if (FAILED(hr)) return hr;
+    const ddp_mf_entry *e = ddp_manifest_find(&s->chain.newest, path);
+    if (!e || e->type != 'C') return S_OK; /* advisory: the reads will say what is wrong */
+    for (ULONG i = 0; i < n; i++) {
+        uint64_t at = (uint64_t)ext[i].Offset, left = (uint64_t)ext[i].Length;
+        while (left > 0) {
+            const ddp_mf_piece *p = piece_at(e, at);
+            if (!p) break;
+            uint64_t in_piece = p->length - (at - p->offset);
+            uint64_t len = left < in_piece ? left : in_piece;
+            int fd;
+            if (SUCCEEDED(set_get_fd(s, p->level, p->file, &fd)))
+                (void)posix_fadvise(fd, (off_t)(at - p->offset), (off_t)len, POSIX_FADV_WILLNEED);
+            else
+                ddp_clear_error();
+            at += len;
+            left -= len;
+        }
+    }
+    return S_OK;
+}
+
+static ULONG set_release(IDedupReadFileCallback *This)
+{
+    ULONG left = ddp_bs_release_ref(This);
+    if (left) return left;
+    set_store *s = (set_store *)This;
+    for (int i = 0; i < SET_FD_CACHE; i++)
+        if (s->cache[i].file) {
+            close(s->cache[i].fd);
+            free(s->cache[i].file);
+        }
+    ddp_backup_chain_close(&s->chain);
+    free(s);
+    return 0;
+}
+
+const IDedupReadFileCallbackVtbl ddp_bs_set_vtbl = {
+    ddp_bs_query_interface, ddp_bs_addref, set_release, set_read, set_order, set_preview,
+};
+
+HRESULT ddp_backupstore_open_set(const char *newest_dir, IDedupReadFileCallback **out)
+{
+    if (!out) return E_POINTER;
+    *out = NULL;
+    if (!newest_dir) return E_POINTER;
+    set_store *s = ddp_xcalloc(1, sizeof *s);
+    HRESULT hr = ddp_backup_chain_open(newest_dir, &s->chain);
+    if (FAILED(hr)) {
+        free(s);
+        return hr;
+    }
+    s->base.lpVtbl = &ddp_bs_set_vtbl;
+    atomic_init(&s->base.refs, 1u);
+    *out = (IDedupReadFileCallback *)s;
+    return S_OK;
+}

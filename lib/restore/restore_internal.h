@@ -1,0 +1,185 @@
+/*
+ * restore_internal.h: the pieces of the restore engine shared by its three
+ * files:
+ *
+ *   restore.c        RestoreFiles and the plan listing: arguments, stubs,
+ *                    the store's identity and catalog, stream-map and chunk
+ *                    handling, results (the "what").
+ *   restore_plan.c   the read engine: which container byte ranges are needed,
+ *                    OrderContainersRestore plans, previews, coalesced reads,
+ *                    and reassembly of records from the bytes as they arrive
+ *                    (the "how it is read").
+ *   restore_write.c  the target files: temporary files beside the stubs, a
+ *                    small LRU of open descriptors, the final checks and the
+ *                    atomic replacement of each stub (the "where it goes").
+ *
+ * Nothing here is part of the library's interface.
+ */
+#ifndef DDP_RESTORE_INTERNAL_H
+#define DDP_RESTORE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <ddp/ddpbackup.h>
+#include "store/catalog.h"
+#include "store/identity.h"
+#include "store/streammap.h"
+#include "store/stub.h"
+
+/* Largest single ReadBackupFile, and the largest read buffer (R7, R10). */
+#define RS_MAX_READ ((uint64_t)4 << 20)
+/* Needed ranges separated by at most this many unneeded, unread bytes are
+ * read as one (fewer callback round trips; at most 4 KiB wasted per gap). */
+#define RS_COALESCE_GAP ((uint64_t)4096)
+/* Temporary files kept open at once (least recently used one closed first). */
+#define RS_MAX_OPEN_TEMPS 64
+/* The largest chunk (docs/FORMAT.md). */
+#define RS_CHUNK_MAX 131072u
+/* One past the last byte any container can have: LONGLONG's maximum. */
+#define RS_OFF_END ((uint64_t)INT64_MAX)
+
+enum rs_state {
+    RS_PENDING = 0, /* a stub still being restored */
+    RS_SKIPPED,     /* not a stub (S_FALSE) */
+    RS_FAILED,      /* result holds the failure; the stub is untouched */
+    RS_RESTORED,    /* replaced by its content */
+    RS_ALIAS        /* the same directory entry as an earlier path: shares its result */
+};
+
+typedef struct rs_file {
+    const char *path;     /* the caller's string */
+    int state;
+    HRESULT result;
+    uint32_t alias_of;
+    char *dir, *base;     /* the stub's directory and name (malloc'd) */
+    struct stat st;       /* the stub as found at the start */
+    dev_t dir_dev;
+    ino_t dir_ino;
+    ddp_stub stub;
+    ddp_streammap map;    /* after phase 1 (with starts[]) */
+    uint8_t *filled;      /* one bit per stream-map entry: written to the temp file */
+    uint64_t remaining;   /* entries not yet written */
+    char *tmpname;        /* temp file name in dir, NULL until created */
+    dev_t tmp_dev;
+    ino_t tmp_ino;
+    int slot;             /* index in the open-temp LRU, or -1 */
+    int ready;            /* content checked, attributes set: waits for the batch commit */
+} rs_file;
+
+/* A sorted set of disjoint half-open byte intervals. */
+typedef struct rs_interval { uint64_t a, b; } rs_interval;
+typedef struct rs_ivset { rs_interval *v; size_t n, cap; } rs_ivset;
+
+/* One use of a record: a file that needs it (and, for chunks, at which
+ * stream-map entry). The sort key fields name the record. */
+typedef struct rs_use {
+    uint32_t cont_id;     /* container id (kind of the phase) */
+    uint32_t stored_len;  /* record payload bytes */
+    uint64_t off;         /* record header offset */
+    uint32_t file, entry;
+} rs_use;
+
+/* One distinct record to fetch: [off, end) of container cont. */
+typedef struct rs_record {
+    uint64_t off, end;
+    uint32_t cont;        /* index in the phase's container list */
+    uint32_t stored_len;
+    size_t use_first, use_count;
+    uint64_t received;    /* bytes delivered so far (each byte is read once) */
+    uint8_t *buf;         /* partial record while it straddles reads, else NULL */
+    int done;             /* processed, failed, or no longer needed */
+} rs_record;
+
+typedef struct rs_container {
+    char *path;           /* in the backup: "/.ddp/ChunkStore/{GUID}.ddp/Data/..." */
+    uint32_t id;
+    size_t rec_first, rec_count; /* its records, sorted by offset */
+    rs_ivset read;        /* bytes already read (or tried) in this call */
+    int missing;          /* the store said it has no such file */
+} rs_container;
+
+typedef struct rs_ctx rs_ctx;
+typedef struct rs_phase rs_phase;
+
+struct rs_phase {
+    uint32_t kind;        /* DDP_KIND_STREAM or DDP_KIND_DATA */
+    const char *name;     /* "stream-map" or "data", for messages */
+    rs_container *conts;
+    uint32_t ncont;
+    rs_record *recs;
+    size_t nrec;
+    uint64_t *maxend;     /* per record: max end of the records of its container up to it */
+    rs_use *uses;         /* sorted by record */
+    size_t nuse;
+    /* A record is complete: its 64 + stored_len bytes are at bytes. */
+    void (*on_record)(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes);
+};
+
+struct rs_lru_slot { uint32_t file; int fd; uint64_t used; };
+
+struct rs_ctx {
+    IDedupReadFileCallback *store;
+    rs_file *files;
+    uint32_t n;
+    int writing;          /* RestoreFiles (1) or the plan listing (0) */
+    ddp_identity id;
+    char *store_prefix;   /* "/.ddp/ChunkStore/{GUID}.ddp/" */
+    ddp_catalog cat;
+    uint8_t *rbuf;        /* read buffer, grown up to RS_MAX_READ */
+    size_t rbuf_cap;
+    uint8_t *chunk;       /* one decoded chunk (RS_CHUNK_MAX bytes) */
+    struct rs_lru_slot lru[RS_MAX_OPEN_TEMPS];
+    int nlru;
+    uint64_t clock;
+    uint32_t *ready;      /* files waiting for the batch commit (rs_commit_ready) */
+    uint32_t nready;
+    uint32_t detail_file; /* lowest index of a failed file, for the detail message */
+    char detail[2048];
+};
+
+/* ---- restore.c ---- */
+/* Mark file i failed with hr; the thread's current detail message says why.
+ * Discards its temporary file. No effect unless the file is pending. */
+void rs_file_fail(rs_ctx *c, uint32_t i, HRESULT hr);
+int rs_file_pending(const rs_ctx *c, uint32_t i);
+
+/* ---- restore_plan.c ---- */
+void rs_ivset_add(rs_ivset *s, uint64_t a, uint64_t b);
+void rs_ivset_free(rs_ivset *s);
+/* Build a phase from uses (sorted here); container paths from the catalog. */
+void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t nuse);
+void rs_phase_free(rs_phase *ph);
+/* Read everything the phase's live records need. ask_order: call
+ * OrderContainersRestore first and follow its plan. Returns S_OK, or the
+ * HRESULT that ended the call (every pending file has then failed with it). */
+HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order);
+/* Is any file that uses record r still pending? */
+int rs_record_live(const rs_ctx *c, const rs_phase *ph, const rs_record *r);
+/* Fail every pending file that uses r with hr (detail already set); r is done. */
+void rs_record_fail(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr);
+/* The ranges of container ci the live records need that are not read yet,
+ * within [s, e): merged, coalesced over small unread gaps. *out is malloc'd. */
+size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64_t e, rs_interval **out);
+
+/* ---- restore_write.c ---- */
+/* Create file i's temporary file beside its stub. */
+HRESULT rs_temp_create(rs_ctx *c, uint32_t i);
+/* Write one verified chunk at its file offset; marks entry filled, and
+ * finishes the file when it was the last one. Fails the file on error. */
+void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, uint32_t len);
+/* All chunks are in: check the content, carry the stub's attributes, and
+ * queue the file for the batch commit. */
+void rs_finish_file(rs_ctx *c, uint32_t i);
+/* Commit the queued files: make them durable (one syncfs for a batch, an
+ * fsync each for a few), check each stub unchanged, rename over it, and make
+ * the renames durable. */
+void rs_commit_ready(rs_ctx *c);
+#define RS_COMMIT_BATCH 64
+#define RS_SYNCFS_MIN 8
+/* Close and remove file i's temporary file (if any). */
+void rs_temp_discard(rs_ctx *c, uint32_t i);
+/* Close every descriptor still open (end of the call). */
+void rs_temps_close_all(rs_ctx *c);
+
+#endif /* DDP_RESTORE_INTERNAL_H */

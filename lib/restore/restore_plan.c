@@ -1,0 +1,532 @@
+/*
+ * restore_plan.c: the read engine of the restore (RestoreFiles rules R5-R8,
+ * R10): how the bytes the files need are fetched from a backup store.
+ *
+ * A phase is one pass over one kind of container: first the stream-map
+ * containers, then the data containers. Its input is a list of uses, each
+ * naming a record (container id, header offset, stored length) and a file
+ * that needs it. Sorting the uses groups them into distinct records, and the
+ * records into containers, each with its records in offset order. A record
+ * occupies [offset, offset + 64 + stored_len) of its container; the stub and
+ * the stream map say exactly where, so nothing is ever read to find out.
+ *
+ * Running a phase:
+ *
+ *   1. OrderContainersRestore with the phase's containers (each once). Every
+ *      entry of the returned plan is checked before anything is read
+ *      (R6: index in range, offset >= 0, length > 0; INT64_MAX = to the end);
+ *      one bad entry ends the call with E_INVALIDARG for every pending file.
+ *      No plan (NULL or 0 entries) means ddp's own order.
+ *   2. For each extent, in plan order: the byte ranges inside it that live
+ *      records need and that have not been read yet; ranges separated by at
+ *      most RS_COALESCE_GAP (4 KiB) unread bytes are joined, then cut so that
+ *      no read exceeds RS_MAX_READ (4 MiB). PreviewContainerRead lists those
+ *      reads, then exactly those ReadBackupFile calls follow, forward and
+ *      without overlap. A byte covered by several extents is read in the
+ *      first only, because every byte read (or tried) goes into the
+ *      container's read set and is never asked for again.
+ *   3. Then, container by container in list order (ascending id), the needed
+ *      bytes that no extent covered, each container with its own preview.
+ *
+ * Bytes are handed to the records they belong to as they arrive. A record
+ * that lies whole inside one read is processed straight from the read
+ * buffer; one that straddles reads or extents (an incremental backup splits
+ * containers into pieces, a plan may list them in any order) is assembled in
+ * its own buffer until its last byte arrives. Since no byte is read twice, a
+ * byte count tells when it is complete. Only records that straddle a read
+ * boundary are ever buffered, so memory stays bounded by the read size plus
+ * one record per boundary.
+ *
+ * Failures are per file: a missing container (the store answers
+ * HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND or ERROR_PATH_NOT_FOUND)) fails
+ * every file that needs anything in it with DDP_E_PATH_NOT_FOUND and it is
+ * not read again; a short read or ERROR_HANDLE_EOF (a truncated container)
+ * fails the files whose records lie past the end with DDP_E_FILE_CORRUPT;
+ * any other failure fails the files that needed that read with the store's
+ * HRESULT. A record whose files have all failed is dropped and its bytes are
+ * not read, so a failed file stops costing reads. A read announced by a
+ * preview is skipped only when everything it was for has failed meanwhile.
+ *
+ * PreviewContainerRead is advisory: its result is ignored (a store may well
+ * answer E_NOTIMPL).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/container.h"
+#include "restore/restore_internal.h"
+#include "base/util.h"
+
+/* ======================================================================
+ * Interval sets
+ * ====================================================================== */
+
+/* Index of the first interval that ends after x. */
+static size_t iv_after(const rs_ivset *s, uint64_t x)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].b <= x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+void rs_ivset_add(rs_ivset *s, uint64_t a, uint64_t b)
+{
+    if (a >= b) return;
+    /* The intervals that overlap or touch [a, b) are [i, j). */
+    size_t i = s->n ? iv_after(s, a) : 0;
+    if (i > 0 && s->v[i - 1].b == a) i--;
+    size_t j = i;
+    while (j < s->n && s->v[j].a <= b) {
+        if (s->v[j].a < a) a = s->v[j].a;
+        if (s->v[j].b > b) b = s->v[j].b;
+        j++;
+    }
+    if (j == i) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 8;
+            s->v = ddp_xrealloc(s->v, s->cap * sizeof *s->v);
+        }
+        memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof *s->v);
+        s->n++;
+    } else if (j > i + 1) {
+        memmove(&s->v[i + 1], &s->v[j], (s->n - j) * sizeof *s->v);
+        s->n -= j - i - 1;
+    }
+    s->v[i].a = a;
+    s->v[i].b = b;
+}
+
+void rs_ivset_free(rs_ivset *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int ivset_intersects(const rs_ivset *s, uint64_t a, uint64_t b)
+{
+    if (a >= b || s->n == 0) return 0;
+    size_t i = iv_after(s, a);
+    return i < s->n && s->v[i].a < b;
+}
+
+typedef struct ivlist { rs_interval *v; size_t n, cap; } ivlist;
+
+static void ivlist_push(ivlist *l, uint64_t a, uint64_t b)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->v = ddp_xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n].a = a;
+    l->v[l->n].b = b;
+    l->n++;
+}
+
+/* Push the parts of [a, b) that are not in s. */
+static void push_unread(ivlist *l, const rs_ivset *s, uint64_t a, uint64_t b)
+{
+    size_t i = s->n ? iv_after(s, a) : 0;
+    while (a < b) {
+        if (i >= s->n || s->v[i].a >= b) {
+            ivlist_push(l, a, b);
+            return;
+        }
+        if (s->v[i].a > a) ivlist_push(l, a, s->v[i].a);
+        a = s->v[i].b;
+        i++;
+    }
+}
+
+static int iv_cmp(const void *pa, const void *pb)
+{
+    const rs_interval *x = pa, *y = pb;
+    if (x->a != y->a) return x->a < y->a ? -1 : 1;
+    return 0;
+}
+
+/* ======================================================================
+ * Building a phase
+ * ====================================================================== */
+
+static int use_cmp(const void *pa, const void *pb)
+{
+    const rs_use *x = pa, *y = pb;
+    if (x->cont_id != y->cont_id) return x->cont_id < y->cont_id ? -1 : 1;
+    if (x->off != y->off) return x->off < y->off ? -1 : 1;
+    if (x->stored_len != y->stored_len) return x->stored_len < y->stored_len ? -1 : 1;
+    if (x->file != y->file) return x->file < y->file ? -1 : 1;
+    if (x->entry != y->entry) return x->entry < y->entry ? -1 : 1;
+    return 0;
+}
+
+void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t nuse)
+{
+    memset(ph, 0, sizeof *ph);
+    ph->kind = kind;
+    ph->name = kind == DDP_KIND_STREAM ? "stream-map" : "data";
+    ph->uses = uses;
+    ph->nuse = nuse;
+    if (nuse > 1) qsort(uses, nuse, sizeof *uses, use_cmp);
+
+    size_t nrec = 0;
+    uint32_t ncont = 0;
+    for (size_t u = 0; u < nuse; u++) {
+        if (u == 0 || uses[u].cont_id != uses[u - 1].cont_id) ncont++;
+        if (u == 0 || uses[u].cont_id != uses[u - 1].cont_id || uses[u].off != uses[u - 1].off ||
+            uses[u].stored_len != uses[u - 1].stored_len)
+            nrec++;
+    }
+    ph->conts = ddp_xcalloc(ncont ? ncont : 1, sizeof *ph->conts);
+    ph->recs = ddp_xcalloc(nrec ? nrec : 1, sizeof *ph->recs);
+    ph->maxend = ddp_xcalloc(nrec ? nrec : 1, sizeof *ph->maxend);
+
+    rs_container *k = NULL;
+    rs_record *r = NULL;
+    for (size_t u = 0; u < nuse; u++) {
+        const rs_use *x = &uses[u];
+        if (!k || x->cont_id != k->id) {
+            k = &ph->conts[ph->ncont++];
+            k->id = x->cont_id;
+            k->rec_first = ph->nrec;
+            const ddp_catalog_entry *e = ddp_catalog_find(&c->cat, kind, x->cont_id);
+            char rel[40];
+            ddp_container_relpath(kind, x->cont_id, e ? e->generation : 1, rel);
+            k->path = ddp_xasprintf("%s%s", c->store_prefix, rel);
+            /* Callers only list containers the catalog has; be safe anyway. */
+            k->missing = e == NULL;
+            r = NULL;
+        }
+        if (!r || x->off != r->off || x->stored_len != r->stored_len) {
+            r = &ph->recs[ph->nrec];
+            r->off = x->off;
+            r->stored_len = x->stored_len;
+            r->end = x->off + DDP_RECORD_HEADER_SIZE + x->stored_len; /* callers bounded it */
+            r->cont = ph->ncont - 1;
+            r->use_first = u;
+            uint64_t prev = ph->nrec > k->rec_first ? ph->maxend[ph->nrec - 1] : 0;
+            ph->maxend[ph->nrec] = r->end > prev ? r->end : prev;
+            ph->nrec++;
+            k->rec_count++;
+        }
+        r->use_count++;
+    }
+}
+
+void rs_phase_free(rs_phase *ph)
+{
+    for (uint32_t i = 0; i < ph->ncont; i++) {
+        free(ph->conts[i].path);
+        rs_ivset_free(&ph->conts[i].read);
+    }
+    for (size_t i = 0; i < ph->nrec; i++) free(ph->recs[i].buf);
+    free(ph->conts);
+    free(ph->recs);
+    free(ph->maxend);
+    free(ph->uses);
+    memset(ph, 0, sizeof *ph);
+}
+
+/* ======================================================================
+ * Records
+ * ====================================================================== */
+
+int rs_record_live(const rs_ctx *c, const rs_phase *ph, const rs_record *r)
+{
+    for (size_t u = r->use_first; u < r->use_first + r->use_count; u++)
+        if (rs_file_pending(c, ph->uses[u].file)) return 1;
+    return 0;
+}
+
+static void record_drop(rs_record *r)
+{
+    r->done = 1;
+    free(r->buf);
+    r->buf = NULL;
+}
+
+void rs_record_fail(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr)
+{
+    record_drop(r);
+    for (size_t u = r->use_first; u < r->use_first + r->use_count; u++)
+        rs_file_fail(c, ph->uses[u].file, hr);
+}
+
+/* Index of the first record of container ci that could reach past x. */
+static size_t first_record_after(const rs_phase *ph, const rs_container *k, uint64_t x)
+{
+    size_t lo = k->rec_first, hi = k->rec_first + k->rec_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ph->maxend[mid] <= x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Fail (with hr, detail already set) every live record of container ci that
+ * overlaps [a, b). */
+static void fail_range(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_t b, HRESULT hr)
+{
+    rs_container *k = &ph->conts[ci];
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ddp_error_detail());
+    size_t end = k->rec_first + k->rec_count;
+    for (size_t j = first_record_after(ph, k, a); j < end && ph->recs[j].off < b; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done || r->end <= a) continue;
+        ddp_fail(hr, "%s", why);
+        if (rs_record_live(c, ph, r)) rs_record_fail(c, ph, r, hr);
+        else record_drop(r);
+    }
+}
+
+/* Does a live, unfinished record of container ci overlap [a, b)? */
+static int range_live(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_t b)
+{
+    rs_container *k = &ph->conts[ci];
+    size_t end = k->rec_first + k->rec_count;
+    for (size_t j = first_record_after(ph, k, a); j < end && ph->recs[j].off < b; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done || r->end <= a) continue;
+        if (rs_record_live(c, ph, r)) return 1;
+        record_drop(r);
+    }
+    return 0;
+}
+
+/* Hand len bytes read at offset off of container ci to the records they belong to. */
+static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const uint8_t *data, uint64_t len)
+{
+    rs_container *k = &ph->conts[ci];
+    uint64_t a = off, b = off + len;
+    size_t end = k->rec_first + k->rec_count;
+    for (size_t j = first_record_after(ph, k, a); j < end && ph->recs[j].off < b; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done || r->end <= a) continue;
+        if (!rs_record_live(c, ph, r)) {
+            record_drop(r);
+            continue;
+        }
+        uint64_t x = r->off > a ? r->off : a;
+        uint64_t y = r->end < b ? r->end : b;
+        uint64_t size = r->end - r->off;
+        if (x == r->off && y == r->end) {
+            /* The whole record is in this read (so none of it came before). */
+            r->done = 1;
+            ph->on_record(c, ph, r, data + (r->off - a));
+            continue;
+        }
+        if (!r->buf) r->buf = ddp_xmalloc((size_t)size);
+        memcpy(r->buf + (x - r->off), data + (x - a), (size_t)(y - x));
+        r->received += y - x;
+        if (r->received == size) {
+            uint8_t *buf = r->buf;
+            r->buf = NULL;
+            r->done = 1;
+            ph->on_record(c, ph, r, buf);
+            free(buf);
+        }
+    }
+}
+
+/* ======================================================================
+ * Reading
+ * ====================================================================== */
+
+size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64_t e, rs_interval **out)
+{
+    rs_container *k = &ph->conts[ci];
+    ivlist l = { 0 };
+    *out = NULL;
+    if (k->missing || s >= e) return 0;
+    size_t end = k->rec_first + k->rec_count;
+    for (size_t j = first_record_after(ph, k, s); j < end && ph->recs[j].off < e; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done || r->end <= s) continue;
+        if (!rs_record_live(c, ph, r)) {
+            record_drop(r);
+            continue;
+        }
+        push_unread(&l, &k->read, r->off > s ? r->off : s, r->end < e ? r->end : e);
+    }
+    if (l.n == 0) {
+        free(l.v);
+        return 0;
+    }
+    /* Records may overlap only in a damaged store; sort and merge anyway. */
+    qsort(l.v, l.n, sizeof *l.v, iv_cmp);
+    size_t m = 0;
+    for (size_t i = 1; i < l.n; i++) {
+        rs_interval *p = &l.v[m], *q = &l.v[i];
+        int join = q->a <= p->b;
+        /* Join over a small gap if none of it has been read: it then lies
+         * inside [s, e) too, since both neighbours do. */
+        if (!join && q->a - p->b <= RS_COALESCE_GAP && !ivset_intersects(&k->read, p->b, q->a)) join = 1;
+        if (join) {
+            if (q->b > p->b) p->b = q->b;
+        } else {
+            l.v[++m] = *q;
+        }
+    }
+    *out = l.v;
+    return m + 1;
+}
+
+/* One ReadBackupFile of [off, off + len) in container ci, and what follows from it. */
+static void read_one(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, uint64_t len)
+{
+    rs_container *k = &ph->conts[ci];
+    if (k->missing || !range_live(c, ph, ci, off, off + len)) return;
+    if (c->rbuf_cap < len) {
+        free(c->rbuf);
+        c->rbuf_cap = (size_t)len;
+        c->rbuf = ddp_xmalloc(c->rbuf_cap);
+    }
+    ULONG got = 0;
+    HRESULT hr = IDedupReadFileCallback_ReadBackupFile(c->store, k->path, (LONGLONG)off, (ULONG)len, c->rbuf,
+                                                       &got, 0);
+    rs_ivset_add(&k->read, off, off + len);
+    if (FAILED(hr)) {
+        if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND)) {
+            k->missing = 1;
+            ddp_fail(DDP_E_PATH_NOT_FOUND, "%s container %s is not in the backup store", ph->name, k->path);
+            fail_range(c, ph, ci, 0, RS_OFF_END, DDP_E_PATH_NOT_FOUND);
+            return;
+        }
+        HRESULT why = hr == HRESULT_FROM_WIN32(ERROR_HANDLE_EOF) ? DDP_E_FILE_CORRUPT : hr;
+        ddp_fail(why, "reading %llu bytes at offset %llu of %s from the backup store failed (0x%08X)",
+                 (unsigned long long)len, (unsigned long long)off, k->path, (unsigned)hr);
+        fail_range(c, ph, ci, off, off + len, why);
+        return;
+    }
+    if (got > len) {
+        ddp_fail(DDP_E_UNEXPECTED, "the backup store returned %u bytes for a read of %llu at offset %llu of %s",
+                 (unsigned)got, (unsigned long long)len, (unsigned long long)off, k->path);
+        fail_range(c, ph, ci, off, off + len, DDP_E_UNEXPECTED);
+        return;
+    }
+    deliver(c, ph, ci, off, c->rbuf, got);
+    if (got < len) {
+        ddp_fail(DDP_E_FILE_CORRUPT, "%s is truncated in the backup store: %u of %llu bytes at offset %llu",
+                 k->path, (unsigned)got, (unsigned long long)len, (unsigned long long)off);
+        fail_range(c, ph, ci, off + got, off + len, DDP_E_FILE_CORRUPT);
+    }
+}
+
+/* Read what the live records of container ci need inside [s, e): one preview, then the reads. */
+static void read_extent(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64_t e)
+{
+    rs_interval *v;
+    size_t n = rs_needed_ranges(c, ph, ci, s, e, &v);
+    if (n == 0) return;
+    size_t nreads = 0;
+    for (size_t i = 0; i < n; i++) nreads += (size_t)((v[i].b - v[i].a + RS_MAX_READ - 1) / RS_MAX_READ);
+    DDP_FILE_EXTENT *reads = ddp_xmalloc(nreads * sizeof *reads);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (uint64_t a = v[i].a; a < v[i].b; a += RS_MAX_READ) {
+            uint64_t len = v[i].b - a < RS_MAX_READ ? v[i].b - a : RS_MAX_READ;
+            reads[m].Offset = (LONGLONG)a;
+            reads[m].Length = (LONGLONG)len;
+            m++;
+        }
+    }
+    free(v);
+    /* Advisory: the result does not matter. */
+    (void)IDedupReadFileCallback_PreviewContainerRead(c->store, ph->conts[ci].path, (ULONG)m, reads);
+    for (size_t i = 0; i < m; i++)
+        read_one(c, ph, ci, (uint64_t)reads[i].Offset, (uint64_t)reads[i].Length);
+    free(reads);
+}
+
+/* Fail every pending file with hr (detail already set). */
+static void fail_all_pending(rs_ctx *c, HRESULT hr)
+{
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ddp_error_detail());
+    for (uint32_t i = 0; i < c->n; i++) {
+        ddp_fail(hr, "%s", why);
+        rs_file_fail(c, i, hr);
+    }
+    ddp_fail(hr, "%s", why);
+}
+
+/* NULL when the plan entry is acceptable, else why not. */
+static const char *plan_entry_problem(const DEDUP_CONTAINER_EXTENT *x, uint32_t ncont)
+{
+    if (x->ContainerIndex >= ncont) return "container index out of range";
+    if (x->StartOffset < 0) return "negative start offset";
+    if (x->Length <= 0) return "length not positive";
+    return NULL;
+}
+
+HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order)
+{
+    for (uint32_t ci = 0; ci < ph->ncont; ci++) {
+        if (!ph->conts[ci].missing) continue;
+        ddp_fail(DDP_E_PATH_NOT_FOUND, "%s container %u is not in the backup's catalog", ph->name, ph->conts[ci].id);
+        fail_range(c, ph, ci, 0, RS_OFF_END, DDP_E_PATH_NOT_FOUND);
+    }
+
+    if (ask_order) {
+        /* The application gets its own array of pointers: whatever it does to
+         * it, ddp keeps using its own copies of the paths. */
+        BSTR *paths = ddp_xcalloc((size_t)ph->ncont + 1, sizeof *paths);
+        for (uint32_t i = 0; i < ph->ncont; i++) paths[i] = ph->conts[i].path;
+        ULONG nplan = 0;
+        DEDUP_CONTAINER_EXTENT *plan = NULL;
+        HRESULT hr = IDedupReadFileCallback_OrderContainersRestore(c->store, ph->ncont, paths, &nplan, &plan);
+        free(paths);
+        if (FAILED(hr)) {
+            free(plan);
+            ddp_fail(hr, "OrderContainersRestore for the %u %s containers failed (0x%08X)", ph->ncont, ph->name,
+                     (unsigned)hr);
+            fail_all_pending(c, hr);
+            return hr;
+        }
+        if (!plan) nplan = 0;
+        for (ULONG k = 0; k < nplan; k++) {
+            const char *why = plan_entry_problem(&plan[k], ph->ncont);
+            if (!why) continue;
+            ddp_fail(E_INVALIDARG,
+                     "the read plan for the %s containers is invalid: entry %u (container index %u of %u, "
+                     "offset %lld, length %lld): %s",
+                     ph->name, (unsigned)k, (unsigned)plan[k].ContainerIndex, ph->ncont,
+                     (long long)plan[k].StartOffset, (long long)plan[k].Length, why);
+            free(plan);
+            fail_all_pending(c, E_INVALIDARG);
+            return E_INVALIDARG;
+        }
+        for (ULONG k = 0; k < nplan; k++) {
+            uint64_t s = (uint64_t)plan[k].StartOffset;
+            uint64_t len = (uint64_t)plan[k].Length;
+            /* INT64_MAX means "to the end"; so does anything reaching past it. */
+            uint64_t e = len >= RS_OFF_END - s ? RS_OFF_END : s + len;
+            read_extent(c, ph, plan[k].ContainerIndex, s, e);
+        }
+        free(plan);
+    }
+
+    /* What no extent covered (everything, without a plan): ddp's order. */
+    for (uint32_t ci = 0; ci < ph->ncont; ci++) read_extent(c, ph, ci, 0, RS_OFF_END);
+
+    /* Every needed byte has been read or has failed its files; anything else
+     * would be a bug here, and must not pass as success. */
+    for (size_t j = 0; j < ph->nrec; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done) continue;
+        if (rs_record_live(c, ph, r)) {
+            ddp_fail(DDP_E_UNEXPECTED, "%s record at offset %llu of %s was never completed", ph->name,
+                     (unsigned long long)r->off, ph->conts[r->cont].path);
+            rs_record_fail(c, ph, r, DDP_E_UNEXPECTED);
+        } else {
+            record_drop(r);
+        }
+    }
+    return S_OK;
+}

@@ -1,0 +1,367 @@
+/*
+ * restore_write.c: where restored data goes (RestoreFiles rule R9, and the
+ * "nothing written outside FileFullPaths' directories" part of R10).
+ *
+ * Each file is rebuilt in a temporary file in its stub's own directory,
+ * named ".NAME.ddp-tmp.XXXXXX" (the project's temporary-file pattern, so
+ * ddp_is_temp_name() recognizes a leftover of a crash), created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600 relative to a descriptor of that
+ * directory. Chunks are written with pwrite() at their file offsets, in
+ * whatever order the backup store delivers them.
+ *
+ * A restore may span 10,000 files whose chunks arrive interleaved, so the
+ * temporary files are not all kept open: at most RS_MAX_OPEN_TEMPS (64)
+ * descriptors, the least recently used closed first. A file is reopened by
+ * name through a fresh descriptor of its directory, and both the directory
+ * and the temporary file must still be the very inodes seen before (device
+ * and inode numbers); otherwise the file fails rather than write somewhere
+ * else.
+ *
+ * When a file's last chunk is written it is checked at once:
+ *   1. every chunk slot was filled, the size is the stub's, and the
+ *      whole-file hash recomputed from the chunk hashes (each chunk's sha256
+ *      was verified on the decoded bytes) equals the stub's;
+ *   2. the stub's owner, xattrs, mode and times go to the new file
+ *      (ddp_fileattr_copy: a different owner that cannot be set, e.g. when
+ *      not root, fails the file rather than restore it unfaithfully);
+ * then it waits for the batch commit (rs_commit_ready, every 64 files and at
+ * the end of the data phase):
+ *   3. the batch's temporary files are made durable (one syncfs() for 8 or
+ *      more, else an fsync each); each stub is checked unchanged since the
+ *      start (device, inode, size, mtime, ctime) and the temporary file
+ *      renamed over it; the renames are made durable the same way.
+ * Once the rename is done the file counts as restored: a failure of the
+ * final directory fsync cannot undo it, and reporting a failure then would
+ * break "a failed file is left exactly as it was".
+ *
+ * A failed file loses its temporary file (unlinked after checking the name
+ * still is ours) and keeps its stub untouched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fileattr.h"
+#include "base/hash.h"
+#include "restore/restore_internal.h"
+#include "base/util.h"
+
+/* Open file i's directory and check it is the one seen at the start. */
+static int open_dir(rs_ctx *c, uint32_t i, HRESULT *hr)
+{
+    rs_file *f = &c->files[i];
+    int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        *hr = ddp_fail_errno(errno, "opening directory %s", f->dir);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(dfd, &st) != 0) {
+        *hr = ddp_fail_errno(errno, "examining directory %s", f->dir);
+        close(dfd);
+        return -1;
+    }
+    if (st.st_dev != f->dir_dev || st.st_ino != f->dir_ino) {
+        *hr = ddp_fail(DDP_E_FILE_IN_USE, "directory %s was replaced during the restore", f->dir);
+        close(dfd);
+        return -1;
+    }
+    return dfd;
+}
+
+/* ---- the LRU of open temporary files ---- */
+
+static void lru_remove(rs_ctx *c, uint32_t i)
+{
+    rs_file *f = &c->files[i];
+    if (f->slot < 0) return;
+    int s = f->slot;
+    close(c->lru[s].fd);
+    f->slot = -1;
+    c->nlru--;
+    if (s != c->nlru) {
+        c->lru[s] = c->lru[c->nlru];
+        c->files[c->lru[s].file].slot = s;
+    }
+}
+
+static void lru_insert(rs_ctx *c, uint32_t i, int fd)
+{
+    if (c->nlru == RS_MAX_OPEN_TEMPS) {
+        int old = 0;
+        for (int s = 1; s < c->nlru; s++)
+            if (c->lru[s].used < c->lru[old].used) old = s;
+        lru_remove(c, c->lru[old].file);
+    }
+    int s = c->nlru++;
+    c->lru[s].file = i;
+    c->lru[s].fd = fd;
+    c->lru[s].used = ++c->clock;
+    c->files[i].slot = s;
+}
+
+void rs_temps_close_all(rs_ctx *c)
+{
+    while (c->nlru > 0) lru_remove(c, c->lru[c->nlru - 1].file);
+}
+
+/* ---- temporary files ---- */
+
+HRESULT rs_temp_create(rs_ctx *c, uint32_t i)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    rs_file *f = &c->files[i];
+    HRESULT hr = S_OK;
+    int dfd = open_dir(c, i, &hr);
+    if (dfd < 0) return hr;
+    int fd = -1;
+    char *name = NULL;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        uint8_t rnd[6];
+        char suffix[7];
+        if (ddp_random_bytes(rnd, sizeof rnd) != 0) {
+            hr = ddp_fail(E_FAIL, "the system random number generator failed");
+            break;
+        }
+        for (int k = 0; k < 6; k++) suffix[k] = alphabet[rnd[k] % (sizeof alphabet - 1)];
+        suffix[6] = '\0';
+        /* Keep the name within NAME_MAX whatever the stub's name. */
+        free(name);
+        name = ddp_xasprintf(".%.180s.ddp-tmp.%s", f->base, suffix);
+        fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        /* Held while open: a job's cleaner leaves a locked temporary alone. */
+        if (fd >= 0) (void)flock(fd, LOCK_EX | LOCK_NB);
+        if (fd < 0 && errno != EEXIST) {
+            hr = ddp_fail_errno(errno, "creating a temporary file in %s", f->dir);
+            break;
+        }
+    }
+    if (fd < 0) {
+        close(dfd);
+        free(name);
+        return FAILED(hr) ? hr : ddp_fail(DDP_E_UNEXPECTED, "no free temporary file name in %s", f->dir);
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        hr = ddp_fail_errno(errno, "examining a temporary file in %s", f->dir);
+        close(fd);
+        (void)unlinkat(dfd, name, 0);
+        close(dfd);
+        free(name);
+        return hr;
+    }
+    close(dfd);
+    f->tmpname = name;
+    f->tmp_dev = st.st_dev;
+    f->tmp_ino = st.st_ino;
+    lru_insert(c, i, fd);
+    return S_OK;
+}
+
+/* An open descriptor of file i's temporary file (reopened if it was closed). */
+static int temp_fd(rs_ctx *c, uint32_t i, HRESULT *hr)
+{
+    rs_file *f = &c->files[i];
+    if (f->slot >= 0) {
+        c->lru[f->slot].used = ++c->clock;
+        return c->lru[f->slot].fd;
+    }
+    int dfd = open_dir(c, i, hr);
+    if (dfd < 0) return -1;
+    int fd = openat(dfd, f->tmpname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int err = errno;
+    if (fd >= 0) (void)flock(fd, LOCK_EX | LOCK_NB); /* held again (see create) */
+    close(dfd);
+    if (fd < 0) {
+        *hr = ddp_fail_errno(err, "reopening temporary file %s in %s", f->tmpname, f->dir);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != f->tmp_dev || st.st_ino != f->tmp_ino) {
+        *hr = ddp_fail(DDP_E_FILE_IN_USE, "temporary file %s in %s was replaced during the restore", f->tmpname,
+                       f->dir);
+        close(fd);
+        return -1;
+    }
+    lru_insert(c, i, fd);
+    return fd;
+}
+
+void rs_temp_discard(rs_ctx *c, uint32_t i)
+{
+    rs_file *f = &c->files[i];
+    lru_remove(c, i);
+    if (!f->tmpname) return;
+    HRESULT hr;
+    int dfd = open_dir(c, i, &hr);
+    if (dfd >= 0) {
+        /* Remove the name only if it still is the file we created. */
+        struct stat st;
+        if (fstatat(dfd, f->tmpname, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == f->tmp_dev &&
+            st.st_ino == f->tmp_ino)
+            (void)unlinkat(dfd, f->tmpname, 0);
+        close(dfd);
+    }
+    free(f->tmpname);
+    f->tmpname = NULL;
+}
+
+void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, uint32_t len)
+{
+    rs_file *f = &c->files[i];
+    if (f->filled[entry / 8] & (1u << (entry % 8))) return; /* already written */
+    HRESULT hr = S_OK;
+    int fd = temp_fd(c, i, &hr);
+    if (fd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    hr = ddp_pwrite_all(fd, data, len, f->map.starts[entry], f->tmpname);
+    if (FAILED(hr)) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    f->filled[entry / 8] |= (uint8_t)(1u << (entry % 8));
+    if (--f->remaining == 0) rs_finish_file(c, i);
+}
+
+/* Step 1 of finishing: NULL when the written content is complete and right. */
+static const char *content_problem(const rs_file *f, int fd)
+{
+    for (uint32_t k = 0; k < f->map.count; k++)
+        if (!(f->filled[k / 8] & (1u << (k % 8)))) return "a chunk was never written";
+    ddp_filehash fh;
+    ddp_filehash_init(&fh);
+    for (uint32_t k = 0; k < f->map.count; k++)
+        ddp_filehash_add(&fh, f->map.entries[k].hash, f->map.entries[k].loc.logical_len);
+    uint8_t sum[DDP_HASH_SIZE];
+    ddp_filehash_final(&fh, sum);
+    if (memcmp(sum, f->stub.file_hash, DDP_HASH_SIZE) != 0) return "the content does not match the stub's whole-file hash";
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != f->stub.file_size) return "the content has the wrong size";
+    return NULL;
+}
+
+void rs_finish_file(rs_ctx *c, uint32_t i)
+{
+    rs_file *f = &c->files[i];
+    HRESULT hr = S_OK;
+    int fd = temp_fd(c, i, &hr);
+    if (fd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    const char *why = content_problem(f, fd);
+    if (why) {
+        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "restored data rejected: %s", why));
+        return;
+    }
+    int dfd = open_dir(c, i, &hr);
+    if (dfd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    /* The stub itself, for its xattrs, and to see that it is still the same file. */
+    int sfd = openat(dfd, f->base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat now;
+    if (sfd < 0) {
+        hr = errno == ENOENT || errno == ELOOP
+                 ? ddp_fail(DDP_E_FILE_IN_USE, "the stub was removed or replaced during the restore")
+                 : ddp_fail_errno(errno, "reopening the stub");
+    } else if (fstat(sfd, &now) != 0) {
+        hr = ddp_fail_errno(errno, "examining the stub");
+    } else if (!ddp_fileattr_unchanged(&f->st, &now)) {
+        hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed during the restore");
+    }
+    if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(sfd, fd, &f->st, f->path);
+    if (sfd >= 0) close(sfd);
+    close(dfd);
+    if (FAILED(hr)) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    f->ready = 1;
+    if (!c->ready) c->ready = ddp_xcalloc(c->n, sizeof *c->ready);
+    c->ready[c->nready++] = i;
+    if (c->nready >= RS_COMMIT_BATCH) rs_commit_ready(c);
+}
+
+/* Rename file i (queued, its data durable) over its stub. */
+static void commit_one(rs_ctx *c, uint32_t i, int sync_each, int *any_dfd)
+{
+    rs_file *f = &c->files[i];
+    HRESULT hr = S_OK;
+    struct stat now;
+    int dfd = open_dir(c, i, &hr);
+    if (dfd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    /* Last look just before the rename. */
+    if (fstatat(dfd, f->base, &now, AT_SYMLINK_NOFOLLOW) != 0 || !ddp_fileattr_unchanged(&f->st, &now))
+        hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed during the restore");
+    if (SUCCEEDED(hr) && renameat(dfd, f->tmpname, dfd, f->base) != 0)
+        hr = ddp_fail_errno(errno, "replacing the stub");
+    if (FAILED(hr)) {
+        close(dfd);
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    lru_remove(c, i);
+    free(f->tmpname);
+    f->tmpname = NULL;
+    f->state = RS_RESTORED;
+    f->result = S_OK;
+    if (sync_each) (void)fsync(dfd); /* best effort: the rename is done and cannot be taken back */
+    if (*any_dfd < 0) *any_dfd = dfd;
+    else close(dfd);
+    ddp_streammap_free(&f->map);
+    free(f->filled);
+    f->filled = NULL;
+}
+
+void rs_commit_ready(rs_ctx *c)
+{
+    uint32_t n = c->nready;
+    if (n == 0) return;
+    c->nready = 0;
+    int batch = n >= RS_SYNCFS_MIN;
+    /* 1. the data of every queued file is durable */
+    if (batch) {
+        HRESULT hr = S_OK;
+        int dfd = open_dir(c, c->ready[0], &hr);
+        if (dfd >= 0 && syncfs(dfd) != 0) hr = ddp_fail_errno(errno, "syncing the restored files");
+        if (dfd >= 0) close(dfd);
+        if (FAILED(hr))
+            for (uint32_t k = 0; k < n; k++) {
+                c->files[c->ready[k]].ready = 0;
+                rs_file_fail(c, c->ready[k], hr);
+            }
+        if (FAILED(hr)) return;
+    }
+    int any_dfd = -1;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = c->ready[k];
+        rs_file *f = &c->files[i];
+        f->ready = 0;
+        if (f->state != RS_PENDING) continue;
+        if (!batch) {
+            HRESULT hr = S_OK;
+            int fd = temp_fd(c, i, &hr);
+            if (fd >= 0) hr = ddp_fsync_fd(fd, f->path);
+            if (FAILED(hr)) {
+                rs_file_fail(c, i, hr);
+                continue;
+            }
+        }
+        commit_one(c, i, !batch, &any_dfd);
+    }
+    /* 2. the renames are durable (best effort: they cannot be taken back) */
+    if (batch && any_dfd >= 0) (void)syncfs(any_dfd);
+    if (any_dfd >= 0) close(any_dfd);
+}

@@ -1,0 +1,613 @@
+/*
+ * optimize.c: the optimization job (Windows: Start-DedupJob -Type
+ * Optimization). Walks the volume, and for each file in policy: chunks it
+ * (content-defined), hashes each chunk, stores the chunks the store does not
+ * have yet (compressed when they shrink), and replaces the file with a stub.
+ *
+ * Threads: the calling thread walks the tree and feeds a bounded queue;
+ * one worker per core reads, chunks, hashes and stores. Finished files wait
+ * in a commit batch; a committer thread commits each batch (so workers never
+ * wait for the disk), in the durability order of DESIGN.md:
+ *   1. the chunks of every file in the batch are synced (sync_data),
+ *   2. their stream maps are appended and synced (sync_streams),
+ *   3. each stub is written to a temporary file beside the original with the
+ *      original's owner, mode, times and xattrs, synced, the original is
+ *      checked unchanged (device, inode, size, mtime, ctime), the stub is
+ *      renamed over it, and every touched directory is synced.
+ * A crash at any point leaves each file either as it was or as a complete
+ * stub; chunks written for files that never got their stub are found again by
+ * the next run (the store re-indexes a container's tail on open).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <fts.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/chunker.h"
+#include "store/container.h"
+#include "base/fileattr.h"
+#include "volume/maintenance.h"
+#include "store/stub.h"
+#include "base/util.h"
+#include "volume/volume.h"
+
+#define READ_BLOCK ((size_t)4 << 20)
+#define QUEUE_CAP 256
+#define BATCH_FILES 64
+#define BATCH_BYTES ((uint64_t)128 << 20)
+
+typedef struct work_item {
+    char *path;
+    struct stat st;
+} work_item;
+
+typedef struct pending {
+    char *path;
+    struct stat st;
+    uint8_t *map;
+    size_t map_len;
+    uint8_t map_hash[DDP_HASH_SIZE];
+    uint8_t file_hash[DDP_HASH_SIZE];
+    uint64_t size;
+} pending;
+
+typedef struct job {
+    ddp_volume *v;
+    ddp_chunkstore *cs;
+    const ddp_job_callbacks *cb;
+    ddp_job_stats *stats;
+    double t0;
+
+    pthread_mutex_t mu;          /* queue, stats, callbacks */
+    pthread_cond_t not_empty, not_full;
+    work_item queue[QUEUE_CAP];
+    size_t qhead, qlen;
+    int done_feeding;
+    _Atomic HRESULT fatal;       /* first error that stops the job */
+    char fatal_detail[1024];     /* its detail line (set in whichever thread failed) */
+
+    pthread_mutex_t commit_mu;   /* the waiting batch */
+    pthread_cond_t batch_full, batch_room;
+    pending *batch;
+    size_t batch_len, batch_cap;
+    uint64_t batch_bytes;
+    int workers_done;
+    time_t now;                  /* the policy's "now" (minimum age) */
+} job;
+
+static void report(job *j, const char *path, HRESULT hr, const char *reason)
+{
+    if (j->cb && j->cb->file_problem) j->cb->file_problem(j->cb->ctx, path, hr, reason);
+}
+
+static void set_fatal(job *j, HRESULT hr)
+{
+    pthread_mutex_lock(&j->mu);
+    if (SUCCEEDED(j->fatal)) {
+        /* The detail is thread-local: keep it for the caller's thread. */
+        snprintf(j->fatal_detail, sizeof j->fatal_detail, "%s", ddp_error_detail());
+        j->fatal = hr;
+    }
+    pthread_cond_broadcast(&j->not_empty);
+    pthread_cond_broadcast(&j->not_full);
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_lock(&j->commit_mu);
+    pthread_cond_broadcast(&j->batch_room);
+    pthread_mutex_unlock(&j->commit_mu);
+}
+
+static int is_fatal_error(HRESULT hr)
+{
+    /* Errors of the store or the disk stop the job; errors of one file do not. */
+    return hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL) || hr == HRESULT_FROM_WIN32(ERROR_DISK_QUOTA_EXCEEDED) ||
+           hr == HRESULT_FROM_WIN32(ERROR_WRITE_PROTECT) || hr == DDP_E_FILE_SYSTEM_CORRUPT ||
+           hr == E_OUTOFMEMORY;
+}
+
+/* ---- step 3: the stubs ---- */
+
+/* A stub being put in place: its temporary file, and the original, open. */
+typedef struct stub_tmp {
+    char *tmp;
+    int fd, src;
+    HRESULT hr;
+} stub_tmp;
+
+/* Write the stub of p to a temporary file beside it, with the original's
+ * owner, mode, times and xattrs (not yet synced). */
+static void stub_prepare(job *j, const pending *p, uint32_t sc, uint64_t soff, stub_tmp *t)
+{
+    ddp_stub s;
+    memset(&s, 0, sizeof s);
+    memcpy(s.store_id, j->v->id.store_id, DDP_STORE_ID_SIZE);
+    s.stream_container = sc;
+    s.stream_offset = soff;
+    s.streammap_stored_len = (uint32_t)p->map_len;
+    s.file_size = p->size;
+    memcpy(s.file_hash, p->file_hash, DDP_HASH_SIZE);
+    memcpy(s.streammap_hash, p->map_hash, DDP_HASH_SIZE);
+    uint8_t buf[DDP_STUB_SIZE];
+    ddp_stub_encode(&s, j->v->id.key, buf);
+
+    t->fd = t->src = -1;
+    t->tmp = NULL;
+    t->hr = ddp_tempfile_beside(p->path, &t->tmp, &t->fd);
+    if (FAILED(t->hr)) return;
+    t->src = open(p->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (t->src < 0) t->hr = ddp_fail_errno(errno, "reopening %s", p->path);
+    if (SUCCEEDED(t->hr)) t->hr = ddp_write_all(t->fd, buf, sizeof buf, t->tmp);
+    if (SUCCEEDED(t->hr)) t->hr = ddp_fileattr_copy(t->src, t->fd, &p->st, p->path);
+}
+
+/* Check the original unchanged and rename the (synced) stub over it. */
+static HRESULT stub_install(const pending *p, stub_tmp *t)
+{
+    HRESULT hr = t->hr;
+    struct stat now;
+    /* A writer that holds a lock on the file (ddp mount holds a shared
+     * flock on every file it has open for writing) keeps it: replacing it
+     * would strand that writer's later writes on the old inode. Held until
+     * the rename is done (closing src releases it), so a writer that opens
+     * the file meanwhile waits, then sees the stub (see programs/fusefs.c). */
+    if (SUCCEEDED(hr) && flock(t->src, LOCK_EX | LOCK_NB) != 0) {
+        hr = errno == EWOULDBLOCK
+                 ? ddp_fail(DDP_E_FILE_IN_USE, "%s is open for writing (through ddp mount); left as it is", p->path)
+                 : ddp_fail_errno(errno, "locking %s", p->path);
+    }
+    if (SUCCEEDED(hr)) {
+        if (fstat(t->src, &now) != 0) hr = ddp_fail_errno(errno, "%s", p->path);
+        else if (!ddp_fileattr_unchanged(&p->st, &now))
+            hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", p->path);
+    }
+    /* The same name must still be the same inode. A writer that does not
+     * take the lock and opened the file before the rename keeps writing to
+     * the old inode (Windows closes that window with oplocks; here only ddp
+     * mount's writers are covered). */
+    if (SUCCEEDED(hr)) {
+        if (lstat(p->path, &now) != 0) hr = ddp_fail_errno(errno, "%s", p->path);
+        else if (!ddp_fileattr_unchanged(&p->st, &now))
+            hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", p->path);
+    }
+    if (SUCCEEDED(hr) && rename(t->tmp, p->path) != 0) hr = ddp_fail_errno(errno, "replacing %s with its stub", p->path);
+    if (t->src >= 0) close(t->src);
+    if (t->fd >= 0 && close(t->fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "closing %s", t->tmp);
+    if (FAILED(hr) && t->tmp) unlink(t->tmp);
+    free(t->tmp);
+    return hr;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Below this many stubs (or directories) a batch fsyncs each; from this many,
+ * one syncfs() flushes them all at once (one device flush instead of hundreds). */
+#define SYNCFS_THRESHOLD 8
+
+/* Commit n finished files (the committer thread). */
+static HRESULT commit_batch(job *j, pending *batch, size_t n)
+{
+    if (n == 0) return S_OK;
+    HRESULT hr = ddp_chunkstore_sync_data(j->cs);
+    uint32_t *sc = ddp_xcalloc(n, sizeof *sc);
+    uint64_t *soff = ddp_xcalloc(n, sizeof *soff);
+    for (size_t i = 0; SUCCEEDED(hr) && i < n; i++)
+        hr = ddp_chunkstore_put_streammap(j->cs, batch[i].map, (uint32_t)batch[i].map_len,
+                                          batch[i].map_hash, &sc[i], &soff[i]);
+    if (SUCCEEDED(hr)) hr = ddp_chunkstore_sync_streams(j->cs);
+
+    stub_tmp *t = ddp_xcalloc(n, sizeof *t);
+    size_t prepared = 0;
+    for (; SUCCEEDED(hr) && prepared < n; prepared++) stub_prepare(j, &batch[prepared], sc[prepared], soff[prepared], &t[prepared]);
+    if (SUCCEEDED(hr)) {
+        if (n >= SYNCFS_THRESHOLD) {
+            int any = -1;
+            for (size_t i = 0; i < n && any < 0; i++)
+                if (SUCCEEDED(t[i].hr)) any = t[i].fd;
+            if (any >= 0 && syncfs(any) != 0) hr = ddp_fail_errno(errno, "syncing the stubs of %s", j->v->root);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                if (SUCCEEDED(t[i].hr)) t[i].hr = ddp_fsync_fd(t[i].fd, t[i].tmp);
+        }
+    }
+    if (FAILED(hr))
+        for (size_t i = 0; i < prepared; i++)
+            if (SUCCEEDED(t[i].hr)) t[i].hr = hr;
+
+    char **dirs = ddp_xcalloc(n, sizeof *dirs);
+    size_t ndirs = 0;
+    for (size_t i = 0; i < prepared; i++) {
+        pending *p = &batch[i];
+        HRESULT fh = stub_install(p, &t[i]);
+        pthread_mutex_lock(&j->mu);
+        if (SUCCEEDED(fh)) {
+            j->stats->files_optimized++;
+            j->stats->bytes_scanned += p->size;
+            char *d = ddp_strdup(p->path);
+            char *slash = strrchr(d, '/');
+            if (slash) *slash = '\0';
+            dirs[ndirs++] = d;
+        } else if (fh == DDP_E_FILE_IN_USE) {
+            j->stats->files_changed++;
+            report(j, p->path, fh, ddp_error_detail());
+        } else if (fh != hr) {
+            j->stats->files_failed++;
+            report(j, p->path, fh, ddp_error_detail());
+            if (is_fatal_error(fh) && SUCCEEDED(hr)) hr = fh;
+        }
+        if (j->cb && j->cb->progress) j->cb->progress(j->cb->ctx, j->stats);
+        pthread_mutex_unlock(&j->mu);
+    }
+    qsort(dirs, ndirs, sizeof *dirs, cmp_str);
+    size_t distinct = 0;
+    for (size_t i = 0; i < ndirs; i++)
+        if (distinct == 0 || strcmp(dirs[i], dirs[distinct - 1]) != 0) dirs[distinct++] = dirs[i];
+        else free(dirs[i]);
+    ndirs = distinct;
+    if (SUCCEEDED(hr) && ndirs >= SYNCFS_THRESHOLD) {
+        /* One flush makes every rename of the batch durable. */
+        int fd = open(j->v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || syncfs(fd) != 0) hr = ddp_fail_errno(errno, "syncing the directories of %s", j->v->root);
+        if (fd >= 0) close(fd);
+    } else {
+        for (size_t i = 0; i < ndirs && SUCCEEDED(hr); i++) hr = ddp_fsync_dir(dirs[i]);
+    }
+    for (size_t i = 0; i < ndirs; i++) free(dirs[i]);
+    free(dirs);
+    free(t);
+    free(sc);
+    free(soff);
+    return hr;
+}
+
+static void free_pending(pending *batch, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(batch[i].path);
+        free(batch[i].map);
+    }
+}
+
+/* The committer: takes the waiting batch when it is full, when a second has
+ * passed, or when the workers are done, and commits it. */
+static void *committer(void *arg)
+{
+    job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->commit_mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        while (j->batch_len < BATCH_FILES && j->batch_bytes < BATCH_BYTES && !j->workers_done)
+            if (pthread_cond_timedwait(&j->batch_full, &j->commit_mu, &until) == ETIMEDOUT) break;
+        pending *take = j->batch;
+        size_t n = j->batch_len;
+        int last = j->workers_done;
+        j->batch = NULL;
+        j->batch_len = j->batch_cap = 0;
+        j->batch_bytes = 0;
+        pthread_cond_broadcast(&j->batch_room);
+        pthread_mutex_unlock(&j->commit_mu);
+        if (SUCCEEDED(j->fatal)) {
+            HRESULT hr = commit_batch(j, take, n);
+            if (FAILED(hr)) set_fatal(j, hr);
+        }
+        free_pending(take, n);
+        free(take);
+        if (last) break;
+    }
+    return NULL;
+}
+
+/* ---- steps 1 and 2 for one file ---- */
+
+static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t cap)
+{
+    const char *path = w->path;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ddp_fail_errno(errno, "cannot read %s; skipped", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        HRESULT hr = ddp_fail_errno(errno, "%s", path);
+        close(fd);
+        return hr;
+    }
+    if (!S_ISREG(st.st_mode) || !ddp_fileattr_unchanged(&w->st, &st)) {
+        close(fd);
+        return ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", path);
+    }
+    int level = ddp_settings_no_compress(&j->v->settings, path) ? 0 : j->v->settings.compression_level;
+    ddp_streammap map;
+    ddp_streammap_init(&map);
+    ddp_filehash fh;
+    ddp_filehash_init(&fh);
+    HRESULT hr = S_OK;
+    size_t have = 0;
+    int eof = 0;
+    uint64_t total = 0, new_chunks = 0, new_stored = 0;
+    while (SUCCEEDED(hr)) {
+        while (!eof && have < cap) {
+            ssize_t r = read(fd, buf + have, cap - have);
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                hr = ddp_fail_errno(errno, "reading %s; skipped", path);
+                break;
+            }
+            if (r == 0) eof = 1;
+            have += (size_t)r;
+        }
+        if (FAILED(hr)) break;
+        size_t pos = 0;
+        while (SUCCEEDED(hr) && (have - pos >= DDP_CHUNK_MAX || (eof && pos < have))) {
+            size_t n = ddp_chunker_cut(buf + pos, have - pos);
+            ddp_streammap_entry e;
+            int was_new = 0;
+            ddp_sha256(buf + pos, n, e.hash);
+            hr = ddp_chunkstore_put(j->cs, e.hash, buf + pos, (uint32_t)n, level, &e.loc, &was_new);
+            if (FAILED(hr)) break;
+            if (was_new) { new_chunks++; new_stored += e.loc.stored_len + 64; }
+            ddp_streammap_add(&map, &e);
+            ddp_filehash_add(&fh, e.hash, n);
+            total += n;
+            pos += n;
+        }
+        memmove(buf, buf + pos, have - pos);
+        have -= pos;
+        if (eof && have == 0) break;
+    }
+    struct stat after;
+    if (SUCCEEDED(hr) && (fstat(fd, &after) != 0 || !ddp_fileattr_unchanged(&st, &after) ||
+                          total != (uint64_t)st.st_size))
+        hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", path);
+    close(fd);
+    map.file_size = total;
+    ddp_filehash_final(&fh, map.file_hash);
+
+    pending p;
+    memset(&p, 0, sizeof p);
+    if (SUCCEEDED(hr)) hr = ddp_streammap_encode(&map, &p.map, &p.map_len);
+    if (SUCCEEDED(hr) && p.map_len > DDP_STREAMMAP_MAX_LOGICAL)
+        hr = ddp_fail(DDP_E_INVALID_STATE, "%s is too large for one stream map; skipped", path);
+    pthread_mutex_lock(&j->mu);
+    j->stats->chunks_total += map.count;
+    j->stats->chunks_new += new_chunks;
+    j->stats->bytes_new_stored += new_stored;
+    pthread_mutex_unlock(&j->mu);
+    if (FAILED(hr)) {
+        free(p.map);
+        ddp_streammap_free(&map);
+        return hr;
+    }
+    p.path = ddp_strdup(path);
+    p.st = st;
+    p.size = total;
+    memcpy(p.file_hash, map.file_hash, DDP_HASH_SIZE);
+    ddp_sha256(p.map, p.map_len, p.map_hash);
+    ddp_streammap_free(&map);
+
+    if (j->cb && j->cb->file_chunked) j->cb->file_chunked(j->cb->ctx, path);
+    pthread_mutex_lock(&j->commit_mu);
+    while (j->batch_len >= 64 * BATCH_FILES && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->batch_room, &j->commit_mu);
+    if (j->batch_len == j->batch_cap) {
+        j->batch_cap = j->batch_cap ? 2 * j->batch_cap : 64;
+        j->batch = ddp_xrealloc(j->batch, j->batch_cap * sizeof *j->batch);
+    }
+    j->batch[j->batch_len++] = p;
+    j->batch_bytes += p.size;
+    if (j->batch_len >= BATCH_FILES || j->batch_bytes >= BATCH_BYTES) pthread_cond_signal(&j->batch_full);
+    pthread_mutex_unlock(&j->commit_mu);
+    return S_OK;
+}
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    size_t cap = READ_BLOCK + DDP_CHUNK_MAX;
+    uint8_t *buf = ddp_xmalloc(cap);
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        while (j->qlen == 0 && !j->done_feeding && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->not_empty, &j->mu);
+        if (j->qlen == 0 || FAILED(j->fatal)) {
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
+        work_item w = j->queue[j->qhead];
+        j->qhead = (j->qhead + 1) % QUEUE_CAP;
+        j->qlen--;
+        pthread_cond_signal(&j->not_full);
+        pthread_mutex_unlock(&j->mu);
+
+        ddp_clear_error();
+        HRESULT hr = optimize_file(j, &w, buf, cap);
+        if (FAILED(hr)) {
+            pthread_mutex_lock(&j->mu);
+            if (hr == DDP_E_FILE_IN_USE) j->stats->files_changed++;
+            else j->stats->files_failed++;
+            report(j, w.path, hr, ddp_error_detail());
+            pthread_mutex_unlock(&j->mu);
+            if (is_fatal_error(hr)) set_fatal(j, hr);
+        }
+        free(w.path);
+    }
+    free(buf);
+    return NULL;
+}
+
+static int feed(job *j, const char *path, const struct stat *st)
+{
+    pthread_mutex_lock(&j->mu);
+    while (j->qlen == QUEUE_CAP && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->not_full, &j->mu);
+    int ok = SUCCEEDED(j->fatal);
+    if (ok) {
+        work_item *w = &j->queue[(j->qhead + j->qlen) % QUEUE_CAP];
+        w->path = ddp_strdup(path);
+        w->st = *st;
+        j->qlen++;
+        pthread_cond_signal(&j->not_empty);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return ok;
+}
+
+static void count(job *j, uint64_t *field)
+{
+    pthread_mutex_lock(&j->mu);
+    (*field)++;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Is this file in policy? Counts the ones that are not. */
+static int in_policy(job *j, FTSENT *e, time_t now)
+{
+    const ddp_settings *s = &j->v->settings;
+    const struct stat *st = e->fts_statp;
+    const char *rel = e->fts_path + strlen(j->v->root);
+    while (*rel == '/') rel++;
+    if ((uint64_t)st->st_size < s->min_file_size) return 0;
+    if (s->min_file_age_days > 0 && now - st->st_mtim.tv_sec < (time_t)s->min_file_age_days * 86400) return 0;
+    if (ddp_settings_excluded(s, rel)) return 0;
+    if (st->st_nlink > 1) return 0; /* replacing one name of a hard-linked file saves nothing */
+    return 1;
+}
+
+/* The walker's side: each regular file is counted, checked against the
+ * policy and queued for the workers. */
+static HRESULT walk_one(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    job *j = ctx;
+    if (FAILED(j->fatal)) return E_ABORT; /* the job has failed: stop walking */
+    if (ddp_is_temp_name(e->fts_name)) {
+        /* Ours: never optimized; removed when a crash left it (a stub or a
+         * rehydrated file never renamed into place). */
+        (void)ddp_temp_remove_abandoned(e->fts_path);
+        return S_OK;
+    }
+    count(j, &j->stats->files_scanned);
+    if (e->fts_statp->st_size == DDP_STUB_SIZE) {
+        ddp_stub s;
+        if (ddp_volume_read_stub(v, -1, e->fts_path, &s) == S_OK) {
+            count(j, &j->stats->files_already);
+            return S_OK;
+        }
+    }
+    if (!in_policy(j, e, j->now)) {
+        count(j, &j->stats->files_skipped_policy);
+        return S_OK;
+    }
+    feed(j, e->fts_path, e->fts_statp);
+    return S_OK;
+}
+
+/* A directory or file the walk cannot read: skipped, reported, counted as
+ * failed (its files stay as they are). */
+static HRESULT walk_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    (void)v;
+    job *j = ctx;
+    count(j, &j->stats->files_failed);
+    ddp_fail_errno(e->fts_errno, "cannot read %s; skipped", e->fts_path);
+    pthread_mutex_lock(&j->mu);
+    report(j, e->fts_path, ddp_hresult_from_errno(e->fts_errno), ddp_error_detail());
+    pthread_mutex_unlock(&j->mu);
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_callbacks *cb, ddp_job_stats *stats)
+{
+    ddp_clear_error();
+    ddp_job_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    if (!v) return E_POINTER;
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
+    if (!v->settings.enabled)
+        return ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED, "%s: deduplication is disabled (ddp set %s enabled true)",
+                        v->root, v->root);
+    job j;
+    memset(&j, 0, sizeof j);
+    j.v = v;
+    j.cb = cb;
+    j.stats = stats;
+    j.t0 = ddp_now();
+    HRESULT hr = ddp_volume_store(v, &j.cs);
+    if (FAILED(hr)) return hr;
+    pthread_mutex_init(&j.mu, NULL);
+    pthread_mutex_init(&j.commit_mu, NULL);
+    pthread_cond_init(&j.batch_full, NULL);
+    pthread_cond_init(&j.batch_room, NULL);
+    pthread_t commit_tid;
+    int committing = pthread_create(&commit_tid, NULL, committer, &j) == 0;
+    if (!committing) hr = ddp_fail(E_OUTOFMEMORY, "cannot start the committer thread");
+    pthread_cond_init(&j.not_empty, NULL);
+    pthread_cond_init(&j.not_full, NULL);
+
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    if (threads > 64) threads = 64;
+    pthread_t tid[64];
+    unsigned started = 0;
+    for (; started < threads; started++)
+        if (pthread_create(&tid[started], NULL, worker, &j) != 0) break;
+    if (started == 0) hr = ddp_fail(E_OUTOFMEMORY, "cannot start worker threads");
+
+    j.now = time(NULL);
+    /* The walk ends early (E_ABORT from walk_one) once the job has failed;
+     * j.fatal then says why. */
+    if (SUCCEEDED(hr)) {
+        HRESULT hw = ddp_volume_walk(v, walk_one, walk_unreadable, &j);
+        if (FAILED(hw) && hw != E_ABORT) hr = hw;
+    }
+
+    pthread_mutex_lock(&j.mu);
+    j.done_feeding = 1;
+    pthread_cond_broadcast(&j.not_empty);
+    pthread_mutex_unlock(&j.mu);
+    for (unsigned i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    /* Workers stopped by a fatal error leave the rest of the queue. */
+    for (; j.qlen; j.qlen--, j.qhead = (j.qhead + 1) % QUEUE_CAP) free(j.queue[j.qhead].path);
+
+    pthread_mutex_lock(&j.commit_mu);
+    j.workers_done = 1;
+    pthread_cond_signal(&j.batch_full);
+    pthread_mutex_unlock(&j.commit_mu);
+    if (committing) pthread_join(commit_tid, NULL);
+    free_pending(j.batch, j.batch_len);
+    free(j.batch);
+    if (SUCCEEDED(hr) && FAILED(j.fatal)) hr = ddp_fail(j.fatal, "%s", j.fatal_detail);
+    /* Second copies of chunks now referenced hotspot_threshold times (hotspot.c). */
+    if (SUCCEEDED(hr)) {
+        HRESULT hh = ddp_hotspot_update(v);
+        if (FAILED(hh)) hr = hh; /* the files are safe; the disk said no: say so */
+    }
+    /* Containers synced, index checkpointed, catalog written: a failure
+     * here is this job's failure (the files are safe; the disk said no). */
+    ddp_saved_error se;
+    ddp_error_save(&se);
+    hr = ddp_first_error(hr, &se, ddp_chunkstore_commit(j.cs));
+    stats->seconds = ddp_now() - j.t0;
+    if (SUCCEEDED(hr) && (stats->files_failed > 0)) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
+
+    char line[512];
+    snprintf(line, sizeof line,
+             "optimize 0x%08X files_optimized=%llu files_failed=%llu files_changed=%llu bytes=%llu seconds=%.1f",
+             (unsigned)hr, (unsigned long long)stats->files_optimized, (unsigned long long)stats->files_failed,
+             (unsigned long long)stats->files_changed, (unsigned long long)stats->bytes_scanned, stats->seconds);
+    ddp_volume_log_job(v, line);
+
+    pthread_cond_destroy(&j.not_empty);
+    pthread_cond_destroy(&j.not_full);
+    pthread_mutex_destroy(&j.mu);
+    pthread_mutex_destroy(&j.commit_mu);
+    pthread_cond_destroy(&j.batch_full);
+    pthread_cond_destroy(&j.batch_room);
+    return hr;
+}

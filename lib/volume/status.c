@@ -1,0 +1,133 @@
+/*
+ * status.c: what a volume holds and saves (Windows: Get-DedupStatus):
+ * stubs and their logical bytes, other files, the chunk store's size and
+ * counts, and the last job. Savings are honest: the store, the index and
+ * the stubs themselves are all counted as space used. The store counts what
+ * its container files take on disk (allocated blocks, hotspot copies
+ * included): after garbage collection punched the payloads of dead records
+ * out of a container, its size stays but its blocks shrink.
+ *
+ * The last run of each job (optimize, gc, scrub, unoptimize) comes from the
+ * jobs log, State/jobs.log, where each job writes one line when it ends:
+ * "STAMP JOB 0xHRESULT key=value...".
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <fts.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/stub.h"
+#include "base/util.h"
+#include "volume/volume.h"
+
+static HRESULT status_one(ddp_volume *v, FTSENT *e, void *arg)
+{
+    ddp_status *st = arg;
+    ddp_stub s;
+    if (e->fts_statp->st_size == DDP_STUB_SIZE && ddp_volume_read_stub(v, -1, e->fts_path, &s) == S_OK) {
+        st->files_optimized++;
+        st->logical_bytes += s.file_size;
+        st->stub_bytes += (uint64_t)e->fts_statp->st_size;
+    } else {
+        st->files_other++;
+        st->other_bytes += (uint64_t)e->fts_statp->st_size;
+    }
+    return S_OK;
+}
+
+/* Copy src into dst[cap], cut if it is longer. */
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* The last line of the jobs log, and the last line of each job. */
+static void last_lines(const char *path, ddp_status *st)
+{
+    static const char *const jobs[] = { "optimize", "gc", "scrub", "unoptimize" };
+    char *slots[] = { st->last_optimize, st->last_gc, st->last_scrub, st->last_unoptimize };
+    st->last_job[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (n && line[n - 1] == '\n') line[--n] = '\0';
+        if (!n) continue;
+        copy_cut(st->last_job, sizeof st->last_job, line);
+        const char *job = strchr(line, ' ');
+        if (!job) continue;
+        job++;
+        for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
+            size_t k = strlen(jobs[i]);
+            if (strncmp(job, jobs[i], k) == 0 && job[k] == ' ') copy_cut(slots[i], sizeof st->last_gc, line);
+        }
+    }
+    fclose(f);
+}
+
+/* Bytes allocated to the container files of store_dir/sub. */
+static uint64_t allocated(const char *store_dir, const char *sub)
+{
+    char *dir = ddp_path_join(store_dir, sub);
+    uint64_t total = 0;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            size_t n = strlen(de->d_name);
+            if (n < 5 || strcmp(de->d_name + n - 4, ".ccc") != 0) continue;
+            struct stat sb;
+            if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+                total += (uint64_t)sb.st_blocks * 512;
+        }
+        closedir(d);
+    }
+    free(dir);
+    return total;
+}
+
+/* A directory status cannot read: its files are not counted (the figures
+ * are of what can be seen); not a reason to fail. */
+static HRESULT status_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
+{
+    (void)v;
+    (void)e;
+    (void)ctx;
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st)
+{
+    ddp_clear_error();
+    memset(st, 0, sizeof *st);
+    HRESULT hr = ddp_volume_walk(v, status_one, status_unreadable, st);
+    if (FAILED(hr)) return hr;
+    ddp_chunkstore *cs = NULL;
+    hr = ddp_volume_store(v, &cs);
+    if (FAILED(hr)) return hr;
+    ddp_chunkstore_stats cst;
+    hr = ddp_chunkstore_stats_get(cs, &cst);
+    if (FAILED(hr)) return hr;
+    st->store_bytes = allocated(v->store_dir, "Data") + allocated(v->store_dir, "Stream") +
+                      allocated(v->store_dir, "Hotspot");
+    if (!st->store_bytes) st->store_bytes = cst.container_bytes; /* a file system without st_blocks */
+    st->chunks = cst.chunks;
+    st->data_containers = cst.data_containers;
+    st->stream_containers = cst.stream_containers;
+    st->index_bytes = cst.index_file_bytes;
+    uint64_t used = st->stub_bytes + st->store_bytes + st->index_bytes;
+    st->saved_bytes = st->logical_bytes > used ? st->logical_bytes - used : 0;
+    uint64_t total = st->logical_bytes + st->other_bytes;
+    st->savings_rate = total ? (double)st->saved_bytes / (double)total : 0.0;
+    char *log = ddp_path_join(v->state_dir, "jobs.log");
+    last_lines(log, st);
+    free(log);
+    return S_OK;
+}

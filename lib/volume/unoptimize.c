@@ -1,0 +1,329 @@
+/*
+ * unoptimize.c: rehydration (Windows: Expand-DedupFile, and the
+ * Unoptimization job): a stub becomes its file again, in place.
+ *
+ * The content is written to a temporary file beside the stub through the
+ * verified read path (every chunk checked against its SHA-256), the chunk
+ * hashes are folded into the whole-file hash and compared with the stub's,
+ * the file gets the stub's owner, mode, times and xattrs, is synced, the
+ * stub is checked unchanged, and the file is renamed over it and its
+ * directory synced. A failure at any point leaves the stub as it was.
+ *
+ * The Unoptimization job (ddp_unoptimize_job, `ddp unoptimize VOLUME`)
+ * rehydrates every stub, then removes VOLUME/.ddp, but only when no file
+ * that claims to be a stub of this store is left (a damaged stub keeps the
+ * store: its data may still be rescued). The order makes an interrupted run
+ * safe to repeat: the chunk store and State (but the job lock) go first
+ * (the directory is still a volume, with no stubs, and a second run
+ * finishes), then the identity (from here on it is no longer a volume; an
+ * interruption now leaves a .ddp without an identity, which is not a volume
+ * and which `ddp enable` reuses, or ddp_unoptimize_finish removes), then
+ * the rest of .ddp; the root is fsynced at the end.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fts.h>
+#include <sys/file.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "base/fileattr.h"
+#include "store/stub.h"
+#include "base/util.h"
+#include "volume/volume.h"
+
+#define COPY_BLOCK ((size_t)4 << 20)
+
+DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
+{
+    ddp_clear_error();
+    struct stat st;
+    if (lstat(path, &st) != 0) return ddp_fail_errno(errno, "%s", path);
+    if (!S_ISREG(st.st_mode)) return S_FALSE;
+    int sfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd < 0) return ddp_fail_errno(errno, "opening %s", path);
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(v, sfd, path, &s);
+    if (hr != S_OK) {
+        close(sfd);
+        return hr;
+    }
+    ddp_file *f = NULL;
+    hr = ddp_file_open(v, path, &f);
+    if (FAILED(hr)) {
+        close(sfd);
+        return hr;
+    }
+    char *tmp = NULL;
+    int fd = -1;
+    hr = ddp_tempfile_beside(path, &tmp, &fd);
+    uint8_t *buf = ddp_xmalloc(COPY_BLOCK);
+    uint64_t off = 0, size = ddp_file_size(f);
+    while (SUCCEEDED(hr) && off < size) {
+        size_t got = 0;
+        hr = ddp_file_pread(f, buf, COPY_BLOCK, off, &got);
+        if (SUCCEEDED(hr) && got == 0) hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", path, (unsigned long long)off);
+        if (SUCCEEDED(hr)) hr = ddp_write_all(fd, buf, got, tmp);
+        off += got;
+    }
+    free(buf);
+    ddp_file_close(f);
+    if (SUCCEEDED(hr)) {
+        /* Every chunk was checked against its hash as it was read; the
+         * stream map was checked against the stub's whole-file hash. */
+        hr = ddp_fileattr_copy(sfd, fd, &st, path);
+    }
+    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
+    if (SUCCEEDED(hr)) {
+        struct stat now;
+        if (lstat(path, &now) != 0) hr = ddp_fail_errno(errno, "%s", path);
+        else if (!ddp_fileattr_unchanged(&st, &now)) hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed during unoptimization", path);
+    }
+    if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "replacing the stub %s", path);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
+    if (fd >= 0) close(fd);
+    if (FAILED(hr) && tmp) unlink(tmp);
+    free(tmp);
+    close(sfd);
+    return SUCCEEDED(hr) ? S_OK : hr;
+}
+
+typedef struct unopt_ctx {
+    const ddp_job_callbacks *cb;
+    ddp_job_stats *stats;
+    uint64_t need;
+    int measure;
+} unopt_ctx;
+
+static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
+{
+    unopt_ctx *c = arg;
+    if (!c->measure && ddp_is_temp_name(e->fts_name)) {
+        (void)ddp_temp_remove_abandoned(e->fts_path); /* a crash's leftover */
+        return S_OK;
+    }
+    if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
+    ddp_stub s;
+    if (ddp_volume_read_stub(v, -1, e->fts_path, &s) != S_OK) return S_OK;
+    if (c->measure) {
+        c->need += s.file_size;
+        return S_OK;
+    }
+    c->stats->files_scanned++;
+    HRESULT hr = ddp_unoptimize_file(v, e->fts_path);
+    if (hr == S_OK) {
+        c->stats->files_optimized++;
+        c->stats->bytes_scanned += s.file_size;
+    } else if (FAILED(hr)) {
+        c->stats->files_failed++;
+        if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
+        if (hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL)) return hr;
+    }
+    if (c->cb && c->cb->progress) c->cb->progress(c->cb->ctx, c->stats);
+    return S_OK;
+}
+
+/* A directory the walk cannot read: its stubs stay stubs. Reported and
+ * counted as failed, so the job keeps the chunk store they need. */
+static HRESULT unopt_unreadable(ddp_volume *v, FTSENT *e, void *arg)
+{
+    (void)v;
+    unopt_ctx *c = arg;
+    if (c->measure) return S_OK;
+    c->stats->files_failed++;
+    HRESULT hr = ddp_fail_errno(e->fts_errno, "cannot read %s; the stubs in it were not rehydrated", e->fts_path);
+    if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_unoptimize_volume(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats)
+{
+    ddp_clear_error();
+    ddp_job_stats local;
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    HRESULT jr = ddp_volume_require_job(v);
+    if (FAILED(jr)) return jr;
+    double t0 = ddp_now();
+    unopt_ctx c = { cb, stats, 0, 1 };
+    HRESULT hr = ddp_volume_walk(v, unopt_one, unopt_unreadable, &c);
+    if (FAILED(hr)) return hr;
+    struct statvfs vfs;
+    if (statvfs(v->root, &vfs) == 0) {
+        uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (c.need > avail)
+            return ddp_fail(DDP_E_DISK_FULL,
+                            "%s: rehydrating needs %llu bytes but only %llu are free; nothing was changed",
+                            v->root, (unsigned long long)c.need, (unsigned long long)avail);
+    }
+    c.measure = 0;
+    hr = ddp_volume_walk(v, unopt_one, unopt_unreadable, &c);
+    stats->seconds = ddp_now() - t0;
+    if (SUCCEEDED(hr) && stats->files_failed) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
+    char line[256];
+    snprintf(line, sizeof line, "unoptimize 0x%08X files=%llu failed=%llu bytes=%llu seconds=%.1f", (unsigned)hr,
+             (unsigned long long)stats->files_optimized, (unsigned long long)stats->files_failed,
+             (unsigned long long)stats->bytes_scanned, stats->seconds);
+    ddp_volume_log_job(v, line);
+    return hr;
+}
+
+/* ---- the Unoptimization job ---- */
+
+/* rm -rf of dir's entry `name` (no symlinks followed). */
+static HRESULT remove_tree_at(int dfd, const char *name, const char *what)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? S_OK : ddp_fail_errno(errno, "removing %s", what);
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) return ddp_fail_errno(errno, "removing %s", what);
+        return S_OK;
+    }
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ddp_fail_errno(errno, "removing %s", what);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return ddp_fail_errno(errno, "removing %s", what);
+    }
+    HRESULT hr = S_OK;
+    struct dirent *de;
+    while (SUCCEEDED(hr) && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *sub = ddp_path_join(what, de->d_name);
+        hr = remove_tree_at(dirfd(d), de->d_name, sub);
+        free(sub);
+    }
+    closedir(d);
+    if (SUCCEEDED(hr) && unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        hr = ddp_fail_errno(errno, "removing %s", what);
+    return hr;
+}
+
+static HRESULT remove_tree(const char *path)
+{
+    char *parent = ddp_strdup(path);
+    char *slash = strrchr(parent, '/');
+    if (!slash || slash == parent) {
+        free(parent);
+        return ddp_fail(E_INVALIDARG, "refusing to remove %s", path);
+    }
+    *slash = '\0';
+    int dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    HRESULT hr = dfd < 0 ? ddp_fail_errno(errno, "%s", parent) : remove_tree_at(dfd, slash + 1, path);
+    if (dfd >= 0) close(dfd);
+    free(parent);
+    return hr;
+}
+
+typedef struct left_ctx {
+    uint64_t stubs;
+    char first[512];
+} left_ctx;
+
+/* Count files that claim to be stubs of this store (valid or not). */
+static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
+{
+    left_ctx *c = arg;
+    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(v, -1, e->fts_path, &s);
+    ddp_clear_error();
+    if (hr == S_OK || hr == DDP_E_INVALID_DATA) {
+        if (!c->stubs++) snprintf(c->first, sizeof c->first, "%s", e->fts_path);
+    }
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, ddp_job_stats *stats)
+{
+    ddp_job_stats local;
+    if (!stats) stats = &local;
+    HRESULT hr = ddp_unoptimize_volume(v, cb, stats);
+    if (FAILED(hr) || stats->files_failed) return hr;
+    left_ctx left;
+    memset(&left, 0, sizeof left);
+    if (FAILED(hr = ddp_volume_walk(v, count_left, NULL, &left))) return hr;
+    if (left.stubs)
+        return ddp_fail(DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS,
+                        "%s: %llu file(s) still claim to be stubs (for example %s); the chunk store is kept", v->root,
+                        (unsigned long long)left.stubs, left.first);
+
+    /* No stub is left: the store, State and Settings go, in an order that a
+     * second run can finish (see the top of this file). */
+    pthread_mutex_lock(&v->store_mu);
+    ddp_chunkstore_discard(v->store); /* about to be removed: nothing to write */
+    v->store = NULL;
+    pthread_mutex_unlock(&v->store_mu);
+    ddp_clear_error();
+    char *chunkstore = ddp_path_join(v->ddp_dir, "ChunkStore");
+    char *identity = ddp_path_join(v->settings_dir, "identity");
+    hr = remove_tree(chunkstore);
+    /* State, but the job lock, which a second run needs to open the volume. */
+    DIR *sd = SUCCEEDED(hr) ? opendir(v->state_dir) : NULL;
+    if (sd) {
+        struct dirent *de;
+        while (SUCCEEDED(hr) && (de = readdir(sd)) != NULL) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "job.lock")) continue;
+            char *p = ddp_path_join(v->state_dir, de->d_name);
+            hr = remove_tree_at(dirfd(sd), de->d_name, p);
+            free(p);
+        }
+        closedir(sd);
+    }
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->state_dir);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->ddp_dir);
+    if (SUCCEEDED(hr) && unlink(identity) != 0 && errno != ENOENT)
+        hr = ddp_fail_errno(errno, "removing %s", identity);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->settings_dir);
+    if (SUCCEEDED(hr)) hr = remove_tree(v->ddp_dir);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(v->root);
+    free(chunkstore);
+    free(identity);
+    return hr;
+}
+
+DDP_API HRESULT ddp_unoptimize_finish(const char *dir)
+{
+    ddp_clear_error();
+    if (!dir) return E_POINTER;
+    char *root = realpath(dir, NULL);
+    if (!root) return ddp_fail_errno(errno, "%s", dir);
+    char *ddp_dir = ddp_path_join(root, ".ddp");
+    char *identity = ddp_path_join(ddp_dir, "Settings/identity");
+    char *store = ddp_path_join(ddp_dir, "ChunkStore");
+    char *lock = ddp_path_join(ddp_dir, "State/job.lock");
+    struct stat st;
+    HRESULT hr = S_OK;
+    int lfd = -1;
+    if (lstat(ddp_dir, &st) != 0) {
+        hr = errno == ENOENT ? S_FALSE : ddp_fail_errno(errno, "%s", ddp_dir);
+    } else if (!S_ISDIR(st.st_mode)) {
+        hr = ddp_fail(DDP_E_INVALID_STATE, "%s is not a directory; not removed", ddp_dir);
+    } else if (lstat(identity, &st) == 0) {
+        hr = ddp_fail(DDP_E_INVALID_STATE, "%s is a ddp volume (run 'ddp unoptimize %s')", root, dir);
+    } else if (lstat(store, &st) == 0 || errno != ENOENT) {
+        hr = ddp_fail(DDP_E_INVALID_STATE,
+                      "%s has no identity but still holds a chunk store (%s); not removed, since files may need it",
+                      ddp_dir, store);
+    } else {
+        lfd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) != 0)
+            hr = ddp_fail(DDP_E_JOB_ALREADY_RUNNING, "%s: another ddp job is running on this volume", root);
+        if (SUCCEEDED(hr)) hr = remove_tree(ddp_dir);
+        if (SUCCEEDED(hr)) hr = ddp_fsync_dir(root);
+    }
+    if (lfd >= 0) close(lfd);
+    free(lock);
+    free(store);
+    free(identity);
+    free(ddp_dir);
+    free(root);
+    return hr;
+}

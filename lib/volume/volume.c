@@ -1,0 +1,433 @@
+/*
+ * volume.c: enabling, opening and locking a volume; its settings; the
+ * chunk store behind it; the jobs log.
+ *
+ * A volume is a directory with a .ddp/ directory. Enabling writes the
+ * identity (store id + stub key) and the default settings, and creates an
+ * empty chunk store, each file durably (temporary file, fsync, rename,
+ * directory fsync), the identity last: a crash leaves either no volume or a
+ * whole one (a .ddp without an identity is not a volume and can be enabled
+ * again). A job holds an flock on State/job.lock for its whole run; a second
+ * job gets DDP_E_JOB_ALREADY_RUNNING.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <fts.h>
+#include <signal.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/stub.h"
+#include "base/util.h"
+#include "volume/volume.h"
+
+#define IDENTITY_FILE "identity"
+#define SETTINGS_FILE "settings.conf"
+
+static int parse_usage(const char *s)
+{
+    if (!s || !strcasecmp(s, "Default")) return DDP_USAGE_DEFAULT;
+    if (!strcasecmp(s, "HyperV")) return DDP_USAGE_HYPERV;
+    if (!strcasecmp(s, "Backup")) return DDP_USAGE_BACKUP;
+    return -1;
+}
+
+static char *store_dir_for(const char *ddp_dir, const uint8_t store_id[DDP_STORE_ID_SIZE])
+{
+    char guid[39];
+    ddp_guid_format(store_id, guid);
+    return ddp_xasprintf("%s/ChunkStore/%s.ddp", ddp_dir, guid);
+}
+
+DDP_API HRESULT ddp_volume_enable(const char *path, const char *usage_type)
+{
+    ddp_clear_error();
+    int usage = parse_usage(usage_type);
+    if (usage < 0)
+        return ddp_fail(E_INVALIDARG, "usage type '%s': expected Default, HyperV or Backup", usage_type);
+    struct stat st;
+    if (stat(path, &st) != 0) return ddp_fail_errno(errno, "volume %s", path);
+    if (!S_ISDIR(st.st_mode))
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_DIRECTORY), "volume %s: not a directory", path);
+
+    char *root = realpath(path, NULL);
+    if (!root) return ddp_fail_errno(errno, "volume %s", path);
+    char *ddp_dir = ddp_path_join(root, ".ddp");
+    char *settings_dir = ddp_path_join(ddp_dir, "Settings");
+    char *identity_path = ddp_path_join(settings_dir, IDENTITY_FILE);
+    char *settings_path = ddp_path_join(settings_dir, SETTINGS_FILE);
+    char *state_dir = ddp_path_join(ddp_dir, "State");
+    char *store_dir = NULL;
+    char *text = NULL;
+    size_t text_len = 0;
+    ddp_settings s;
+    ddp_settings_defaults(&s, usage);
+    HRESULT hr = S_OK;
+
+    if (access(identity_path, F_OK) == 0) {
+        hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ALREADY_EXISTS), "%s is already enabled for deduplication", root);
+        goto out;
+    }
+    if (FAILED(hr = ddp_mkdir_p(settings_dir, 0700))) goto out;
+    if (FAILED(hr = ddp_mkdir_p(state_dir, 0700))) goto out;
+    chmod(ddp_dir, 0700);
+
+    ddp_identity id;
+    if (FAILED(hr = ddp_identity_generate(&id))) goto out;
+    store_dir = store_dir_for(ddp_dir, id.store_id);
+    if (FAILED(hr = ddp_chunkstore_create(store_dir, id.store_id))) goto out;
+    if (FAILED(hr = ddp_settings_encode(&s, &text, &text_len))) goto out;
+    if (FAILED(hr = ddp_write_file_atomic(settings_path, text, text_len, 0600))) goto out;
+    uint8_t idbuf[DDP_IDENTITY_SIZE];
+    ddp_identity_encode(&id, idbuf);
+    if (FAILED(hr = ddp_write_file_atomic(identity_path, idbuf, sizeof idbuf, 0600))) goto out;
+    if (FAILED(hr = ddp_fsync_dir(ddp_dir))) goto out;
+    hr = ddp_fsync_dir(root);
+out:
+    ddp_settings_free(&s);
+    free(text);
+    free(root);
+    free(ddp_dir);
+    free(settings_dir);
+    free(identity_path);
+    free(settings_path);
+    free(state_dir);
+    free(store_dir);
+    return hr;
+}
+
+static HRESULT load_settings(ddp_volume *v)
+{
+    char *p = ddp_path_join(v->settings_dir, SETTINGS_FILE);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    HRESULT hr = ddp_read_file(p, 1 << 20, &buf, &n);
+    if (SUCCEEDED(hr)) hr = ddp_settings_decode((const char *)buf, n, &v->settings);
+    free(buf);
+    free(p);
+    return hr;
+}
+
+static HRESULT take_lock(ddp_volume *v)
+{
+    char *p = ddp_path_join(v->state_dir, "job.lock");
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        HRESULT hr = ddp_fail_errno(errno, "job lock %s", p);
+        free(p);
+        return hr;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        HRESULT hr = e == EWOULDBLOCK
+                         ? ddp_fail(DDP_E_JOB_ALREADY_RUNNING, "%s: another ddp job is running on this volume", v->root)
+                         : ddp_fail_errno(e, "job lock %s", p);
+        free(p);
+        return hr;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) < 0) { /* the pid is informational */ }
+    free(p);
+    v->lock_fd = fd;
+    return S_OK;
+}
+
+/* Remove NAME.tmp.PID files (ddp_write_file_atomic's) in dir whose writer
+ * is dead: a catalog, stamp or plan being rewritten when a crash came. The
+ * file they were to replace is intact (the rename never happened). */
+static void sweep_atomic_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *m = strstr(de->d_name, ".tmp.");
+        if (!m || m == de->d_name) continue;
+        char *end;
+        long pid = strtol(m + 5, &end, 10);
+        if (*end != '\0' || pid <= 0 || end == m + 5) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
+{
+    ddp_clear_error();
+    if (!path || !out) return E_POINTER;
+    *out = NULL;
+    char *root = realpath(path, NULL);
+    if (!root) return ddp_fail_errno(errno, "volume %s", path);
+    ddp_volume *v = ddp_xcalloc(1, sizeof *v);
+    v->root = root;
+    v->lock_fd = -1;
+    v->flags = flags;
+    pthread_mutex_init(&v->store_mu, NULL);
+    v->ddp_dir = ddp_path_join(root, ".ddp");
+    v->settings_dir = ddp_path_join(v->ddp_dir, "Settings");
+    v->state_dir = ddp_path_join(v->ddp_dir, "State");
+    ddp_settings_defaults(&v->settings, DDP_USAGE_DEFAULT);
+
+    char *idpath = ddp_path_join(v->settings_dir, IDENTITY_FILE);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    HRESULT hr = S_OK;
+    char *store_probe = ddp_path_join(v->ddp_dir, "ChunkStore");
+    int leftover = access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
+    free(store_probe);
+    if (leftover) {
+        hr = ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED,
+                      "%s is not a ddp volume: its .ddp has no identity and no chunk store (an unoptimization "
+                      "stopped near its end; 'ddp unoptimize %s' removes the rest)", root, path);
+    } else if (access(idpath, F_OK) != 0) {
+        hr = ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED, "%s is not a ddp volume (no .ddp/Settings/identity; run 'ddp enable %s')",
+                      root, path);
+    } else if (SUCCEEDED(hr = ddp_read_file(idpath, 4096, &buf, &n))) {
+        hr = ddp_identity_decode(buf, n, &v->id);
+        if (FAILED(hr)) hr = ddp_fail(hr, "%s: %s", idpath, ddp_error_detail());
+    }
+    free(buf);
+    free(idpath);
+    if (SUCCEEDED(hr)) {
+        ddp_settings_free(&v->settings);
+        hr = load_settings(v);
+    }
+    if (SUCCEEDED(hr)) v->store_dir = store_dir_for(v->ddp_dir, v->id.store_id);
+    if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB)) hr = take_lock(v);
+    if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB)) {
+        sweep_atomic_temps(v->settings_dir);
+        sweep_atomic_temps(v->state_dir);
+        sweep_atomic_temps(v->store_dir);
+    }
+    if (FAILED(hr)) {
+        ddp_volume_close(v);
+        return hr;
+    }
+    *out = v;
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_volume_open_containing(const char *path, int flags, ddp_volume **out)
+{
+    ddp_clear_error();
+    char *abs = realpath(path, NULL);
+    if (!abs) return ddp_fail_errno(errno, "%s", path);
+    struct stat st;
+    if (stat(abs, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(abs, '/');
+        if (slash == abs) slash[1] = '\0';
+        else *slash = '\0';
+    }
+    for (;;) {
+        char *probe = ddp_path_join(abs, ".ddp/Settings/" IDENTITY_FILE);
+        int found = access(probe, F_OK) == 0;
+        free(probe);
+        if (found) {
+            HRESULT hr = ddp_volume_open(abs, flags, out);
+            free(abs);
+            return hr;
+        }
+        char *slash = strrchr(abs, '/');
+        if (!slash || (slash == abs && abs[1] == '\0')) break;
+        if (slash == abs) slash[1] = '\0';
+        else *slash = '\0';
+    }
+    free(abs);
+    return ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED, "%s is not inside a ddp volume", path);
+}
+
+DDP_API void ddp_volume_close(ddp_volume *v)
+{
+    if (!v) return;
+    if (v->store) {
+        HRESULT hr = ddp_chunkstore_close(v->store);
+        if (FAILED(hr)) fprintf(stderr, "ddp: closing the chunk store of %s: %s\n", v->root, ddp_error_detail());
+    }
+    if (v->lock_fd >= 0) close(v->lock_fd);
+    pthread_mutex_destroy(&v->store_mu);
+    ddp_settings_free(&v->settings);
+    free(v->root);
+    free(v->ddp_dir);
+    free(v->settings_dir);
+    free(v->state_dir);
+    free(v->store_dir);
+    free(v);
+}
+
+DDP_API const char *ddp_volume_root(const ddp_volume *v) { return v->root; }
+
+HRESULT ddp_volume_store(ddp_volume *v, ddp_chunkstore **out)
+{
+    HRESULT hr = S_OK;
+    pthread_mutex_lock(&v->store_mu);
+    if (!v->store)
+        hr = ddp_chunkstore_open(v->store_dir, v->state_dir, v->id.store_id,
+                                 (v->flags & DDP_OPEN_JOB) ? DDP_STORE_WRITABLE : DDP_STORE_READONLY,
+                                 v->settings.container_size_limit, &v->store);
+    *out = v->store;
+    pthread_mutex_unlock(&v->store_mu);
+    return hr;
+}
+
+int ddp_volume_may_be_stub(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_size >= DDP_STUB_PREFIX_SIZE && st->st_size <= DDP_STUB_SIZE;
+}
+
+HRESULT ddp_volume_require_job(const ddp_volume *v)
+{
+    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
+        return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
+    return S_OK;
+}
+
+DDP_API HRESULT ddp_volume_rebuild_index(ddp_volume *v)
+{
+    ddp_clear_error();
+    HRESULT hr = ddp_volume_require_job(v);
+    if (FAILED(hr)) return hr;
+    ddp_chunkstore *cs = NULL;
+    hr = ddp_volume_store(v, &cs);
+    if (SUCCEEDED(hr)) hr = ddp_chunkstore_rebuild_index(cs);
+    if (SUCCEEDED(hr)) hr = ddp_chunkstore_checkpoint(cs);
+    return hr;
+}
+
+DDP_API HRESULT ddp_volume_set(ddp_volume *v, const char *key, const char *value)
+{
+    ddp_clear_error();
+    ddp_settings copy;
+    char *text = NULL;
+    size_t n = 0;
+    /* Validate on a fresh decode of the file so a failed set changes nothing. */
+    char *p = ddp_path_join(v->settings_dir, SETTINGS_FILE);
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    HRESULT hr = ddp_read_file(p, 1 << 20, &buf, &blen);
+    if (SUCCEEDED(hr)) hr = ddp_settings_decode((const char *)buf, blen, &copy);
+    free(buf);
+    if (FAILED(hr)) { free(p); return hr; }
+    hr = ddp_settings_set(&copy, key, value);
+    if (SUCCEEDED(hr)) hr = ddp_settings_encode(&copy, &text, &n);
+    if (SUCCEEDED(hr)) hr = ddp_write_file_atomic(p, text, n, 0600);
+    if (SUCCEEDED(hr)) {
+        ddp_settings_free(&v->settings);
+        v->settings = copy;
+    } else {
+        ddp_settings_free(&copy);
+    }
+    free(text);
+    free(p);
+    return hr;
+}
+
+DDP_API HRESULT ddp_volume_get(ddp_volume *v, const char *key, char **value)
+{
+    ddp_clear_error();
+    return ddp_settings_get(&v->settings, key, value);
+}
+
+DDP_API const char *const *ddp_setting_keys(void) { return ddp_settings_keys(); }
+
+void ddp_volume_log_job(ddp_volume *v, const char *line)
+{
+    char *p = ddp_path_join(v->state_dir, "jobs.log");
+    int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    free(p);
+    if (fd < 0) return;
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char *full = ddp_xasprintf("%s %s\n", stamp, line);
+    if (write(fd, full, strlen(full)) < 0) { /* the log is informational */ }
+    free(full);
+    close(fd);
+}
+
+int ddp_volume_is_internal(const ddp_volume *v, const char *abspath)
+{
+    size_t n = strlen(v->ddp_dir);
+    return strncmp(abspath, v->ddp_dir, n) == 0 && (abspath[n] == '\0' || abspath[n] == '/');
+}
+
+HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *s)
+{
+    int own = fd < 0;
+    if (own) {
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) return ddp_fail_errno(errno, "opening %s", path);
+    }
+    struct stat st;
+    HRESULT hr = S_FALSE;
+    if (fstat(fd, &st) != 0) {
+        hr = ddp_fail_errno(errno, "%s", path);
+    } else if (ddp_volume_may_be_stub(&st)) {
+        /* A file that begins like a stub claims to be one: if it does not
+         * decode it is malformed or forged, and reported as such. */
+        uint8_t buf[DDP_STUB_SIZE];
+        size_t n = (size_t)st.st_size;
+        hr = ddp_pread_exact(fd, buf, n, 0, path);
+        if (SUCCEEDED(hr)) {
+            if (!ddp_stub_has_prefix(buf, n)) {
+                hr = S_FALSE;
+            } else {
+                hr = ddp_stub_decode(buf, n, v->id.key, s);
+                if (FAILED(hr)) hr = ddp_fail(hr, "%s: %s", path, ddp_error_detail());
+                else if (memcmp(s->store_id, v->id.store_id, DDP_STORE_ID_SIZE) != 0)
+                    hr = ddp_fail(DDP_E_INVALID_DATA, "%s: stub of another chunk store", path);
+            }
+        }
+    }
+    if (own) close(fd);
+    return hr;
+}
+
+HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx)
+{
+    char *roots[2] = { v->root, NULL };
+    FTS *fts = fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
+    if (!fts) return ddp_fail_errno(errno, "walking %s", v->root);
+    HRESULT hr = S_OK;
+    FTSENT *e;
+    while (SUCCEEDED(hr)) {
+        errno = 0;
+        if ((e = fts_read(fts)) == NULL) {
+            if (errno != 0) hr = ddp_fail_errno(errno, "walking %s", v->root);
+            break;
+        }
+        switch (e->fts_info) {
+        case FTS_D:
+            if (e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) fts_set(fts, e, FTS_SKIP);
+            break;
+        case FTS_DNR:
+        case FTS_ERR:
+        case FTS_NS:
+            if (e->fts_errno == ENOENT) break; /* removed while we walked */
+            hr = on_error ? on_error(v, e, ctx)
+                          : ddp_fail_errno(e->fts_errno, "cannot read %s; stopped, since a stub in it would go unseen",
+                                           e->fts_path);
+            break;
+        case FTS_F:
+            hr = fn(v, e, ctx);
+            break;
+        default:
+            break; /* symlinks, devices, sockets, fifos, directories after their files */
+        }
+    }
+    fts_close(fts);
+    return hr;
+}
+
