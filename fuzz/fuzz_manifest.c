@@ -14,7 +14,7 @@
  *   - encoding an accepted manifest and parsing the text gives back the
  *     same entries (and the same text again).
  */
-#include "backup/backupstore_internal.h"
+#include "backup/manifest.h"
 #include "fuzz_common.h"
 
 static int good_store_path(const char *p)

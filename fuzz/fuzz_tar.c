@@ -25,8 +25,10 @@
 
 #include <ddp/ddpbackup.h>
 
+#include "backup/manifest.h"
+#include "backup/tarreader.h"
+#include "backup/backupstore_common.h"
 #include "backup/backupstore.h"
-#include "backup/backupstore_internal.h"
 #include "fuzz_common.h"
 
 #define MAX_READ_TOTAL ((uint64_t)16 << 20) /* bytes read per input, at most */

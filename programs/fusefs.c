@@ -1788,7 +1788,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
         openlog("ddp-mount", LOG_PID, LOG_DAEMON);
         fs.use_syslog = 1;
     }
-    HRESULT hr = ddp_chunkreader_open(fs.v, &fs.rd);
+    HRESULT hr = ddp_volume_chunkreader(fs.v, &fs.rd);
     if (FAILED(hr)) {
         mlog("%s: opening the chunk store: %s (0x%08X); optimized files cannot be read", fs.root,
              ddp_error_detail(), (unsigned)hr);

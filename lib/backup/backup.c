@@ -53,8 +53,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "backup/manifest.h"
+#include "backup/backupchain.h"
+#include "base/safepath.h"
 #include "backup/backup.h"
-#include "backup/backupstore_internal.h"
 #include "store/catalog.h"
 #include "base/hash.h"
 #include "store/identity.h"
@@ -135,7 +137,7 @@ static int is_volume_stub(bctx *b, int dfd, const char *name)
     if (fd < 0) return 0;
     uint8_t buf[DDP_STUB_SIZE + 1];
     size_t got = 0;
-    HRESULT hr = ddp_bs_pread_upto(fd, buf, sizeof buf, 0, &got, name);
+    HRESULT hr = ddp_pread_upto(fd, buf, sizeof buf, 0, &got, name);
     close(fd);
     if (FAILED(hr) || got != DDP_STUB_SIZE) { ddp_clear_error(); return 0; }
     ddp_stub s;
@@ -147,7 +149,7 @@ static int is_volume_stub(bctx *b, int dfd, const char *name)
 static HRESULT tail_sum(bctx *b, const char *path, uint64_t size, uint64_t *sum)
 {
     int fd;
-    HRESULT hr = ddp_bs_open_beneath(b->vfd, path + 1, 0, &fd, NULL);
+    HRESULT hr = ddp_open_beneath(b->vfd, path + 1, 0, &fd, NULL);
     if (FAILED(hr)) return hr;
     uint64_t t = size < TAILSUM_BYTES ? size : TAILSUM_BYTES;
     uint8_t tail[TAILSUM_BYTES];
@@ -325,7 +327,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         }
         if (want > COPY_BUF_SIZE) want = COPY_BUF_SIZE;
         size_t got;
-        HRESULT hr = ddp_bs_pread_upto(sfd, b->buf, want, soff + *done, &got, what);
+        HRESULT hr = ddp_pread_upto(sfd, b->buf, want, soff + *done, &got, what);
         if (FAILED(hr)) return hr;
         if (got == 0) break;
         hr = ddp_pwrite_all(dfd, b->buf, got, doff + *done, what);
@@ -382,13 +384,6 @@ static HRESULT copy_range_sparse(bctx *b, int sfd, uint64_t soff, int dfd, uint6
     return S_OK;
 }
 
-void ddp_backup_set_attrs_fd(int fd, const ddp_mf_entry *e)
-{
-    if (fchown(fd, e->uid, e->gid) != 0) { /* not permitted: keep ours */ }
-    (void)fchmod(fd, e->mode);
-    struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
-    (void)futimens(fd, ts);
-}
 
 /* Create a temporary file beside store path "/dir/name" in the backup:
  * *tmp = "/dir/.ddp-tmp.PID.N" (malloc'd; *at calls use tmp + 1). */
@@ -442,7 +437,7 @@ static void refresh_entry(bctx *b, ddp_mf_entry *e, const struct stat *st, int s
         uint8_t buf[DDP_STUB_SIZE];
         size_t got;
         ddp_stub s;
-        if (SUCCEEDED(ddp_bs_pread_upto(sfd, buf, sizeof buf, 0, &got, e->path)) && got == DDP_STUB_SIZE &&
+        if (SUCCEEDED(ddp_pread_upto(sfd, buf, sizeof buf, 0, &got, e->path)) && got == DDP_STUB_SIZE &&
             SUCCEEDED(ddp_stub_decode(buf, got, b->v->id.key, &s)) &&
             memcmp(s.store_id, b->v->id.store_id, DDP_STORE_ID_SIZE) == 0)
             e->is_stub = 1;
@@ -458,7 +453,7 @@ static HRESULT dir_copy_file(bctx *b, ddp_mf_entry *e)
 {
     int sfd;
     struct stat st;
-    HRESULT hr = ddp_bs_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
+    HRESULT hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
     if (FAILED(hr)) return hr;
     refresh_entry(b, e, &st, sfd);
     char *tmp;
@@ -487,7 +482,7 @@ static HRESULT dir_copy_piece(bctx *b, const ddp_mf_entry *e, const ddp_mf_piece
 {
     int sfd;
     struct stat st;
-    HRESULT hr = ddp_bs_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
+    HRESULT hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
     if (FAILED(hr)) return hr;
     char *tmp;
     int dfd;
@@ -633,7 +628,7 @@ static HRESULT tar_copy(bctx *b, struct archive *a, int sfd, uint64_t off, uint6
     while (done < len) {
         size_t want = len - done > COPY_BUF_SIZE ? COPY_BUF_SIZE : (size_t)(len - done);
         size_t got;
-        HRESULT hr = ddp_bs_pread_upto(sfd, b->buf, want, off + done, &got, what);
+        HRESULT hr = ddp_pread_upto(sfd, b->buf, want, off + done, &got, what);
         if (FAILED(hr)) return hr;
         if (got == 0) {
             *short_by = len - done;
@@ -752,7 +747,7 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
             archive_entry_set_symlink(ae, e->target);
             archive_entry_set_size(ae, 0);
         } else {
-            hr = ddp_bs_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
+            hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
             if (FAILED(hr)) break;
             archive_entry_set_filetype(ae, AE_IFREG);
             if (e->type == 'C') {

@@ -1,6 +1,6 @@
 /*
- * backupstore_set.c: the incremental backup set store, and the chain of
- * backups behind it.
+ * backupstore_set.c: the incremental backup set store, over the chain of
+ * backups behind it (backupchain.c).
  *
  * `ddp backup VOLUME B2 --incremental B1` writes only what changed since B1;
  * B2's manifest still lists the whole volume, and says for each file and
@@ -34,92 +34,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backup/backupstore_internal.h"
+#include "backup/manifest.h"
+#include "backup/backupchain.h"
+#include "backup/backupstore_common.h"
+#include "base/safepath.h"
 #include "base/util.h"
 
 #define SET_FD_CACHE 16
 
-/* ============================================================== chain */
-
-char *ddp_backup_resolve_previous(const char *dir, const char *previous)
-{
-    if (previous[0] == '/') return ddp_strdup(previous);
-    char *c = ddp_strdup(dir);
-    char *out = ddp_path_join(dirname(c), previous);
-    free(c);
-    return out;
-}
-
-void ddp_backup_chain_close(ddp_backup_chain *c)
-{
-    if (!c) return;
-    for (uint32_t i = 0; c->dirs && i < c->nlevels; i++) {
-        free(c->dirs[i]);
-        if (c->dirfds[i] >= 0) close(c->dirfds[i]);
-    }
-    free(c->dirs);
-    free(c->dirfds);
-    ddp_manifest_free(&c->newest);
-    memset(c, 0, sizeof *c);
-}
-
-static HRESULT chain_set(ddp_backup_chain *c, uint32_t level, const char *dir)
-{
-    char *abs = realpath(dir, NULL);
-    if (!abs) return ddp_fail_errno(errno, "backup %s", dir);
-    c->dirs[level] = abs;
-    c->dirfds[level] = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (c->dirfds[level] < 0) return ddp_fail_errno(errno, "backup %s", abs);
-    return S_OK;
-}
-
-HRESULT ddp_backup_chain_open(const char *dir, ddp_backup_chain *c)
-{
-    memset(c, 0, sizeof *c);
-    HRESULT hr = ddp_manifest_load(dir, 0, &c->newest);
-    if (FAILED(hr)) return hr;
-    /* A tar backup extracted with tar -x is a full directory backup whose
-     * manifest still says "tar" (level 0, member numbers unused here). */
-    c->nlevels = c->newest.level + 1;
-    c->dirs = ddp_xcalloc(c->nlevels, sizeof *c->dirs);
-    c->dirfds = ddp_xmalloc(c->nlevels * sizeof *c->dirfds);
-    for (uint32_t i = 0; i < c->nlevels; i++) c->dirfds[i] = -1;
-    hr = chain_set(c, c->newest.level, dir);
-
-    /* Walk down: each manifest names the one before it. */
-    char *prev = c->newest.previous ? ddp_strdup(c->newest.previous) : NULL;
-    uint8_t prev_id[DDP_BACKUP_ID_SIZE];
-    memcpy(prev_id, c->newest.previous_id, sizeof prev_id);
-    for (uint32_t level = c->newest.level; SUCCEEDED(hr) && level > 0; level--) {
-        char *pdir = ddp_backup_resolve_previous(c->dirs[level], prev);
-        ddp_manifest h;
-        hr = ddp_manifest_load(pdir, 1, &h);
-        if (hr == DDP_E_NOT_FOUND || hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
-            hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
-            hr = ddp_fail(DDP_E_NOT_FOUND, "backup %s: the backup it builds on, %s, is missing or not a ddp backup",
-                          c->dirs[level], pdir);
-        if (SUCCEEDED(hr)) {
-            if (memcmp(h.id, prev_id, DDP_BACKUP_ID_SIZE) != 0)
-                hr = ddp_fail(DDP_E_INVALID_DATA, "backup %s: %s is not the backup it was built on (another backup id)",
-                              c->dirs[level], pdir);
-            else if (h.level != level - 1)
-                hr = ddp_fail(DDP_E_INVALID_DATA, "backup %s: level %u, expected %u", pdir, h.level, level - 1);
-            else if (memcmp(h.store_id, c->newest.store_id, DDP_STORE_ID_SIZE) != 0)
-                hr = ddp_fail(DDP_E_INVALID_DATA, "backup %s: not of the same volume as %s", pdir, c->dirs[level]);
-            if (SUCCEEDED(hr)) hr = chain_set(c, level - 1, pdir);
-            free(prev);
-            prev = h.previous ? ddp_strdup(h.previous) : NULL;
-            memcpy(prev_id, h.previous_id, sizeof prev_id);
-            ddp_manifest_free(&h);
-        }
-        free(pdir);
-    }
-    free(prev);
-    if (FAILED(hr)) ddp_backup_chain_close(c);
-    return hr;
-}
-
-/* ============================================================== store */
 
 typedef struct set_store {
     ddp_bs_base base;
@@ -140,7 +62,7 @@ static HRESULT set_get_fd(set_store *s, uint32_t level, const char *file, int *f
         if (s->cache[i].used < s->cache[victim].used) victim = i;
     }
     int nfd;
-    HRESULT hr = ddp_bs_open_beneath(s->chain.dirfds[level], file + 1, 0, &nfd, NULL);
+    HRESULT hr = ddp_open_beneath(s->chain.dirfds[level], file + 1, 0, &nfd, NULL);
     if (FAILED(hr)) return hr;
     if (s->cache[victim].file) {
         close(s->cache[victim].fd);
@@ -200,7 +122,7 @@ static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
     if (e->type == 'F') {
         int fd;
         hr = set_get_fd(s, e->level, e->path, &fd);
-        if (SUCCEEDED(hr) && n > 0) hr = ddp_bs_pread_upto(fd, buf, n, (uint64_t)off, &done, path);
+        if (SUCCEEDED(hr) && n > 0) hr = ddp_pread_upto(fd, buf, n, (uint64_t)off, &done, path);
     } else {
         while (done < n && SUCCEEDED(hr)) {
             uint64_t at = (uint64_t)off + done;
@@ -211,7 +133,7 @@ static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
             int fd;
             size_t r = 0;
             hr = set_get_fd(s, p->level, p->file, &fd);
-            if (SUCCEEDED(hr)) hr = ddp_bs_pread_upto(fd, buf + done, want, at - p->offset, &r, p->file);
+            if (SUCCEEDED(hr)) hr = ddp_pread_upto(fd, buf + done, want, at - p->offset, &r, p->file);
             done += r;
             if (r < want) break; /* a truncated piece file: the caller sees a short read */
         }

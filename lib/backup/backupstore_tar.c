@@ -35,202 +35,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-
-#include "backup/backupstore_internal.h"
+#include "backup/backupstore_common.h"
+#include "backup/tarreader.h"
 #include "base/util.h"
 
-#define TAR_BLOCK ((size_t)1 << 20)
 #define SCRATCH_SIZE ((size_t)1 << 20)
 #define META_MEMBER_MAX ((uint64_t)16 << 20)
 #define META_TOTAL_MAX ((uint64_t)64 << 20)
 #define READAHEAD_MAX ((uint64_t)64 << 20)
 
-/* ============================================================= reader */
-
-struct ddp_tar_reader {
-    char *path;
-    struct archive *a;
-    ddp_manifest m;
-    size_t cur;        /* member whose header was read last (0: the manifest) */
-    uint64_t pos;      /* data bytes of cur consumed */
-    int need_reopen;   /* the archive handle failed: the next access starts a new pass */
-    int broken;
-    uint64_t passes;
-};
-
-static HRESULT tr_error(ddp_tar_reader *r, const char *what)
-{
-    int err = archive_errno(r->a);
-    const char *msg = archive_error_string(r->a);
-    r->need_reopen = 1;
-    r->broken = 1;
-    if (err > 0 && err != EILSEQ && err != EINVAL)
-        return ddp_fail(ddp_hresult_from_errno(err), "tar backup %s: %s: %s", r->path, what,
-                        msg ? msg : strerror(err));
-    return ddp_fail(DDP_E_FILE_CORRUPT, "tar backup %s: %s: %s", r->path, what,
-                    msg ? msg : "damaged or truncated archive");
-}
-
-/* Start a pass: open the archive and read the manifest's header. */
-static HRESULT tr_start_pass(ddp_tar_reader *r, struct archive_entry **ae)
-{
-    if (r->a) archive_read_free(r->a);
-    r->a = archive_read_new();
-    if (!r->a) abort();
-    archive_read_support_filter_all(r->a);
-    archive_read_support_format_tar(r->a);
-    r->need_reopen = 0;
-    r->broken = 0;
-    r->cur = 0;
-    r->pos = 0;
-    if (archive_read_open_filename(r->a, r->path, TAR_BLOCK) != ARCHIVE_OK) return tr_error(r, "opening");
-    r->passes++;
-    int rc = archive_read_next_header(r->a, ae);
-    if (rc == ARCHIVE_EOF) {
-        r->broken = 1;
-        return ddp_fail(DDP_E_INVALID_DATA, "tar backup %s: empty archive", r->path);
-    }
-    if (rc < ARCHIVE_WARN) return tr_error(r, "reading the first member");
-    const char *name = archive_entry_pathname(*ae);
-    if (!name || strcmp(name, DDP_MANIFEST_PATH) != 0 || archive_entry_filetype(*ae) != AE_IFREG) {
-        r->broken = 1;
-        return ddp_fail(DDP_E_INVALID_DATA, "tar backup %s: the first member is not %s (not a ddp backup)",
-                        r->path, DDP_MANIFEST_PATH);
-    }
-    return S_OK;
-}
-
-static const char *type_name(char t)
-{
-    return t == 'D' ? "a directory" : t == 'L' ? "a symlink" : "a file";
-}
-
-/* Read the next member's header and check it against the manifest. */
-static HRESULT tr_next(ddp_tar_reader *r)
-{
-    struct archive_entry *ae;
-    size_t want = r->cur + 1;
-    if (want >= r->m.nmembers)
-        return ddp_fail(E_INVALIDARG, "tar backup %s: no member %zu", r->path, want);
-    int rc = archive_read_next_header(r->a, &ae);
-    if (rc == ARCHIVE_EOF) {
-        r->need_reopen = r->broken = 1;
-        return ddp_fail(DDP_E_FILE_CORRUPT, "tar backup %s: the archive ends before member %zu of %zu (truncated)",
-                        r->path, want, r->m.nmembers - 1);
-    }
-    if (rc < ARCHIVE_WARN) return tr_error(r, "reading a member header");
-    r->cur = want;
-    r->pos = 0;
-    const ddp_mf_member *mb = &r->m.members[want];
-    const ddp_mf_entry *e = &r->m.entries[mb->entry];
-    const char *name = archive_entry_pathname(ae);
-    size_t nl = name ? strlen(name) : 0;
-    if (nl > 0 && name[nl - 1] == '/') nl--;
-    int ok = name && nl == strlen(mb->path + 1) && memcmp(name, mb->path + 1, nl) == 0;
-    mode_t ft = archive_entry_filetype(ae);
-    if (ok) {
-        if (e->type == 'D') ok = ft == AE_IFDIR;
-        else if (e->type == 'L') ok = ft == AE_IFLNK;
-        else ok = ft == AE_IFREG && archive_entry_size_is_set(ae) && (uint64_t)archive_entry_size(ae) == mb->size;
-    }
-    if (!ok) {
-        r->need_reopen = r->broken = 1;
-        return ddp_fail(DDP_E_INVALID_DATA,
-                        "tar backup %s: member %zu is '%s', the manifest says %s %s of %" PRIu64 " bytes",
-                        r->path, want, name ? name : "?", type_name(e->type), mb->path, mb->size);
-    }
-    return S_OK;
-}
-
-HRESULT ddp_tar_reader_read(ddp_tar_reader *r, void *buf, size_t n, size_t *got)
-{
-    *got = 0;
-    if (r->need_reopen) return ddp_fail(E_FAIL, "tar backup %s: not positioned", r->path);
-    uint8_t *p = buf;
-    while (*got < n) {
-        la_ssize_t k = archive_read_data(r->a, p + *got, n - *got);
-        if (k < 0) return tr_error(r, "reading member data");
-        if (k == 0) break;
-        *got += (size_t)k;
-        r->pos += (uint64_t)k;
-    }
-    return S_OK;
-}
-
-HRESULT ddp_tar_reader_open(const char *archive, ddp_tar_reader **out)
-{
-    *out = NULL;
-    ddp_tar_reader *r = ddp_xcalloc(1, sizeof *r);
-    r->path = ddp_strdup(archive);
-    struct archive_entry *ae;
-    HRESULT hr = tr_start_pass(r, &ae);
-    if (SUCCEEDED(hr)) {
-        la_int64_t size = archive_entry_size(ae);
-        if (!archive_entry_size_is_set(ae) || size <= 0 || (uint64_t)size > DDP_MANIFEST_MAX_SIZE) {
-            hr = ddp_fail(DDP_E_INVALID_DATA, "tar backup %s: manifest of %lld bytes", archive, (long long)size);
-        } else {
-            uint8_t *buf = ddp_xmalloc((size_t)size);
-            size_t got;
-            hr = ddp_tar_reader_read(r, buf, (size_t)size, &got);
-            if (SUCCEEDED(hr) && got != (size_t)size)
-                hr = ddp_fail(DDP_E_FILE_CORRUPT, "tar backup %s: manifest truncated", archive);
-            if (SUCCEEDED(hr)) {
-                char *what = ddp_xasprintf("%s:%s", archive, DDP_MANIFEST_PATH);
-                hr = ddp_manifest_parse(buf, got, what, 0, &r->m);
-                free(what);
-            }
-            if (SUCCEEDED(hr) && r->m.format != DDP_BACKUP_FMT_TAR)
-                hr = ddp_fail(DDP_E_INVALID_DATA, "tar backup %s: its manifest describes a directory backup", archive);
-            free(buf);
-        }
-    }
-    if (FAILED(hr)) {
-        ddp_tar_reader_close(r);
-        return hr;
-    }
-    *out = r;
-    return S_OK;
-}
-
-const ddp_manifest *ddp_tar_reader_manifest(const ddp_tar_reader *r) { return &r->m; }
-int ddp_tar_reader_broken(const ddp_tar_reader *r) { return r->broken; }
-uint64_t ddp_tar_reader_passes(const ddp_tar_reader *r) { return r->passes; }
-
-/* Is the reader before the start of member m's data (reachable forward)? */
-static int tr_can_reach(const ddp_tar_reader *r, size_t m, uint64_t off)
-{
-    if (r->need_reopen) return 0;
-    if (m > r->cur) return 1;
-    return m == r->cur && off >= r->pos;
-}
-
-HRESULT ddp_tar_reader_goto(ddp_tar_reader *r, size_t m)
-{
-    if (m == 0 || m >= r->m.nmembers) return ddp_fail(E_INVALIDARG, "tar backup %s: no member %zu", r->path, m);
-    if (!tr_can_reach(r, m, 0)) {
-        struct archive_entry *ae;
-        HRESULT hr = tr_start_pass(r, &ae);
-        if (FAILED(hr)) return hr;
-    }
-    while (r->cur < m) {
-        HRESULT hr = tr_next(r);
-        if (FAILED(hr)) return hr;
-    }
-    return S_OK;
-}
-
-void ddp_tar_reader_close(ddp_tar_reader *r)
-{
-    if (!r) return;
-    if (r->a) archive_read_free(r->a);
-    ddp_manifest_free(&r->m);
-    free(r->path);
-    free(r);
-}
-
-/* ============================================================== store */
 
 typedef struct ra_range {
     uint64_t off, len;   /* member offsets announced by PreviewContainerRead */
@@ -252,7 +65,7 @@ typedef struct tar_store {
 
 static int is_meta_member(const tar_store *s, size_t m)
 {
-    const ddp_manifest *mf = &s->r->m;
+    const ddp_manifest *mf = ddp_tar_reader_manifest(s->r);
     const ddp_mf_entry *e = &mf->entries[mf->members[m].entry];
     return e->type == 'F' && strncmp(e->path, "/.ddp/", 6) == 0 && e->size <= META_MEMBER_MAX;
 }
@@ -261,7 +74,7 @@ static int is_meta_member(const tar_store *s, size_t m)
 static HRESULT keep_meta(tar_store *s, size_t m)
 {
     if (s->meta[m] || !is_meta_member(s, m)) return S_OK;
-    uint64_t size = s->r->m.members[m].size;
+    uint64_t size = ddp_tar_reader_manifest(s->r)->members[m].size;
     if (s->meta_bytes + size > META_TOTAL_MAX) return S_OK;
     uint8_t *buf = ddp_xmalloc(size ? (size_t)size : 1);
     size_t got;
@@ -269,7 +82,7 @@ static HRESULT keep_meta(tar_store *s, size_t m)
     if (FAILED(hr)) { free(buf); return hr; }
     if (got != size) {
         free(buf);
-        return ddp_fail(DDP_E_FILE_CORRUPT, "tar backup: member %s shorter than its header", s->r->m.members[m].path);
+        return ddp_fail(DDP_E_FILE_CORRUPT, "tar backup: member %s shorter than its header", ddp_tar_reader_manifest(s->r)->members[m].path);
     }
     s->meta[m] = buf;
     s->meta_bytes += size;
@@ -278,23 +91,11 @@ static HRESULT keep_meta(tar_store *s, size_t m)
 
 /* Forward to member m (a new pass if it is behind), keeping metadata members
  * met on the way. */
+static HRESULT keep_passed(void *ctx, size_t member) { return keep_meta(ctx, member); }
+
 static HRESULT advance_to(tar_store *s, size_t m, uint64_t off)
 {
-    ddp_tar_reader *r = s->r;
-    if (!tr_can_reach(r, m, off)) {
-        struct archive_entry *ae;
-        HRESULT hr = tr_start_pass(r, &ae);
-        if (FAILED(hr)) return hr;
-    }
-    while (r->cur < m) {
-        HRESULT hr = tr_next(r);
-        if (FAILED(hr)) return hr;
-        if (r->cur < m) {
-            hr = keep_meta(s, r->cur);
-            if (FAILED(hr)) return hr;
-        }
-    }
-    return S_OK;
+    return ddp_tar_reader_seek(s->r, m, off, keep_passed, s);
 }
 
 static void drop_pv(tar_store *s)
@@ -312,20 +113,20 @@ static void drop_pv(tar_store *s)
 static HRESULT skip_to(tar_store *s, size_t m, uint64_t off)
 {
     ddp_tar_reader *r = s->r;
-    if (r->pos >= off) return S_OK;
+    if (ddp_tar_reader_pos(r) >= off) return S_OK;
     int keep = m == s->pv_member;
     if (keep)
         for (size_t i = 0; i < s->npv; i++) {
             ra_range *q = &s->pv[i];
-            if (!q->data && q->off >= r->pos && q->len <= off - q->off && q->off < off &&
+            if (!q->data && q->off >= ddp_tar_reader_pos(r) && q->len <= off - q->off && q->off < off &&
                 s->ra_bytes + q->len <= READAHEAD_MAX) {
                 q->data = ddp_xmalloc(q->len ? (size_t)q->len : 1);
                 q->filling = 1;
                 s->ra_bytes += q->len;
             }
         }
-    while (r->pos < off) {
-        uint64_t start = r->pos;
+    while (ddp_tar_reader_pos(r) < off) {
+        uint64_t start = ddp_tar_reader_pos(r);
         size_t want = off - start > SCRATCH_SIZE ? SCRATCH_SIZE : (size_t)(off - start);
         size_t got;
         HRESULT hr = ddp_tar_reader_read(r, s->scratch, want, &got);
@@ -343,7 +144,7 @@ static HRESULT skip_to(tar_store *s, size_t m, uint64_t off)
         ra_range *q = &s->pv[i];
         if (!q->filling) continue;
         q->filling = 0;
-        if (q->off + q->len > r->pos) { /* the member ended early: not whole */
+        if (q->off + q->len > ddp_tar_reader_pos(r)) { /* the member ended early: not whole */
             free(q->data);
             q->data = NULL;
             s->ra_bytes -= q->len;
@@ -413,7 +214,7 @@ static void sync_stats(tar_store *s) { s->base.stats.passes = ddp_tar_reader_pas
 
 static HRESULT tar_read_one(tar_store *s, const char *path, uint64_t off, ULONG n, BYTE *buf, ULONG *got)
 {
-    const ddp_manifest *mf = &s->r->m;
+    const ddp_manifest *mf = ddp_tar_reader_manifest(s->r);
     size_t m;
     uint64_t moff = 0, avail;
     HRESULT hr = locate(mf, path, off, &m, &moff, &avail);
@@ -441,7 +242,7 @@ static HRESULT tar_read_one(tar_store *s, const char *path, uint64_t off, ULONG 
     if (SUCCEEDED(hr)) hr = skip_to(s, m, moff);
     if (FAILED(hr)) return hr;
     size_t r = 0;
-    if (s->r->pos == moff) {
+    if (ddp_tar_reader_pos(s->r) == moff) {
         hr = ddp_tar_reader_read(s->r, buf, want, &r);
         if (FAILED(hr)) return hr;
     }
@@ -468,7 +269,7 @@ static HRESULT tar_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULO
 {
     tar_store *s = (tar_store *)This;
     /* Archive order: a tape is read front to back once. */
-    return ddp_bs_order_from_manifest(&s->base, &s->r->m, 1, n, paths, entries, plan);
+    return ddp_bs_order_from_manifest(&s->base, ddp_tar_reader_manifest(s->r), 1, n, paths, entries, plan);
 }
 
 static HRESULT tar_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
@@ -478,7 +279,7 @@ static HRESULT tar_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP
     if (FAILED(hr)) return hr;
     size_t m = 0;
     uint64_t moff = 0, avail = 0;
-    if (n > 0 && FAILED(locate(&s->r->m, path, (uint64_t)ext[0].Offset, &m, &moff, &avail))) {
+    if (n > 0 && FAILED(locate(ddp_tar_reader_manifest(s->r), path, (uint64_t)ext[0].Offset, &m, &moff, &avail))) {
         ddp_clear_error();
         m = 0;
     }
@@ -519,7 +320,7 @@ static ULONG tar_release(IDedupReadFileCallback *This)
     tar_store *s = (tar_store *)This;
     drop_pv(s);
     if (s->meta) {
-        for (size_t i = 0; i < s->r->m.nmembers; i++) free(s->meta[i]);
+        for (size_t i = 0; i < ddp_tar_reader_manifest(s->r)->nmembers; i++) free(s->meta[i]);
         free(s->meta);
     }
     ddp_tar_reader_close(s->r);
@@ -544,7 +345,7 @@ HRESULT ddp_backupstore_open_tar(const char *archive, IDedupReadFileCallback **o
     s->base.lpVtbl = &ddp_bs_tar_vtbl;
     atomic_init(&s->base.refs, 1u);
     s->r = r;
-    s->meta = ddp_xcalloc(r->m.nmembers, sizeof *s->meta);
+    s->meta = ddp_xcalloc(ddp_tar_reader_manifest(r)->nmembers, sizeof *s->meta);
     s->scratch = ddp_xmalloc(SCRATCH_SIZE);
     sync_stats(s);
     *out = (IDedupReadFileCallback *)s;

@@ -22,8 +22,11 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "backup/manifest.h"
+#include "backup/backupchain.h"
+#include "backup/tarreader.h"
+#include "base/safepath.h"
 #include "backup/backup.h"
-#include "backup/backupstore_internal.h"
 #include "store/catalog.h"
 #include "base/hash.h"
 #include "store/identity.h"
@@ -81,7 +84,7 @@ typedef struct xsource {
 
 static HRESULT xs_read(xsource *s, void *buf, size_t n, uint64_t off, size_t *got, const char *what)
 {
-    if (s->fd >= 0) return ddp_bs_pread_upto(s->fd, buf, n, off, got, what);
+    if (s->fd >= 0) return ddp_pread_upto(s->fd, buf, n, off, got, what);
     return ddp_tar_reader_read(s->tar, buf, n, got);
 }
 
@@ -187,7 +190,7 @@ static HRESULT extract_plain(int rootfd, const char *rel, const char *full, ddp_
         *slash = '\0';
         name = slash + 1;
         struct stat pst;
-        hr = ddp_bs_open_beneath(rootfd, c, 1, &pfd, &pst);
+        hr = ddp_open_beneath(rootfd, c, 1, &pfd, &pst);
         if (SUCCEEDED(hr) && !S_ISDIR(pst.st_mode)) {
             close(pfd);
             pfd = rootfd;
@@ -224,13 +227,13 @@ static HRESULT extract_plain(int rootfd, const char *rel, const char *full, ddp_
         }
     } else if (S_ISREG(st.st_mode)) {
         xsource src = { -1, NULL };
-        it->hr = ddp_bs_open_beneath(pfd, name, 0, &src.fd, NULL);
+        it->hr = ddp_open_beneath(pfd, name, 0, &src.fd, NULL);
         if (SUCCEEDED(it->hr)) {
             uint8_t head[DDP_STUB_SIZE];
             size_t got = 0;
             it->kind = DDP_ITEM_FILE;
             if (st.st_size == DDP_STUB_SIZE &&
-                SUCCEEDED(ddp_bs_pread_upto(src.fd, head, sizeof head, 0, &got, rel)) &&
+                SUCCEEDED(ddp_pread_upto(src.fd, head, sizeof head, 0, &got, rel)) &&
                 ddp_stub_looks_like(head, got))
                 it->kind = DDP_ITEM_STUB;
             it->size = e.size;
@@ -390,7 +393,7 @@ static HRESULT extract_any(const char *backup, size_t n, char *const *relpaths, 
             else {
                 xsource src = { -1, NULL };
                 struct stat fst;
-                items[i].hr = ddp_bs_open_beneath(chain.dirfds[e->level], sp + 1, 0, &src.fd, &fst);
+                items[i].hr = ddp_open_beneath(chain.dirfds[e->level], sp + 1, 0, &src.fd, &fst);
                 if (items[i].hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
                     items[i].hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
                     items[i].hr = ddp_fail(DDP_E_NOT_FOUND, "%s: listed in the manifest but missing from %s",

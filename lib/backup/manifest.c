@@ -22,8 +22,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "backup/manifest.h"
+#include "base/safepath.h"
 #include "backup/backup.h"
-#include "backup/backupstore_internal.h"
 #include "store/catalog.h"
 #include "base/hash.h"
 #include "store/identity.h"
@@ -327,7 +328,7 @@ static char *tok_text(const char *t)
 static char *tok_path(const char *t)
 {
     char *p = tok_text(t);
-    if (p && FAILED(ddp_bs_check_path(p))) {
+    if (p && FAILED(ddp_path_check_absolute(p))) {
         ddp_clear_error();
         free(p);
         return NULL;
@@ -636,7 +637,7 @@ HRESULT ddp_manifest_load(const char *dir, int header_only, ddp_manifest *m)
     if (dfd < 0) return ddp_fail_errno(errno, "backup %s", dir);
     int fd;
     struct stat st;
-    HRESULT hr = ddp_bs_open_beneath(dfd, DDP_MANIFEST_PATH, 0, &fd, &st);
+    HRESULT hr = ddp_open_beneath(dfd, DDP_MANIFEST_PATH, 0, &fd, &st);
     close(dfd);
     if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
         return ddp_fail(DDP_E_NOT_FOUND, "%s: not a ddp backup (no %s)", dir, DDP_MANIFEST_PATH);
@@ -686,3 +687,10 @@ int ddp_manifest_has_parent(const ddp_manifest *m, const char *path)
     return e && e->type == 'D';
 }
 
+void ddp_backup_set_attrs_fd(int fd, const ddp_mf_entry *e)
+{
+    if (fchown(fd, e->uid, e->gid) != 0) { /* not permitted: keep ours */ }
+    (void)fchmod(fd, e->mode);
+    struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
+    (void)futimens(fd, ts);
+}

@@ -215,3 +215,21 @@ HRESULT ddp_read_file(const char *path, size_t max, uint8_t **out, size_t *n)
     *n = (size_t)st.st_size;
     return S_OK;
 }
+
+HRESULT ddp_pread_upto(int fd, void *buf, size_t n, uint64_t off, size_t *got, const char *what)
+{
+    uint8_t *p = buf;
+    size_t done = 0;
+    *got = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, p + done, n - done, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return ddp_fail_errno(errno, "reading %s", what);
+        }
+        if (r == 0) break;
+        done += (size_t)r;
+    }
+    *got = done;
+    return S_OK;
+}

@@ -51,6 +51,8 @@ HRESULT ddp_first_error(HRESULT first, const ddp_saved_error *se, HRESULT next);
 HRESULT ddp_write_all(int fd, const void *buf, size_t n, const char *what);
 HRESULT ddp_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *what);
 HRESULT ddp_pread_exact(int fd, void *buf, size_t n, uint64_t off, const char *what);
+/* pread until n bytes or end of file; *got = bytes read. Errors via errno. */
+HRESULT ddp_pread_upto(int fd, void *buf, size_t n, uint64_t off, size_t *got, const char *what);
 HRESULT ddp_fsync_fd(int fd, const char *what);
 HRESULT ddp_fsync_dir(const char *dir);
 /* fsync the directory that holds path. */

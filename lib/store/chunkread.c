@@ -39,9 +39,8 @@
 #include "store/chunker.h"
 #include "store/chunkread.h"
 #include "store/container.h"
-#include "volume/maintenance.h"
+#include "store/storewalk.h"
 #include "base/util.h"
-#include "volume/volume.h"
 
 #define RELOAD_NS 1000000000LL   /* look for new copies at most once a second */
 
@@ -63,17 +62,15 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-HRESULT ddp_chunkreader_open(ddp_volume *v, ddp_chunkreader **out)
+HRESULT ddp_chunkreader_open(ddp_chunkstore *cs, const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE],
+                             ddp_chunkreader **out)
 {
-    if (!v || !out) return E_POINTER;
+    if (!cs || !store_dir || !out) return E_POINTER;
     *out = NULL;
-    ddp_chunkstore *cs = NULL;
-    HRESULT hr = ddp_volume_store(v, &cs);
-    if (FAILED(hr)) return hr;
     ddp_chunkreader *r = ddp_xcalloc(1, sizeof *r);
     r->cs = cs;
-    r->store_dir = ddp_strdup(v->store_dir);
-    memcpy(r->store_id, v->id.store_id, DDP_STORE_ID_SIZE);
+    r->store_dir = ddp_strdup(store_dir);
+    memcpy(r->store_id, store_id, DDP_STORE_ID_SIZE);
     pthread_mutex_init(&r->mu, NULL);
     *out = r;
     return S_OK;

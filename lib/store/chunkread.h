@@ -18,10 +18,11 @@
 
 typedef struct ddp_chunkreader ddp_chunkreader;
 
-/* A reader of v's chunk store (opened on first use by the volume). No I/O
- * beyond that: the hotspot copies are looked up only when a primary fails.
- * Thread-safe; v must outlive it. */
-HRESULT ddp_chunkreader_open(ddp_volume *v, ddp_chunkreader **out);
+/* A reader of the chunk store cs, whose files are in store_dir (the volume
+ * layer opens one with ddp_volume_chunkreader). No I/O: the hotspot copies
+ * are looked up only when a primary fails. Thread-safe; cs must outlive it. */
+HRESULT ddp_chunkreader_open(ddp_chunkstore *cs, const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE],
+                             ddp_chunkreader **out);
 void ddp_chunkreader_close(ddp_chunkreader *r);
 
 /* The stream map of stub s (authenticated by the caller), read from the

@@ -69,7 +69,6 @@
 #include "base/codec.h"
 #include "store/container.h"
 #include "store/index.h"
-#include "volume/maintenance.h"
 #include "base/util.h"
 
 #define CHUNK_MAX_LOGICAL 131072u
@@ -677,12 +676,6 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
         cs->cat_written = NULL;
         cs->cat_written_len = 0;
     }
-
-    /* A garbage collection that was interrupted left State/gc.plan: finish
-     * it before anything else (lib/gc.c). That retires the records the plan
-     * names and deletes the index, which is then rebuilt just below from the
-     * containers (DEAD records are not chunks, so they are not indexed). */
-    if (FAILED(hr = ddp_gc_resume(cs->store_dir, cs->state_dir, cs->store_id))) goto fail;
 
     /* The index: loaded and checked, or rebuilt. */
     ddp_index *ix = NULL;

@@ -71,7 +71,7 @@ DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out)
     ddp_stub s;
     HRESULT hr = ddp_volume_read_stub(v, fd, path, &s);
     if (hr == S_OK) {
-        hr = ddp_chunkreader_open(v, &f->rd);
+        hr = ddp_volume_chunkreader(v, &f->rd);
         if (FAILED(hr)) hr = ddp_fail(hr, "%s: the chunk store: %s", path, ddp_error_detail());
         else hr = ddp_chunkreader_map(f->rd, &s, path, &f->map);
         if (SUCCEEDED(hr)) {

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "store/catalog.h"
+#include "store/storewalk.h"
 #include "volume/maintenance.h"
 #include "store/streammap.h"
 #include "base/util.h"

@@ -1,32 +1,16 @@
 /*
- * maintenance.h: what the maintenance jobs share (docs/MAINTENANCE.md):
- * garbage collection (gc.c), integrity scrubbing (scrub.c) and hotspot
- * copies (hotspot.c).
- *
- * - A view of the store's container files: the catalog's data and
- *   stream-map containers plus the hotspot containers found in Hotspot/
- *   (which the catalog does not list: nothing references them by location),
- *   sorted by (kind, id), each with a vector of record offsets for the job
- *   to fill (live offsets for gc, record offsets for scrub, references for
- *   the hotspot count).
- * - Sorted uint64 vectors: the mark phase's memory is 8 bytes per distinct
- *   referenced record (duplicates are folded whenever a vector doubles).
- * - A walk over record headers only (no payload reads) and a full read of
- *   one record (header + stored payload, every check).
- * - The hotspot copies, by hash.
- * - The hooks the rest of the library calls: ddp_gc_resume() from the
- *   writable open of a chunk store, ddp_hotspot_update() from the end of the
- *   optimization job.
- *
- * The helpers live in gc.c (the first job that walks the whole store).
+ * maintenance.h: the maintenance jobs' entry points that the rest of the
+ * volume layer calls (docs/MAINTENANCE.md): finishing an interrupted
+ * garbage collection (gc.c), called by whoever opens a volume's store for a
+ * job (volume.c), and refreshing the hotspot copies (hotspot.c), called at
+ * the end of the optimization and gc jobs. What the jobs share for walking a
+ * store is store/storewalk.h.
  */
 #ifndef DDP_MAINTENANCE_H
 #define DDP_MAINTENANCE_H
 
-#include <stddef.h>
 #include <stdint.h>
 #include <ddp/ddp.h>
-#include "store/container.h"
 #include "store/identity.h"
 
 /* ---- hooks ---- */
@@ -34,7 +18,8 @@
 /* Finish a garbage collection that was interrupted (State/gc.plan exists):
  * retire the records the plan names (idempotent), punch their payloads,
  * delete the index (the caller rebuilds it), remove the plan. S_FALSE when
- * there is no plan. Called by the writable open of a chunk store. */
+ * there is no plan. Called before a volume's store is opened for a job
+ * (volume.c), so that the open then rebuilds the index. */
 HRESULT ddp_gc_resume(const char *store_dir, const char *state_dir, const uint8_t store_id[DDP_STORE_ID_SIZE]);
 
 /* Give every chunk referenced at least hotspot_threshold times a second copy
@@ -43,86 +28,5 @@ HRESULT ddp_gc_resume(const char *store_dir, const char *state_dir, const uint8_
  * threshold changed since the last run. Called at the end of ddp_optimize
  * and of ddp_gc; the volume must be opened for a job. */
 HRESULT ddp_hotspot_update(ddp_volume *v);
-
-/* ---- sorted offset vectors ---- */
-
-typedef struct ddp_offvec {
-    uint64_t *v;
-    size_t n, cap;
-    size_t clean;       /* v[0..clean) sorted and unique */
-    int keep_dups;      /* counting: never fold duplicates */
-} ddp_offvec;
-
-void ddp_offvec_push(ddp_offvec *a, uint64_t x);
-/* Sort (and, unless keep_dups, drop duplicates). */
-void ddp_offvec_finish(ddp_offvec *a);
-/* After finish: is x in it? */
-int ddp_offvec_has(const ddp_offvec *a, uint64_t x);
-void ddp_offvec_free(ddp_offvec *a);
-
-/* ---- the store's containers ---- */
-
-typedef struct ddp_mcont {
-    uint32_t kind, id, generation;
-    int in_catalog;     /* data and stream: listed; hotspot: found in Hotspot/ */
-    int sealed;         /* the catalog says sealed */
-    uint64_t catalog_len;
-    char rel[40];       /* "Data/00000001.00000001.ccc" */
-    char *path;         /* absolute */
-    ddp_offvec offs;    /* for the job */
-    size_t ndamage;     /* scrub: damaged records in it */
-} ddp_mcont;
-
-typedef struct ddp_mstore {
-    char *store_dir;
-    uint8_t store_id[DDP_STORE_ID_SIZE];
-    ddp_mcont *c;
-    size_t n;
-} ddp_mstore;
-
-/* Read the catalog and list Hotspot/. */
-HRESULT ddp_mstore_load(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], ddp_mstore *s);
-ddp_mcont *ddp_mstore_find(const ddp_mstore *s, uint32_t kind, uint32_t id);
-void ddp_mstore_free(ddp_mstore *s);
-
-/* Walk the record headers of container file fd (size bytes) from the first
- * record, reading headers only. fn gets every valid record (DEAD ones too);
- * it returns nonzero to stop. The walk stops at a SEAL record, at the end, or
- * at the first invalid header: *stop is where it stopped (the end of the
- * last valid record), *why NULL or what was wrong there. */
-typedef int (*ddp_hdr_fn)(void *ctx, const ddp_record_header *h, uint64_t off);
-HRESULT ddp_walk_headers(int fd, const char *what, uint64_t size, ddp_hdr_fn fn, void *ctx, uint64_t *stop,
-                         const char **why);
-
-/* Read the record at off (header and stored payload, *rec malloc'd with
- * 64 + stored_len bytes) and check it completely: header, payload checksum,
- * decoding and SHA-256 (a stream map is also decoded). DEAD and SEAL records
- * are DDP_E_FILE_CORRUPT. */
-HRESULT ddp_read_raw_record(int fd, const char *what, uint64_t off, ddp_record_header *h, uint8_t **rec);
-
-/* Open a container of the view and check its header names it (store, kind,
- * id, generation). flags: O_RDONLY or O_RDWR. */
-HRESULT ddp_mcont_open(const ddp_mstore *s, const ddp_mcont *c, int flags, int *fd);
-
-/* ---- hotspot copies ---- */
-
-typedef struct ddp_hotrec {
-    uint8_t hash[DDP_HASH_SIZE];
-    uint32_t id;        /* hotspot container id */
-    uint64_t off;
-    uint32_t stored_len;
-    uint8_t codec;
-} ddp_hotrec;
-
-typedef struct ddp_hotset {
-    ddp_hotrec *r;
-    size_t n, cap;
-} ddp_hotset;
-
-/* The chunk records of every hotspot container (headers only), by hash. */
-HRESULT ddp_hotset_load(const ddp_mstore *s, ddp_hotset *hs);
-/* The first copy with this hash, or NULL; copies with the same hash follow it. */
-const ddp_hotrec *ddp_hotset_find(const ddp_hotset *hs, const uint8_t hash[DDP_HASH_SIZE]);
-void ddp_hotset_free(ddp_hotset *hs);
 
 #endif /* DDP_MAINTENANCE_H */

@@ -52,6 +52,7 @@
 #include "base/codec.h"
 #include "base/fileattr.h"
 #include "base/hash.h"
+#include "store/storewalk.h"
 #include "volume/maintenance.h"
 #include "store/streammap.h"
 #include "store/stub.h"

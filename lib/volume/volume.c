@@ -25,6 +25,8 @@
 
 #include "store/stub.h"
 #include "base/util.h"
+#include "store/chunkread.h"
+#include "volume/maintenance.h"
 #include "volume/volume.h"
 
 #define IDENTITY_FILE "identity"
@@ -267,11 +269,28 @@ DDP_API void ddp_volume_close(ddp_volume *v)
 
 DDP_API const char *ddp_volume_root(const ddp_volume *v) { return v->root; }
 
+HRESULT ddp_volume_chunkreader(ddp_volume *v, ddp_chunkreader **out)
+{
+    if (!v || !out) return E_POINTER;
+    *out = NULL;
+    ddp_chunkstore *cs = NULL;
+    HRESULT hr = ddp_volume_store(v, &cs);
+    if (FAILED(hr)) return hr;
+    return ddp_chunkreader_open(cs, v->store_dir, v->id.store_id, out);
+}
+
 HRESULT ddp_volume_store(ddp_volume *v, ddp_chunkstore **out)
 {
     HRESULT hr = S_OK;
     pthread_mutex_lock(&v->store_mu);
-    if (!v->store)
+    /* A garbage collection that was interrupted left State/gc.plan: a job
+     * finishes it before anything else (volume/gc.c). That retires the
+     * records the plan names and deletes the index, which the writable open
+     * just below then rebuilds from the containers (DEAD records are not
+     * chunks, so they are not indexed). */
+    if (!v->store && (v->flags & DDP_OPEN_JOB))
+        hr = ddp_gc_resume(v->store_dir, v->state_dir, v->id.store_id);
+    if (!v->store && SUCCEEDED(hr))
         hr = ddp_chunkstore_open(v->store_dir, v->state_dir, v->id.store_id,
                                  (v->flags & DDP_OPEN_JOB) ? DDP_STORE_WRITABLE : DDP_STORE_READONLY,
                                  v->settings.container_size_limit, &v->store);

@@ -27,8 +27,12 @@ struct ddp_volume {
     ddp_chunkstore *store; /* lazily opened; writable iff DDP_OPEN_JOB */
 };
 
-/* The chunk store of v, opened on first use. */
+/* The chunk store of v, opened on first use (for a job: writable, after
+ * finishing an interrupted gc). */
 HRESULT ddp_volume_store(ddp_volume *v, ddp_chunkstore **out);
+/* A reader of v's chunk store (store/chunkread.h); v must outlive it. */
+struct ddp_chunkreader;
+HRESULT ddp_volume_chunkreader(ddp_volume *v, struct ddp_chunkreader **out);
 /* Append one line to State/jobs.log ("2026-11-24T22:00:00Z optimize S_OK ..."). */
 void ddp_volume_log_job(ddp_volume *v, const char *line);
 /* Is path (absolute or relative to cwd) inside v's .ddp directory? */

@@ -32,9 +32,11 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "backup/manifest.h"
+#include "backup/backupstore_common.h"
+#include "base/safepath.h"
 #include "backup/backup.h"
 #include "backup/backupstore.h"
-#include "backup/backupstore_internal.h"
 #include "base/hash.h"
 #include "store/stub.h"
 #include "testutil.h"
@@ -857,7 +859,7 @@ static void test_manifest_corruption(void **state)
             HRESULT hr = ddp_manifest_parse((uint8_t *)buf, len, "edited", 0, &m);
             if (SUCCEEDED(hr)) {
                 accepted++;
-                for (size_t j = 0; j < m.count; j++) assert_int_equal(ddp_bs_check_path(m.entries[j].path), S_OK);
+                for (size_t j = 0; j < m.count; j++) assert_int_equal(ddp_path_check_absolute(m.entries[j].path), S_OK);
                 ddp_manifest_free(&m);
             }
         }

@@ -51,7 +51,7 @@ static int setup(void **state)
     tu_write_versions(f->dir, &spec, NFILES, f->path, f->data, f->size);
     tu_optimize_volume(f->dir, NULL, NFILES);
     assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_READ, &f->v), S_OK);
-    assert_int_equal(ddp_chunkreader_open(f->v, &f->rd), S_OK);
+    assert_int_equal(ddp_volume_chunkreader(f->v, &f->rd), S_OK);
     for (int i = 0; i < NFILES; i++) {
         ddp_stub s;
         assert_int_equal(ddp_volume_read_stub(f->v, -1, f->path[i], &s), S_OK);

@@ -32,6 +32,7 @@
 #include "store/chunkstore.h"
 #include "base/codec.h"
 #include "store/container.h"
+#include "store/storewalk.h"
 #include "volume/maintenance.h"
 #include "store/streammap.h"
 #include "store/stub.h"
@@ -246,7 +247,7 @@ static void test_fallback(void **state)
 
     /* The chunk-level reader the mount uses says which record served. */
     ddp_chunkreader *rd = NULL;
-    assert_int_equal(ddp_chunkreader_open(v, &rd), S_OK);
+    assert_int_equal(ddp_volume_chunkreader(v, &rd), S_OK);
     uint8_t *chunk = malloc(DDP_CHUNK_MAX);
     ddp_chunk_origin from;
     assert_int_equal(ddp_chunkreader_read(rd, &m.entries[a], chunk, &from), S_OK);
@@ -395,7 +396,7 @@ static void test_no_copy_and_forged(void **state)
     assert_int_equal(read_all(v, f, 4, NULL), DDP_E_FILE_CORRUPT);
     assert_non_null(strstr(ddp_error_detail(), "hotspot copy failed too"));
     ddp_chunkreader *rd = NULL;
-    assert_int_equal(ddp_chunkreader_open(v, &rd), S_OK);
+    assert_int_equal(ddp_volume_chunkreader(v, &rd), S_OK);
     uint8_t *chunk = malloc(DDP_CHUNK_MAX);
     ddp_chunk_origin from;
     assert_int_equal(ddp_chunkreader_read(rd, &m.entries[1], chunk, &from), DDP_E_FILE_CORRUPT);

@@ -39,11 +39,11 @@
 #include <ddp/ddp.h>
 #include <ddp/ddpbackup.h>
 
+#include "backup/manifest.h"
 #include "store/catalog.h"
 #include "base/codec.h"
 #include "store/container.h"
 #include "base/hash.h"
-#include "backup/backupstore_internal.h"
 #include "store/identity.h"
 #include "restore/restore.h"
 #include "store/settings.h"

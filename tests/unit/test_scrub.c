@@ -26,6 +26,7 @@
 #include "store/catalog.h"
 #include "store/chunkstore.h"
 #include "store/container.h"
+#include "store/storewalk.h"
 #include "volume/maintenance.h"
 #include "store/streammap.h"
 #include "store/stub.h"

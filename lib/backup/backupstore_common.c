@@ -1,0 +1,143 @@
+/*
+ * backupstore_common.c: what the three backup stores (dir, tar, set) share
+ * (backupstore_common.h): QueryInterface and the reference count of the
+ * common object head, the checks of a store path and of ReadBackupFile's
+ * arguments, the safe open beneath a backup root (one component at a time,
+ * O_NOFOLLOW), the checks of a PreviewContainerRead, and a read plan built
+ * from a manifest's container pieces.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup/manifest.h"
+#include "backup/backupstore_common.h"
+#include "base/safepath.h"
+#include "base/util.h"
+
+
+
+HRESULT ddp_bs_query_interface(IDedupReadFileCallback *This, REFIID riid, void **ppv)
+{
+    if (!ppv) return E_POINTER;
+    *ppv = NULL;
+    if (!This || !riid) return E_POINTER;
+    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IDedupReadFileCallback)) {
+        ddp_bs_addref(This);
+        *ppv = This;
+        return S_OK;
+    }
+    return E_NOINTERFACE;
+}
+
+ULONG ddp_bs_addref(IDedupReadFileCallback *This)
+{
+    ddp_bs_base *b = (ddp_bs_base *)This;
+    return atomic_fetch_add(&b->refs, 1u) + 1u;
+}
+
+ULONG ddp_bs_release_ref(IDedupReadFileCallback *This)
+{
+    ddp_bs_base *b = (ddp_bs_base *)This;
+    unsigned old = atomic_fetch_sub(&b->refs, 1u);
+    if (old == 0) abort(); /* released more often than referenced */
+    return old - 1u;
+}
+
+
+HRESULT ddp_bs_check_read_args(const char *path, LONGLONG off, ULONG n, const BYTE *buf, ULONG *got)
+{
+    if (!got) return E_POINTER;
+    *got = 0;
+    HRESULT hr = ddp_path_check_absolute(path);
+    if (FAILED(hr)) return hr;
+    if (off < 0) return ddp_fail(E_INVALIDARG, "backup store: negative offset %lld for %s", (long long)off, path);
+    if (n > 0 && !buf) return E_POINTER;
+    return S_OK;
+}
+
+/* Why a component could not be opened: a symlink is refused, a missing
+ * entry is "not found" (file or path, by position), the rest maps errno. */
+
+
+
+
+HRESULT ddp_bs_check_preview(ddp_bs_base *b, const char *path, ULONG n, const DDP_FILE_EXTENT *ext)
+{
+    b->stats.preview_calls++;
+    HRESULT hr = ddp_path_check_absolute(path);
+    if (FAILED(hr)) return hr;
+    if (n > 0 && !ext) return E_POINTER;
+    for (ULONG i = 0; i < n; i++)
+        if (ext[i].Offset < 0 || ext[i].Length < 0)
+            return ddp_fail(E_INVALIDARG, "backup store: preview of %s: negative extent", path);
+    return S_OK;
+}
+
+typedef struct plan_item {
+    int64_t key;      /* tar member, or backup level */
+    ULONG index;
+    uint64_t offset, length;
+    int last;
+} plan_item;
+
+static int cmp_plan(const void *a, const void *b)
+{
+    const plan_item *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    if (x->index != y->index) return x->index < y->index ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by_member, ULONG n, BSTR *paths,
+                                   ULONG *entries, DEDUP_CONTAINER_EXTENT **plan)
+{
+    b->stats.order_calls++;
+    if (!entries || !plan) return E_POINTER;
+    *entries = 0;
+    *plan = NULL;
+    if (n > 0 && !paths) return E_POINTER;
+    size_t k = 0, cap = 0;
+    plan_item *items = NULL;
+    for (ULONG i = 0; i < n; i++) {
+        if (FAILED(ddp_path_check_absolute(paths[i]))) {
+            ddp_clear_error();
+            continue; /* never ours: ddp will ask, and be told */
+        }
+        const ddp_mf_entry *e = ddp_manifest_find(m, paths[i]);
+        if (!e || e->type != 'C') continue;
+        for (uint32_t j = 0; j < e->npieces; j++) {
+            if (k == cap) {
+                cap = cap ? cap * 2 : 64;
+                items = ddp_xrealloc(items, cap * sizeof *items);
+            }
+            const ddp_mf_piece *pc = &e->pieces[j];
+            items[k++] = (plan_item){ by_member ? pc->member : (int64_t)pc->level, i, pc->offset, pc->length,
+                                      j + 1 == e->npieces };
+        }
+    }
+    if (k == 0) {
+        free(items);
+        return S_OK;
+    }
+    qsort(items, k, sizeof *items, cmp_plan);
+    /* The application allocates the plan with malloc; ddp frees it with free. */
+    DEDUP_CONTAINER_EXTENT *p = malloc(k * sizeof *p);
+    if (!p) {
+        free(items);
+        return E_OUTOFMEMORY;
+    }
+    for (size_t i = 0; i < k; i++) {
+        p[i].ContainerIndex = items[i].index;
+        p[i].StartOffset = (LONGLONG)items[i].offset;
+        p[i].Length = items[i].last ? INT64_MAX : (LONGLONG)items[i].length;
+    }
+    free(items);
+    *plan = p;
+    *entries = (ULONG)k;
+    return S_OK;
+}

@@ -1,0 +1,51 @@
+/*
+ * backupstore_common.h: what the three backup stores (backupstore_dir.c,
+ * backupstore_tar.c, backupstore_set.c) share, from backupstore_common.c:
+ * the common head of every store object, QueryInterface and the reference
+ * count, safe path handling, the checks of a preview, and a read plan from
+ * a manifest. The stores never call each other; the front (backupstore.c)
+ * picks one.
+ */
+#ifndef DDP_BACKUPSTORE_COMMON_H
+#define DDP_BACKUPSTORE_COMMON_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <ddp/ddpbackup.h>
+#include "backup/backupstore.h"
+#include "backup/manifest.h"
+
+/* ---- the common head of a store object ---- */
+
+/* Every store object starts with this: lpVtbl first (COM layout), then the
+ * reference count and the counters, so ddp_backupstore_get_stats() works on
+ * any of the three. */
+typedef struct ddp_bs_base {
+    const IDedupReadFileCallbackVtbl *lpVtbl;
+    atomic_uint refs;
+    ddp_backupstore_stats stats;
+} ddp_bs_base;
+
+extern const IDedupReadFileCallbackVtbl ddp_bs_dir_vtbl;
+extern const IDedupReadFileCallbackVtbl ddp_bs_tar_vtbl;
+extern const IDedupReadFileCallbackVtbl ddp_bs_set_vtbl;
+
+/* QueryInterface and AddRef, the same for the three. */
+HRESULT ddp_bs_query_interface(IDedupReadFileCallback *This, REFIID riid, void **ppv);
+ULONG ddp_bs_addref(IDedupReadFileCallback *This);
+/* Drop one reference; returns the count left (0: the caller frees). */
+ULONG ddp_bs_release_ref(IDedupReadFileCallback *This);
+
+/* The argument checks every ReadBackupFile makes: path (ddp_path_check_absolute),
+ * offset >= 0, non-NULL buffers. Sets *ReturnedSize = 0 when it can. */
+HRESULT ddp_bs_check_read_args(const char *path, LONGLONG off, ULONG n, const BYTE *buf, ULONG *got);
+
+/* Shared parts of the stores' callbacks (backupstore_common.c): the checks of a
+ * PreviewContainerRead, and a read plan built from the manifest's container
+ * pieces, ordered by tar member (by_member) or by backup level, one extent
+ * per piece, the last piece of each container running to the end. */
+HRESULT ddp_bs_check_preview(ddp_bs_base *b, const char *path, ULONG n, const DDP_FILE_EXTENT *ext);
+HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by_member, ULONG n, BSTR *paths,
+                                   ULONG *entries, DEDUP_CONTAINER_EXTENT **plan);
+#endif /* DDP_BACKUPSTORE_COMMON_H */
