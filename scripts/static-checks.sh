@@ -5,6 +5,7 @@
 #   bash scripts/static-checks.sh            # both
 #   bash scripts/static-checks.sh cppcheck   # one of them
 #   bash scripts/static-checks.sh clang-tidy [FILE...]
+#   bash scripts/static-checks.sh layers     # the include check alone
 #
 # clang-tidy reads the compile commands of a build configured here (clang,
 # CMAKE_EXPORT_COMPILE_COMMANDS) in $DDP_STATIC_BUILD (default
@@ -45,6 +46,50 @@ CPPCHECK_SUPPRESS=(
   --suppress=uninitvar:lib/backup/backup.c
   --suppress=uninitvar:lib/volume/gc.c
 )
+
+
+# ---- layers: no include from a lower layer to a higher one -----------------------------
+# lib/ is layered (docs/DESIGN.md, "The tree"); a file may include headers of
+# its own layer and of the layers this table lets it use, nothing else:
+#   base     error, util, hash, codec, file attributes, safe paths
+#   store    ddp's chunk store: chunker, containers, catalog, index, stream maps, stubs
+#   windows  Windows' on-disk dedup format: reparse points, containers, decoder
+#   restore  the RestoreFiles engine over any on-disk format
+#   volume   a ddp volume and its jobs
+#   backup   backups and the backup stores
+# programs/ may use every layer. A finding names the file, the line and the layer.
+declare -A LAYER_USES=(
+  [base]="base"
+  [store]="base store"
+  [windows]="base windows"
+  [restore]="base store windows restore"
+  [volume]="base store volume"
+  [backup]="base store volume restore backup"
+)
+run_layers() {
+  echo "== layers (lib/ includes)"
+  local f layer inc used n=0 line lno
+  for f in lib/*/*.c lib/*/*.h; do
+    layer=${f#lib/}; layer=${layer%%/*}
+    if [[ -z ${LAYER_USES[$layer]+x} ]]; then
+      echo "$f: lib/$layer/ is not a known layer (add it to LAYER_USES in this script)"; n=$((n + 1)); continue
+    fi
+    while IFS=: read -r lno line; do
+      [[ $line =~ ^[[:space:]]*#[[:space:]]*include[[:space:]]*\"([^\"]+)\" ]] || continue
+      inc=${BASH_REMATCH[1]}
+      if [[ $inc != */* ]]; then
+        echo "$f:$lno: includes \"$inc\" without its layer (write \"LAYER/$inc\")"; n=$((n + 1)); continue
+      fi
+      used=${inc%%/*}
+      if [[ " ${LAYER_USES[$layer]} " != *" $used "* ]]; then
+        echo "$f:$lno: the $layer layer includes \"$inc\" from the $used layer (allowed: ${LAYER_USES[$layer]})"
+        n=$((n + 1))
+      fi
+    done < <(grep -n '#[[:space:]]*include[[:space:]]*"' "$f")
+  done
+  if ((n > 0)); then echo "layers: $n findings"; return 1; fi
+  echo "layers: clean ($(ls lib/*/*.c lib/*/*.h | wc -l) files)"
+}
 
 find_tool() { for t in "$@"; do command -v "$t" >/dev/null 2>&1 && { echo "$t"; return 0; }; done; return 1; }
 
@@ -146,9 +191,10 @@ HINTS
 }
 
 case $what in
-  all) run_cppcheck || status=1; run_clang_tidy || status=1 ;;
+  all) run_layers || status=1; run_cppcheck || status=1; run_clang_tidy || status=1 ;;
+  layers) run_layers || status=1 ;;
   cppcheck) run_cppcheck || status=1 ;;
   clang-tidy) run_clang_tidy "$@" || status=1 ;;
-  *) echo "usage: static-checks.sh [all|cppcheck|clang-tidy [FILE...]]" >&2; exit 2 ;;
+  *) echo "usage: static-checks.sh [all|layers|cppcheck|clang-tidy [FILE...]]" >&2; exit 2 ;;
 esac
 exit $status
