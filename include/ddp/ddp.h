@@ -74,6 +74,10 @@ typedef struct ddp_job_callbacks {
     /* Optional: a file's chunks are stored and its stub is about to be
      * committed (called from a worker thread). */
     void (*file_chunked)(void *ctx, const char *path);
+    /* Optional, for a progress display (gc, scrub): the job is in its phase
+     * `phase` ("stubs", "containers") and has done `done` items of `total`
+     * there (0: the total is not known). Called from the job's thread. */
+    void (*step)(void *ctx, const char *phase, uint64_t done, uint64_t total);
 } ddp_job_callbacks;
 
 /* Optimize the volume (opened with DDP_OPEN_JOB). threads 0 = one per core.
