@@ -219,13 +219,13 @@ int cmd_status(int argc, char **argv)
         cli_json_str(ddp_volume_root(v));
         printf(",\"files_optimized\":%llu,\"files_other\":%llu,\"logical_bytes\":%llu,\"stub_bytes\":%llu,"
                "\"other_bytes\":%llu,\"store_bytes\":%llu,\"index_bytes\":%llu,\"saved_bytes\":%llu,"
-               "\"savings_rate\":%.4f,\"chunks\":%llu,\"data_containers\":%llu,\"stream_containers\":%llu,"
+               "\"savings_rate\":%.4f,\"hole_bytes\":%llu,\"chunks\":%llu,\"data_containers\":%llu,\"stream_containers\":%llu,"
                "\"last_job\":",
                (unsigned long long)st.files_optimized, (unsigned long long)st.files_other,
                (unsigned long long)st.logical_bytes, (unsigned long long)st.stub_bytes,
                (unsigned long long)st.other_bytes, (unsigned long long)st.store_bytes,
                (unsigned long long)st.index_bytes, (unsigned long long)st.saved_bytes, st.savings_rate,
-               (unsigned long long)st.chunks, (unsigned long long)st.data_containers,
+               (unsigned long long)st.hole_bytes, (unsigned long long)st.chunks, (unsigned long long)st.data_containers,
                (unsigned long long)st.stream_containers);
         json_job_line(st.last_job);
         printf(",\"last_optimize\":");
@@ -249,6 +249,9 @@ int cmd_status(int argc, char **argv)
         printf("Index:             %s\n", cli_human_bytes(st.index_bytes, e));
         printf("Saved:             %s (%.1f%% of all file bytes)\n", cli_human_bytes(st.saved_bytes, a),
                100.0 * st.savings_rate);
+        if (st.hole_bytes)
+            printf("Holes:             %s (sparse files' holes and runs of zeros: not counted as savings)\n",
+                   cli_human_bytes(st.hole_bytes, b));
         printf("Last optimization: %s\n", job_text(st.last_optimize, "(never)"));
         printf("Last gc:           %s\n", job_text(st.last_gc, "(never)"));
         printf("Last scrub:        %s\n", job_text(st.last_scrub, "(never)"));
