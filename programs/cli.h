@@ -85,6 +85,9 @@ void cli_progress_start(cli_progress *p, int on, const char *label, int bytes, c
 void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total);
 /* Erase the line (before a message, and at the end). */
 void cli_progress_clear(cli_progress *p);
+/* A backup store that draws bar from the bytes read through it; takes over
+ * the caller's reference to inner (readprogress.c). */
+IDedupReadFileCallback *cli_read_progress(IDedupReadFileCallback *inner, cli_progress *bar);
 /* Should a command show progress? (stderr a terminal, not quiet, not json) */
 int cli_progress_wanted(int quiet, int json);
 
