@@ -119,6 +119,6 @@ int main(int argc, char **argv)
         cli_list(stderr);
         return DDP_EXIT_USAGE;
     }
-    if (wants_help(argc, argv) && c->fn != cmd_help) return cli_help(c->name);
+    if (wants_help(argc, argv)) return cli_help(c->name);
     return c->fn(argc - 1, argv + 1);
 }

@@ -51,7 +51,7 @@ void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total)
     if (p->drawn && t - p->last < 0.2 && !(p->total && done >= p->total)) return;
     p->last = t;
     double el = t - p->t0;
-    double rate = el > 0.05 ? (double)done / el : 0.0;
+    double rate = el > 0 ? (double)done / el : 0.0;
     char a[32], b[32], r[48];
     amount(p, done, a);
     if (p->bytes) snprintf(r, sizeof r, "%.1f MB/s", rate / 1e6);
@@ -61,7 +61,9 @@ void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total)
         uint64_t d = done > p->total ? p->total : done;
         double frac = (double)d / (double)p->total;
         char left[32] = "--:-- left";
-        if (rate > 0 && d > 0) {
+        if (d == p->total) {
+            snprintf(left, sizeof left, "0:00 left");
+        } else if (rate > 0 && d > 0) {
             unsigned long s = (unsigned long)((double)(p->total - d) / rate + 0.5);
             if (s >= 3600) snprintf(left, sizeof left, "%lu:%02lu:%02lu left", s / 3600, s / 60 % 60, s % 60);
             else snprintf(left, sizeof left, "%lu:%02lu left", s / 60, s % 60);
