@@ -520,7 +520,7 @@ static void set_dir_attrs(int destfd, const ddp_mf_entry *e)
 {
     const char *rel = e->path + 1;
     if (fchownat(destfd, rel, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) != 0) { /* not permitted */ }
-    if (e->type == 'D') (void)fchmodat(destfd, rel, e->mode, 0);
+    if (e->type == 'D' && fchmodat(destfd, rel, e->mode, 0) != 0) { /* best effort, as the owner above */ }
     struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
     (void)utimensat(destfd, rel, ts, AT_SYMLINK_NOFOLLOW);
 }
