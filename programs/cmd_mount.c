@@ -24,7 +24,7 @@
 
 #include "cli.h"
 #ifdef DDP_HAVE_FUSE
-#include "fusefs.h"
+#include "mount/fusefs.h"
 #endif
 
 #ifdef DDP_HAVE_FUSE
