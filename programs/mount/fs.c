@@ -58,9 +58,6 @@
  */
 #ifdef DDP_HAVE_FUSE
 
-#define FUSE_USE_VERSION 35
-#include <fuse.h>
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -88,7 +85,7 @@
 #include "store/chunkread.h"
 #include "store/chunkstore.h"
 #include "base/fileattr.h"
-#include "fusefs.h"
+#include "mountfs.h"
 #include "store/streammap.h"
 #include "store/stub.h"
 #include "base/util.h"
@@ -97,129 +94,41 @@
 #define SEQ_SLACK ((uint64_t)2 << 20)   /* reads this close to the last one count as sequential (plus the
                                            kernel's read-ahead, whose requests run that far ahead) */
 #define KERNEL_RA_MIN_KB 128u           /* the kernel's own read-ahead of a FUSE mount */
-#define SZ_SLOTS 8192                   /* stub verdict cache entries (direct-mapped) */
-#define STRIPES 16
 #define WATCH_BATCH 64
-#define PROC_PATH_MAX (PATH_MAX + 64)
 
 /* ------------------------------------------------------------------ state */
 
-enum { K_STUB = 1, K_PLAIN = 2 };
-enum { H_PLAIN = 1, H_STUB = 2, H_DIR = 3 };
-
-typedef struct wnode wnode;
-
-typedef struct handle {
-    int kind;
-    int fd;                   /* plain: the file; stub: the stub (fstat, fchmod, ...) */
-    int flags;                /* open(2) flags */
-    /* stubs */
-    uint64_t size;            /* logical size */
-    ddp_streammap map;
-    char *display;            /* the path at open, for log lines */
-    pthread_mutex_t mu;       /* read-ahead state */
-    uint64_t ra_pos;          /* high-water mark of the reads */
-    uint32_t ra_next;         /* first chunk not yet queued for read-ahead */
-    unsigned seq;             /* sequential reads in a row */
-    uint32_t logged_chunk;    /* last chunk whose failure was logged (+1) */
-    /* files open for writing */
-    wnode *wn;
-    struct handle *wnext;
-} handle;
-
-/* An inode open for writing through the mount. */
-struct wnode {
-    dev_t dev;
-    ino_t ino;
-    int refs;                 /* handles + temporary users; under fs.wmu */
-    int gone;                 /* unlinked or replaced through the mount: nothing to recover */
-    pthread_rwlock_t io;      /* I/O on the handles' fds: shared; recovery and handle list: exclusive */
-    handle *handles;
-    char *path;               /* FUSE path, kept current by rename; under fs.wmu */
-    wnode *next;
-};
-
-typedef struct dirh {
-    int kind;                 /* H_DIR */
-    DIR *dp;
-    struct dirent *entry;
-    off_t off;
-    int is_root;
-} dirh;
-
-typedef struct sz_slot {
-    dev_t dev;
-    ino_t ino;
-    struct timespec mtime, ctime;
-    uint64_t logical;
-    int kind;                 /* 0 empty, K_STUB, K_PLAIN */
-} sz_slot;
-
-static struct {
-    ddp_volume *v;
-    ddp_chunkreader *rd;      /* NULL when the chunk store cannot be opened */
-    const char *root;
-    int rootfd;
-    int is_root;
-    int have_proc;
-    atomic_int have_openat2;
-    ddpfs_options opt;
-    /* log */
-    pthread_mutex_t logmu;
-    FILE *logf;
-    int use_syslog;
-    /* stub verdicts */
-    pthread_mutex_t szmu;
-    sz_slot *sz;
-    /* writers */
-    pthread_mutex_t wmu;
-    wnode *wnodes;
-    atomic_int nwn;
-    pthread_mutex_t stripes[STRIPES];
-    /* watcher */
-    pthread_t watcher;
-    _Atomic uint64_t kernel_ra_bytes;   /* the kernel's read-ahead of the mount, once set */
-    int watcher_started;
-    int splice;               /* read replies are spliced (op_read_buf) */
-    pthread_t kernel_ra;      /* sets the kernel's read-ahead once mounted */
-    int kernel_ra_started;
-    pthread_mutex_t watchmu;
-    pthread_cond_t watchcv;
-    int stopping;
-} fs;
+mnt_state mnt;
 
 /* -------------------------------------------------------------------- log */
 
 /* A log line (errors: LOG_ERR; what the mount does: LOG_INFO). */
-static void mlog_at(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define mlog(...) mlog_at(LOG_ERR, __VA_ARGS__)
-#define minfo(...) mlog_at(LOG_INFO, __VA_ARGS__)
-static void mlog_at(int prio, const char *fmt, ...)
+void mnt_log_at(int prio, const char *fmt, ...)
 {
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (fs.use_syslog) {
+    if (mnt.use_syslog) {
         syslog(prio, "%s", msg);
         return;
     }
-    if (!fs.logf) return;
+    if (!mnt.logf) return;
     char stamp[32];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    pthread_mutex_lock(&fs.logmu);
-    fprintf(fs.logf, "%s ddp mount: %s\n", stamp, msg);
-    fflush(fs.logf);
-    pthread_mutex_unlock(&fs.logmu);
+    pthread_mutex_lock(&mnt.logmu);
+    fprintf(mnt.logf, "%s ddp mount: %s\n", stamp, msg);
+    fflush(mnt.logf);
+    pthread_mutex_unlock(&mnt.logmu);
 }
 
 /* The errno for a library failure. */
-static int hr_errno(HRESULT hr)
+int mnt_hr_errno(HRESULT hr)
 {
     if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND) ||
         hr == DDP_E_NOT_FOUND || hr == DDP_E_PATH_NOT_FOUND)
@@ -236,12 +145,6 @@ static int hr_errno(HRESULT hr)
 
 /* ------------------------------------------------------- path resolution */
 
-typedef struct at_path {
-    int dirfd;                /* the parent directory (O_PATH) */
-    const char *name;         /* the last component; "." for the root */
-    int own;                  /* dirfd is ours to close */
-} at_path;
-
 static int is_hidden(const char *path)
 {
     return strncmp(path, "/.ddp", 5) == 0 && (path[5] == '\0' || path[5] == '/');
@@ -250,36 +153,36 @@ static int is_hidden(const char *path)
 /* Open directory rel ("" = the root) beneath the root, following no symlink. */
 static int open_dir_beneath(const char *rel)
 {
-    if (!*rel) return fs.rootfd;
-    if (atomic_load(&fs.have_openat2)) {
+    if (!*rel) return mnt.rootfd;
+    if (atomic_load(&mnt.have_openat2)) {
         struct open_how how;
         memset(&how, 0, sizeof how);
         how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
         for (int tries = 0; tries < 8; tries++) {
-            long fd = syscall(SYS_openat2, fs.rootfd, rel, &how, sizeof how);
+            long fd = syscall(SYS_openat2, mnt.rootfd, rel, &how, sizeof how);
             if (fd >= 0) return (int)fd;
             if (errno == EAGAIN || errno == EINTR) continue;   /* a concurrent rename: try again */
             if (errno != ENOSYS && errno != EPERM) return -errno;
             break;
         }
-        if (errno == ENOSYS || errno == EPERM) atomic_store(&fs.have_openat2, 0);   /* EPERM: seccomp */
+        if (errno == ENOSYS || errno == EPERM) atomic_store(&mnt.have_openat2, 0);   /* EPERM: seccomp */
         else return -errno;
     }
     char buf[PATH_MAX];
     size_t n = strlen(rel);
     if (n >= sizeof buf) return -ENAMETOOLONG;
     memcpy(buf, rel, n + 1);
-    int cur = fs.rootfd;
+    int cur = mnt.rootfd;
     char *save = NULL;
     for (char *comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
         if (!strcmp(comp, "..")) {
-            if (cur != fs.rootfd) close(cur);
+            if (cur != mnt.rootfd) close(cur);
             return -EACCES;
         }
         int next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         int e = errno;
-        if (cur != fs.rootfd) close(cur);
+        if (cur != mnt.rootfd) close(cur);
         if (next < 0) return -e;
         cur = next;
     }
@@ -288,7 +191,7 @@ static int open_dir_beneath(const char *rel)
 
 /* Split a FUSE path into its parent directory (opened) and last name.
  * creating: the caller makes the name (hidden names: EPERM, not ENOENT). */
-static int resolve(const char *path, at_path *a, int creating)
+int mnt_resolve(const char *path, at_path *a, int creating)
 {
     a->dirfd = -1;
     a->own = 0;
@@ -297,7 +200,7 @@ static int resolve(const char *path, at_path *a, int creating)
     if (is_hidden(path)) return creating ? -EPERM : -ENOENT;
     const char *slash = strrchr(path, '/');
     if (slash == path && path[1] == '\0') {
-        a->dirfd = fs.rootfd;
+        a->dirfd = mnt.rootfd;
         a->name = ".";
         return 0;
     }
@@ -309,12 +212,12 @@ static int resolve(const char *path, at_path *a, int creating)
     int fd = open_dir_beneath(rel);
     if (fd < 0) return fd;
     a->dirfd = fd;
-    a->own = fd != fs.rootfd;
+    a->own = fd != mnt.rootfd;
     a->name = slash + 1;
     return 0;
 }
 
-static void at_done(at_path *a)
+void mnt_at_done(at_path *a)
 {
     if (a->own && a->dirfd >= 0) close(a->dirfd);
     a->own = 0;
@@ -323,10 +226,10 @@ static void at_done(at_path *a)
 
 /* A path the library (or path-only syscalls) can use for a: through the
  * parent's descriptor when /proc is there, else the root's path + path. */
-static int lib_path(char *buf, size_t n, const at_path *a, const char *path)
+int mnt_lib_path(char *buf, size_t n, const at_path *a, const char *path)
 {
-    int w = fs.have_proc ? snprintf(buf, n, "/proc/self/fd/%d/%s", a->dirfd, a->name)
-                         : snprintf(buf, n, "%s%s", fs.root, path);
+    int w = mnt.have_proc ? snprintf(buf, n, "/proc/self/fd/%d/%s", a->dirfd, a->name)
+                          : snprintf(buf, n, "%s%s", mnt.root, path);
     return w < 0 || (size_t)w >= n ? -ENAMETOOLONG : 0;
 }
 
@@ -335,13 +238,13 @@ static int lib_path(char *buf, size_t n, const at_path *a, const char *path)
 static sz_slot *sz_slot_for(const struct stat *st)
 {
     uint64_t h = (uint64_t)st->st_ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)st->st_dev;
-    return &fs.sz[(h >> 20) % SZ_SLOTS];
+    return &mnt.sz[(h >> 20) % SZ_SLOTS];
 }
 
 static int sz_get(const struct stat *st, uint64_t *logical)
 {
     int kind = 0;
-    pthread_mutex_lock(&fs.szmu);
+    pthread_mutex_lock(&mnt.szmu);
     sz_slot *s = sz_slot_for(st);
     if (s->kind && s->dev == st->st_dev && s->ino == st->st_ino && s->mtime.tv_sec == st->st_mtim.tv_sec &&
         s->mtime.tv_nsec == st->st_mtim.tv_nsec && s->ctime.tv_sec == st->st_ctim.tv_sec &&
@@ -349,13 +252,13 @@ static int sz_get(const struct stat *st, uint64_t *logical)
         kind = s->kind;
         *logical = s->logical;
     }
-    pthread_mutex_unlock(&fs.szmu);
+    pthread_mutex_unlock(&mnt.szmu);
     return kind;
 }
 
 static void sz_put(const struct stat *st, int kind, uint64_t logical)
 {
-    pthread_mutex_lock(&fs.szmu);
+    pthread_mutex_lock(&mnt.szmu);
     sz_slot *s = sz_slot_for(st);
     s->dev = st->st_dev;
     s->ino = st->st_ino;
@@ -363,12 +266,12 @@ static void sz_put(const struct stat *st, int kind, uint64_t logical)
     s->ctime = st->st_ctim;
     s->logical = logical;
     s->kind = kind;
-    pthread_mutex_unlock(&fs.szmu);
+    pthread_mutex_unlock(&mnt.szmu);
 }
 
-static int could_be_stub(const struct stat *st) { return S_ISREG(st->st_mode) && st->st_size == DDP_STUB_SIZE; }
+int mnt_could_be_stub(const struct stat *st) { return S_ISREG(st->st_mode) && st->st_size == DDP_STUB_SIZE; }
 
-static int open_noatime(int dirfd, const char *name)
+int mnt_open_noatime(int dirfd, const char *name)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOATIME);
     if (fd < 0 && errno == EPERM) fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -378,10 +281,10 @@ static int open_noatime(int dirfd, const char *name)
 /* Is the file (fd, or a's name when fd < 0) a stub of this volume? K_STUB
  * with *logical, K_PLAIN, or -errno. *st is refreshed if the name was
  * opened here and turned out to be another file. */
-static int classify(int fd, const at_path *a, const char *display, struct stat *st, uint64_t *logical)
+int mnt_classify(int fd, const at_path *a, const char *display, struct stat *st, uint64_t *logical)
 {
     *logical = (uint64_t)st->st_size;
-    if (!could_be_stub(st)) return K_PLAIN;
+    if (!mnt_could_be_stub(st)) return K_PLAIN;
     int kind = sz_get(st, logical);
     if (kind) return kind;
     int own = fd < 0;
@@ -389,13 +292,13 @@ static int classify(int fd, const at_path *a, const char *display, struct stat *
         /* Opened for writing only: read the same inode through a new descriptor. */
         char pp[64];
         snprintf(pp, sizeof pp, "/proc/self/fd/%d", fd);
-        int rfd = fs.have_proc ? open(pp, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
+        int rfd = mnt.have_proc ? open(pp, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
         if (rfd < 0) return -EIO;
         fd = rfd;
         own = 2;              /* close it, but st is already this inode's */
     }
     if (own == 1) {
-        fd = open_noatime(a->dirfd, a->name);
+        fd = mnt_open_noatime(a->dirfd, a->name);
         if (fd < 0) return -errno;
         struct stat now;
         if (fstat(fd, &now) != 0) {
@@ -405,13 +308,13 @@ static int classify(int fd, const at_path *a, const char *display, struct stat *
         }
         if (now.st_ino != st->st_ino || now.st_dev != st->st_dev) *st = now;
         *logical = (uint64_t)st->st_size;
-        if (!could_be_stub(st)) {
+        if (!mnt_could_be_stub(st)) {
             close(fd);
             return K_PLAIN;
         }
     }
     ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(fs.v, fd, display, &s);
+    HRESULT hr = ddp_volume_read_stub(mnt.v, fd, display, &s);
     if (own) close(fd);
     if (hr == S_OK) {
         *logical = s.file_size;
@@ -429,12 +332,12 @@ static int classify(int fd, const at_path *a, const char *display, struct stat *
         return K_PLAIN;
     }
     mlog("%s: reading it to see whether it is a stub: %s (0x%08X)", display, ddp_error_detail(), (unsigned)hr);
-    return -hr_errno(hr);
+    return -mnt_hr_errno(hr);
 }
 
 /* ---------------------------------------------------------- reading stubs */
 
-static handle *handle_new(int kind, int fd, int flags)
+handle *mnt_handle_new(int kind, int fd, int flags)
 {
     handle *h = ddp_xcalloc(1, sizeof *h);
     h->kind = kind;
@@ -445,7 +348,7 @@ static handle *handle_new(int kind, int fd, int flags)
     return h;
 }
 
-static void handle_free(handle *h)
+void mnt_handle_free(handle *h)
 {
     if (h->fd >= 0) close(h->fd);
     ddp_streammap_free(&h->map);
@@ -456,29 +359,29 @@ static void handle_free(handle *h)
 
 /* A read handle for the stub open at fd: authenticated, its stream map read
  * and checked. A file that turns out not to be a valid stub: a plain handle. */
-static int handle_stub(int fd, int flags, const char *path, handle **out)
+int mnt_handle_stub(int fd, int flags, const char *path, handle **out)
 {
     ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(fs.v, fd, path, &s);
+    HRESULT hr = ddp_volume_read_stub(mnt.v, fd, path, &s);
     if (hr == S_FALSE || hr == DDP_E_INVALID_DATA) {
         if (hr == DDP_E_INVALID_DATA)
             mlog("%s: not a valid stub of this volume (%s); served as the %d-byte file it is", path,
                  ddp_error_detail(), DDP_STUB_SIZE);
-        *out = handle_new(H_PLAIN, fd, flags);
+        *out = mnt_handle_new(H_PLAIN, fd, flags);
         return 0;
     }
     if (FAILED(hr)) {
         mlog("%s: reading the stub: %s (0x%08X)", path, ddp_error_detail(), (unsigned)hr);
-        return -hr_errno(hr);
+        return -mnt_hr_errno(hr);
     }
-    handle *h = handle_new(H_STUB, fd, flags);
+    handle *h = mnt_handle_new(H_STUB, fd, flags);
     h->display = ddp_strdup(path);
-    hr = fs.rd ? ddp_chunkreader_map(fs.rd, &s, path, &h->map)
-               : ddp_fail(DDP_E_INVALID_STATE, "%s: the chunk store could not be opened", path);
+    hr = mnt.rd ? ddp_chunkreader_map(mnt.rd, &s, path, &h->map)
+                : ddp_fail(DDP_E_INVALID_STATE, "%s: the chunk store could not be opened", path);
     if (FAILED(hr)) {
         mlog("%s (0x%08X)", ddp_error_detail(), (unsigned)hr);
         h->fd = -1;           /* the caller closes fd */
-        handle_free(h);
+        mnt_handle_free(h);
         return -EIO;
     }
     h->size = s.file_size;
@@ -489,10 +392,10 @@ static int handle_stub(int fd, int flags, const char *path, handle **out)
 /* Queue the chunks of the next readahead_bytes for a sequential reader. */
 static void stub_readahead(handle *h, uint64_t off, size_t n)
 {
-    if (!fs.opt.readahead_bytes || h->map.count == 0) return;
+    if (!mnt.opt.readahead_bytes || h->map.count == 0) return;
     uint64_t end = off + n;
     pthread_mutex_lock(&h->mu);
-    uint64_t slack = SEQ_SLACK + atomic_load(&fs.kernel_ra_bytes);
+    uint64_t slack = SEQ_SLACK + atomic_load(&mnt.kernel_ra_bytes);
     int seq = off <= h->ra_pos + slack && end + slack >= h->ra_pos;
     if (!seq) {
         h->seq = 0;
@@ -506,7 +409,7 @@ static void stub_readahead(handle *h, uint64_t off, size_t n)
         pthread_mutex_unlock(&h->mu);
         return;
     }
-    uint64_t want = h->ra_pos + fs.opt.readahead_bytes;
+    uint64_t want = h->ra_pos + mnt.opt.readahead_bytes;
     uint32_t i = ddp_streammap_find(&h->map, h->ra_pos);
     if (i < h->ra_next) i = h->ra_next;
     uint32_t first = i;
@@ -659,6 +562,19 @@ static void pins_destructor(void *arg)
     free(p);
 }
 
+/* Before the first read is served. */
+void mnt_reply_start(void) { pthread_key_create(&pins_key, pins_destructor); }
+
+/* The other threads that served reads are gone, their pins with them; with
+ * -s this is the thread that served the reads. */
+void mnt_reply_stop(void)
+{
+    reply_pins *mine = pthread_getspecific(pins_key);
+    if (mine) pins_destructor(mine);
+    pthread_setspecific(pins_key, NULL);
+    pthread_key_delete(pins_key);
+}
+
 /* This thread's pins, the last reply's released. */
 static reply_pins *my_pins(void)
 {
@@ -738,7 +654,7 @@ static int stub_read_buf(handle *h, struct fuse_bufvec **bufp, size_t size, off_
     uint64_t o = (uint64_t)off;
     uint32_t first = ddp_streammap_find(&h->map, o), n = 0;
     while (first + n < h->map.count && h->map.starts[first + n] < o + size) n++;
-    int rd = fs.splice && pins && n > 0 && n <= REPLY_PINS ? reply_pipe(pins) : -1;
+    int rd = mnt.splice && pins && n > 0 && n <= REPLY_PINS ? reply_pipe(pins) : -1;
     if (rd < 0) return reply_mem(bufp, size, stub_read, h, off);
     struct iovec iov[REPLY_IOV];
     unsigned niov = 0;
@@ -796,13 +712,13 @@ static pthread_mutex_t *stripe_for(const char *path)
 {
     uint32_t h = 2166136261u;
     for (const char *p = path; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
-    return &fs.stripes[h % STRIPES];
+    return &mnt.stripes[h % STRIPES];
 }
 
-static void wn_register(handle *h, const struct stat *st, const char *path)
+void mnt_wn_register(handle *h, const struct stat *st, const char *path)
 {
-    pthread_mutex_lock(&fs.wmu);
-    wnode *wn = fs.wnodes;
+    pthread_mutex_lock(&mnt.wmu);
+    wnode *wn = mnt.wnodes;
     while (wn && !(wn->dev == st->st_dev && wn->ino == st->st_ino)) wn = wn->next;
     if (!wn) {
         wn = ddp_xcalloc(1, sizeof *wn);
@@ -810,12 +726,12 @@ static void wn_register(handle *h, const struct stat *st, const char *path)
         wn->ino = st->st_ino;
         pthread_rwlock_init(&wn->io, NULL);
         wn->path = ddp_strdup(path);
-        wn->next = fs.wnodes;
-        fs.wnodes = wn;
-        atomic_fetch_add(&fs.nwn, 1);
+        wn->next = mnt.wnodes;
+        mnt.wnodes = wn;
+        atomic_fetch_add(&mnt.nwn, 1);
     }
     wn->refs++;
-    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_unlock(&mnt.wmu);
     pthread_rwlock_wrlock(&wn->io);
     h->wn = wn;
     h->wnext = wn->handles;
@@ -825,22 +741,22 @@ static void wn_register(handle *h, const struct stat *st, const char *path)
 
 static void wn_unref(wnode *wn)
 {
-    pthread_mutex_lock(&fs.wmu);
+    pthread_mutex_lock(&mnt.wmu);
     if (--wn->refs == 0) {
-        for (wnode **p = &fs.wnodes; *p; p = &(*p)->next)
+        for (wnode **p = &mnt.wnodes; *p; p = &(*p)->next)
             if (*p == wn) {
                 *p = wn->next;
                 break;
             }
-        atomic_fetch_sub(&fs.nwn, 1);
+        atomic_fetch_sub(&mnt.nwn, 1);
         pthread_rwlock_destroy(&wn->io);
         free(wn->path);
         free(wn);
     }
-    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_unlock(&mnt.wmu);
 }
 
-static void wn_unregister(handle *h)
+void mnt_wn_unregister(handle *h)
 {
     wnode *wn = h->wn;
     pthread_rwlock_wrlock(&wn->io);
@@ -855,13 +771,13 @@ static void wn_unregister(handle *h)
 }
 
 /* The inode (dev, ino) lost its last name through the mount. */
-static void wn_mark_gone(dev_t dev, ino_t ino)
+void mnt_wn_mark_gone(dev_t dev, ino_t ino)
 {
-    if (atomic_load(&fs.nwn) == 0) return;
-    pthread_mutex_lock(&fs.wmu);
-    for (wnode *wn = fs.wnodes; wn; wn = wn->next)
+    if (atomic_load(&mnt.nwn) == 0) return;
+    pthread_mutex_lock(&mnt.wmu);
+    for (wnode *wn = mnt.wnodes; wn; wn = wn->next)
         if (wn->dev == dev && wn->ino == ino) wn->gone = 1;
-    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_unlock(&mnt.wmu);
 }
 
 /* A rename through the mount: the writers under from are now under to. */
@@ -872,11 +788,11 @@ static char *renamed(const char *p, const char *from, const char *to)
     return ddp_xasprintf("%s%s", to, p + n);
 }
 
-static void wn_rename(const char *from, const char *to, int exchange)
+void mnt_wn_rename(const char *from, const char *to, int exchange)
 {
-    if (atomic_load(&fs.nwn) == 0) return;
-    pthread_mutex_lock(&fs.wmu);
-    for (wnode *wn = fs.wnodes; wn; wn = wn->next) {
+    if (atomic_load(&mnt.nwn) == 0) return;
+    pthread_mutex_lock(&mnt.wmu);
+    for (wnode *wn = mnt.wnodes; wn; wn = wn->next) {
         char *np = renamed(wn->path, from, to);
         if (!np && exchange) np = renamed(wn->path, to, from);
         if (np) {
@@ -884,11 +800,11 @@ static void wn_rename(const char *from, const char *to, int exchange)
             wn->path = np;
         }
     }
-    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_unlock(&mnt.wmu);
 }
 
 /* Has the inode behind wn lost its every name? (caller holds wn->io) */
-static int wn_orphaned_locked(wnode *wn)
+int mnt_wn_orphaned_locked(wnode *wn)
 {
     struct stat st;
     return !wn->gone && wn->handles && fstat(wn->handles->fd, &st) == 0 && st.st_nlink == 0;
@@ -897,7 +813,7 @@ static int wn_orphaned_locked(wnode *wn)
 static int wn_orphaned(wnode *wn)
 {
     pthread_rwlock_rdlock(&wn->io);
-    int r = wn_orphaned_locked(wn);
+    int r = mnt_wn_orphaned_locked(wn);
     pthread_rwlock_unlock(&wn->io);
     return r;
 }
@@ -931,7 +847,7 @@ static int copy_content(int from, int to, uint64_t size)
             HRESULT hr = ddp_pwrite_all(to, buf, (size_t)r, off, "the recovered file");
             if (FAILED(hr)) {
                 free(buf);
-                return -hr_errno(hr);
+                return -mnt_hr_errno(hr);
             }
             off += (uint64_t)r;
         }
@@ -943,11 +859,11 @@ static int copy_content(int from, int to, uint64_t size)
 /* A job replaced a file while it was open for writing here: put the file's
  * content (every write included) back over the job's stub, and move the
  * handles to it. have_stripe: the caller holds the path's stripe lock. */
-static int recover(wnode *wn, int have_stripe)
+int mnt_recover(wnode *wn, int have_stripe)
 {
-    pthread_mutex_lock(&fs.wmu);
+    pthread_mutex_lock(&mnt.wmu);
     char *path = ddp_strdup(wn->path);
-    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_unlock(&mnt.wmu);
     pthread_mutex_t *sm = have_stripe ? NULL : stripe_for(path);
     if (sm) pthread_mutex_lock(sm);
     pthread_rwlock_wrlock(&wn->io);
@@ -955,16 +871,16 @@ static int recover(wnode *wn, int have_stripe)
     char *tmp = NULL;
     at_path a = { -1, NULL, 0 };
     struct stat o, cur, again;
-    if (!wn_orphaned_locked(wn) || fstat(wn->handles->fd, &o) != 0) goto out;
-    if (resolve(path, &a, 0) != 0 || fstatat(a.dirfd, a.name, &cur, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !could_be_stub(&cur)) {
+    if (!mnt_wn_orphaned_locked(wn) || fstat(wn->handles->fd, &o) != 0) goto out;
+    if (mnt_resolve(path, &a, 0) != 0 || fstatat(a.dirfd, a.name, &cur, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !mnt_could_be_stub(&cur)) {
         wn->gone = 1;         /* unlinked or replaced by a plain file, not through the mount: not a job's doing */
         goto out;
     }
-    sfd = open_noatime(a.dirfd, a.name);
+    sfd = mnt_open_noatime(a.dirfd, a.name);
     ddp_stub s;
     if (sfd < 0 || fstat(sfd, &again) != 0 || again.st_ino != cur.st_ino ||
-        ddp_volume_read_stub(fs.v, sfd, path, &s) != S_OK)
+        ddp_volume_read_stub(mnt.v, sfd, path, &s) != S_OK)
         goto out;             /* changing under us: the watcher looks again */
     int same = cur.st_uid == o.st_uid && cur.st_gid == o.st_gid && (cur.st_mode & 07777) == (o.st_mode & 07777) &&
                (cur.st_mtim.tv_sec < o.st_mtim.tv_sec ||
@@ -988,7 +904,7 @@ static int recover(wnode *wn, int have_stripe)
     HRESULT hr = S_OK;
     if (ofd < 0) {
         hr = ddp_fail_errno(errno, "reopening the file for reading");
-    } else if (lib_path(lp, sizeof lp, &a, path) != 0) {
+    } else if (mnt_lib_path(lp, sizeof lp, &a, path) != 0) {
         hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILENAME_EXCED_RANGE), "the path is too long");
     } else if (SUCCEEDED(hr = ddp_tempfile_beside(lp, &tmp, &tfd))) {
         int r = copy_content(ofd, tfd, (uint64_t)o.st_size);
@@ -1025,16 +941,16 @@ static int recover(wnode *wn, int have_stripe)
         if (nfd < 0 || dup3(nfd, h->fd, O_CLOEXEC) < 0) {
             mlog("%s: reopening a handle after recovery: %s", path, strerror(errno));
         } else {
-            if ((h->flags & O_ACCMODE) != O_RDONLY) (void)flock(h->fd, LOCK_SH); /* see lock_writer */
+            if ((h->flags & O_ACCMODE) != O_RDONLY) (void)flock(h->fd, LOCK_SH); /* see mnt_lock_writer */
             moved++;
         }
         if (nfd >= 0) close(nfd);
     }
     if (fstat(wn->handles->fd, &now) == 0) {
-        pthread_mutex_lock(&fs.wmu);
+        pthread_mutex_lock(&mnt.wmu);
         wn->dev = now.st_dev;
         wn->ino = now.st_ino;
-        pthread_mutex_unlock(&fs.wmu);
+        pthread_mutex_unlock(&mnt.wmu);
     }
     minfo("%s: a job optimized this file while it was open for writing through the mount; its content with every "
          "write (%llu bytes) was put back over the stub and %d open handle(s) moved to it",
@@ -1045,98 +961,116 @@ out:
     if (ofd >= 0) close(ofd);
     if (tfd >= 0) close(tfd);
     free(tmp);
-    at_done(&a);
+    mnt_at_done(&a);
     pthread_rwlock_unlock(&wn->io);
     if (sm) pthread_mutex_unlock(sm);
     free(path);
     return done;
 }
 
-/* Recover the orphaned writers of path (see recover); how many were. */
-static int recover_path(const char *path, int have_stripe)
+/* Recover the orphaned writers of path (see mnt_recover); how many were. */
+int mnt_recover_path(const char *path, int have_stripe)
 {
-    if (atomic_load(&fs.nwn) == 0) return 0;
+    if (atomic_load(&mnt.nwn) == 0) return 0;
     wnode *list[WATCH_BATCH];
     int n = 0, done = 0;
-    pthread_mutex_lock(&fs.wmu);
-    for (wnode *wn = fs.wnodes; wn && n < WATCH_BATCH; wn = wn->next)
+    pthread_mutex_lock(&mnt.wmu);
+    for (wnode *wn = mnt.wnodes; wn && n < WATCH_BATCH; wn = wn->next)
         if (!wn->gone && !strcmp(wn->path, path)) {
             wn->refs++;
             list[n++] = wn;
         }
-    pthread_mutex_unlock(&fs.wmu);
+    pthread_mutex_unlock(&mnt.wmu);
     for (int i = 0; i < n; i++) {
-        if (wn_orphaned(list[i])) done += recover(list[i], have_stripe);
+        if (wn_orphaned(list[i])) done += mnt_recover(list[i], have_stripe);
         wn_unref(list[i]);
     }
     return done;
 }
 
-static void check_writer(handle *h)
+void mnt_check_writer(handle *h)
 {
-    if (h->kind == H_PLAIN && h->wn && wn_orphaned(h->wn)) recover(h->wn, 0);
+    if (h->kind == H_PLAIN && h->wn && wn_orphaned(h->wn)) mnt_recover(h->wn, 0);
 }
 
 static void *watch_thread(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&fs.watchmu);
-    while (!fs.stopping) {
+    pthread_mutex_lock(&mnt.watchmu);
+    while (!mnt.stopping) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 1;
-        pthread_cond_timedwait(&fs.watchcv, &fs.watchmu, &until);
-        if (fs.stopping) break;
-        pthread_mutex_unlock(&fs.watchmu);
-        if (atomic_load(&fs.nwn) > 0) {
+        pthread_cond_timedwait(&mnt.watchcv, &mnt.watchmu, &until);
+        if (mnt.stopping) break;
+        pthread_mutex_unlock(&mnt.watchmu);
+        if (atomic_load(&mnt.nwn) > 0) {
             wnode *list[WATCH_BATCH];
             int n = 0;
-            pthread_mutex_lock(&fs.wmu);
-            for (wnode *wn = fs.wnodes; wn && n < WATCH_BATCH; wn = wn->next)
+            pthread_mutex_lock(&mnt.wmu);
+            for (wnode *wn = mnt.wnodes; wn && n < WATCH_BATCH; wn = wn->next)
                 if (!wn->gone) {
                     wn->refs++;
                     list[n++] = wn;
                 }
-            pthread_mutex_unlock(&fs.wmu);
+            pthread_mutex_unlock(&mnt.wmu);
             for (int i = 0; i < n; i++) {
-                if (wn_orphaned(list[i])) recover(list[i], 0);
+                if (wn_orphaned(list[i])) mnt_recover(list[i], 0);
                 wn_unref(list[i]);
             }
         }
-        pthread_mutex_lock(&fs.watchmu);
+        pthread_mutex_lock(&mnt.watchmu);
     }
-    pthread_mutex_unlock(&fs.watchmu);
+    pthread_mutex_unlock(&mnt.watchmu);
     return NULL;
+}
+
+void mnt_watch_start(void)
+{
+    pthread_mutex_init(&mnt.watchmu, NULL);
+    pthread_cond_init(&mnt.watchcv, NULL);
+    mnt.watcher_started = pthread_create(&mnt.watcher, NULL, watch_thread, NULL) == 0;
+}
+
+void mnt_watch_stop(void)
+{
+    pthread_mutex_lock(&mnt.watchmu);
+    mnt.stopping = 1;
+    pthread_cond_broadcast(&mnt.watchcv);
+    pthread_mutex_unlock(&mnt.watchmu);
+    if (mnt.watcher_started) pthread_join(mnt.watcher, NULL);
+    pthread_cond_destroy(&mnt.watchcv);
+    pthread_mutex_destroy(&mnt.watchmu);
 }
 
 /* Rehydrate the stub at a in place (the caller holds the path's stripe). */
 static int rehydrate(const at_path *a, const char *path)
 {
     char lp[PROC_PATH_MAX];
-    int r = lib_path(lp, sizeof lp, a, path);
+    int r = mnt_lib_path(lp, sizeof lp, a, path);
     if (r) return r;
-    HRESULT hr = ddp_unoptimize_file(fs.v, lp);
+    HRESULT hr = ddp_unoptimize_file(mnt.v, lp);
     if (FAILED(hr)) {
         if (hr != DDP_E_FILE_IN_USE)
             mlog("%s: rehydrating it for writing failed: %s (0x%08X)", path, ddp_error_detail(), (unsigned)hr);
-        return -hr_errno(hr);
+        return -mnt_hr_errno(hr);
     }
     return 0;
 }
 
 /* Rehydrate a's file if it is a stub (for writing, linking, truncating). */
-static int rehydrate_if_stub(const at_path *a, const char *path)
+int mnt_rehydrate_if_stub(const at_path *a, const char *path)
 {
     for (int tries = 0; tries < 5; tries++) {
         struct stat st;
         if (fstatat(a->dirfd, a->name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
         uint64_t logical;
-        int k = classify(-1, a, path, &st, &logical);
+        int k = mnt_classify(-1, a, path, &st, &logical);
         if (k < 0) return k;
         if (k == K_PLAIN) return 0;
         pthread_mutex_t *sm = stripe_for(path);
         pthread_mutex_lock(sm);
-        int rec = recover_path(path, 1);
+        int rec = mnt_recover_path(path, 1);
         int r = rec ? 0 : rehydrate(a, path);
         pthread_mutex_unlock(sm);
         if (r && r != -EBUSY) return r;
@@ -1160,7 +1094,7 @@ static int fh_fd(const struct fuse_file_info *fi)
 /* Give what the caller created to the caller (when the daemon is root). */
 static int set_owner(const at_path *a, int fd, mode_t mode, int is_dir)
 {
-    if (!fs.is_root) return 0;
+    if (!mnt.is_root) return 0;
     struct fuse_context *ctx = fuse_get_context();
     gid_t gid = ctx->gid;
     struct stat dst;
@@ -1188,14 +1122,14 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
         return 0;
     }
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     if (fstatat(a.dirfd, a.name, st, AT_SYMLINK_NOFOLLOW) != 0) {
         r = -errno;
-    } else if (could_be_stub(st)) {
+    } else if (mnt_could_be_stub(st)) {
         uint64_t logical;
-        int k = classify(-1, &a, path, st, &logical);
-        if (k == K_STUB && atomic_load(&fs.nwn) > 0 && recover_path(path, 0) > 0) {
+        int k = mnt_classify(-1, &a, path, st, &logical);
+        if (k == K_STUB && atomic_load(&mnt.nwn) > 0 && mnt_recover_path(path, 0) > 0) {
             if (fstatat(a.dirfd, a.name, st, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
         } else if (k == K_STUB) {
             st->st_size = (off_t)logical;
@@ -1203,7 +1137,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
             r = k;
         }
     }
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1211,19 +1145,19 @@ static int op_readlink(const char *path, char *buf, size_t size)
 {
     if (size == 0) return -EINVAL;
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     ssize_t n = readlinkat(a.dirfd, a.name, buf, size - 1);
     if (n < 0) r = -errno;
     else buf[n] = '\0';
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_mknod(const char *path, mode_t mode, dev_t rdev)
 {
     at_path a;
-    int r = resolve(path, &a, 1);
+    int r = mnt_resolve(path, &a, 1);
     if (r) return r;
     if (S_ISREG(mode)) {
         int fd = openat(a.dirfd, a.name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -1235,62 +1169,62 @@ static int op_mknod(const char *path, mode_t mode, dev_t rdev)
         r = -errno;
     }
     if (!r) r = set_owner(&a, -1, mode, 0);
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_mkdir(const char *path, mode_t mode)
 {
     at_path a;
-    int r = resolve(path, &a, 1);
+    int r = mnt_resolve(path, &a, 1);
     if (r) return r;
     if (mkdirat(a.dirfd, a.name, mode) != 0) r = -errno;
     else r = set_owner(&a, -1, mode, 1);
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_unlink(const char *path)
 {
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     struct stat st;
     int known = fstatat(a.dirfd, a.name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (unlinkat(a.dirfd, a.name, 0) != 0) r = -errno;
-    else if (known && S_ISREG(st.st_mode) && st.st_nlink <= 1) wn_mark_gone(st.st_dev, st.st_ino);
-    at_done(&a);
+    else if (known && S_ISREG(st.st_mode) && st.st_nlink <= 1) mnt_wn_mark_gone(st.st_dev, st.st_ino);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_rmdir(const char *path)
 {
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     if (unlinkat(a.dirfd, a.name, AT_REMOVEDIR) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_symlink(const char *target, const char *linkpath)
 {
     at_path a;
-    int r = resolve(linkpath, &a, 1);
+    int r = mnt_resolve(linkpath, &a, 1);
     if (r) return r;
     if (symlinkat(target, a.dirfd, a.name) != 0) r = -errno;
     else r = set_owner(&a, -1, 0, 0);
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_rename(const char *from, const char *to, unsigned int flags)
 {
     at_path a, b;
-    int r = resolve(from, &a, 0);
+    int r = mnt_resolve(from, &a, 0);
     if (r) return r;
-    if ((r = resolve(to, &b, 1)) != 0) {
-        at_done(&a);
+    if ((r = mnt_resolve(to, &b, 1)) != 0) {
+        mnt_at_done(&a);
         return r;
     }
     struct stat src, dst;
@@ -1301,29 +1235,29 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
     if (renameat2(a.dirfd, a.name, b.dirfd, b.name, flags) != 0) {
         r = -errno;
     } else {
-        if (replaces) wn_mark_gone(dst.st_dev, dst.st_ino);
-        wn_rename(from, to, (flags & RENAME_EXCHANGE) != 0);
+        if (replaces) mnt_wn_mark_gone(dst.st_dev, dst.st_ino);
+        mnt_wn_rename(from, to, (flags & RENAME_EXCHANGE) != 0);
     }
-    at_done(&a);
-    at_done(&b);
+    mnt_at_done(&a);
+    mnt_at_done(&b);
     return r;
 }
 
 static int op_link(const char *from, const char *to)
 {
     at_path a, b;
-    int r = resolve(from, &a, 0);
+    int r = mnt_resolve(from, &a, 0);
     if (r) return r;
-    if ((r = resolve(to, &b, 1)) != 0) {
-        at_done(&a);
+    if ((r = mnt_resolve(to, &b, 1)) != 0) {
+        mnt_at_done(&a);
         return r;
     }
     /* Two names for a stub would split when one of them is written:
      * rehydrate first, so the link shares the real content. */
-    r = rehydrate_if_stub(&a, from);
+    r = mnt_rehydrate_if_stub(&a, from);
     if (!r && linkat(a.dirfd, a.name, b.dirfd, b.name, 0) != 0) r = -errno;
-    at_done(&a);
-    at_done(&b);
+    mnt_at_done(&a);
+    mnt_at_done(&b);
     return r;
 }
 
@@ -1331,10 +1265,10 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     if (fi && fi->fh) return fchmod(fh_fd(fi), mode) != 0 ? -errno : 0;
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     if (fchmodat(a.dirfd, a.name, mode, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1342,10 +1276,10 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
 {
     if (fi && fi->fh) return fchown(fh_fd(fi), uid, gid) != 0 ? -errno : 0;
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     if (fchownat(a.dirfd, a.name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1356,12 +1290,12 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
         int r = ftruncate(h->fd, size) != 0 ? -errno : 0;
         if (h->wn) pthread_rwlock_unlock(&h->wn->io);
-        check_writer(h);
+        mnt_check_writer(h);
         return r;
     }
     if (!path) return -EBADF;
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     for (int tries = 0;; tries++) {
         int fd = openat(a.dirfd, a.name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -1371,11 +1305,11 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         }
         struct stat st;
         uint64_t logical;
-        int k = fstat(fd, &st) == 0 ? classify(fd, &a, path, &st, &logical) : -errno;
-        if (k == K_STUB && size == 0 && atomic_load(&fs.nwn) == 0) k = K_PLAIN;   /* cut the stub itself */
+        int k = fstat(fd, &st) == 0 ? mnt_classify(fd, &a, path, &st, &logical) : -errno;
+        if (k == K_STUB && size == 0 && atomic_load(&mnt.nwn) == 0) k = K_PLAIN;   /* cut the stub itself */
         if (k == K_STUB && tries < 5) {
             close(fd);
-            r = rehydrate_if_stub(&a, path);
+            r = mnt_rehydrate_if_stub(&a, path);
             if (r) break;
             continue;
         }
@@ -1384,7 +1318,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
         close(fd);
         break;
     }
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1394,7 +1328,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
  * replaces a file open for writing through the mount (lib/optimize.c). The
  * flock waits out a replacement in progress (microseconds); 1 is returned
  * when the name no longer names fd's file (replaced meanwhile: open again). */
-static int lock_writer(int fd, const at_path *a)
+int mnt_lock_writer(int fd, const at_path *a)
 {
     while (flock(fd, LOCK_SH) != 0)
         if (errno != EINTR) return 0; /* cannot lock (not supported): the watcher still covers it */
@@ -1407,7 +1341,7 @@ static int lock_writer(int fd, const at_path *a)
 static int open_existing(const char *path, struct fuse_file_info *fi)
 {
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     int flags = fi->flags;
     int writing = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
@@ -1421,13 +1355,13 @@ static int open_existing(const char *path, struct fuse_file_info *fi)
         }
         struct stat st;
         uint64_t logical;
-        int k = fstat(fd, &st) == 0 ? classify(fd, &a, path, &st, &logical) : -errno;
-        if (k == K_STUB && atomic_load(&fs.nwn) > 0 && tries < 5 && recover_path(path, 0) > 0) {
+        int k = fstat(fd, &st) == 0 ? mnt_classify(fd, &a, path, &st, &logical) : -errno;
+        if (k == K_STUB && atomic_load(&mnt.nwn) > 0 && tries < 5 && mnt_recover_path(path, 0) > 0) {
             close(fd);        /* a job had replaced a file open for writing: look again */
             continue;
         }
         if (k == K_STUB && !writing) {
-            r = handle_stub(fd, flags, path, &h);
+            r = mnt_handle_stub(fd, flags, path, &h);
             if (r) close(fd);
             break;
         }
@@ -1438,7 +1372,7 @@ static int open_existing(const char *path, struct fuse_file_info *fi)
                 r = -EBUSY;
                 break;
             }
-            r = rehydrate_if_stub(&a, path);
+            r = mnt_rehydrate_if_stub(&a, path);
             if (r) break;
             continue;
         }
@@ -1447,7 +1381,7 @@ static int open_existing(const char *path, struct fuse_file_info *fi)
             r = k;
             break;
         }
-        if (writing && lock_writer(fd, &a)) {
+        if (writing && mnt_lock_writer(fd, &a)) {
             close(fd);        /* replaced by its stub while we opened it */
             if (tries >= 5) {
                 mlog("%s: the file kept changing while it was being opened for writing", path);
@@ -1456,12 +1390,12 @@ static int open_existing(const char *path, struct fuse_file_info *fi)
             }
             continue;
         }
-        h = handle_new(H_PLAIN, fd, flags);
-        if (writing) wn_register(h, &st, path);
+        h = mnt_handle_new(H_PLAIN, fd, flags);
+        if (writing) mnt_wn_register(h, &st, path);
         r = 0;
         break;
     }
-    at_done(&a);
+    mnt_at_done(&a);
     if (!r) fi->fh = (uintptr_t)h;
     return r;
 }
@@ -1471,26 +1405,26 @@ static int op_open(const char *path, struct fuse_file_info *fi) { return open_ex
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
     at_path a;
-    int r = resolve(path, &a, 1);
+    int r = mnt_resolve(path, &a, 1);
     if (r) return r;
     int fd = openat(a.dirfd, a.name, fi->flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         r = -errno;
-        at_done(&a);
+        mnt_at_done(&a);
         if (r == -EEXIST && !(fi->flags & O_EXCL)) return open_existing(path, fi);
         return r;
     }
     r = set_owner(&a, fd, mode, 0);
-    if (!r && (fi->flags & O_ACCMODE) != O_RDONLY) (void)lock_writer(fd, &a); /* a new file: nothing replaced it */
+    if (!r && (fi->flags & O_ACCMODE) != O_RDONLY) (void)mnt_lock_writer(fd, &a); /* a new file: nothing replaced it */
     struct stat st;
     if (!r && fstat(fd, &st) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     if (r) {
         close(fd);
         return r;
     }
-    handle *h = handle_new(H_PLAIN, fd, fi->flags);
-    if ((fi->flags & O_ACCMODE) != O_RDONLY) wn_register(h, &st, path);
+    handle *h = mnt_handle_new(H_PLAIN, fd, fi->flags);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) mnt_wn_register(h, &st, path);
     fi->fh = (uintptr_t)h;
     return 0;
 }
@@ -1500,12 +1434,12 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
  * from its page cache to the kernel's copy for the reader without passing
  * through this process. A file open for writing is read under its handles'
  * lock (recovery may swap the descriptor), so into a buffer. */
-static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off, struct fuse_file_info *fi)
+int mnt_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)path;
     handle *h = H(fi);
     if (h->kind == H_STUB) return stub_read_buf(h, bufp, size, off);
-    if (h->wn || !fs.splice) return reply_mem(bufp, size, plain_read, h, off);
+    if (h->wn || !mnt.splice) return reply_mem(bufp, size, plain_read, h, off);
     struct fuse_bufvec *v = bufvec_new(1);
     v->buf[0].size = size;
     v->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -1526,16 +1460,16 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off, s
     do n = pwrite(h->fd, buf, size, off);
     while (n < 0 && errno == EINTR);
     int e = errno;
-    int orphan = wn && n >= 0 && wn_orphaned_locked(wn);
+    int orphan = wn && n >= 0 && mnt_wn_orphaned_locked(wn);
     if (wn) pthread_rwlock_unlock(&wn->io);
-    if (orphan) recover(wn, 0);
+    if (orphan) mnt_recover(wn, 0);
     return n < 0 ? -e : (int)n;
 }
 
 static int op_statfs(const char *path, struct statvfs *st)
 {
     (void)path;
-    return fstatvfs(fs.rootfd, st) != 0 ? -errno : 0;
+    return fstatvfs(mnt.rootfd, st) != 0 ? -errno : 0;
 }
 
 static int op_flush(const char *path, struct fuse_file_info *fi)
@@ -1543,7 +1477,7 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
     (void)path;
     handle *h = H(fi);
     if (h->kind != H_PLAIN) return 0;
-    check_writer(h);
+    mnt_check_writer(h);
     /* Closing a duplicate reports what close would (NFS, quotas) and drops
      * POSIX locks as close(2) on the mount would. */
     if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
@@ -1558,10 +1492,10 @@ static int op_release(const char *path, struct fuse_file_info *fi)
     (void)path;
     handle *h = H(fi);
     if (h->wn) {
-        check_writer(h);
-        wn_unregister(h);
+        mnt_check_writer(h);
+        mnt_wn_unregister(h);
     }
-    handle_free(h);
+    mnt_handle_free(h);
     return 0;
 }
 
@@ -1570,7 +1504,7 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
     (void)path;
     handle *h = H(fi);
     if (h->kind != H_PLAIN) return 0;
-    check_writer(h);
+    mnt_check_writer(h);
     if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
     int r = (datasync ? fdatasync(h->fd) : fsync(h->fd)) != 0 ? -errno : 0;
     if (h->wn) pthread_rwlock_unlock(&h->wn->io);
@@ -1579,10 +1513,10 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 
 static int xattr_path(const char *path, char *buf, size_t n, at_path *a)
 {
-    int r = resolve(path, a, 0);
+    int r = mnt_resolve(path, a, 0);
     if (r) return r;
-    r = lib_path(buf, n, a, path);
-    if (r) at_done(a);
+    r = mnt_lib_path(buf, n, a, path);
+    if (r) mnt_at_done(a);
     return r;
 }
 
@@ -1593,7 +1527,7 @@ static int op_setxattr(const char *path, const char *name, const char *value, si
     int r = xattr_path(path, p, sizeof p, &a);
     if (r) return r;
     if (lsetxattr(p, name, value, size, flags) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1605,7 +1539,7 @@ static int op_getxattr(const char *path, const char *name, char *value, size_t s
     if (r) return r;
     ssize_t n = lgetxattr(p, name, value, size);
     r = n < 0 ? -errno : (int)n;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1617,7 +1551,7 @@ static int op_listxattr(const char *path, char *list, size_t size)
     if (r) return r;
     ssize_t n = llistxattr(p, list, size);
     r = n < 0 ? -errno : (int)n;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1628,18 +1562,18 @@ static int op_removexattr(const char *path, const char *name)
     int r = xattr_path(path, p, sizeof p, &a);
     if (r) return r;
     if (lremovexattr(p, name) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
 static int op_opendir(const char *path, struct fuse_file_info *fi)
 {
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     int fd = openat(a.dirfd, a.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     if (r) return r;
     DIR *dp = fdopendir(fd);
     if (!dp) {
@@ -1712,10 +1646,10 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 {
     if (fi && fi->fh) return futimens(fh_fd(fi), tv) != 0 ? -errno : 0;
     at_path a;
-    int r = resolve(path, &a, 0);
+    int r = mnt_resolve(path, &a, 0);
     if (r) return r;
     if (utimensat(a.dirfd, a.name, tv, AT_SYMLINK_NOFOLLOW) != 0) r = -errno;
-    at_done(&a);
+    mnt_at_done(&a);
     return r;
 }
 
@@ -1727,8 +1661,41 @@ static int op_fallocate(const char *path, int mode, off_t off, off_t len, struct
     if (h->wn) pthread_rwlock_rdlock(&h->wn->io);
     int r = fallocate(h->fd, mode, off, len) != 0 ? -errno : 0;
     if (h->wn) pthread_rwlock_unlock(&h->wn->io);
-    check_writer(h);
+    mnt_check_writer(h);
     return r;
+}
+
+void mnt_tree_operations(struct fuse_operations *ops)
+{
+    ops->getattr = op_getattr;
+    ops->readlink = op_readlink;
+    ops->mknod = op_mknod;
+    ops->mkdir = op_mkdir;
+    ops->unlink = op_unlink;
+    ops->rmdir = op_rmdir;
+    ops->symlink = op_symlink;
+    ops->rename = op_rename;
+    ops->link = op_link;
+    ops->chmod = op_chmod;
+    ops->chown = op_chown;
+    ops->truncate = op_truncate;
+    ops->open = op_open;
+    ops->write = op_write;
+    ops->statfs = op_statfs;
+    ops->flush = op_flush;
+    ops->release = op_release;
+    ops->fsync = op_fsync;
+    ops->setxattr = op_setxattr;
+    ops->getxattr = op_getxattr;
+    ops->listxattr = op_listxattr;
+    ops->removexattr = op_removexattr;
+    ops->opendir = op_opendir;
+    ops->readdir = op_readdir;
+    ops->releasedir = op_releasedir;
+    ops->fsyncdir = op_fsyncdir;
+    ops->create = op_create;
+    ops->utimens = op_utimens;
+    ops->fallocate = op_fallocate;
 }
 
 /* The kernel reads a FUSE mount ahead by 128 KiB, which the protocol cannot
@@ -1741,20 +1708,20 @@ static int op_fallocate(const char *path, int mode, off_t off, off_t len, struct
 static void *kernel_ra_thread(void *arg)
 {
     (void)arg;
-    uint64_t kb = fs.opt.readahead_bytes / 2 / 1024;
+    uint64_t kb = mnt.opt.readahead_bytes / 2 / 1024;
     struct stat st;
-    if (kb <= KERNEL_RA_MIN_KB || !fs.opt.mountpoint || stat(fs.opt.mountpoint, &st) != 0) return NULL;
+    if (kb <= KERNEL_RA_MIN_KB || !mnt.opt.mountpoint || stat(mnt.opt.mountpoint, &st) != 0) return NULL;
     char knob[128];
     snprintf(knob, sizeof knob, "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
     int fd = open(knob, O_WRONLY | O_CLOEXEC);
     char val[32];
     int n = snprintf(val, sizeof val, "%llu\n", (unsigned long long)kb);
     if (fd >= 0 && write(fd, val, (size_t)n) == n) {
-        atomic_store(&fs.kernel_ra_bytes, kb * 1024);
-        minfo("kernel read-ahead of %s: %llu KiB (%s)", fs.opt.mountpoint, (unsigned long long)kb, knob);
+        atomic_store(&mnt.kernel_ra_bytes, kb * 1024);
+        minfo("kernel read-ahead of %s: %llu KiB (%s)", mnt.opt.mountpoint, (unsigned long long)kb, knob);
     } else {
         minfo("kernel read-ahead of %s stays at its default (%s: %s; only root may set it, see docs/MOUNT.md)",
-              fs.opt.mountpoint, knob, strerror(errno));
+              mnt.opt.mountpoint, knob, strerror(errno));
     }
     if (fd >= 0) close(fd);
     return NULL;
@@ -1764,7 +1731,7 @@ static void *kernel_ra_thread(void *arg)
  * splices a reply through a pipe grown to fit it and, when that fails,
  * copies it instead (for good, on that thread). Where pipes cannot grow
  * that far (fs.pipe-max-size lowered), replies are built in memory. */
-static int pipe_fits_reply(void)
+int mnt_pipe_fits_reply(void)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return 0;
@@ -1777,145 +1744,104 @@ static int pipe_fits_reply(void)
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     conn->max_read = DDPFS_MAX_READ;
-    fs.splice = (conn->capable & FUSE_CAP_SPLICE_WRITE) && pipe_fits_reply();
-    if (fs.splice) conn->want |= FUSE_CAP_SPLICE_WRITE;
+    mnt.splice = (conn->capable & FUSE_CAP_SPLICE_WRITE) && mnt_pipe_fits_reply();
+    if (mnt.splice) conn->want |= FUSE_CAP_SPLICE_WRITE;
     cfg->use_ino = 1;
     cfg->readdir_ino = 1;
     cfg->nullpath_ok = 1;
     cfg->hard_remove = 1;     /* no .fuse_hidden files in the volume */
     umask(0);                 /* the kernel applied the caller's umask already */
-    if (!fs.logf && !fs.opt.foreground) {
+    if (!mnt.logf && !mnt.opt.foreground) {
         openlog("ddp-mount", LOG_PID, LOG_DAEMON);
-        fs.use_syslog = 1;
+        mnt.use_syslog = 1;
     }
-    HRESULT hr = ddp_volume_chunkreader(fs.v, &fs.rd);
+    HRESULT hr = ddp_volume_chunkreader(mnt.v, &mnt.rd);
     if (FAILED(hr)) {
-        mlog("%s: opening the chunk store: %s (0x%08X); optimized files cannot be read", fs.root,
+        mlog("%s: opening the chunk store: %s (0x%08X); optimized files cannot be read", mnt.root,
              ddp_error_detail(), (unsigned)hr);
-        fs.rd = NULL;
+        mnt.rd = NULL;
     }
-    pthread_key_create(&pins_key, pins_destructor);
-    unsigned threads = cc_start(fs.rd, fs.opt.cache_bytes, fs.opt.workers);
-    minfo("serving %s (chunk cache %llu MiB, read-ahead %llu MiB, %u read-ahead threads)", fs.root,
-          (unsigned long long)(fs.opt.cache_bytes >> 20), (unsigned long long)(fs.opt.readahead_bytes >> 20),
+    mnt_reply_start();
+    unsigned threads = cc_start(mnt.rd, mnt.opt.cache_bytes, mnt.opt.workers);
+    minfo("serving %s (chunk cache %llu MiB, read-ahead %llu MiB, %u read-ahead threads)", mnt.root,
+          (unsigned long long)(mnt.opt.cache_bytes >> 20), (unsigned long long)(mnt.opt.readahead_bytes >> 20),
           threads);
-    pthread_mutex_init(&fs.watchmu, NULL);
-    pthread_cond_init(&fs.watchcv, NULL);
-    fs.watcher_started = pthread_create(&fs.watcher, NULL, watch_thread, NULL) == 0;
-    fs.kernel_ra_started = pthread_create(&fs.kernel_ra, NULL, kernel_ra_thread, NULL) == 0;
+    mnt_watch_start();
+    mnt.kernel_ra_started = pthread_create(&mnt.kernel_ra, NULL, kernel_ra_thread, NULL) == 0;
     return NULL;
 }
 
 static void op_destroy(void *data)
 {
     (void)data;
-    pthread_mutex_lock(&fs.watchmu);
-    fs.stopping = 1;
-    pthread_cond_broadcast(&fs.watchcv);
-    pthread_mutex_unlock(&fs.watchmu);
-    if (fs.watcher_started) pthread_join(fs.watcher, NULL);
-    if (fs.kernel_ra_started) pthread_join(fs.kernel_ra, NULL);
-    pthread_cond_destroy(&fs.watchcv);
-    pthread_mutex_destroy(&fs.watchmu);
-    /* The other threads that served reads are gone, their pins with them;
-     * with -s this is the thread that served the reads. */
-    reply_pins *mine = pthread_getspecific(pins_key);
-    if (mine) pins_destructor(mine);
-    pthread_setspecific(pins_key, NULL);
-    pthread_key_delete(pins_key);
+    mnt_watch_stop();
+    if (mnt.kernel_ra_started) pthread_join(mnt.kernel_ra, NULL);
+    mnt_reply_stop();
     cc_stats st;
     cc_stop(&st);
     minfo("unmounted %s: %llu chunks decoded (%llu by read-ahead, %llu by readers that waited for them), %llu cache "
           "hits, %llu failed checks, %llu served by hotspot copies; cache: %llu MiB used, %llu chunks decoded in "
           "place, %llu held outside it",
-          fs.root, (unsigned long long)st.loads, (unsigned long long)(st.loads - st.reader_loads),
+          mnt.root, (unsigned long long)st.loads, (unsigned long long)(st.loads - st.reader_loads),
           (unsigned long long)st.reader_loads, (unsigned long long)st.hits, (unsigned long long)st.failures,
           (unsigned long long)st.copies, (unsigned long long)(st.pages * 4096 >> 20), (unsigned long long)st.in_place,
           (unsigned long long)st.overflow);
-    ddp_chunkreader_close(fs.rd);
-    fs.rd = NULL;
-    if (fs.use_syslog) closelog();
+    ddp_chunkreader_close(mnt.rd);
+    mnt.rd = NULL;
+    if (mnt.use_syslog) closelog();
 }
 
 int ddpfs_main(ddp_volume *v, const ddpfs_options *opt, int fuse_argc, char **fuse_argv)
 {
-    fs.v = v;
-    fs.opt = *opt;
-    if (!fs.opt.workers) {
+    mnt.v = v;
+    mnt.opt = *opt;
+    if (!mnt.opt.workers) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        fs.opt.workers = n < 2 ? 2 : n > 8 ? 8 : (unsigned)n;
+        mnt.opt.workers = n < 2 ? 2 : n > 8 ? 8 : (unsigned)n;
     }
-    fs.root = ddp_volume_root(v);
-    fs.rootfd = open(fs.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fs.rootfd < 0) {
-        fprintf(stderr, "ddp mount: %s: %s\n", fs.root, strerror(errno));
+    mnt.root = ddp_volume_root(v);
+    mnt.rootfd = open(mnt.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (mnt.rootfd < 0) {
+        fprintf(stderr, "ddp mount: %s: %s\n", mnt.root, strerror(errno));
         return 1;
     }
-    fs.is_root = geteuid() == 0;
-    fs.have_proc = access("/proc/self/fd", X_OK) == 0;
-    atomic_store(&fs.have_openat2, 1);
-    pthread_mutex_init(&fs.logmu, NULL);
-    pthread_mutex_init(&fs.szmu, NULL);
-    pthread_mutex_init(&fs.wmu, NULL);
-    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&fs.stripes[i], NULL);
-    fs.sz = ddp_xcalloc(SZ_SLOTS, sizeof *fs.sz);
+    mnt.is_root = geteuid() == 0;
+    mnt.have_proc = access("/proc/self/fd", X_OK) == 0;
+    atomic_store(&mnt.have_openat2, 1);
+    pthread_mutex_init(&mnt.logmu, NULL);
+    pthread_mutex_init(&mnt.szmu, NULL);
+    pthread_mutex_init(&mnt.wmu, NULL);
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&mnt.stripes[i], NULL);
+    mnt.sz = ddp_xcalloc(SZ_SLOTS, sizeof *mnt.sz);
     if (opt->log_path) {
-        fs.logf = fopen(opt->log_path, "ae");
-        if (!fs.logf) {
+        mnt.logf = fopen(opt->log_path, "ae");
+        if (!mnt.logf) {
             fprintf(stderr, "ddp mount: log file %s: %s\n", opt->log_path, strerror(errno));
-            close(fs.rootfd);
-            free(fs.sz);
+            close(mnt.rootfd);
+            free(mnt.sz);
             return 1;
         }
     } else if (opt->foreground) {
-        fs.logf = stderr;
+        mnt.logf = stderr;
     }
 
     struct fuse_operations ops;
     memset(&ops, 0, sizeof ops);
-    ops.getattr = op_getattr;
-    ops.readlink = op_readlink;
-    ops.mknod = op_mknod;
-    ops.mkdir = op_mkdir;
-    ops.unlink = op_unlink;
-    ops.rmdir = op_rmdir;
-    ops.symlink = op_symlink;
-    ops.rename = op_rename;
-    ops.link = op_link;
-    ops.chmod = op_chmod;
-    ops.chown = op_chown;
-    ops.truncate = op_truncate;
-    ops.open = op_open;
-    ops.read_buf = op_read_buf;
-    ops.write = op_write;
-    ops.statfs = op_statfs;
-    ops.flush = op_flush;
-    ops.release = op_release;
-    ops.fsync = op_fsync;
-    ops.setxattr = op_setxattr;
-    ops.getxattr = op_getxattr;
-    ops.listxattr = op_listxattr;
-    ops.removexattr = op_removexattr;
-    ops.opendir = op_opendir;
-    ops.readdir = op_readdir;
-    ops.releasedir = op_releasedir;
-    ops.fsyncdir = op_fsyncdir;
-    ops.create = op_create;
-    ops.utimens = op_utimens;
-    ops.fallocate = op_fallocate;
+    mnt_tree_operations(&ops);
+    ops.read_buf = mnt_read_buf;
     ops.init = op_init;
     ops.destroy = op_destroy;
 
     int rc = fuse_main(fuse_argc, fuse_argv, &ops, NULL);
 
-    if (fs.logf && fs.logf != stderr) fclose(fs.logf);
-    fs.logf = NULL;
-    for (int i = 0; i < STRIPES; i++) pthread_mutex_destroy(&fs.stripes[i]);
-    pthread_mutex_destroy(&fs.wmu);
-    pthread_mutex_destroy(&fs.szmu);
-    pthread_mutex_destroy(&fs.logmu);
-    free(fs.sz);
-    close(fs.rootfd);
+    if (mnt.logf && mnt.logf != stderr) fclose(mnt.logf);
+    mnt.logf = NULL;
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_destroy(&mnt.stripes[i]);
+    pthread_mutex_destroy(&mnt.wmu);
+    pthread_mutex_destroy(&mnt.szmu);
+    pthread_mutex_destroy(&mnt.logmu);
+    free(mnt.sz);
+    close(mnt.rootfd);
     return rc == 0 ? 0 : 1;
 }
 

@@ -12,7 +12,7 @@
 
 /* The largest read request: with a few pages for the header and the pieces,
  * a reply fits in a pipe of the default maximum size (fs.pipe-max-size,
- * 1 MiB), so it can be spliced (see op_read_buf). */
+ * 1 MiB), so it can be spliced (see mnt_read_buf, stubread.c). */
 #define DDPFS_MAX_READ (768u << 10)
 
 typedef struct ddpfs_options {
