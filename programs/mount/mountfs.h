@@ -44,14 +44,15 @@
 #include "store/streammap.h"
 
 #define SZ_SLOTS 8192                   /* stub verdict cache entries (direct-mapped) */
-#define STRIPES 16
-#define PROC_PATH_MAX (PATH_MAX + 64)
+#define STRIPES 16                      /* locks by path: one rehydration or recovery of a path at a time */
+#define PROC_PATH_MAX (PATH_MAX + 64)   /* a path for the library (mnt_lib_path) */
 
-enum { K_STUB = 1, K_PLAIN = 2 };
-enum { H_PLAIN = 1, H_STUB = 2, H_DIR = 3 };
+enum { K_STUB = 1, K_PLAIN = 2 };             /* what a file is (mnt_classify) */
+enum { H_PLAIN = 1, H_STUB = 2, H_DIR = 3 };  /* what an open handle is (fi->fh) */
 
 typedef struct wnode wnode;
 
+/* An open file (fi->fh): a plain file, or a stub read through the chunk cache. */
 typedef struct handle {
     int kind;
     int fd;                   /* plain: the file; stub: the stub (fstat, fchmod, ...) */
@@ -82,6 +83,7 @@ struct wnode {
     wnode *next;
 };
 
+/* An open directory (fi->fh); it begins with kind, as a handle does. */
 typedef struct dirh {
     int kind;                 /* H_DIR */
     DIR *dp;
@@ -90,6 +92,7 @@ typedef struct dirh {
     int is_root;
 } dirh;
 
+/* A stub verdict, remembered (stubread.c). */
 typedef struct sz_slot {
     dev_t dev;
     ino_t ino;

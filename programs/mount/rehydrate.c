@@ -416,9 +416,10 @@ int mnt_rehydrate_if_stub(const at_path *a, const char *path)
 /* A writer's handle holds a shared flock on its plain file for as long as
  * it is open: the optimizer takes an exclusive one (non-blocking) before it
  * replaces a file with its stub and leaves a file it cannot lock, so no job
- * replaces a file open for writing through the mount (lib/volume/optimize.c). The
- * flock waits out a replacement in progress (microseconds); 1 is returned
- * when the name no longer names fd's file (replaced meanwhile: open again). */
+ * replaces a file open for writing through the mount
+ * (lib/volume/optimize.c). The flock waits out a replacement in progress
+ * (microseconds); 1 is returned when the name no longer names fd's file
+ * (replaced meanwhile: open again). */
 int mnt_lock_writer(int fd, const at_path *a)
 {
     while (flock(fd, LOCK_SH) != 0)
