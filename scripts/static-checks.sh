@@ -98,7 +98,7 @@ run_cppcheck() {
   cc=$(find_tool cppcheck) || { echo "static-checks: cppcheck is not installed" >&2; return 2; }
   echo "== cppcheck ($("$cc" --version))"
   "$cc" --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 \
-    -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DDDP_BUILDING_LIBRARY -DDDP_HAVE_FUSE=1 -I include -I lib -I programs \
+    -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DDDP_BUILDING_LIBRARY -DDDP_HAVE_FUSE=1 -I include -I lib -I programs -I programs/mount \
     "${CPPCHECK_SUPPRESS[@]}" --template='{file}:{line}: {severity}: {message} [{id}]' -j"$jobs" lib programs
 }
 
