@@ -78,7 +78,7 @@
 /* Bytes read from each regular file to see whether a format claims it. */
 #define RS_STUB_PEEK 128u
 
-const rs_format *const rs_formats[] = { &rs_format_ddp };
+const rs_format *const rs_formats[] = { &rs_format_ddp, &rs_format_windows };
 const uint32_t rs_nformats = sizeof rs_formats / sizeof rs_formats[0];
 
 int rs_file_pending(const rs_ctx *c, uint32_t i)
@@ -107,7 +107,6 @@ void rs_file_fail(rs_ctx *c, uint32_t i, HRESULT hr)
     snprintf(why, sizeof why, "%s", ddp_error_detail());
     f->state = RS_FAILED;
     f->result = hr;
-    f->has_need = 0;
     if (i < c->detail_file) {
         c->detail_file = i;
         snprintf(c->detail, sizeof c->detail, "%s: %s", display(f), why);
@@ -132,19 +131,22 @@ void rs_fail_format(rs_ctx *c, uint32_t fmt, HRESULT hr)
 
 void rs_file_need(rs_ctx *c, uint32_t i, uint64_t local_key, uint64_t off, uint32_t len, uint32_t tag)
 {
-    rs_file *f = &c->files[i];
-    f->need.cont = RS_KEY(f->fmt, local_key);
-    f->need.off = off;
-    f->need.len = len;
-    f->need.tag = tag;
-    f->has_need = 1;
+    if (c->nneeds == c->needs_cap) {
+        c->needs_cap = c->needs_cap ? c->needs_cap * 2 : 64;
+        c->needs = ddp_xrealloc(c->needs, c->needs_cap * sizeof *c->needs);
+    }
+    rs_use *u = &c->needs[c->nneeds++];
+    u->cont = RS_KEY(c->files[i].fmt, local_key);
+    u->off = off;
+    u->len = len;
+    u->file = i;
+    u->entry = tag;
 }
 
 void rs_file_mapped(rs_ctx *c, uint32_t i, uint32_t nchunks)
 {
     rs_file *f = &c->files[i];
     f->mapped = 1;
-    f->has_need = 0;
     f->nchunks = nchunks;
     free(f->filled);
     f->filled = ddp_xcalloc((size_t)nchunks / 8 + 1, 1);
@@ -359,27 +361,26 @@ static void on_stream_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_
     rs_formats[RS_KEY_FMT(ph->conts[r->cont].st->key)]->stream_record(c, ph, r, bytes);
 }
 
+void rs_record_unreadable(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr)
+{
+    const rs_format *fmt = rs_formats[RS_KEY_FMT(ph->conts[r->cont].st->key)];
+    if (ph->kind == RS_KIND_STREAM && fmt->stream_unreadable) fmt->stream_unreadable(c, ph, r, hr);
+    else rs_record_fail(c, ph, r, hr);
+}
+
 static void on_chunk_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes)
 {
     rs_formats[RS_KEY_FMT(ph->conts[r->cont].st->key)]->chunk_record(c, ph, r, bytes);
 }
 
-/* The needs of the pending files, taken (has_need cleared). */
+/* The needs of the pending files, taken. */
 static size_t collect_needs(rs_ctx *c, rs_use **out)
 {
-    rs_use *uses = ddp_xmalloc(((size_t)c->n + 1) * sizeof *uses);
+    rs_use *uses = ddp_xmalloc((c->nneeds + 1) * sizeof *uses);
     size_t nuse = 0;
-    for (uint32_t i = 0; i < c->n; i++) {
-        rs_file *f = &c->files[i];
-        if (f->state != RS_PENDING || !f->has_need) continue;
-        f->has_need = 0;
-        uses[nuse].cont = f->need.cont;
-        uses[nuse].off = f->need.off;
-        uses[nuse].len = f->need.len;
-        uses[nuse].file = i;
-        uses[nuse].entry = f->need.tag;
-        nuse++;
-    }
+    for (size_t k = 0; k < c->nneeds; k++)
+        if (rs_file_pending(c, c->needs[k].file)) uses[nuse++] = c->needs[k];
+    c->nneeds = 0;
     *out = uses;
     return nuse;
 }
@@ -540,6 +541,7 @@ static void ctx_free(rs_ctx *c)
     rs_conts_free(c);
     free(c->files);
     free(c->ready);
+    free(c->needs);
     free(c->rbuf);
     free(c->chunk);
     memset(c, 0, sizeof *c);

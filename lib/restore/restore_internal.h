@@ -61,14 +61,6 @@ enum rs_state {
     RS_ALIAS        /* the same directory entry as an earlier path: shares its result */
 };
 
-/* A record a file needs next in the stream-map phase. */
-typedef struct rs_need {
-    uint64_t cont;        /* container key (RS_KEY) */
-    uint64_t off;         /* first byte */
-    uint32_t len;         /* bytes */
-    uint32_t tag;         /* the format's own: what the record is to it */
-} rs_need;
-
 typedef struct rs_file {
     const char *path;     /* the caller's string */
     int state;
@@ -81,8 +73,6 @@ typedef struct rs_file {
     uint32_t fmt;         /* index of its format (rs_formats) */
     void *fs;             /* the format's state of this file (malloc'd) */
     uint64_t size;        /* the logical size the stub states */
-    rs_need need;         /* the next stream-phase record it needs */
-    int has_need;
     int mapped;           /* the format knows its chunks (rs_file_mapped) */
     uint32_t nchunks;
     uint8_t *filled;      /* one bit per chunk: written to the temp file */
@@ -152,6 +142,11 @@ struct rs_phase {
     void (*on_record)(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes);
 };
 
+/* A record's bytes cannot all be read: the container ends before it (a
+ * short read or ERROR_HANDLE_EOF). Its format may ask for another record
+ * instead (a stale offset); else its files fail with hr. */
+void rs_record_unreadable(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr);
+
 struct rs_lru_slot { uint32_t file; int fd; uint64_t used; };
 
 #define RS_MAX_FORMATS 4
@@ -170,6 +165,8 @@ struct rs_ctx {
     struct rs_lru_slot lru[RS_MAX_OPEN_TEMPS];
     int nlru;
     uint64_t clock;
+    rs_use *needs;        /* stream-phase records asked for the next round (rs_file_need) */
+    size_t nneeds, needs_cap;
     uint32_t *ready;      /* files waiting for the batch commit (rs_commit_ready) */
     uint32_t nready;
     uint32_t detail_file; /* lowest index of a failed file, for the detail message */
@@ -184,7 +181,8 @@ int rs_file_pending(const rs_ctx *c, uint32_t i);
 /* Fail every pending file of format fmt with hr (detail already set). */
 void rs_fail_format(rs_ctx *c, uint32_t fmt, HRESULT hr);
 /* File i needs [off, off + len) of container (kind stream, the format's
- * local key) in the next round of the stream-map phase. */
+ * local key) in the next round of the stream-map phase (a file may need
+ * several records in one round; tag tells the format which is which). */
 void rs_file_need(rs_ctx *c, uint32_t i, uint64_t local_key, uint64_t off, uint32_t len, uint32_t tag);
 /* File i's chunks are known: nchunks of them (the format answers chunk_ref). */
 void rs_file_mapped(rs_ctx *c, uint32_t i, uint32_t nchunks);

@@ -326,8 +326,14 @@ static void fail_range(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_
         rs_record *r = &ph->recs[j];
         if (r->done || r->end <= a) continue;
         ddp_fail(hr, "%s", why);
-        if (rs_record_live(c, ph, r)) rs_record_fail(c, ph, r, hr);
-        else record_drop(r);
+        if (!rs_record_live(c, ph, r)) {
+            record_drop(r);
+        } else if (hr == DDP_E_FILE_CORRUPT) { /* truncated: its format may know better */
+            record_drop(r);
+            rs_record_unreadable(c, ph, r, hr);
+        } else {
+            rs_record_fail(c, ph, r, hr);
+        }
     }
 }
 
@@ -406,13 +412,15 @@ size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     }
     /* Records may overlap only in a damaged store; sort and merge anyway. */
     qsort(l.v, l.n, sizeof *l.v, iv_cmp);
+    int exact = ph->kind == RS_KIND_STREAM && rs_formats[RS_KEY_FMT(k->st->key)]->stream_exact;
     size_t m = 0;
     for (size_t i = 1; i < l.n; i++) {
         rs_interval *p = &l.v[m], *q = &l.v[i];
         int join = q->a <= p->b;
         /* Join over a small gap if none of it has been read: it then lies
          * inside [s, e) too, since both neighbours do. */
-        if (!join && q->a - p->b <= RS_COALESCE_GAP && !ivset_intersects(&k->st->read, p->b, q->a)) join = 1;
+        if (!join && !exact && q->a - p->b <= RS_COALESCE_GAP && !ivset_intersects(&k->st->read, p->b, q->a))
+            join = 1;
         if (join) {
             if (q->b > p->b) p->b = q->b;
         } else {

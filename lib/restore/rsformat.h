@@ -49,6 +49,10 @@ typedef struct rs_chunkref {
 
 typedef struct rs_format {
     const char *name;
+    /* 1: read stream-phase containers exactly, without coalescing over the
+     * unread gaps between records, because a later round may need those
+     * bytes (R7 forbids reading a byte twice). */
+    int stream_exact;
     /* Is this regular file (size bytes, the first n of them at head, n =
      * min(size, RS_STUB_MAX)) one of this format's stubs? A file that is
      * claims that it is a stub: if parse then fails, it is a malformed one. */
@@ -66,6 +70,9 @@ typedef struct rs_format {
     char *(*container_path)(rs_ctx *c, uint32_t fmt, uint32_t kind, uint64_t key, int *missing);
     /* A stream-phase record of this format is complete. */
     void (*stream_record)(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes);
+    /* A stream-phase record lies (partly) past the end of its container. May
+     * be NULL: its files fail with hr (DDP_E_FILE_CORRUPT). */
+    void (*stream_unreadable)(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr);
     /* Chunk k of mapped file i. */
     void (*chunk_ref)(rs_ctx *c, uint32_t i, uint32_t k, rs_chunkref *out);
     /* A chunk record of this format is complete: check it for each file that
@@ -83,6 +90,7 @@ typedef struct rs_format {
 } rs_format;
 
 extern const rs_format rs_format_ddp;
+extern const rs_format rs_format_windows;
 
 /* The formats, in the order they are asked to recognise a file. */
 extern const rs_format *const rs_formats[];
