@@ -40,4 +40,15 @@ int cmd_scrub(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 
+/* Windows dedup volumes (cmd_windows.c): the hooks of cat, status, scrub, restore. */
+int win_is_volume(const char *dir);
+/* A Windows volume that is not also a ddp volume (no .ddp/ in it). */
+int win_is_volume_only(const char *dir);
+/* 1 when path is a Windows dedup file (written to stdout, or the failure
+ * printed and *rc set), 0 when it is not one. */
+int win_cat_file(const char *path, int *rc);
+int cmd_win_status(const char *root, int json);
+int cmd_win_scrub(const char *root, int json);
+int cmd_win_restore(const char *from, const char *to, char **rel, size_t n, int list);
+
 #endif /* DDP_CLI_H */

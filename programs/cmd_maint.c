@@ -150,6 +150,10 @@ int cmd_scrub(int argc, char **argv)
         else return cli_usage_error("scrub", "one VOLUME only");
     }
     if (!vol) return cli_usage_error("scrub", "missing VOLUME");
+    if (win_is_volume_only(vol)) {
+        if (repair) return cli_usage_error("scrub", "a Windows volume is only read: no --repair");
+        return cmd_win_scrub(vol, json);
+    }
     ddp_volume *v = NULL;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_JOB, &v);
     if (FAILED(hr)) {

@@ -178,7 +178,7 @@ static void test_roundtrip_kinds(void **state)
         roundtrip(buf, n, 0);
         /* mixed blocks of random and repeats at every distance up to 8 KiB */
         tu_fill_random(buf, n, n + 1);
-        for (size_t i = 8192; i + 300 < n; i += 1000) memcpy(buf + i, buf + i - 1 - (i % 8191), 1 + (i % 290));
+        for (size_t i = 8192; i + 300 < n; i += 1000) memmove(buf + i, buf + i - 1 - (i % 8191), 1 + (i % 290));
         roundtrip(buf, n, 0);
     }
     free(buf);
