@@ -408,8 +408,12 @@ static HRESULT stream_phase(rs_ctx *c, int ask_order)
         rs_phase_build(c, &ph, RS_KIND_STREAM, uses, nuse);
         HRESULT hr = rs_phase_run(c, &ph, ask_order && round == 0, on_stream_record);
         rs_phase_free(&ph);
-        if (FAILED(hr)) return hr;
+        if (FAILED(hr)) {
+            rs_conts_drop_kept(c);
+            return hr;
+        }
     }
+    rs_conts_drop_kept(c);
     /* Every file that is still pending has its map; anything else would be a
      * bug here, and must not pass as success. */
     for (uint32_t i = 0; i < c->n; i++)

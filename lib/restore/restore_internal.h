@@ -42,7 +42,7 @@
 #define RS_OFF_END ((uint64_t)INT64_MAX)
 /* Rounds of the stream-map phase: a format may ask for further records after
  * the first (e.g. a redirection table, then the record it points to). */
-#define RS_MAX_ROUNDS 4
+#define RS_MAX_ROUNDS 16
 /* Container kinds, as the phases name them (the values of ddp's catalog). */
 #define RS_KIND_DATA 1u
 #define RS_KIND_STREAM 2u
@@ -116,6 +116,10 @@ typedef struct rs_cstate {
     uint64_t key;
     char *path;           /* in the backup: "/.ddp/ChunkStore/{GUID}.ddp/Data/..." */
     rs_ivset read;        /* bytes already read (or tried) in this call */
+    /* Copies of the records read so far, kept for a later round that needs
+     * bytes again (stream phase of a format with stream_exact only). */
+    struct rs_kept { uint64_t off; uint32_t len; uint8_t *bytes; } *kept;
+    size_t nkept, kept_cap;
     int missing;          /* the store said it has no such file, or the format knows it absent */
 } rs_cstate;
 
@@ -197,6 +201,8 @@ void rs_ivset_free(rs_ivset *s);
 /* The call's container (kind, key), made on first use (its path from its format). */
 rs_cstate *rs_cont_get(rs_ctx *c, uint32_t kind, uint64_t key);
 void rs_conts_free(rs_ctx *c);
+/* Let go of the records kept for later rounds (end of the stream phase). */
+void rs_conts_drop_kept(rs_ctx *c);
 /* Build a phase from uses (sorted here). */
 void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t nuse);
 void rs_phase_free(rs_phase *ph);

@@ -192,8 +192,20 @@ rs_cstate *rs_cont_get(rs_ctx *c, uint32_t kind, uint64_t key)
     return k;
 }
 
+void rs_conts_drop_kept(rs_ctx *c)
+{
+    for (size_t i = 0; i < c->nconts; i++) {
+        rs_cstate *k = c->conts[i];
+        for (size_t j = 0; j < k->nkept; j++) free(k->kept[j].bytes);
+        free(k->kept);
+        k->kept = NULL;
+        k->nkept = k->kept_cap = 0;
+    }
+}
+
 void rs_conts_free(rs_ctx *c)
 {
+    rs_conts_drop_kept(c);
     for (size_t i = 0; i < c->nconts; i++) {
         free(c->conts[i]->path);
         rs_ivset_free(&c->conts[i]->read);
@@ -351,6 +363,58 @@ static int range_live(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_t
     return 0;
 }
 
+/* Does this phase keep copies of its records (stream_exact)? */
+static int keeps(const rs_phase *ph, const rs_container *k)
+{
+    return ph->kind == RS_KIND_STREAM && rs_formats[RS_KEY_FMT(k->st->key)]->stream_exact;
+}
+
+static void keep(rs_cstate *k, uint64_t off, const uint8_t *bytes, uint32_t len)
+{
+    if (k->nkept == k->kept_cap) {
+        k->kept_cap = k->kept_cap ? k->kept_cap * 2 : 8;
+        k->kept = ddp_xrealloc(k->kept, k->kept_cap * sizeof *k->kept);
+    }
+    k->kept[k->nkept].off = off;
+    k->kept[k->nkept].len = len;
+    k->kept[k->nkept].bytes = ddp_xmalloc(len ? len : 1);
+    memcpy(k->kept[k->nkept].bytes, bytes, len);
+    k->nkept++;
+}
+
+/* Fill r's buffer with the bytes of [r->off, r->end) already read in this
+ * call, from the kept copies. 0 when some of them are not kept. */
+static int prefill(rs_record *r, const rs_cstate *k)
+{
+    size_t size = (size_t)(r->end - r->off);
+    uint8_t *have = ddp_xcalloc(size, 1); /* which bytes are filled */
+    uint8_t *buf = ddp_xmalloc(size);
+    for (size_t j = 0; j < k->nkept; j++) {
+        const struct rs_kept *kp = &k->kept[j];
+        uint64_t x = kp->off > r->off ? kp->off : r->off;
+        uint64_t y = kp->off + kp->len < r->end ? kp->off + kp->len : r->end;
+        if (x >= y) continue;
+        memcpy(buf + (x - r->off), kp->bytes + (x - kp->off), (size_t)(y - x));
+        memset(have + (x - r->off), 1, (size_t)(y - x));
+    }
+    int ok = 1;
+    uint64_t got = 0;
+    for (size_t i = 0; i < k->read.n && ok; i++) {
+        uint64_t x = k->read.v[i].a > r->off ? k->read.v[i].a : r->off;
+        uint64_t y = k->read.v[i].b < r->end ? k->read.v[i].b : r->end;
+        for (uint64_t b = x; b < y && ok; b++) ok = have[b - r->off];
+        if (x < y) got += y - x;
+    }
+    free(have);
+    if (!ok) {
+        free(buf);
+        return 0;
+    }
+    r->buf = buf;
+    r->received = got;
+    return 1;
+}
+
 /* Hand len bytes read at offset off of container ci to the records they belong to. */
 static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const uint8_t *data, uint64_t len)
 {
@@ -367,9 +431,10 @@ static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const ui
         uint64_t x = r->off > a ? r->off : a;
         uint64_t y = r->end < b ? r->end : b;
         uint64_t size = r->end - r->off;
-        if (x == r->off && y == r->end) {
+        if (x == r->off && y == r->end && !r->buf) {
             /* The whole record is in this read (so none of it came before). */
             r->done = 1;
+            if (keeps(ph, k)) keep(k->st, r->off, data + (r->off - a), r->len);
             ph->on_record(c, ph, r, data + (r->off - a));
             continue;
         }
@@ -380,6 +445,7 @@ static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const ui
             uint8_t *buf = r->buf;
             r->buf = NULL;
             r->done = 1;
+            if (keeps(ph, k)) keep(k->st, r->off, buf, r->len);
             ph->on_record(c, ph, r, buf);
             free(buf);
         }
@@ -531,10 +597,21 @@ HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order,
             continue;
         }
         /* A record of a later round whose bytes were read before cannot be
-         * read again (R7: no container byte twice in one call). */
+         * read again (R7: no container byte twice in one call): it takes them
+         * from the copies kept, or fails. */
         for (size_t j = k->rec_first; j < k->rec_first + k->rec_count; j++) {
             rs_record *r = &ph->recs[j];
             if (r->done || !ivset_intersects(&k->st->read, r->off, r->end)) continue;
+            if (keeps(ph, k) && prefill(r, k->st)) {
+                if (r->received == r->end - r->off) { /* all of it was read before */
+                    uint8_t *buf = r->buf;
+                    r->buf = NULL;
+                    r->done = 1;
+                    if (rs_record_live(c, ph, r)) ph->on_record(c, ph, r, buf);
+                    free(buf);
+                }
+                continue;
+            }
             ddp_fail(DDP_E_FILE_CORRUPT,
                      "the %s record at offset %llu of %s (%u bytes) overlaps bytes already read in this call",
                      ph->name, (unsigned long long)r->off, k->st->path, (unsigned)r->len);

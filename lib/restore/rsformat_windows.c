@@ -14,20 +14,25 @@
  *    00010000.00000001.ccc" (GUID of the reparse point). Windows reads no
  *    other metadata file.
  *  - A reparse point names its stream-map container by id only; its file
- *    name also holds a generation. The generation is the highest one the
- *    backup holds: listed with IDdpListBackupFolder (ddp's own interface, by
- *    QueryInterface on the callback) when the store has it; else probed by
- *    reading the first 64 bytes (the Cthr) of each candidate name, with a
- *    PreviewContainerRead just before: generations 1..8 and 0x10000..0x10003
- *    (WIN_PROBE_GENS, the forms seen on real volumes), all before the first
- *    OrderContainersRestore. None: DDP_E_PATH_NOT_FOUND.
+ *    name also holds a generation. The generations the backup holds are
+ *    listed with IDdpListBackupFolder (ddp's own interface, by QueryInterface
+ *    on the callback) when the store has it; else probed by reading the first
+ *    64 bytes (the Cthr) of each candidate name, with a PreviewContainerRead
+ *    just before: generations 1..8 and 0x10000..0x10003 (WIN_PROBE_GENS, the
+ *    forms seen on real volumes), all before the first OrderContainersRestore.
+ *    None: DDP_E_PATH_NOT_FOUND. The stream map is looked for in the highest
+ *    generation first, then the next ones (at most WIN_MAX_GENS = 4): the
+ *    first where it is found (at its offset or through the Rrtl) is used.
  *  - Each part (reparse entry) has its stream-map record: the Ckhr at the
  *    entry's offset, 0x68 + smap_size bytes. It is the part's when the
  *    header parses, seq, payload size and hash prefix are the entry's. If
  *    not (or it lies past the container's end), the offset is stale: the
  *    Rrtl redirection table at 0x3000 of the container (its 32-byte header,
  *    then count items of 8 bytes) gives the seq's current offset, and the
- *    record there must be the part's. Else DDP_E_FILE_CORRUPT naming it.
+ *    record there must be the part's. Else the next generation; when none is
+ *    left, DDP_E_FILE_CORRUPT naming the record. A redirected record whose
+ *    bytes were already read in the call (it overlaps the stale one) cannot
+ *    be read again (R7): DDP_E_FILE_CORRUPT.
  *  - The stream map: entries with strictly increasing cumulative ends from
  *    the part's start to its end, a positive stored size, compressed chunks
  *    (stored != logical) of at most 128 KiB logical, raw chunks of at most
@@ -85,7 +90,16 @@ typedef struct win_cont {
     const char *name;      /* as listed (not owned), or NULL: the canonical name */
 } win_cont;
 
+/* The generations of one stream container the backup holds, highest first. */
+#define WIN_MAX_GENS 4
+typedef struct resolved {
+    uint32_t store, cid, ngens, gens[WIN_MAX_GENS];
+    HRESULT hr;
+} resolved;
+
 typedef struct win_fctx {
+    resolved *res;
+    size_t nres;
     win_store *stores;
     uint32_t nstores;
     win_cont *conts;
@@ -102,7 +116,8 @@ typedef struct win_chunk {
 
 typedef struct win_part {
     ddp_win_reparse_entry e;
-    uint32_t cont;         /* stream container (win_cont index) */
+    uint32_t res, gi;      /* its generations (x->res) and the one tried now */
+    uint32_t cont;         /* stream container of that generation (win_cont index) */
     win_chunk *chunks;
     uint32_t nchunks;
     int mapped;
@@ -320,58 +335,88 @@ static HRESULT probe(rs_ctx *c, const win_store *st, uint32_t cid, uint32_t gen)
     return 1;
 }
 
-/* Stream container generations resolved per (store, cid). */
-typedef struct resolved { uint32_t store, cid, gen; HRESULT hr; } resolved;
-
-static HRESULT resolve_stream(rs_ctx *c, win_fctx *x, uint32_t store, uint32_t cid, uint32_t *gen,
-                              resolved **cache, size_t *ncache)
+static void gens_add(resolved *r, uint32_t gen)
 {
-    for (size_t k = 0; k < *ncache; k++)
-        if ((*cache)[k].store == store && (*cache)[k].cid == cid) {
-            *gen = (*cache)[k].gen;
-            return (*cache)[k].hr;
-        }
+    /* Keep the WIN_MAX_GENS highest, in descending order. */
+    uint32_t k = r->ngens;
+    if (k == WIN_MAX_GENS) {
+        if (gen <= r->gens[k - 1]) return;
+        k--;
+    }
+    while (k > 0 && r->gens[k - 1] < gen) {
+        r->gens[k] = r->gens[k - 1];
+        k--;
+    }
+    r->gens[k] = gen;
+    if (r->ngens < WIN_MAX_GENS) r->ngens++;
+}
+
+/* The generations of stream container cid of store (listed or probed), once. */
+static uint32_t resolve_stream(rs_ctx *c, win_fctx *x, uint32_t fmt, uint32_t store, uint32_t cid)
+{
+    for (size_t k = 0; k < x->nres; k++)
+        if (x->res[k].store == store && x->res[k].cid == cid) return (uint32_t)k;
+    x->res = ddp_xrealloc(x->res, (x->nres + 1) * sizeof *x->res);
+    resolved *r = &x->res[x->nres];
+    memset(r, 0, sizeof *r);
+    r->store = store;
+    r->cid = cid;
     const win_store *st = &x->stores[store];
     HRESULT hr = S_OK;
-    int found = 0;
-    uint32_t best = 0;
     if (st->listed) {
         for (size_t k = 0; k < st->nstream; k++)
-            if (st->stream[k].cid == cid && (!found || st->stream[k].gen > best)) {
-                best = st->stream[k].gen;
-                found = 1;
-            }
-        if (!found)
-            hr = ddp_fail(DDP_E_PATH_NOT_FOUND, "stream container %08X of chunk store %s is not in the backup (listed)",
-                          cid, st->prefix);
+            if (st->stream[k].cid == cid) gens_add(r, st->stream[k].gen);
     } else {
         for (size_t k = 0; k < WIN_NPROBE && SUCCEEDED(hr); k++) {
             HRESULT p = probe(c, st, cid, WIN_PROBE_GENS[k]);
             if (FAILED(p)) hr = p;
-            else if (p == 1) {
-                best = WIN_PROBE_GENS[k];
-                found = 1;
-            }
+            else if (p == 1) gens_add(r, WIN_PROBE_GENS[k]);
         }
-        if (SUCCEEDED(hr) && !found)
-            hr = ddp_fail(DDP_E_PATH_NOT_FOUND,
-                          "stream container %08X of chunk store %s is not in the backup (generations 1-8 and "
-                          "0x10000-0x10003 probed; the store cannot list folders)",
-                          cid, st->prefix);
     }
-    *cache = ddp_xrealloc(*cache, (*ncache + 1) * sizeof **cache);
-    (*cache)[*ncache] = (resolved){ store, cid, best, hr };
-    (*ncache)++;
-    *gen = best;
-    return hr;
+    r->hr = hr;
+    if (SUCCEEDED(hr) && r->ngens == 0) r->hr = DDP_E_PATH_NOT_FOUND;
+    if (!st->listed)
+        for (uint32_t g = 0; g < r->ngens; g++) {
+            /* Its Cthr was read by the probe: never again (R7). */
+            uint32_t k = cont_intern(x, store, RS_KIND_STREAM, cid, r->gens[g]);
+            rs_ivset_add(&rs_cont_get(c, RS_KIND_STREAM, RS_KEY(fmt, k))->read, 0, WIN_PROBE_READ);
+        }
+    return (uint32_t)x->nres++;
+}
+
+/* Part p of file i: look for its stream map in generation gi of its container. */
+static void try_gen(rs_ctx *c, uint32_t i, uint32_t p, uint32_t gi)
+{
+    win_fctx *x = c->fctx[c->files[i].fmt];
+    win_fstate *s = fs_of(c, i);
+    win_part *wp = &s->parts[p];
+    const resolved *r = &x->res[wp->res];
+    wp->gi = gi;
+    wp->cont = cont_intern(x, s->store, RS_KIND_STREAM, r->cid, r->gens[gi]);
+    rs_file_need(c, i, wp->cont, wp->e.offset, DDP_WIN_SMAP_HDR_SIZE + wp->e.smap_size, TAG(p, ST_RECORD));
+}
+
+/* Part p's stream map is not in the generation tried (why): the next one,
+ * or DDP_E_FILE_CORRUPT when none is left. */
+static void next_gen(rs_ctx *c, uint32_t i, uint32_t p, const char *why)
+{
+    win_fctx *x = c->fctx[c->files[i].fmt];
+    win_part *wp = &fs_of(c, i)->parts[p];
+    const resolved *r = &x->res[wp->res];
+    if (wp->gi + 1 < r->ngens) {
+        try_gen(c, i, p, wp->gi + 1);
+        return;
+    }
+    char cn[22];
+    ddp_win_ccc_name(r->cid, r->gens[wp->gi], cn);
+    rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map %u (part %u) is in no generation of stream container "
+                                "%08X (%u tried); in Stream/%s: %s", wp->e.seq, p, r->cid, r->ngens, cn, why));
 }
 
 static uint32_t win_prepare(rs_ctx *c, uint32_t fmt)
 {
     win_fctx *x = c->fctx[fmt];
     list_stores(c, x);
-    resolved *cache = NULL;
-    size_t ncache = 0;
     uint32_t valid = 0;
     for (uint32_t i = 0; i < c->n; i++) {
         rs_file *f = &c->files[i];
@@ -380,27 +425,22 @@ static uint32_t win_prepare(rs_ctx *c, uint32_t fmt)
         valid++;
         for (uint32_t p = 0; p < s->nparts && rs_file_pending(c, i); p++) {
             win_part *wp = &s->parts[p];
-            uint32_t gen;
-            HRESULT hr = resolve_stream(c, x, s->store, wp->e.stream_cid, &gen, &cache, &ncache);
-            if (FAILED(hr)) {
-                /* The detail of a cached failure may be gone: say it again. */
+            wp->res = resolve_stream(c, x, fmt, s->store, wp->e.stream_cid);
+            const resolved *r = &x->res[wp->res];
+            if (FAILED(r->hr)) {
                 char g[39];
                 ddp_win_guid_format(x->stores[s->store].guid, g);
-                rs_file_fail(c, i, ddp_fail(hr, "stream container %08X of chunk store %s (part %u): %s",
-                                            wp->e.stream_cid, g, p,
-                                            hr == DDP_E_PATH_NOT_FOUND ? "not in the backup" : "cannot be read"));
+                rs_file_fail(c, i, ddp_fail(r->hr, "stream container %08X of chunk store %s (part %u) %s", r->cid, g, p,
+                                            r->hr != DDP_E_PATH_NOT_FOUND ? "cannot be read from the backup"
+                                            : x->stores[s->store].listed
+                                                ? "is not in the backup (listed)"
+                                                : "is not in the backup (generations 1-8 and 0x10000-0x10003 "
+                                                  "probed; the store cannot list folders)"));
                 break;
             }
-            wp->cont = cont_intern(x, s->store, RS_KIND_STREAM, wp->e.stream_cid, gen);
-            if (!x->stores[s->store].listed) {
-                /* Its Cthr was read by the probe: never again (R7). */
-                rs_cstate *k = rs_cont_get(c, RS_KIND_STREAM, RS_KEY(fmt, wp->cont));
-                rs_ivset_add(&k->read, 0, WIN_PROBE_READ);
-            }
-            rs_file_need(c, i, wp->cont, wp->e.offset, DDP_WIN_SMAP_HDR_SIZE + wp->e.smap_size, TAG(p, ST_RECORD));
+            try_gen(c, i, p, 0);
         }
     }
-    free(cache);
     return valid;
 }
 
@@ -477,15 +517,14 @@ static void take_map(rs_ctx *c, uint32_t i, uint32_t p, const ddp_win_smap_hdr *
 }
 
 /* Part p's record at r was not its stream map: try the redirection table. */
-static void go_stale(rs_ctx *c, rs_phase *ph, rs_record *r, uint32_t i, uint32_t p, const char *why)
+static void go_stale(rs_ctx *c, uint32_t i, uint32_t p, const char *why)
 {
-    win_fstate *s = fs_of(c, i);
-    if (r->off == DDP_WIN_RRTL_OFFSET) { /* cannot be: the table is there */
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map at offset %llu of %s: %s",
-                                    (unsigned long long)r->off, ph->conts[r->cont].st->path, why));
+    win_part *wp = &fs_of(c, i)->parts[p];
+    if (wp->e.offset == DDP_WIN_RRTL_OFFSET) { /* cannot be: the table is there */
+        next_gen(c, i, p, why);
         return;
     }
-    rs_file_need(c, i, s->parts[p].cont, DDP_WIN_RRTL_OFFSET, WIN_RRTL_HDR_SIZE, TAG(p, ST_RRTL_HDR));
+    rs_file_need(c, i, wp->cont, DDP_WIN_RRTL_OFFSET, WIN_RRTL_HDR_SIZE, TAG(p, ST_RRTL_HDR));
 }
 
 static void on_rrtl_hdr(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes, uint32_t i, uint32_t p)
@@ -495,14 +534,15 @@ static void on_rrtl_hdr(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *by
              ph->conts[r->cont].st->path);
     win_part *wp = &fs_of(c, i)->parts[p];
     ddp_win_rrtl t;
+    char why[700];
     if (FAILED(ddp_win_rrtl_parse(bytes, r->len, what, &t))) {
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map %u is not at offset %u, and %s",
-                                    wp->e.seq, wp->e.offset, ddp_error_detail()));
+        snprintf(why, sizeof why, "not at offset %u, and %s", wp->e.offset, ddp_error_detail());
+        next_gen(c, i, p, why);
         return;
     }
     if (t.count == 0) {
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map %u is not at offset %u, and the %s is empty",
-                                    wp->e.seq, wp->e.offset, what));
+        snprintf(why, sizeof why, "not at offset %u, and the %s is empty", wp->e.offset, what);
+        next_gen(c, i, p, why);
         return;
     }
     wp->rrtl_count = t.count;
@@ -515,15 +555,15 @@ static void on_rrtl_items(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *
     snprintf(what, sizeof what, "redirection table of %s", ph->conts[r->cont].st->path);
     win_part *wp = &fs_of(c, i)->parts[p];
     uint32_t off;
+    char why[700];
     if (FAILED(ddp_win_rrtl_check_sorted(bytes, wp->rrtl_count, what))) {
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "%s", ddp_error_detail()));
+        next_gen(c, i, p, ddp_error_detail());
     } else if (!ddp_win_rrtl_lookup(bytes, wp->rrtl_count, wp->e.seq, &off)) {
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT,
-                                    "stream map %u is not at offset %u, and the %s does not list it", wp->e.seq,
-                                    wp->e.offset, what));
+        snprintf(why, sizeof why, "not at offset %u, and the %s does not list it", wp->e.offset, what);
+        next_gen(c, i, p, why);
     } else if (off == wp->e.offset) {
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT,
-                                    "stream map %u: the %s points at offset %u, where it is not", wp->e.seq, what, off));
+        snprintf(why, sizeof why, "the %s points at offset %u, where it is not", what, off);
+        next_gen(c, i, p, why);
     } else {
         rs_file_need(c, i, wp->cont, off, DDP_WIN_SMAP_HDR_SIZE + wp->e.smap_size, TAG(p, ST_REDIRECTED));
     }
@@ -562,9 +602,11 @@ static void win_stream_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8
         else if (h.payload_size != e->smap_size) bad = "its payload size differs from the reparse point's";
         else if (memcmp(h.hash, e->hash, e->hash_len) != 0) bad = "its hash differs from the reparse point's";
         if (bad) {
-            if (stage == ST_RECORD) go_stale(c, ph, r, i, p, bad);
-            else rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map %u (part %u) at %s, where the redirection "
-                                             "table points: %s", e->seq, p, where, bad));
+            char w2[900];
+            snprintf(w2, sizeof w2, "the record at %s%s: %s", where,
+                     stage == ST_RECORD ? "" : " (where the redirection table points)", bad);
+            if (stage == ST_RECORD) go_stale(c, i, p, w2);
+            else next_gen(c, i, p, w2);
             continue;
         }
         if (crc_rejects(&x->stores[s->store].smap_conv, h.crc)) {
@@ -584,11 +626,13 @@ static void win_stream_unreadable(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT
     for (size_t u = r->use_first; u < r->use_first + r->use_count; u++) {
         uint32_t i = ph->uses[u].file, tag = ph->uses[u].entry;
         if (!rs_file_pending(c, i)) continue;
-        if ((tag & 3) == ST_RECORD && (tag >> 2) < fs_of(c, i)->nparts) {
-            go_stale(c, ph, r, i, tag >> 2, "past the container's end");
-        } else {
+        if ((tag >> 2) >= fs_of(c, i)->nparts) {
             ddp_fail(hr, "%s", why);
             rs_file_fail(c, i, hr);
+        } else if ((tag & 3) == ST_RECORD) {
+            go_stale(c, i, tag >> 2, why);
+        } else {
+            next_gen(c, i, tag >> 2, why);
         }
     }
 }
@@ -681,6 +725,7 @@ static void win_ctx_free(rs_ctx *c, uint32_t fmt)
         names_free(x->stores[k].data, x->stores[k].ndata);
     }
     free(x->stores);
+    free(x->res);
     free(x->conts);
     free(x->slots);
     free(x);
