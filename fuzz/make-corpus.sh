@@ -144,4 +144,42 @@ if os.path.exists(tar): put("tar", "bk.tar", rd(tar))
 mf = os.path.join(work, "bk", ".ddp-backup", "manifest")
 if os.path.exists(mf): put("manifest", "manifest", rd(mf))
 PY
+# Windows: whole restores of reparse files over a small Windows-format store
+# (tests/tools/mkwinstore, built next to ddp): three formats, compressed and
+# raw chunks, a stale offset, a decoy generation.
+MK=$(dirname "$DDP")/mkwinstore
+if [[ -x $MK ]]; then
+  W=$work/win
+  mkdir -p "$work/wsrc"
+  python3 - "$work/wsrc" <<'PY'
+import random, sys
+r = random.Random(7)
+open(sys.argv[1] + "/a.txt", "wb").write(b"windows dedup chunk " * 3000)
+open(sys.argv[1] + "/b.bin", "wb").write(r.randbytes(40000))
+PY
+  "$MK" "$W" --decoy-gen --stream-gen 2 --chunk 16384-32768 --format 0103 "$work/wsrc/a.txt:a0103" \
+    --raw "$work/wsrc/b.bin:b0103" --compress --format 0102 --parts 2 "$work/wsrc/a.txt:a0102" --parts 1 \
+    --format 0201 --stale "$work/wsrc/a.txt:a0201" >/dev/null
+  python3 - "$W" "$out" <<'PY'
+import os, struct, sys
+w, out = sys.argv[1], sys.argv[2]
+def rd(p): return open(p, "rb").read()
+def tlv_stub(b): return b"\x00" + struct.pack("<I", len(b)) + b
+def tlv_file(name, b):
+    n = name.encode()
+    return b"\x01" + struct.pack("<H", len(n)) + n + struct.pack("<I", len(b)) + b
+stubs, files = [], []
+for dp, dn, fn in os.walk(w):
+    for f in sorted(fn):
+        p = os.path.join(dp, f)
+        rel = "/" + os.path.relpath(p, w)
+        if rel.startswith("/System Volume Information/"): files.append(tlv_file(rel, rd(p)))
+        else: stubs.append(tlv_stub(rd(p)))
+os.makedirs(os.path.join(out, "restore"), exist_ok=True)
+body = b"".join(stubs) + b"".join(files)
+for name, flags in (("win-all", b"\x00"), ("win-all.fix", b"\x01"), ("win-short", b"\x02"), ("win-extras", b"\x38")):
+    open(os.path.join(out, "restore", name), "wb").write(flags + body)
+open(os.path.join(out, "restore", "win-one"), "wb").write(b"\x00" + stubs[0] + b"".join(files))
+PY
+fi
 for d in "$out"/*/; do printf '%-10s %3d seeds\n' "$(basename "$d")" "$(ls "$d" | wc -l)"; done

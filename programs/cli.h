@@ -91,4 +91,15 @@ IDedupReadFileCallback *cli_read_progress(IDedupReadFileCallback *inner, cli_pro
 /* Should a command show progress? (stderr a terminal, not quiet, not json) */
 int cli_progress_wanted(int quiet, int json);
 
+/* Windows dedup volumes (cmd_windows.c): the hooks of cat, status, scrub, restore. */
+int win_is_volume(const char *dir);
+/* A Windows volume that is not also a ddp volume (no .ddp/ in it). */
+int win_is_volume_only(const char *dir);
+/* 1 when path is a Windows dedup file (written to stdout, or the failure
+ * printed and *rc set), 0 when it is not one. */
+int win_cat_file(const char *path, int *rc);
+int cmd_win_status(const char *root, int json);
+int cmd_win_scrub(const char *root, int json);
+int cmd_win_restore(const char *from, const char *to, char **rel, size_t n, int list);
+
 #endif /* DDP_CLI_H */

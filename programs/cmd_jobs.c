@@ -276,6 +276,7 @@ int cmd_cat(int argc, char **argv)
     char *buf = malloc(cap);
     for (int i = 1; i < argc; i++) {
         if (i == dashdash) continue;
+        if (win_cat_file(argv[i], &rc)) continue; /* a Windows dedup file */
         ddp_volume *v = NULL;
         ddp_file *f = NULL;
         HRESULT hr = ddp_volume_open_containing(argv[i], DDP_OPEN_READ, &v);

@@ -192,6 +192,10 @@ int cmd_scrub(int argc, char **argv)
     const char *vol = NULL;
     int repair = 0, json = 0, quiet = 0;
     if (parse_job_opts("scrub", argc, argv, &vol, &repair, "--repair", &quiet, &json)) return DDP_EXIT_USAGE;
+    if (win_is_volume_only(vol)) {
+        if (repair) return cli_usage_error("scrub", "a Windows volume is only read: no --repair");
+        return cmd_win_scrub(vol, json);
+    }
     ddp_volume *v = NULL;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_JOB, &v);
     if (FAILED(hr)) {

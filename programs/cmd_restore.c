@@ -207,6 +207,10 @@ int cmd_restore(int argc, char **argv)
     if (n == 0) { rc = cli_usage_error("restore", "name the files to restore"); goto done; }
     if (!*to) { rc = cli_usage_error("restore", "--to needs a directory"); goto done; }
 
+    if (win_is_volume(from)) { /* a Windows dedup volume (ntfs-3g mount or copied tree) */
+        rc = cmd_win_restore(from, to, rel, n, list);
+        goto done;
+    }
     if (list) {
         rc = list_containers(from, n, rel);
         goto done;

@@ -200,6 +200,7 @@ int cmd_status(int argc, char **argv)
         else return cli_usage_error("status", "one VOLUME only");
     }
     if (!vol) return cli_usage_error("status", "missing VOLUME");
+    if (win_is_volume_only(vol)) return cmd_win_status(vol, json);
     ddp_volume *v = NULL;
     ddp_status st;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_READ, &v);

@@ -6,6 +6,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
       libfuse3-dev fuse3 libcmocka-dev python3 xxd)
+# tests/e2e/test_windows.sh builds NTFS images (mkntfs, in ntfs-3g), mounts them with
+# ntfs-3g and sets reparse points with setfattr (attr).
+pkgs+=(ntfs-3g attr)
 # The robustness checks of scripts/test.sh (docs/ROBUSTNESS.md): valgrind on
 # the e2e tests, cppcheck and clang-tidy (scripts/static-checks.sh), clang
 # and libFuzzer for fuzz/ (libFuzzer's runtime is in libclang-rt-dev, only
