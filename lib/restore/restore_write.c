@@ -7,7 +7,9 @@
  * ddp_is_temp_name() recognizes a leftover of a crash), created with
  * O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600 relative to a descriptor of that
  * directory. Chunks are written with pwrite() at their file offsets, in
- * whatever order the backup store delivers them.
+ * whatever order the backup store delivers them, leaving every whole aligned
+ * 4 KiB block of zeros unwritten (base/sparse.h): holes stay holes, and the
+ * file gets its size (ftruncate) once its last chunk is in.
  *
  * A restore may span 10,000 files whose chunks arrive interleaved, so the
  * temporary files are not all kept open: at most RS_MAX_OPEN_TEMPS (64)
@@ -48,6 +50,7 @@
 
 #include "base/fileattr.h"
 #include "base/hash.h"
+#include "base/sparse.h"
 #include "restore/restore_internal.h"
 #include "base/util.h"
 
@@ -221,7 +224,9 @@ void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, 
         rs_file_fail(c, i, hr);
         return;
     }
-    hr = ddp_pwrite_all(fd, data, len, f->map.starts[entry], f->tmpname);
+    /* Whole aligned blocks of zeros are left as holes (the temporary file
+     * is new, so they read as zeros): a sparse file stays sparse. */
+    hr = ddp_pwrite_sparse(fd, data, len, f->map.starts[entry], f->tmpname);
     if (FAILED(hr)) {
         rs_file_fail(c, i, hr);
         return;
@@ -253,6 +258,12 @@ void rs_finish_file(rs_ctx *c, uint32_t i)
     HRESULT hr = S_OK;
     int fd = temp_fd(c, i, &hr);
     if (fd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    /* A hole at the end was never written: give the file its size. */
+    hr = ddp_sparse_finish(fd, f->stub.file_size, f->tmpname);
+    if (FAILED(hr)) {
         rs_file_fail(c, i, hr);
         return;
     }
