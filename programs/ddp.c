@@ -3,6 +3,7 @@
  * and holds the helpers they share (messages, sizes).
  */
 #include <stdarg.h>
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -91,6 +92,10 @@ void cli_json_str(const char *s)
 
 int main(int argc, char **argv)
 {
+    /* The user's character set (LANG, LC_ALL, LC_CTYPE): libarchive and the
+     * messages translate file names by it. Tar backups store names as raw
+     * bytes (hdrcharset=BINARY), so any locale, LANG=C included, works. */
+    (void)setlocale(LC_CTYPE, "");
     if (argc < 2) {
         usage(stderr);
         return DDP_EXIT_USAGE;

@@ -25,7 +25,8 @@ typedef struct ddp_backup_stats {
     uint64_t stubs;             /* of which ddp stubs */
     uint64_t metadata_files;    /* of which store metadata under .ddp (settings, catalog) */
     uint64_t dirs, symlinks;
-    uint64_t files_copied;      /* files written into this backup */
+    uint64_t files_copied;      /* files of the volume written into this backup (store metadata not counted) */
+    uint64_t metadata_copied;   /* store metadata files (settings, catalog) written into it */
     uint64_t files_unchanged;   /* incremental: files left in an earlier backup of the chain */
     uint64_t containers;        /* containers listed */
     uint64_t pieces_copied;     /* whole containers or appended tails written now */

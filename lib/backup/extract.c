@@ -210,6 +210,7 @@ static void collect_plain_dir(xlist *l, int dfd, const char *sp, int depth)
     if (depth > PATH_MAX / 2) return;
     int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
     if (!d) {
         if (fd >= 0) close(fd);
         return;
@@ -552,6 +553,7 @@ static void remove_stage_dir(int destfd, const char *name, int fd)
         close(fd);
         return;
     }
+    rewinddir(d);
     struct dirent *de;
     int dirs_left = 0;
     while ((de = readdir(d)) != NULL) {
@@ -566,6 +568,7 @@ static void remove_abandoned_stages(int destfd)
 {
     int fd = fcntl(destfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
     if (!d) {
         if (fd >= 0) close(fd);
         return;
