@@ -4,7 +4,7 @@
  *
  * mount checks that VOLUME is a ddp volume (a clear error with the HRESULT
  * if not) and that MOUNTPOINT is a directory outside it, then hands the
- * volume to the FUSE file system in fusefs.c with libfuse's options:
+ * volume to the FUSE file system in mount/ (fusefs.h) with libfuse's options:
  * default_permissions always (permission checks are the kernel's, from the
  * files' own owners and modes), fsname=ddp:VOLUME and subtype=ddp (so the
  * mount shows as fuse.ddp), and whatever -o adds (ro, allow_other, ...).
@@ -24,7 +24,7 @@
 
 #include "cli.h"
 #ifdef DDP_HAVE_FUSE
-#include "fusefs.h"
+#include "mount/fusefs.h"
 #endif
 
 #ifdef DDP_HAVE_FUSE
