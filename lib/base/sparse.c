@@ -2,8 +2,12 @@
  * sparse.c: writes that leave holes where the data is zeros (sparse.h).
  *
  * The data is cut at DDP_SPARSE_BLOCK boundaries of the file; a piece that
- * is a whole block of zeros is skipped, the others are written in runs as
- * long as possible (one pwrite per run of non-zero blocks).
+ * is all zeros is skipped, also a partial one at either end of the buffer
+ * (the file is fresh and no byte is written twice, so what is skipped reads
+ * as zeros whoever writes the rest of its block: a restore's chunks end
+ * anywhere, and a run of zero chunks must not allocate a block at each
+ * chunk edge). The others are written in runs as long as possible (one
+ * pwrite per run of non-zero pieces).
  */
 #include <errno.h>
 #include <string.h>
@@ -37,7 +41,7 @@ HRESULT ddp_pwrite_sparse(int fd, const void *vbuf, size_t n, uint64_t off, cons
         uint64_t abs = off + pos;
         size_t to_edge = DDP_SPARSE_BLOCK - (size_t)(abs % DDP_SPARSE_BLOCK);
         size_t piece = n - pos < to_edge ? n - pos : to_edge;
-        if (piece == DDP_SPARSE_BLOCK && all_zero(buf + pos, piece)) {
+        if (all_zero(buf + pos, piece)) {
             if (pos > run) {
                 HRESULT hr = ddp_pwrite_all(fd, buf + run, pos - run, off + run, what);
                 if (FAILED(hr)) return hr;

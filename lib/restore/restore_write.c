@@ -7,8 +7,9 @@
  * ddp_is_temp_name() recognizes a leftover of a crash), created with
  * O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600 relative to a descriptor of that
  * directory. Chunks are written with pwrite() at their file offsets, in
- * whatever order the backup store delivers them, leaving every whole aligned
- * 4 KiB block of zeros unwritten (base/sparse.h): holes stay holes, and the
+ * whatever order the backup store delivers them, leaving every aligned 4 KiB
+ * block of zeros (or the part of one a chunk covers) unwritten
+ * (base/sparse.h): holes stay holes, and the
  * file gets its size (ftruncate) once its last chunk is in.
  *
  * A restore may span 10,000 files whose chunks arrive interleaved, so the
@@ -224,8 +225,9 @@ void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, 
         rs_file_fail(c, i, hr);
         return;
     }
-    /* Whole aligned blocks of zeros are left as holes (the temporary file
-     * is new, so they read as zeros): a sparse file stays sparse. */
+    /* Zeros are left as holes (the temporary file is new and each chunk
+     * slot is written once, so they read as zeros): a sparse file stays
+     * sparse. */
     hr = ddp_pwrite_sparse(fd, data, len, f->map.starts[entry], f->tmpname);
     if (FAILED(hr)) {
         rs_file_fail(c, i, hr);
