@@ -14,6 +14,9 @@ pkgs+=(valgrind cppcheck clang clang-tidy libclang-rt-dev)
 # tests/e2e/test_samba.sh serves a ddp mount with Samba and uses it over SMB
 # (smbclient, and libsmbclient through Debian's python3 for writes at an offset).
 pkgs+=(samba smbclient python3-smbc)
+# tests/e2e/test_security_restore.sh races an unprivileged user it creates
+# (useradd/userdel: passwd; setpriv: util-linux) with Debian's /usr/bin/python3.
+pkgs+=(passwd util-linux)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
