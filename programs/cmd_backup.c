@@ -93,6 +93,7 @@ int cmd_backup(int argc, char **argv)
            (unsigned long long)(st.files - st.metadata_files - st.stubs), (unsigned long long)st.metadata_files,
            (unsigned long long)st.files_copied);
     if (opt.incremental_from) printf(", %llu unchanged (kept in earlier backups)", (unsigned long long)st.files_unchanged);
+    printf("; %llu store metadata files written", (unsigned long long)st.metadata_copied);
     printf("\n  tree:       %llu directories, %llu symlinks\n", (unsigned long long)st.dirs,
            (unsigned long long)st.symlinks);
     printf("  containers: %llu; %llu %s (%s)\n", (unsigned long long)st.containers,

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <locale.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -101,6 +102,10 @@ static int wants_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* The user's character set (LANG, LC_ALL, LC_CTYPE): libarchive and the
+     * messages translate file names by it. Tar backups store names as raw
+     * bytes (hdrcharset=BINARY), so any locale, LANG=C included, works. */
+    (void)setlocale(LC_CTYPE, "");
     if (argc < 2) {
         cli_list(stderr);
         return DDP_EXIT_USAGE;

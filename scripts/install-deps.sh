@@ -21,6 +21,9 @@ pkgs+=(samba smbclient python3-smbc)
 # (debian/, scripts/check-deb.sh); script(1) for the progress test under a
 # pseudo-terminal (bsdutils); systemd-analyze for the units' check.
 pkgs+=(scdoc man-db debhelper dpkg-dev fakeroot bsdutils systemd)
+# tests/e2e/test_security_restore.sh races an unprivileged user it creates
+# (useradd/userdel: passwd; setpriv: util-linux) with Debian's /usr/bin/python3.
+pkgs+=(passwd util-linux)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm

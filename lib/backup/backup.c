@@ -55,6 +55,7 @@
 
 #include "backup/manifest.h"
 #include "backup/backupchain.h"
+#include "backup/backupdest.h"
 #include "base/safepath.h"
 #include "backup/backup.h"
 #include "store/catalog.h"
@@ -295,7 +296,7 @@ static HRESULT walk_dir(bctx *b, int dfd, const char *rel)
                 const ddp_mf_entry *p = b->prev ? ddp_manifest_find(b->prev, child) : NULL;
                 if (same_file(e, p)) {
                     e->level = p->level;
-                    b->st->files_unchanged++;
+                    if (strncmp(child, "/.ddp/", 6) != 0) b->st->files_unchanged++;
                 } else {
                     b->copy_piece[idx] = 1;
                 }
@@ -481,7 +482,8 @@ static HRESULT dir_copy_file(bctx *b, ddp_mf_entry *e)
     if (SUCCEEDED(hr)) ddp_backup_set_attrs_fd(dfd, e);
     hr = finish_tmp(b, dfd, tmp, e->path, hr);
     if (SUCCEEDED(hr)) {
-        b->st->files_copied++;
+        if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+        else b->st->files_copied++;
         b->st->bytes_written += done;
     }
     return hr;
@@ -564,7 +566,7 @@ static HRESULT write_dir_backup(bctx *b, const char *dest)
 
 static HRESULT write_manifest_dir(bctx *b, const char *dest)
 {
-    if (mkdirat(b->destfd, DDP_MANIFEST_DIR, 0700) != 0)
+    if (mkdirat(b->destfd, DDP_MANIFEST_DIR, 0700) != 0 && errno != EEXIST) /* made with the unfinished mark */
         return ddp_fail_errno(errno, "backup: creating %s/%s", dest, DDP_MANIFEST_DIR);
     size_t n;
     char *text = ddp_manifest_encode(&b->m, &n);
@@ -719,7 +721,21 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
     struct archive *a = archive_write_new();
     struct archive_entry *ae = archive_entry_new();
     if (!a || !ae) abort();
+    /* A tree with a non-ASCII name: hdrcharset=BINARY, so names are stored
+     * as the bytes they are on disk whatever the locale (libarchive would
+     * translate them to UTF-8 from the locale's character set, which fails
+     * for every non-ASCII name under LANG=C and for names that are not
+     * UTF-8). GNU tar extracts such an archive right, with a warning about
+     * the keyword; an all-ASCII tree gets plain headers. */
+    int binary_names = 0;
+    for (size_t i = 0; i < n && !binary_names; i++)
+        for (const unsigned char *c = (const unsigned char *)b->m.entries[i].path; *c; c++)
+            if (*c >= 0x80) {
+                binary_names = 1;
+                break;
+            }
     if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+        (binary_names && archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) ||
         archive_write_set_bytes_per_block(a, 65536) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
         archive_write_open_fd(a, fd) != ARCHIVE_OK) {
@@ -782,7 +798,8 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
                 b->st->pieces_copied++;
                 b->st->container_bytes += e->size;
             } else if (SUCCEEDED(hr)) {
-                b->st->files_copied++;
+                if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+                else b->st->files_copied++;
                 if (short_by || (uint64_t)st.st_size != e->size || st.st_mtim.tv_sec != e->mtime_sec ||
                     (uint32_t)st.st_mtim.tv_nsec != e->mtime_nsec)
                     b->st->changed_during++;
@@ -801,30 +818,6 @@ out:
 }
 
 /* ---- the whole job ---- */
-
-static HRESULT check_dest_dir(const char *dest, int *created)
-{
-    *created = 0;
-    struct stat st;
-    if (lstat(dest, &st) != 0) {
-        if (errno != ENOENT) return ddp_fail_errno(errno, "backup destination %s", dest);
-        if (mkdir(dest, 0700) != 0) return ddp_fail_errno(errno, "backup: creating %s", dest);
-        *created = 1;
-        return S_OK;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "backup destination %s exists and is not a directory", dest);
-    DIR *d = opendir(dest);
-    if (!d) return ddp_fail_errno(errno, "backup destination %s", dest);
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) { empty = 0; break; }
-    closedir(d);
-    if (!empty)
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_DIR_NOT_EMPTY), "backup destination %s exists and is not empty", dest);
-    return S_OK;
-}
 
 /* Absolute form of a path that may not exist yet (its parent must). */
 static char *abs_path_of(const char *p)
@@ -873,7 +866,7 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     b.st = st;
     ddp_backup_chain chain;
     memset(&chain, 0, sizeof chain);
-    int have_chain = 0, dest_created = 0, tar_fd = -1;
+    int have_chain = 0, dest_created = 0, dest_opened = 0, tar_fd = -1;
     char *vroot = NULL, *dest_abs = NULL, *tar_tmp = NULL;
 
     HRESULT hr = ddp_volume_open(volume_root, DDP_OPEN_JOB, &b.v);
@@ -907,10 +900,10 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
 
     /* The destination. */
     if (opt->format == DDP_BACKUP_DIR) {
-        hr = check_dest_dir(dest, &dest_created);
+        /* empty, new, or an unfinished backup's leftover (backupdest.c) */
+        hr = ddp_backup_dest_open_dir(dest, &dest_created, &b.destfd);
         if (FAILED(hr)) goto out;
-        b.destfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (b.destfd < 0) { hr = ddp_fail_errno(errno, "backup: opening %s", dest); goto out; }
+        dest_opened = 1;
         free(dest_abs);
         dest_abs = realpath(dest, NULL);
         if (!dest_abs) { hr = ddp_fail_errno(errno, "backup: resolving %s", dest); goto out; }
@@ -920,14 +913,9 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
             hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "backup destination %s exists and is not empty", dest);
             goto out;
         }
-        tar_tmp = ddp_xasprintf("%s.tmp.%ld", dest, (long)getpid());
-        tar_fd = open(tar_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (tar_fd < 0) {
-            hr = ddp_fail_errno(errno, "backup: creating %s", tar_tmp);
-            free(tar_tmp);
-            tar_tmp = NULL;
-            goto out;
-        }
+        /* DEST.tmp.PID, flock()ed; killed runs' leftovers removed (backupdest.c) */
+        hr = ddp_backup_tar_tmp_open(dest, &tar_tmp, &tar_fd);
+        if (FAILED(hr)) goto out;
     }
 
     /* The manifest header. */
@@ -963,6 +951,7 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
         hr = write_dir_backup(&b, dest);
         if (SUCCEEDED(hr)) hr = ddp_manifest_index(&b.m, dest);
         if (SUCCEEDED(hr)) hr = write_manifest_dir(&b, dest);
+        if (SUCCEEDED(hr)) hr = ddp_backup_dest_finished(b.destfd, dest);
     } else {
         hr = write_tar_backup(&b, tar_fd, dest);
         if (SUCCEEDED(hr)) hr = ddp_fsync_fd(tar_fd, tar_tmp);
@@ -977,10 +966,11 @@ out:
     if (tar_fd >= 0) close(tar_fd);
     if (tar_tmp) { unlink(tar_tmp); free(tar_tmp); }
     if (b.vfd >= 0) close(b.vfd);
+    /* A failed backup leaves nothing: what it wrote in DEST is removed (and
+     * DEST when it made it). A killed one leaves DEST marked unfinished,
+     * which the next backup to DEST takes over. */
+    if (dest_opened && FAILED(hr)) ddp_backup_dest_discard(b.destfd, dest, dest_created);
     if (b.destfd >= 0) close(b.destfd);
-    /* An unfinished directory stays, without a manifest: it is not a backup.
-     * One this call created and left empty is removed. */
-    if (dest_created && FAILED(hr)) (void)rmdir(dest);
     if (have_chain) ddp_backup_chain_close(&chain);
     ddp_manifest_free(&b.m);
     free(b.copy_piece);

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -266,4 +267,71 @@ HRESULT ddp_open_regular_at(int dirfd, const char *name, int oflags, const struc
 int ddp_same_file(const struct stat *a, const struct stat *b)
 {
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino && (a->st_mode & S_IFMT) == (b->st_mode & S_IFMT);
+}
+
+/* ---- added for restore targets (lib/backup/extract.c) ---- */
+
+int ddp_mkdirs_beneath(int rootfd, const char *rel, mode_t mode, int *created)
+{
+    if (!rel || rel[0] == '/') {
+        errno = EXDEV;
+        return -1;
+    }
+    if (!*rel) return fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+    /* Usually the directory is there already: one lookup. */
+    int fd = ddp_openat_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+    if (fd >= 0 || errno != ENOENT) return fd;
+    int dfd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0) return -1;
+    const char *p = rel;
+    char comp[NAME_MAX + 1];
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || len > NAME_MAX || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) {
+            close(dfd);
+            errno = EXDEV;
+            return -1;
+        }
+        memcpy(comp, p, len);
+        comp[len] = '\0';
+        int next = ddp_openat_beneath(dfd, comp, O_RDONLY | O_DIRECTORY, 0);
+        if (next < 0 && errno == ENOENT) {
+            if (mkdirat(dfd, comp, mode) == 0) {
+                if (created) (*created)++;
+            } else if (errno != EEXIST) {
+                int err = errno;
+                close(dfd);
+                errno = err;
+                return -1;
+            }
+            next = ddp_openat_beneath(dfd, comp, O_RDONLY | O_DIRECTORY, 0);
+        }
+        int err = errno;
+        close(dfd);
+        if (next < 0) {
+            /* O_DIRECTORY on a symbolic link says ENOTDIR under O_NOFOLLOW
+             * in the walk; openat2 says ELOOP. Either way: not followed. */
+            errno = err;
+            return -1;
+        }
+        if (!slash) return next;
+        dfd = next;
+        p = slash + 1;
+    }
+}
+
+int ddp_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+    if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    /* No RENAME_NOREPLACE here: linkat fails with EEXIST just the same. */
+    if (linkat(olddirfd, oldname, newdirfd, newname, 0) != 0) return -1;
+    if (unlinkat(olddirfd, oldname, 0) != 0) {
+        int err = errno;
+        (void)unlinkat(newdirfd, newname, 0);
+        errno = err;
+        return -1;
+    }
+    return 0;
 }

@@ -54,4 +54,21 @@ HRESULT ddp_open_regular_at(int dirfd, const char *name, int oflags, const struc
 /* The same object: device, inode and file type. */
 int ddp_same_file(const struct stat *a, const struct stat *b);
 
+/* ---- added for restore targets (lib/backup/extract.c) ---- */
+
+/* The directory rel ("a/b"; "" is rootfd itself, duplicated) beneath rootfd,
+ * each missing component created with mkdirat(mode) on the way, opened
+ * O_RDONLY|O_DIRECTORY as ddp_openat_beneath does: a symbolic link, a ".."
+ * or a mount point anywhere on the way fails with errno ELOOP or EXDEV
+ * (never followed, nothing created past it); an existing non-directory with
+ * ENOTDIR. Returns the fd or -1 with errno. *created (optional) counts the
+ * directories it made. */
+int ddp_mkdirs_beneath(int rootfd, const char *rel, mode_t mode, int *created);
+
+/* renameat2(RENAME_NOREPLACE): move olddirfd/oldname to newdirfd/newname
+ * unless newname exists (errno EEXIST then). Where the file system has no
+ * RENAME_NOREPLACE, a hard link and an unlink do the same for a regular
+ * file or a symbolic link. 0 or -1 with errno. */
+int ddp_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname);
+
 #endif /* DDP_SAFEPATH_H */

@@ -7,7 +7,10 @@
  * ddp_is_temp_name() recognizes a leftover of a crash), created with
  * O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600 relative to a descriptor of that
  * directory. Chunks are written with pwrite() at their file offsets, in
- * whatever order the backup store delivers them.
+ * whatever order the backup store delivers them, leaving every aligned 4 KiB
+ * block of zeros (or the part of one a chunk covers) unwritten
+ * (base/sparse.h): holes stay holes, and the
+ * file gets its size (ftruncate) once its last chunk is in.
  *
  * A restore may span 10,000 files whose chunks arrive interleaved, so the
  * temporary files are not all kept open: at most RS_MAX_OPEN_TEMPS (64)
@@ -49,6 +52,7 @@
 
 #include "base/fileattr.h"
 #include "base/hash.h"
+#include "base/sparse.h"
 #include "base/util.h"
 #include "restore/restore_internal.h"
 #include "restore/rsformat.h"
@@ -223,7 +227,10 @@ void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, uint64_t off, const u
         rs_file_fail(c, i, hr);
         return;
     }
-    hr = ddp_pwrite_all(fd, data, len, off, f->tmpname);
+    /* Zeros are left as holes (the temporary file is new and each chunk
+     * slot is written once, so they read as zeros): a sparse file stays
+     * sparse. */
+    hr = ddp_pwrite_sparse(fd, data, len, off, f->tmpname);
     if (FAILED(hr)) {
         rs_file_fail(c, i, hr);
         return;
@@ -252,6 +259,12 @@ void rs_finish_file(rs_ctx *c, uint32_t i)
     HRESULT hr = S_OK;
     int fd = temp_fd(c, i, &hr);
     if (fd < 0) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    /* A hole at the end was never written: give the file its size. */
+    hr = ddp_sparse_finish(fd, f->size, f->tmpname);
+    if (FAILED(hr)) {
         rs_file_fail(c, i, hr);
         return;
     }
