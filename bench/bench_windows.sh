@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# bench_windows.sh [BUILD_DIR]: reading Windows-optimized files with ddp.
+#
+#   1. the Xpress (MS-XCA Plain LZ77) decoder alone, GB/s of output per core
+#      (bench_xpress: synthetic text, binary and runs, and a tar of this
+#      source tree cut in 64 KiB chunks);
+#   2. `ddp cat` of a large Windows-optimized file (SIZE, default 1 GiB),
+#      compressed (text-like data, Xpress chunks) and raw (random data),
+#      written by tests/tools/mkwinstore, against plain `cat` of the same
+#      bytes; page cache warm for both (each is read once before timing).
+#
+# SIZE=256M bash bench/bench_windows.sh for a quicker run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+size=${SIZE:-1G}
+for t in ddp mkwinstore bench_xpress; do
+  [[ -x $build/$t ]] || { echo "bench_windows: build $build/$t first (cmake --build build)"; exit 2; }
+done
+work=$(mktemp -d "${TMPDIR:-/tmp}/ddp-bench-win.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+echo "== decoder"
+tar cf "$work/src.tar" -C "$root" lib programs docs tests
+"$build/bench_xpress" 512 "$work/src.tar"
+
+echo "== ddp cat of a $size Windows-optimized file"
+bytes=$(numfmt --from=iec "$size")
+python3 - "$work/text" "$bytes" <<'PY'
+import random, sys
+path, n = sys.argv[1], int(sys.argv[2])
+r = random.Random(1)
+words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(2, 9))) for _ in range(5000)]
+base = b" ".join(r.choice(words) for _ in range(12_000_000))[: 64 << 20]
+with open(path, "wb") as f:
+    i = 0
+    while n > 0:
+        s = (i * 7919) % len(base)
+        blk = base[s:] + base[:s]  # a different rotation per 64 MiB: no dedup between blocks
+        f.write(blk[:n]); n -= min(n, len(blk)); i += 1
+PY
+head -c "$bytes" /dev/urandom > "$work/rand"
+t0=$(date +%s.%N)
+"$build/mkwinstore" "$work/vol" --compress "$work/text:big.txt" --raw "$work/rand:big.bin" > /dev/null
+t1=$(date +%s.%N)
+store=$(du -sb "$work/vol/System Volume Information" | cut -f1)
+echo "store written in $(echo "$t1 - $t0" | bc) s; $(numfmt --to=iec "$store") for 2 x $size"
+rate() { # rate LABEL CMD...: MB/s of CMD writing $bytes to /dev/null (second run, warm)
+  local label=$1; shift
+  "$@" > /dev/null
+  local a b
+  a=$(date +%s.%N); "$@" > /dev/null; b=$(date +%s.%N)
+  printf '%-34s %8.0f MB/s\n' "$label" "$(echo "$bytes / ($b - $a) / 1000000" | bc -l)"
+}
+rate "cat (plain text file)" cat "$work/text"
+rate "ddp cat (Xpress-compressed chunks)" "$build/ddp" cat "$work/vol/big.txt"
+rate "cat (plain random file)" cat "$work/rand"
+rate "ddp cat (raw chunks)" "$build/ddp" cat "$work/vol/big.bin"
+cmp <("$build/ddp" cat "$work/vol/big.txt") "$work/text" && echo "compressed file: identical"
+cmp <("$build/ddp" cat "$work/vol/big.bin") "$work/rand" && echo "raw file: identical"
