@@ -18,16 +18,16 @@
 
 #define MAXF 16
 
-typedef struct ffs {
+typedef struct fz_fs {
     char *path[MAXF];
     const uint8_t *data[MAXF];
     size_t len[MAXF];
     int n;
-} ffs;
+} fz_fs;
 
 static HRESULT fread_cb(void *ctx, const char *path, uint64_t off, void *buf, size_t n, size_t *got)
 {
-    ffs *f = ctx;
+    fz_fs *f = ctx;
     *got = 0;
     for (int i = 0; i < f->n; i++)
         if (!strcmp(f->path[i], path)) {
@@ -42,7 +42,7 @@ static HRESULT fread_cb(void *ctx, const char *path, uint64_t off, void *buf, si
 
 static HRESULT flist_cb(void *ctx, const char *dir, ddp_win_list_fn fn, void *cbctx)
 {
-    ffs *f = ctx;
+    fz_fs *f = ctx;
     size_t k = strlen(dir);
     for (int i = 0; i < f->n; i++)
         if (!strncmp(f->path[i], dir, k) && f->path[i][k] == '/') {
@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char dir[DDP_WIN_STORE_DIR_MAX];
     ddp_win_store_dir(rp.store_guid, dir);
-    ffs fs = { .n = 0 };
+    fz_fs fs = { .n = 0 };
     while (in.n > 0 && fs.n < MAXF) {
         size_t nl = fz_u8(&in), k;
         const uint8_t *name = fz_take(&in, nl, &k);
