@@ -276,6 +276,15 @@ struct ddp_winfile {
     size_t scratch_cap;
 };
 
+/* Free a file's own memory (not its store). */
+static void winfile_free(ddp_winfile *f)
+{
+    free(f->chunks);
+    free(f->cache);
+    free(f->scratch);
+    free(f);
+}
+
 /* Does the stream-map record at off validate for entry e? S_OK, or a failure with detail. */
 static HRESULT check_smap(ddp_win_store *st, const char *path, uint64_t off, const ddp_win_reparse_entry *e)
 {
@@ -436,7 +445,7 @@ HRESULT ddp_winfile_open_in(ddp_win_store *st, const ddp_win_reparse *rp, ddp_wi
     /* Every part, an empty one (a 0-byte file) too, names a stream map that must validate. */
     for (size_t i = 0; i < rp->nentries && SUCCEEDED(hr); i++) hr = resolve_part(f, i);
     if (FAILED(hr)) {
-        ddp_winfile_close(f);
+        winfile_free(f); /* never the store: the caller's */
         return hr;
     }
     *out = f;
@@ -468,10 +477,7 @@ void ddp_winfile_close(ddp_winfile *f)
 {
     if (!f) return;
     if (f->own_store) ddp_win_store_close(f->st);
-    free(f->chunks);
-    free(f->cache);
-    free(f->scratch);
-    free(f);
+    winfile_free(f);
 }
 
 uint64_t ddp_winfile_size(const ddp_winfile *f) { return f->size; }
