@@ -5,7 +5,8 @@
 #      (bench_xpress: synthetic text, binary and runs, and a tar of this
 #      source tree cut in 64 KiB chunks);
 #   2. `ddp cat` of a large Windows-optimized file (SIZE, default 1 GiB),
-#      compressed (text-like data, Xpress chunks) and raw (random data),
+#      compressed (copies of this source tree's tar, Xpress chunks) and raw
+#      (random data),
 #      written by tests/tools/mkwinstore, against plain `cat` of the same
 #      bytes; page cache warm for both (each is read once before timing).
 #
@@ -26,17 +27,16 @@ tar cf "$work/src.tar" -C "$root" lib programs docs tests
 
 echo "== ddp cat of a $size Windows-optimized file"
 bytes=$(numfmt --from=iec "$size")
-python3 - "$work/text" "$bytes" <<'PY'
-import random, sys
-path, n = sys.argv[1], int(sys.argv[2])
-r = random.Random(1)
-words = [bytes(r.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(2, 9))) for _ in range(5000)]
-base = b" ".join(r.choice(words) for _ in range(12_000_000))[: 64 << 20]
+# Compressible data: this source tree (tar), each copy rotated differently so
+# that no two chunks are equal (no dedup, only compression).
+python3 - "$work/text" "$bytes" "$work/src.tar" <<'PY'
+import sys
+path, n, src = sys.argv[1], int(sys.argv[2]), open(sys.argv[3], "rb").read()
 with open(path, "wb") as f:
     i = 0
     while n > 0:
-        s = (i * 7919) % len(base)
-        blk = base[s:] + base[:s]  # a different rotation per 64 MiB: no dedup between blocks
+        s = (i * 7919) % len(src)
+        blk = src[s:] + src[:s]
         f.write(blk[:n]); n -= min(n, len(blk)); i += 1
 PY
 head -c "$bytes" /dev/urandom > "$work/rand"

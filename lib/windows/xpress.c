@@ -61,9 +61,12 @@ HRESULT ddp_win_xpress_decode(const uint8_t *in, size_t in_n, uint8_t *out, size
                 memcpy(op, ip, 32);
                 op += run;
                 ip += run;
-                flags = run >= 32 ? 0 : flags << run;
+                flags = (uint32_t)((uint64_t)flags << run);
                 nbits -= run;
-                continue;
+                /* clz counted every 0 bit: unless the word ran out, a match
+                 * follows (no second test of the flag). */
+                if (nbits == 0 || (size_t)(oend - op) < 32) continue;
+                oav = (size_t)(oend - op);
             }
             uint32_t sym = rd16(ip);
             size_t dist = (sym >> 3) + 1;
