@@ -45,12 +45,15 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 store=$(du -sb "$work/vol/System Volume Information" | cut -f1)
 echo "store written in $(echo "$t1 - $t0" | bc) s; $(numfmt --to=iec "$store") for 2 x $size"
-rate() { # rate LABEL CMD...: MB/s of CMD writing $bytes to /dev/null (second run, warm)
+rate() { # rate LABEL CMD...: MB/s of CMD writing $bytes to /dev/null (second run, warm),
+         # by the wall clock and per CPU second (user + sys: what a shared machine's load does not skew)
   local label=$1; shift
   "$@" > /dev/null
-  local a b
-  a=$(date +%s.%N); "$@" > /dev/null; b=$(date +%s.%N)
-  printf '%-34s %8.0f MB/s\n' "$label" "$(echo "$bytes / ($b - $a) / 1000000" | bc -l)"
+  local t r u s
+  t=$( { TIMEFORMAT='%R %U %S'; time "$@" > /dev/null; } 2>&1 )
+  read -r r u s <<< "$t"
+  printf '%-36s %7.0f MB/s wall, %7.0f MB/s per CPU second\n' "$label" "$(echo "$bytes / $r / 1000000" | bc -l)" \
+    "$(echo "$bytes / ($u + $s + 0.0005) / 1000000" | bc -l)"
 }
 rate "cat (plain text file)" cat "$work/text"
 rate "ddp cat (Xpress-compressed chunks)" "$build/ddp" cat "$work/vol/big.txt"
