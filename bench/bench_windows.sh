@@ -4,7 +4,8 @@
 #   1. the Xpress (MS-XCA Plain LZ77) decoder alone, GB/s of output per core
 #      (bench_xpress: synthetic text, binary and runs, and a tar of this
 #      source tree cut in 64 KiB chunks);
-#   2. `ddp cat` of a large Windows-optimized file (SIZE, default 1 GiB),
+#   2. `ddp cat` and reads through `ddp mount` of a large Windows-optimized
+#      file (SIZE, default 1 GiB),
 #      compressed (copies of this source tree's tar, Xpress chunks) and raw
 #      (random data),
 #      written by tests/tools/mkwinstore, against plain `cat` of the same
@@ -59,5 +60,16 @@ rate "cat (plain text file)" cat "$work/text"
 rate "ddp cat (Xpress-compressed chunks)" "$build/ddp" cat "$work/vol/big.txt"
 rate "cat (plain random file)" cat "$work/rand"
 rate "ddp cat (raw chunks)" "$build/ddp" cat "$work/vol/big.bin"
+# Through `ddp mount` (read-only FUSE view): one read of each file on a fresh
+# mount (a second would come from the kernel's page cache).
+if [[ -e /dev/fuse ]] && command -v fusermount3 > /dev/null; then
+  mkdir -p "$work/mnt"
+  for f in big.txt big.bin; do
+    "$build/ddp" mount "$work/vol" "$work/mnt" || break
+    a=$(date +%s.%N); cat "$work/mnt/$f" > /dev/null; b=$(date +%s.%N)
+    printf '%-36s %7.0f MB/s wall (cold mount)\n' "read $f through ddp mount" "$(echo "$bytes / ($b - $a) / 1000000" | bc -l)"
+    "$build/ddp" umount "$work/mnt"
+  done
+fi
 cmp <("$build/ddp" cat "$work/vol/big.txt") "$work/text" && echo "compressed file: identical"
 cmp <("$build/ddp" cat "$work/vol/big.bin") "$work/rand" && echo "raw file: identical"
