@@ -25,6 +25,7 @@
 #include "cli.h"
 #ifdef DDP_HAVE_FUSE
 #include "mount/fusefs.h"
+#include "mount/winfs.h"
 #endif
 
 static char *mount_type(const char *mp);
@@ -52,6 +53,43 @@ static int parse_mib(const char *cmd, const char *opt, const char *s, uint64_t *
     }
     *out = (uint64_t)v << 20;
     return 0;
+}
+#endif
+
+#ifdef DDP_HAVE_FUSE
+/* A Windows Server dedup volume: the read-only view of mount/winfs.c. */
+static int mount_windows(const char *vol, const char *mnt, const char *useropts, int fg, int debug, int single)
+{
+    char *root = realpath(vol, NULL), *mabs = realpath(mnt, NULL);
+    struct stat st;
+    if (!root || !mabs || stat(mabs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "ddp mount: %s: not a directory (0x%08X)\n", root ? mnt : vol,
+                (unsigned)HRESULT_FROM_WIN32(ERROR_DIRECTORY));
+        free(root);
+        free(mabs);
+        return DDP_EXIT_FAIL;
+    }
+    char opts[PATH_MAX * 2 + 2200];
+    snprintf(opts, sizeof opts, "ro,default_permissions,max_idle_threads=16,subtype=ddp-windows,fsname=ddpwin:");
+    opt_append_escaped(opts, sizeof opts, root);
+    if (useropts[0]) {
+        strcat(opts, ",");
+        strcat(opts, useropts);
+    }
+    char *fargv[8];
+    int fargc = 0;
+    fargv[fargc++] = (char *)"ddp-mount";
+    fargv[fargc++] = mabs;
+    fargv[fargc++] = (char *)"-o";
+    fargv[fargc++] = opts;
+    if (fg) fargv[fargc++] = (char *)"-f";
+    if (debug) fargv[fargc++] = (char *)"-d";
+    if (single) fargv[fargc++] = (char *)"-s";
+    fargv[fargc] = NULL;
+    int rc = winfs_main(root, fargc, fargv);
+    free(root);
+    free(mabs);
+    return rc ? DDP_EXIT_FAIL : 0;
 }
 #endif
 
@@ -121,6 +159,7 @@ int cmd_mount(int argc, char **argv)
     if (!vol || !mnt) return cli_usage_error("mount", "missing %s", vol ? "MOUNTPOINT" : "VOLUME");
     if (o.cache_bytes < ((uint64_t)4 << 20)) o.cache_bytes = (uint64_t)4 << 20;
     o.foreground = foreground;
+    if (win_is_volume_only(vol)) return mount_windows(vol, mnt, useropts, foreground, debug, single);
 
     ddp_volume *v = NULL;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_READ, &v);
@@ -256,7 +295,7 @@ int cmd_umount(int argc, char **argv)
         free(abs);
         return DDP_EXIT_FAIL;
     }
-    if (type && strcmp(type, "fuse.ddp") != 0) {
+    if (type && strcmp(type, "fuse.ddp") != 0 && strcmp(type, "fuse.ddp-windows") != 0) {
         fprintf(stderr, "ddp umount: %s is a %s mount, not a ddp mount; not unmounting it (0x%08X)\n", abs, type,
                 (unsigned)E_INVALIDARG);
         free(type);

@@ -218,11 +218,14 @@ static HRESULT src_read(void *ctx, const char *path, uint64_t off, void *buf, si
     s->reads++;
     int fd = -1;
     HRESULT hr = get_fd(s, path, &fd);
+    /* A private duplicate: another thread may evict the cached fd meanwhile. */
+    int mine = SUCCEEDED(hr) ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (SUCCEEDED(hr) && mine < 0) hr = ddp_fail_errno(errno, "%s", path);
     pthread_mutex_unlock(&s->lock);
     if (FAILED(hr)) return hr;
-    /* The fd stays valid: the cache only closes an fd when another path is
-     * opened, and the CLI reads from one thread. */
-    return ddp_pread_upto(fd, buf, n, off, got, path);
+    hr = ddp_pread_upto(mine, buf, n, off, got, path);
+    close(mine);
+    return hr;
 }
 
 static HRESULT src_list(void *ctx, const char *dir, ddp_win_list_fn fn, void *cbctx)

@@ -276,6 +276,15 @@ struct ddp_winfile {
     size_t scratch_cap;
 };
 
+/* Free a file's own memory (not its store). */
+static void winfile_free(ddp_winfile *f)
+{
+    free(f->chunks);
+    free(f->cache);
+    free(f->scratch);
+    free(f);
+}
+
 /* Does the stream-map record at off validate for entry e? S_OK, or a failure with detail. */
 static HRESULT check_smap(ddp_win_store *st, const char *path, uint64_t off, const ddp_win_reparse_entry *e)
 {
@@ -436,7 +445,7 @@ HRESULT ddp_winfile_open_in(ddp_win_store *st, const ddp_win_reparse *rp, ddp_wi
     /* Every part, an empty one (a 0-byte file) too, names a stream map that must validate. */
     for (size_t i = 0; i < rp->nentries && SUCCEEDED(hr); i++) hr = resolve_part(f, i);
     if (FAILED(hr)) {
-        ddp_winfile_close(f);
+        winfile_free(f); /* never the store: the caller's */
         return hr;
     }
     *out = f;
@@ -468,10 +477,7 @@ void ddp_winfile_close(ddp_winfile *f)
 {
     if (!f) return;
     if (f->own_store) ddp_win_store_close(f->st);
-    free(f->chunks);
-    free(f->cache);
-    free(f->scratch);
-    free(f);
+    winfile_free(f);
 }
 
 uint64_t ddp_winfile_size(const ddp_winfile *f) { return f->size; }
@@ -499,8 +505,9 @@ static HRESULT check_data_hdr(ddp_winfile *f, size_t ci, const uint8_t *h, const
     return crc_policy(f->st, dh.crc, path, c->offset, "data chunk header");
 }
 
-/* Make chunk ci's decoded bytes available in f->cache (compressed chunks). */
-static HRESULT load_compressed(ddp_winfile *f, size_t ci, const char *path)
+/* Decode compressed chunk ci into dst (its logical size), or into f->cache
+ * (then remembered as cached) when dst is NULL. */
+static HRESULT load_compressed(ddp_winfile *f, size_t ci, const char *path, uint8_t *dst)
 {
     const ddp_winfile_chunk *c = &f->chunks[ci];
     size_t need = DDP_WIN_DATA_HDR_SIZE + (size_t)c->stored;
@@ -510,16 +517,17 @@ static HRESULT load_compressed(ddp_winfile *f, size_t ci, const char *path)
         f->scratch_cap = need;
     }
     if (!f->cache) f->cache = ddp_xmalloc(DDP_WIN_CHUNK_MAX_LOGICAL);
-    f->cached = 0;
+    if (!dst) f->cached = 0; /* the cache is being overwritten */
     HRESULT hr = read_exact(f->st, path, c->offset, f->scratch, need, "data chunk");
     if (SUCCEEDED(hr)) hr = check_data_hdr(f, ci, f->scratch, path);
     if (FAILED(hr)) return hr;
     char what[160];
     snprintf(what, sizeof what, "%s @0x%x (chunk %zu, compression %u)", short_name(f->st, path), c->offset, ci,
              ddp_get_le32(f->scratch + 0x20));
-    hr = ddp_win_xpress_decode(f->scratch + DDP_WIN_DATA_HDR_SIZE, c->stored, f->cache, (size_t)(c->end - c->begin), what);
+    hr = ddp_win_xpress_decode(f->scratch + DDP_WIN_DATA_HDR_SIZE, c->stored, dst ? dst : f->cache,
+                               (size_t)(c->end - c->begin), what);
     if (FAILED(hr)) return hr;
-    f->cached = ci + 1;
+    if (!dst) f->cached = ci + 1;
     return S_OK;
 }
 
@@ -558,8 +566,11 @@ HRESULT ddp_winfile_pread(ddp_winfile *f, void *buf, size_t n, uint64_t off, siz
             if (SUCCEEDED(hr))
                 hr = read_exact(f->st, path, (uint64_t)c->offset + DDP_WIN_DATA_HDR_SIZE + within, (uint8_t *)buf + done, take,
                                 "data chunk payload");
+        } else if (within == 0 && take == c->end - c->begin && f->cached != ci + 1) {
+            /* The whole chunk is wanted: decode straight into the caller's buffer. */
+            hr = load_compressed(f, ci, path, (uint8_t *)buf + done);
         } else {
-            if (f->cached != ci + 1) hr = load_compressed(f, ci, path);
+            if (f->cached != ci + 1) hr = load_compressed(f, ci, path, NULL);
             if (SUCCEEDED(hr)) memcpy((uint8_t *)buf + done, f->cache + within, take);
         }
         free(path);

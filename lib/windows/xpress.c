@@ -61,13 +61,26 @@ HRESULT ddp_win_xpress_decode(const uint8_t *in, size_t in_n, uint8_t *out, size
                 memcpy(op, ip, 32);
                 op += run;
                 ip += run;
-                flags = run >= 32 ? 0 : flags << run;
+                flags = (uint32_t)((uint64_t)flags << run);
                 nbits -= run;
-                continue;
+                /* clz counted every 0 bit: unless the word ran out, a match
+                 * follows (no second test of the flag). */
+                if (nbits == 0 || (size_t)(oend - op) < 32) continue;
+                oav = (size_t)(oend - op);
             }
             uint32_t sym = rd16(ip);
             size_t dist = (sym >> 3) + 1;
             if (dist > OPOS) break;
+            if ((sym & 7) != 7 && dist >= 16) {
+                /* The common short match (3-9 bytes, distance >= 16): one 16-byte
+                 * copy; oav >= 32 leaves room for the over-copy. */
+                memcpy(op, op - dist, 16);
+                op += (sym & 7) + 3;
+                ip += 2;
+                flags <<= 1;
+                nbits--;
+                continue;
+            }
             const uint8_t *q = ip + 2;
             const uint8_t *nib2 = nibble;
             uint64_t len = sym & 7;

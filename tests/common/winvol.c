@@ -160,8 +160,9 @@ static tw_chunk *store_chunk(tw_vol *v, const uint8_t *d, size_t n, int compress
     c = &v->chunks[v->nchunks++];
     memcpy(c->key, key, 32);
     /* The chunk hash: an opaque 32-byte key (Windows' algorithm is unknown). */
+    static const uint8_t salt[8] = { 'w', 'i', 'n', 'h', 'a', 's', 'h', ':' };
     uint8_t salted[40];
-    memcpy(salted, "winhash:", 8);
+    memcpy(salted, salt, sizeof salt);
     memcpy(salted + 8, key, 32);
     ddp_sha256(salted, sizeof salted, c->hash);
     c->cid = v->ndata;

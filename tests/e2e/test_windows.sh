@@ -104,6 +104,37 @@ check "restore: nothing left for the failed file" test ! -e "$T/out2/docs/text.t
 mkdir -p "$T/lonely"; cp "$V/docs/text.txt" "$T/lonely/"
 expect_code "reparse file without its volume" 0x80565304 "$DDP" cat "$T/lonely/text.txt"
 
+# ---- mount -------------------------------------------------------------------------------------
+win_mount_test() { # win_mount_test VOLUME LABEL: every file of SRC/N read through a ddp mount
+  local vol=$1 label=$2 mnt=$T/wm.$2
+  mkdir -p "$mnt"
+  "$DDP" mount "$vol" "$mnt" || { bad "$label: ddp mount"; return; }
+  local f
+  for f in "${!CHECK[@]}"; do check "$label: mount reads $f" cmp -s "$mnt/$f" "$S/${CHECK[$f]}"; done
+  check "$label: mount: sizes are the logical sizes" test "$(stat -c %s "$mnt/docs/text.txt")" = "$(stat -c %s "$S/text.txt")"
+  check "$label: mount: random access" cmp -s <(dd if="$mnt/docs/text.txt" bs=4096 skip=100 count=7 2>/dev/null) \
+    <(dd if="$S/text.txt" bs=4096 skip=100 count=7 2>/dev/null)
+  check "$label: mount is read-only" bash -c "! touch '$mnt/new' 2>/dev/null"
+  "$DDP" umount "$mnt" || bad "$label: ddp umount"
+}
+if [[ -e /dev/fuse ]] && command -v fusermount3 >/dev/null; then
+  declare -A CHECK=([docs/text.txt]=text.txt [bin/rand.bin]=rand.bin [s/shared2.txt]=shared2.txt [docs/parts.txt]=text.txt
+    [old/stale.txt]=text.txt [old/empty]=empty [big/big.dat]=big.dat [plain.txt]=small.txt)
+  win_mount_test "$V" tree
+  C2=$T/corrupt2; cp -a "$V" "$C2"
+  rm "$C2/System Volume Information/Dedup/ChunkStore/{77F962D7-1532-4DCD-8EC9-224C8B17741F}.ddp/Data/00000001.00010000.ccc"
+  mkdir -p "$T/wm.bad"
+  if "$DDP" mount "$C2" "$T/wm.bad" 2>"$T/wm.bad.log"; then
+    check "mount: a file that cannot be rebuilt gives EIO" bash -c "! cat '$T/wm.bad/docs/text.txt' > /dev/null 2>&1"
+    check "mount: the others still read" cmp -s "$T/wm.bad/old/small.txt" "$S/small.txt"
+    "$DDP" umount "$T/wm.bad"
+  else
+    bad "mount of a damaged tree"
+  fi
+else
+  echo "skip - mount: no /dev/fuse or fusermount3"
+fi
+
 # ---- a real NTFS image -------------------------------------------------------------------------------
 ntfs_test() {
   local img=$T/ntfs.img M=$T/mnt G=$T/gen
@@ -136,6 +167,9 @@ ntfs_test() {
   for f in "${!N[@]}"; do check "ntfs: restored $f" cmp -s "$T/nout/$f" "$S/${N[$f]}"; done
   check "ntfs: scrub" bash -c "'$DDP' scrub '$M' | grep -q '6 Windows-optimized files, 0 cannot be rebuilt'"
   check "ntfs: status" bash -c "'$DDP' status '$M' --json | grep -q '\"files_optimized\":6'"
+  declare -A CHECK=([docs/text.txt]=text.txt [bin/rand.bin]=rand.bin [raw.txt]=shared1.txt [s/shared2.txt]=shared2.txt
+    [old/small.txt]=small.txt [old/empty]=empty)
+  win_mount_test "$M" ntfs
   umount "$M"
 }
 if command -v mkntfs >/dev/null && command -v ntfs-3g >/dev/null && command -v setfattr >/dev/null && [[ -e /dev/fuse ]]; then
