@@ -4,17 +4,18 @@
 # then the robustness checks of docs/ROBUSTNESS.md: cppcheck and clang-tidy
 # (scripts/static-checks.sh), the e2e tests under valgrind
 # (scripts/valgrind-e2e.sh) and every libFuzzer target for a few seconds
-# (fuzz/run.sh). Every step runs even when an earlier one failed; the end
+# (fuzz/run.sh), and the Debian packages built, installed and checked
+# (scripts/check-deb.sh). Every step runs even when an earlier one failed; the end
 # prints each step's time and result, and the exit status is 1 if any failed.
 #
 #   DDP_TEST_STEPS="static valgrind"   only these steps (default: all, in order:
-#                                      release asan static valgrind fuzz)
+#                                      release asan static valgrind fuzz deb)
 #   DDP_FUZZ_SECONDS=10                how long each fuzz target runs
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
-steps=" ${DDP_TEST_STEPS:-release asan static valgrind fuzz} "
+steps=" ${DDP_TEST_STEPS:-release asan static valgrind fuzz deb} "
 want() { [[ $steps == *" $1 "* ]]; }
 
 report=()
@@ -41,8 +42,11 @@ release_tests() {
 # library cannot come before the ASan runtime), test_crash kills ddp at random
 # (the sanitizer adds nothing there and triples its time), and test_pkgconfig
 # links an outside, uninstrumented program against the installed library.
+# The security races run for half their time there (they ran whole in the
+# release build; under ASan they look for memory errors on the same paths).
 asan_tests() {
   bash scripts/build.sh asan &&
+    DDP_RACE_SECONDS=${DDP_ASAN_RACE_SECONDS:-10} \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --test-dir build-asan --output-on-failure -j"$jobs" -E 'e2e/test_(fault|crash|pkgconfig)'
 }
@@ -65,6 +69,10 @@ fuzz_briefly() {
   DDP_FUZZ_BUILD="$root/build-ci-fuzz" bash fuzz/run.sh "${DDP_FUZZ_SECONDS:-10}"
 }
 want fuzz && step "fuzz: each target ${DDP_FUZZ_SECONDS:-10} s" fuzz_briefly
+# The Debian packages: built with dpkg-buildpackage, installed, and the demo,
+# pkg-config, a program linked against the installed library, the man pages
+# and the systemd units checked against the installed files.
+want deb && step "Debian packages (build, install, check)" bash scripts/check-deb.sh
 
 echo "== summary"
 printf '  %s\n' "${report[@]}"
