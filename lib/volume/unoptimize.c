@@ -2,12 +2,17 @@
  * unoptimize.c: rehydration (Windows: Expand-DedupFile, and the
  * Unoptimization job): a stub becomes its file again, in place.
  *
- * The content is written to a temporary file beside the stub through the
- * verified read path (every chunk checked against its SHA-256), the chunk
- * hashes are folded into the whole-file hash and compared with the stub's,
- * the file gets the stub's owner, mode, times and xattrs, is synced, the
- * stub is checked unchanged, and the file is renamed over it and its
- * directory synced. A failure at any point leaves the stub as it was.
+ * The stub is opened from a held directory fd beneath the volume root and
+ * read from that fd (volume/replace.h: never by name twice, never through a
+ * link, O_NONBLOCK, proved regular). The content is written to a private
+ * temporary in .ddp/Temp (O_TMPFILE: a killed run leaves nothing) through
+ * the verified read path (every chunk checked against its SHA-256; the
+ * chunk hashes folded into the whole-file hash and compared with the
+ * stub's), sparse (whole 4 KiB blocks of zeros stay holes), gets the stub's
+ * owner, mode, times and xattrs by fd, is synced, and is exchanged with the
+ * stub under a write lease (refused while anyone has the stub open), after
+ * checking the stub unchanged; the directory is synced. A failure at any
+ * point leaves the stub as it was.
  *
  * The Unoptimization job (ddp_unoptimize_job, `ddp unoptimize VOLUME`)
  * rehydrates every stub, then removes VOLUME/.ddp, but only when no file
@@ -35,62 +40,113 @@
 #include "base/fileattr.h"
 #include "store/stub.h"
 #include "base/util.h"
+#include "volume/replace.h"
 #include "volume/volume.h"
 
 #define COPY_BLOCK ((size_t)4 << 20)
 
-DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
+/* Is buf all zero? */
+static int all_zero(const uint8_t *buf, size_t n)
 {
-    ddp_clear_error();
-    struct stat st;
-    if (lstat(path, &st) != 0) return ddp_fail_errno(errno, "%s", path);
-    if (!S_ISREG(st.st_mode)) return S_FALSE;
-    int sfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (sfd < 0) return ddp_fail_errno(errno, "opening %s", path);
-    ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(v, sfd, path, &s);
-    if (hr != S_OK) {
-        close(sfd);
-        return hr;
+    static const uint8_t zero[4096];
+    while (n >= sizeof zero) {
+        if (memcmp(buf, zero, sizeof zero) != 0) return 0;
+        buf += sizeof zero;
+        n -= sizeof zero;
     }
+    return n == 0 || memcmp(buf, zero, n) == 0;
+}
+
+/* Write buf (n bytes at off of the file) to fd, leaving holes where whole
+ * 4 KiB blocks are zero: a sparse file stays sparse. */
+static HRESULT write_sparse(int fd, const uint8_t *buf, size_t n, uint64_t off, const char *what)
+{
+    const size_t blk = 4096;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = n - i < blk ? n - i : blk;
+        if (all_zero(buf + i, len)) {
+            i += len;
+            continue;
+        }
+        size_t j = i + len;
+        while (j < n) {
+            size_t l2 = n - j < blk ? n - j : blk;
+            if (all_zero(buf + j, l2)) break;
+            j += l2;
+        }
+        HRESULT hr = ddp_pwrite_all(fd, buf + i, j - i, off + i, what);
+        if (FAILED(hr)) return hr;
+        i = j;
+    }
+    return S_OK;
+}
+
+/* Rehydrate the file r has open (a stub of v, authenticated as s) into
+ * r's temporary and put it in place. */
+static HRESULT rehydrate(ddp_volume *v, ddp_replace *r, const ddp_stub *s)
+{
     ddp_file *f = NULL;
-    hr = ddp_file_open(v, path, &f);
-    if (FAILED(hr)) {
-        close(sfd);
-        return hr;
-    }
-    char *tmp = NULL;
-    int fd = -1;
-    hr = ddp_tempfile_beside(path, &tmp, &fd);
-    uint8_t *buf = ddp_xmalloc(COPY_BLOCK);
-    uint64_t off = 0, size = ddp_file_size(f);
+    /* The content comes from the chunk store through the stub that was read
+     * from r->fd: nothing is opened by name again. */
+    HRESULT hr = ddp_file_open_stub(v, s, r->what, &f);
+    if (SUCCEEDED(hr)) hr = ddp_replace_temp(v, r);
+    uint8_t *buf = SUCCEEDED(hr) ? ddp_xmalloc(COPY_BLOCK) : NULL;
+    uint64_t off = 0, size = f ? ddp_file_size(f) : 0;
     while (SUCCEEDED(hr) && off < size) {
         size_t got = 0;
         hr = ddp_file_pread(f, buf, COPY_BLOCK, off, &got);
-        if (SUCCEEDED(hr) && got == 0) hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", path, (unsigned long long)off);
-        if (SUCCEEDED(hr)) hr = ddp_write_all(fd, buf, got, tmp);
+        if (SUCCEEDED(hr) && got == 0)
+            hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", r->what, (unsigned long long)off);
+        if (SUCCEEDED(hr)) hr = write_sparse(r->tmpfd, buf, got, off, r->what);
         off += got;
     }
     free(buf);
     ddp_file_close(f);
-    if (SUCCEEDED(hr)) {
-        /* Every chunk was checked against its hash as it was read; the
-         * stream map was checked against the stub's whole-file hash. */
-        hr = ddp_fileattr_copy(sfd, fd, &st, path);
-    }
-    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
-    if (SUCCEEDED(hr)) {
-        struct stat now;
-        if (lstat(path, &now) != 0) hr = ddp_fail_errno(errno, "%s", path);
-        else if (!ddp_fileattr_unchanged(&st, &now)) hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed during unoptimization", path);
-    }
-    if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "replacing the stub %s", path);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
-    if (fd >= 0) close(fd);
-    if (FAILED(hr) && tmp) unlink(tmp);
-    free(tmp);
-    close(sfd);
+    if (SUCCEEDED(hr) && ftruncate(r->tmpfd, (off_t)size) != 0)
+        hr = ddp_fail_errno(errno, "setting the size of %s", r->what);
+    /* Every chunk was checked against its hash as it was read; the stream
+     * map was checked against the stub's whole-file hash. Owner, mode,
+     * xattrs and times from the stub, by fd. */
+    if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(r->fd, r->tmpfd, &r->st, r->what);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(r->tmpfd, r->what);
+    if (SUCCEEDED(hr)) hr = ddp_replace_commit(v, r, &r->st, 1);
+    return hr;
+}
+
+static HRESULT unoptimize_opened(ddp_volume *v, ddp_replace *r)
+{
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(v, r->fd, r->what, &s);
+    if (hr != S_OK) return hr;
+    hr = rehydrate(v, r, &s);
     return SUCCEEDED(hr) ? S_OK : hr;
+}
+
+HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what)
+{
+    ddp_clear_error();
+    HRESULT hr = ddp_volume_require_writable(v, "unoptimize");
+    if (FAILED(hr)) return hr;
+    ddp_replace r;
+    hr = ddp_replace_begin_at(v, dirfd, name, what, NULL, &r);
+    if (hr != S_OK) return hr;
+    hr = unoptimize_opened(v, &r);
+    ddp_replace_end(&r);
+    return hr;
+}
+
+DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
+{
+    ddp_clear_error();
+    HRESULT hr = ddp_volume_require_writable(v, "unoptimize");
+    if (FAILED(hr)) return hr;
+    ddp_replace r;
+    hr = ddp_replace_begin(v, path, NULL, &r);
+    if (hr != S_OK) return hr;
+    hr = unoptimize_opened(v, &r);
+    ddp_replace_end(&r);
+    return hr;
 }
 
 typedef struct unopt_ctx {
@@ -103,10 +159,6 @@ typedef struct unopt_ctx {
 static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
 {
     unopt_ctx *c = arg;
-    if (!c->measure && ddp_is_temp_name(e->fts_name)) {
-        (void)ddp_temp_remove_abandoned(e->fts_path); /* a crash's leftover */
-        return S_OK;
-    }
     if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
     ddp_stub s;
     if (ddp_volume_read_stub(v, -1, e->fts_path, &s) != S_OK) return S_OK;
@@ -115,7 +167,12 @@ static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
         return S_OK;
     }
     c->stats->files_scanned++;
-    HRESULT hr = ddp_unoptimize_file(v, e->fts_path);
+    ddp_replace r;
+    HRESULT hr = ddp_replace_begin(v, e->fts_path, e->fts_statp, &r);
+    if (hr == S_OK) {
+        hr = unoptimize_opened(v, &r);
+        ddp_replace_end(&r);
+    }
     if (hr == S_OK) {
         c->stats->files_optimized++;
         c->stats->bytes_scanned += s.file_size;
@@ -249,7 +306,7 @@ DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, d
     if (FAILED(hr) || stats->files_failed) return hr;
     left_ctx left;
     memset(&left, 0, sizeof left);
-    if (FAILED(hr = ddp_volume_walk(v, count_left, NULL, &left))) return hr;
+    if (FAILED(hr = ddp_volume_walk_stable(v, count_left, NULL, &left))) return hr;
     if (left.stubs)
         return ddp_fail(DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS,
                         "%s: %llu file(s) still claim to be stubs (for example %s); the chunk store is kept", v->root,
