@@ -162,7 +162,8 @@ out:
 int cmd_restore(int argc, char **argv)
 {
     const char *from = NULL, *to = ".";
-    int list = 0;
+    int list = 0, quiet = 0, json = 0;
+    cli_progress bar;
     char **rel = ddp_xcalloc((size_t)argc, sizeof *rel);
     size_t n = 0;
     int rc = DDP_EXIT_OK;
@@ -179,6 +180,10 @@ int cmd_restore(int argc, char **argv)
             to = a + 5;
         } else if (!strcmp(a, "--list-containers")) {
             list = 1;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
         } else if (!strcmp(a, "--")) {
             for (i++; i < argc; i++) {
                 if (FAILED(ddp_backup_normalize_relpath(argv[i], &rel[n]))) {
@@ -213,7 +218,7 @@ int cmd_restore(int argc, char **argv)
     BSTR *local = ddp_xcalloc(n, sizeof *local);
     size_t *which = ddp_xcalloc(n, sizeof *which);
     IDedupBackupSupport *bs = NULL;
-    IDedupReadFileCallback *store = NULL;
+    IDedupReadFileCallback *store = NULL, *raw_store = NULL; /* raw: the backup store itself, for its stats */
     char first_detail[1024] = "";
 
     /* Step 1: the stubs (and plain files, directories, links) out of the backup. */
@@ -236,6 +241,13 @@ int cmd_restore(int argc, char **argv)
     memset(&bst, 0, sizeof bst);
     if (k > 0) {
         hr = ddp_backupstore_open(from, &store);
+        raw_store = store;
+        if (SUCCEEDED(hr) && cli_progress_wanted(quiet, json)) {
+            cli_progress_start(&bar, 1, "restore: read from the backup", 1, NULL, 0);
+            store = cli_read_progress(store, &bar);
+        } else {
+            cli_progress_start(&bar, 0, "", 1, NULL, 0);
+        }
         if (SUCCEEDED(hr)) hr = DedupCreateBackupSupport(&bs);
         if (FAILED(hr)) {
             cli_error(hr, "opening the backup %s", from);
@@ -249,13 +261,21 @@ int cmd_restore(int argc, char **argv)
                                                             DEDUP_RECONSTRUCT_UNOPTIMIZED, br + start);
             if (FAILED(call) && !first_detail[0]) snprintf(first_detail, sizeof first_detail, "%s", ddp_error_detail());
         }
+        cli_progress_clear(&bar);
         for (size_t j = 0; j < k; j++) results[which[j]] = br[j];
         free(br);
-        ddp_backupstore_get_stats(store, &bst);
+        ddp_backupstore_get_stats(raw_store, &bst);
     }
 
     /* One line per path, then the summary. */
     uint64_t restored = 0, failed = 0, copied = 0, bytes_restored = 0;
+    FILE *saved_stdout = NULL;
+    if (json) { /* the per-path lines go nowhere: the JSON object below has them */
+        fflush(stdout);
+        saved_stdout = stdout;
+        stdout = fopen("/dev/null", "w");
+        if (!stdout) stdout = saved_stdout, saved_stdout = NULL;
+    }
     for (size_t i = 0; i < n; i++) {
         HRESULT r = results[i];
         if (r == S_OK) {
@@ -280,7 +300,28 @@ int cmd_restore(int argc, char **argv)
         if (d && *d) fprintf(stderr, "ddp restore: %s\n", d);
         rc = DDP_EXIT_FAIL;
     }
+    if (saved_stdout) {
+        fclose(stdout);
+        stdout = saved_stdout;
+    }
     double secs = ddp_now() - t0;
+    if (json) {
+        printf("{\"job\":\"restore\",\"from\":");
+        cli_json_str(from);
+        printf(",\"to\":");
+        cli_json_str(to);
+        printf(",\"result\":\"0x%08X\",\"paths\":[", (unsigned)(failed ? E_FAIL : S_OK));
+        for (size_t i = 0; i < n; i++) {
+            printf("%s{\"path\":", i ? "," : "");
+            cli_json_str(rel[i]);
+            printf(",\"result\":\"0x%08X\",\"outcome\":\"%s\"}", (unsigned)results[i],
+                   results[i] == S_OK ? "restored" : results[i] == S_FALSE ? "copied" : "failed");
+        }
+        printf("],\"restored\":%" PRIu64 ",\"copied\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"bytes_restored\":%" PRIu64
+               ",\"bytes_read\":%" PRIu64 ",\"read_calls\":%" PRIu64 ",\"archive_passes\":%" PRIu64 ",\"seconds\":%.3f}\n",
+               restored, copied, failed, bytes_restored, bst.bytes_read, bst.read_calls, bst.passes, secs);
+        goto out;
+    }
     double ratio = bytes_restored ? (double)bst.bytes_read / (double)bytes_restored : 0.0;
     printf("summary: %zu paths, %" PRIu64 " restored, %" PRIu64 " copied as they were, %" PRIu64 " failed; "
            "%" PRIu64 " bytes restored, %" PRIu64 " bytes read from the backup (%.3f per byte restored); "

@@ -14,6 +14,10 @@ pkgs+=(valgrind cppcheck clang clang-tidy libclang-rt-dev)
 # tests/e2e/test_samba.sh serves a ddp mount with Samba and uses it over SMB
 # (smbclient, and libsmbclient through Debian's python3 for writes at an offset).
 pkgs+=(samba smbclient python3-smbc)
+# The man pages (docs/man/*.scd) and their check (man -l); the Debian packages
+# (debian/, scripts/check-deb.sh); script(1) for the progress test under a
+# pseudo-terminal (bsdutils); systemd-analyze for the units' check.
+pkgs+=(scdoc man-db debhelper dpkg-dev fakeroot bsdutils systemd)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
@@ -35,5 +39,8 @@ sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Another apt (unattended-upgrades, a second install) may hold dpkg's lock: wait
+# for it up to 10 minutes rather than fail at once.
+lock=(-o DPkg::Lock::Timeout=600)
+$sudo apt-get "${lock[@]}" update -qq
+$sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -82,7 +82,15 @@ typedef struct bctx {
     ddp_backup_stats *st;
     uint8_t *buf;             /* COPY_BUF_SIZE */
     uint64_t tmp_counter;
+    const ddp_backup_options *opt;
+    uint64_t total, done;     /* progress: data bytes to copy (0: unknown), copied */
 } bctx;
+
+static void progress(bctx *b, uint64_t n)
+{
+    b->done += n;
+    if (b->opt && b->opt->progress) b->opt->progress(b->opt->progress_ctx, b->done, b->total);
+}
 
 static ddp_mf_entry *add_entry(bctx *b, char type, const char *path, const struct stat *st)
 {
@@ -316,7 +324,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         if (use_cfr) {
             loff_t in = (loff_t)(soff + *done), out = (loff_t)(doff + *done);
             ssize_t r = copy_file_range(sfd, &in, dfd, &out, want, 0);
-            if (r > 0) { *done += (uint64_t)r; continue; }
+            if (r > 0) { *done += (uint64_t)r; progress(b, (uint64_t)r); continue; }
             if (r == 0) break;
             if (errno == EINTR) continue;
             if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP || errno == EPERM) {
@@ -333,6 +341,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         hr = ddp_pwrite_all(dfd, b->buf, got, doff + *done, what);
         if (FAILED(hr)) return hr;
         *done += got;
+        progress(b, got);
     }
     return S_OK;
 }
@@ -511,7 +520,7 @@ static void set_dir_attrs(int destfd, const ddp_mf_entry *e)
 {
     const char *rel = e->path + 1;
     if (fchownat(destfd, rel, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) != 0) { /* not permitted */ }
-    if (e->type == 'D') (void)fchmodat(destfd, rel, e->mode, 0);
+    if (e->type == 'D' && fchmodat(destfd, rel, e->mode, 0) != 0) { /* best effort, as the owner above */ }
     struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
     (void)utimensat(destfd, rel, ts, AT_SYMLINK_NOFOLLOW);
 }
@@ -614,6 +623,7 @@ static HRESULT tar_write_data(bctx *b, struct archive *a, const void *data, size
         p += w;
         n -= (size_t)w;
         b->st->bytes_written += (uint64_t)w;
+        progress(b, (uint64_t)w);
     }
     return S_OK;
 }
@@ -849,7 +859,7 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     ddp_backup_stats *st = st_out ? st_out : &st_local;
     memset(st, 0, sizeof *st);
     if (!volume_root || !dest) return E_POINTER;
-    ddp_backup_options defaults = { DDP_BACKUP_DIR, NULL };
+    ddp_backup_options defaults = { DDP_BACKUP_DIR, NULL, NULL, NULL };
     if (!opt) opt = &defaults;
     if (opt->format != DDP_BACKUP_DIR && opt->format != DDP_BACKUP_TAR)
         return ddp_fail(E_INVALIDARG, "backup: unknown format %d", opt->format);
@@ -943,6 +953,11 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     if (b.vfd < 0) { hr = ddp_fail_errno(errno, "backup: opening %s", vroot); goto out; }
     hr = walk_dir(&b, b.vfd, "");
     if (FAILED(hr)) goto out;
+    b.opt = opt;
+    if (!opt->incremental_from)
+        for (size_t i = 0; i < b.m.count; i++)
+            if (b.m.entries[i].type == 'F' || b.m.entries[i].type == 'C') b.total += b.m.entries[i].size;
+    progress(&b, 0);
 
     if (opt->format == DDP_BACKUP_DIR) {
         hr = write_dir_backup(&b, dest);

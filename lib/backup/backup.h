@@ -18,6 +18,10 @@ enum ddp_backup_format { DDP_BACKUP_DIR = 0, DDP_BACKUP_TAR = 1 };
 typedef struct ddp_backup_options {
     int format;                     /* DDP_BACKUP_DIR or DDP_BACKUP_TAR */
     const char *incremental_from;   /* previous backup directory (directory format only), or NULL */
+    /* Optional, for a progress display: data bytes copied so far of about
+     * total (0 when not known: an incremental backup copies only changes). */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);
+    void *progress_ctx;
 } ddp_backup_options;
 
 typedef struct ddp_backup_stats {

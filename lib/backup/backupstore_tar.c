@@ -134,7 +134,7 @@ static HRESULT skip_to(tar_store *s, size_t m, uint64_t off)
         if (got == 0) break;
         for (size_t i = 0; keep && i < s->npv; i++) {
             ra_range *q = &s->pv[i];
-            if (!q->filling) continue;
+            if (!q->filling || !q->data) continue;
             uint64_t a = q->off > start ? q->off : start;
             uint64_t b = q->off + q->len < start + got ? q->off + q->len : start + got;
             if (a < b) memcpy(q->data + (a - q->off), s->scratch + (a - start), (size_t)(b - a));

@@ -201,10 +201,17 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     if (v->root_fd < 0) hr = ddp_fail_errno(errno, "volume %s", root);
     else if (fstatvfs(v->root_fd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) v->readonly = 1;
     char *store_probe = ddp_path_join(v->ddp_dir, "ChunkStore");
-    int leftover = access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
+    struct stat idst;
+    /* A .ddp this user may not enter (it is 0700) says nothing about the
+     * volume's state: say what it is, never advise a job. */
+    int denied = stat(idpath, &idst) != 0 && (errno == EACCES || errno == EPERM);
+    int leftover = !denied && access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
     free(store_probe);
     if (FAILED(hr)) {
         /* the root cannot be opened */
+    } else if (denied) {
+        hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED),
+                      "permission denied: %s (run as the volume's owner or root)", v->ddp_dir);
     } else if (leftover) {
         hr = ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED,
                       "%s is not a ddp volume: its .ddp has no identity and no chunk store (an unoptimization "
@@ -255,6 +262,12 @@ DDP_API HRESULT ddp_volume_open_containing(const char *path, int flags, ddp_volu
     for (;;) {
         char *probe = ddp_path_join(abs, ".ddp/Settings/" IDENTITY_FILE);
         int found = access(probe, F_OK) == 0;
+        if (!found && errno == EACCES) { /* a .ddp this user may not enter: ddp_volume_open says so */
+            char *dd = ddp_path_join(abs, ".ddp");
+            struct stat dst;
+            found = lstat(dd, &dst) == 0 && S_ISDIR(dst.st_mode);
+            free(dd);
+        }
         free(probe);
         if (found) {
             HRESULT hr = ddp_volume_open(abs, flags, out);
