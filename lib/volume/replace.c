@@ -133,7 +133,9 @@ HRESULT ddp_replace_commit(ddp_volume *v, ddp_replace *r, const struct stat *unc
                    ? ddp_fail(DDP_E_FILE_IN_USE, "%s is open for writing (through ddp mount); left as it is", r->what)
                    : ddp_fail_errno(errno, "locking %s", r->what);
     pthread_once(&sigio_once, ignore_sigio);
-    if (fcntl(r->fd, F_SETLEASE, F_WRLCK) == 0) {
+    if (r->no_lease) {
+        /* the caller keeps its own users apart */
+    } else if (fcntl(r->fd, F_SETLEASE, F_WRLCK) == 0) {
         r->leased = 1;
     } else if (errno == EAGAIN || errno == EBUSY) {
         return ddp_fail(DDP_E_FILE_IN_USE, "%s is open in another process; left as it is", r->what);
@@ -170,7 +172,14 @@ HRESULT ddp_replace_commit(ddp_volume *v, ddp_replace *r, const struct stat *unc
         (void)fcntl(r->fd, F_SETLEASE, F_UNLCK);
         r->leased = 0;
     }
-    if (sync_dir && fsync(r->dirfd) != 0) return ddp_fail_errno(errno, "syncing the directory of %s", r->what);
+    if (sync_dir) {
+        /* dirfd may be an O_PATH descriptor (ddp mount's): fsync needs a real one. */
+        int dfd = openat(r->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int rc = dfd < 0 ? -1 : fsync(dfd);
+        int err = errno;
+        if (dfd >= 0) close(dfd);
+        if (rc != 0) return ddp_fail_errno(err, "syncing the directory of %s", r->what);
+    }
     return S_OK;
 }
 

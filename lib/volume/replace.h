@@ -32,6 +32,7 @@ typedef struct ddp_replace {
     int tdir;                  /* .ddp/Temp (the volume's; not closed here) */
     char tmpname[DDP_TMPNAME_MAX];
     int leased;                /* a write lease is held on fd */
+    int no_lease;              /* set by a caller that coordinates its own users (ddp mount) */
     int installed;
 } ddp_replace;
 

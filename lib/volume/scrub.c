@@ -767,7 +767,7 @@ static HRESULT mend_container_header(scrub_ctx *s, dmg *d)
 
 /* One damaged byte of a stub: the position and value that make the MAC
  * verify, if there is exactly such a fix. 1 mended in buf. */
-static int mend_stub_bytes(const ddp_volume *v, uint8_t buf[DDP_STUB_SIZE])
+int ddp_volume_mend_stub_bytes(const ddp_volume *v, uint8_t *buf)
 {
     const size_t macd = DDP_STUB_SIZE - DDP_HASH_SIZE;
     ddp_stub st;
@@ -817,7 +817,7 @@ static HRESULT mend_stub(scrub_ctx *s, dmg *d)
     }
     uint8_t buf[DDP_STUB_SIZE];
     if (r.st.st_size != DDP_STUB_SIZE || FAILED(ddp_pread_exact(r.fd, buf, sizeof buf, 0, path)) ||
-        !mend_stub_bytes(s->v, buf)) {
+        !ddp_volume_mend_stub_bytes(s->v, buf)) {
         ddp_clear_error();
         ddp_replace_end(&r);
         d->repair = ddp_strdup("could not mend: more than one byte of the stub is damaged (restore the file from "

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "base/fileattr.h"
+#include "volume/maintenance.h"
 #include "store/stub.h"
 #include "base/util.h"
 #include "volume/replace.h"
@@ -114,6 +115,20 @@ static HRESULT rehydrate(ddp_volume *v, ddp_replace *r, const ddp_stub *s)
     return hr;
 }
 
+/* A file that claims to be a stub of v but does not authenticate, read
+ * from fd: 1 with *s filled when one damaged byte could be mended (a stub
+ * ddp wrote, hit by bit rot, or a copy someone damaged: either way what it
+ * names is what its one-byte-off original named). */
+static int mended_stub(ddp_volume *v, int fd, const struct stat *st, ddp_stub *s)
+{
+    uint8_t buf[DDP_STUB_SIZE];
+    int ok = st->st_size == DDP_STUB_SIZE && SUCCEEDED(ddp_pread_exact(fd, buf, sizeof buf, 0, "stub")) &&
+             ddp_volume_mend_stub_bytes(v, buf) && SUCCEEDED(ddp_stub_decode(buf, sizeof buf, v->id.key, s)) &&
+             memcmp(s->store_id, v->id.store_id, DDP_STORE_ID_SIZE) == 0;
+    ddp_clear_error();
+    return ok;
+}
+
 static HRESULT unoptimize_opened(ddp_volume *v, ddp_replace *r)
 {
     ddp_stub s;
@@ -123,7 +138,7 @@ static HRESULT unoptimize_opened(ddp_volume *v, ddp_replace *r)
     return SUCCEEDED(hr) ? S_OK : hr;
 }
 
-HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what)
+HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what, int flags)
 {
     ddp_clear_error();
     HRESULT hr = ddp_volume_require_writable(v, "unoptimize");
@@ -131,6 +146,7 @@ HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char
     ddp_replace r;
     hr = ddp_replace_begin_at(v, dirfd, name, what, NULL, &r);
     if (hr != S_OK) return hr;
+    r.no_lease = (flags & DDP_UNOPT_NO_LEASE) != 0;
     hr = unoptimize_opened(v, &r);
     ddp_replace_end(&r);
     return hr;
@@ -160,23 +176,47 @@ static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
 {
     unopt_ctx *c = arg;
     if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
+    /* One open (beneath the root, the file the walk saw) for the check, the
+     * read and the replacement. */
+    ddp_replace r;
+    HRESULT hr = ddp_replace_begin(v, e->fts_path, e->fts_statp, &r);
+    if (hr != S_OK) {
+        ddp_clear_error(); /* gone or replaced since the walk saw it */
+        return S_OK;
+    }
     ddp_stub s;
-    if (ddp_volume_read_stub(v, -1, e->fts_path, &s) != S_OK) return S_OK;
-    if (c->measure) {
-        c->need += s.file_size;
+    hr = ddp_volume_read_stub(v, r.fd, e->fts_path, &s);
+    if (hr == DDP_E_INVALID_DATA) {
+        /* Claims to be a stub and does not authenticate. One byte off: what
+         * it names is rehydrated (as scrub --repair would mend it). More:
+         * no tool could read it, so it holds nothing back: reported, left
+         * as it is, and the job goes on to the end (a forged or damaged copy
+         * must not keep a volume from ever being unoptimized). */
+        char why[900];
+        snprintf(why, sizeof why, "%s", ddp_error_detail());
+        if (mended_stub(v, r.fd, &r.st, &s)) {
+            hr = S_OK;
+        } else if (!c->measure) {
+            c->stats->files_skipped_policy++;
+            char *msg = ddp_xasprintf("%s; not a stub any tool can read (damaged in more than one byte, or "
+                                      "forged): left as it is", why);
+            if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, DDP_E_INVALID_DATA, msg);
+            free(msg);
+        }
+    }
+    ddp_clear_error();
+    if (hr != S_OK || c->measure) {
+        if (hr == S_OK) c->need += s.file_size;
+        ddp_replace_end(&r);
         return S_OK;
     }
     c->stats->files_scanned++;
-    ddp_replace r;
-    HRESULT hr = ddp_replace_begin(v, e->fts_path, e->fts_statp, &r);
-    if (hr == S_OK) {
-        hr = unoptimize_opened(v, &r);
-        ddp_replace_end(&r);
-    }
-    if (hr == S_OK) {
+    hr = rehydrate(v, &r, &s);
+    ddp_replace_end(&r);
+    if (SUCCEEDED(hr)) {
         c->stats->files_optimized++;
         c->stats->bytes_scanned += s.file_size;
-    } else if (FAILED(hr)) {
+    } else {
         c->stats->files_failed++;
         if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
         if (hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL)) return hr;
@@ -289,12 +329,21 @@ static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
 {
     left_ctx *c = arg;
     if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
+    int fd = -1;
+    struct stat st;
+    if (FAILED(ddp_volume_open_regular(v, e->fts_path, O_RDONLY, e->fts_statp, &fd, &st))) {
+        ddp_clear_error(); /* gone or replaced: the stable walk reads its directory again */
+        return S_OK;
+    }
     ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(v, -1, e->fts_path, &s);
+    HRESULT hr = ddp_volume_read_stub(v, fd, e->fts_path, &s);
     ddp_clear_error();
-    if (hr == S_OK || hr == DDP_E_INVALID_DATA) {
+    /* A stub, or one that is one byte off (whose data scrub could rescue);
+     * not a file that no tool could read (reported by the job). */
+    if (hr == S_OK || (hr == DDP_E_INVALID_DATA && mended_stub(v, fd, &st, &s))) {
         if (!c->stubs++) snprintf(c->first, sizeof c->first, "%s", e->fts_path);
     }
+    close(fd);
     return S_OK;
 }
 

@@ -86,8 +86,10 @@ HRESULT ddp_file_open_stub(ddp_volume *v, const struct ddp_stub *s, const char *
 
 /* Rehydrate the stub `name` in the directory dirfd (held by the caller,
  * beneath v's root) in place; what names it in messages. S_FALSE when it is
- * not a stub of v. */
-HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what);
+ * not a stub of v. flags: DDP_UNOPT_NO_LEASE for a caller that keeps its
+ * own users of the stub apart (ddp mount, whose readers hold stubs open). */
+#define DDP_UNOPT_NO_LEASE 1
+HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what, int flags);
 
 struct _ftsent;
 typedef HRESULT (*ddp_walk_fn)(ddp_volume *v, struct _ftsent *e, void *ctx);
