@@ -217,5 +217,118 @@ done
 check "gc: bob's stubs, the raced ones too, still read back ($lost lost)" test "$lost" -eq 0
 check "gc: alice's files still read back" test "$("$DDP" cat "$V/alice/big" | sha256sum)" == "$(bytes alice 70000 | sha256sum)"
 
+# ---------------------------------------------------------------------------
+# Smaller findings, one test each.
+
+# Holes stay holes: a 2 GiB file with 4 KiB allocated, optimized then
+# unoptimized (FILE and VOLUME), keeps a small allocation.
+SPARSE_MB=${DDP_SECURITY_SPARSE_MB:-2048}
+V=$T/sparse; new_volume "$V"
+truncate -s "${SPARSE_MB}M" "$V/holes"; printf 'middle' | dd of="$V/holes" bs=4096 seek=1000 conv=notrunc status=none
+cp --sparse=always "$V/holes" "$V/holes2"
+sum_h=$(sha256sum < "$V/holes")
+"$DDP" optimize "$V" -q >/dev/null
+check "sparse: optimized" is_stub "$V/holes"
+"$DDP" unoptimize "$V/holes" >/dev/null
+blocks=$(stat -c %b "$V/holes")
+check "sparse: unoptimize FILE keeps the holes ($blocks blocks of 512 for ${SPARSE_MB} MiB)" test "$blocks" -le 256
+check "sparse: ... and the content" test "$(sha256sum < "$V/holes")" == "$sum_h"
+"$DDP" unoptimize "$V" >/dev/null
+blocks=$(stat -c %b "$V/holes2")
+check "sparse: unoptimize VOLUME keeps the holes ($blocks blocks)" test "$blocks" -le 256
+check "sparse: ... and the content" test "$(sha256sum < "$V/holes2")" == "$sum_h"
+rm -rf "$V"
+
+# A user's file named like a ddp temporary survives optimize and unoptimize,
+# and is seen through the mount.
+V=$T/names; new_volume "$V"
+mkdir -p "$V/bob"; bytes tmpname 50000 > "$V/bob/.report.ddp-tmp.ABC123"; bytes other 50000 > "$V/bob/other"
+chown -R "$BU:$BG" "$V/bob"
+"$DDP" optimize "$V" -q >/dev/null
+check "temporary-like name: the user's file survives optimize" test "$("$DDP" cat "$V/bob/.report.ddp-tmp.ABC123" | sha256sum)" == "$(bytes tmpname 50000 | sha256sum)"
+if [[ -e /dev/fuse ]] && command -v fusermount3 >/dev/null 2>&1 || [[ -e /dev/fuse ]]; then
+  mkdir -p "$T/mnt"
+  "$DDP" mount "$V" "$T/mnt" >/dev/null 2>&1 && MOUNTS+=("$T/mnt")
+  for _ in $(seq 50); do mountpoint -q "$T/mnt" && break; sleep 0.1; done
+  if mountpoint -q "$T/mnt"; then
+    check "temporary-like name: seen through the mount" grep -qx '.report.ddp-tmp.ABC123' <(ls -a "$T/mnt/bob")
+    check "temporary-like name: read through the mount" test "$(sha256sum < "$T/mnt/bob/.report.ddp-tmp.ABC123")" == "$(bytes tmpname 50000 | sha256sum)"
+    umount "$T/mnt"
+  else
+    echo "skip - mount: could not mount"
+  fi
+fi
+"$DDP" unoptimize "$V" >/dev/null
+check "temporary-like name: ... and unoptimize" test "$(sha256sum < "$V/bob/.report.ddp-tmp.ABC123")" == "$(bytes tmpname 50000 | sha256sum)"
+
+# A killed `ddp unoptimize FILE` leaves nothing behind, not even until the
+# next job (its temporary is an O_TMPFILE in .ddp/Temp).
+V=$T/killed; new_volume "$V"
+head -c 400M /dev/urandom > "$V/big"
+"$DDP" optimize "$V" -q >/dev/null
+"$DDP" unoptimize "$V/big" >/dev/null 2>&1 & pid=$!
+for _ in $(seq 400); do ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'ddp-tmp\|/\.ddp/Temp' && break; sleep 0.02; done
+caught=0; ls -l "/proc/$pid/fd" 2>/dev/null | grep -q 'ddp-tmp\|/\.ddp/Temp' && caught=1
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+if ((caught)); then
+  check "killed unoptimize FILE: nothing left in the tree" test -z "$(find "$V" -maxdepth 1 -type f ! -name big)"
+  check "killed unoptimize FILE: nothing left in .ddp/Temp" test -z "$(find "$V/.ddp" -name 'tmp.*' -o -name '*ddp-tmp*')"
+  check "killed unoptimize FILE: the stub is as it was" is_stub "$V/big"
+else
+  echo "skip - killed unoptimize FILE: it finished before it could be killed"
+fi
+rm -rf "$V"
+
+# A FIFO does not hang `ddp cat`, and `ddp cat DIR` says it is a directory.
+V=$T/fifo; new_volume "$V"; mkfifo "$V/pipe"
+out=$(timeout 10 "$DDP" cat "$V/pipe" 2>&1); rc=$?
+check "cat FIFO: fails at once, not hanging (rc $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+out=$("$DDP" cat "$V/alice" 2>&1)
+check "cat DIR: says it is a directory" grep -q "is a directory" <<<"$out"
+check "cat DIR: does not say 'not a directory'" test -z "$(grep "not a directory" <<<"$out")"
+
+# A damaged copy of a stub that bob made does not keep `ddp unoptimize
+# VOLUME` from finishing: a copy one byte off is rehydrated, one beyond
+# mending is reported and left, and the rest is finished.
+V=$T/forged; new_volume "$V"
+mkdir -p "$V/bob"; bytes forged 60000 > "$V/bob/orig"; chown -R "$BU:$BG" "$V/bob"
+"$DDP" optimize "$V" -q >/dev/null
+asbob cp "$V/bob/orig" "$V/bob/copy1"; asbob cp "$V/bob/orig" "$V/bob/copy3"
+asbob sh -c "printf X | dd of='$V/bob/copy1' bs=1 seek=120 conv=notrunc status=none"
+asbob sh -c "printf XYZ | dd of='$V/bob/copy3' bs=1 seek=120 conv=notrunc status=none"
+out=$("$DDP" unoptimize "$V" 2>&1); rc=$?
+check "forged copy: unoptimize VOLUME finishes (.ddp removed; rc $rc)" test ! -e "$V/.ddp"
+check "forged copy: it names the copy it could not read" grep -q "copy3" <<<"$out"
+check "forged copy: the original is rehydrated" test "$(sha256sum < "$V/bob/orig")" == "$(bytes forged 60000 | sha256sum)"
+check "forged copy: the copy one byte off is rehydrated" test "$(sha256sum < "$V/bob/copy1")" == "$(bytes forged 60000 | sha256sum)"
+check "forged copy: the other is left as it was" test "$(stat -c %s "$V/bob/copy3")" -eq 232
+
+# A read-only mount of a volume (a snapshot): scrub and backup read it;
+# gc and optimize say that they need to write.
+V=$T/rovol; new_volume "$V"; bytes ro 100000 > "$V/f"; "$DDP" optimize "$V" -q >/dev/null
+mkdir -p "$T/ro"
+if mount --bind "$V" "$T/ro" 2>/dev/null && MOUNTS+=("$T/ro") && mount -o remount,bind,ro "$T/ro" 2>/dev/null; then
+  out=$("$DDP" scrub "$T/ro" 2>&1); rc=$?
+  check "read-only: scrub reads it (rc $rc)" test "$rc" -eq 0
+  out=$("$DDP" backup "$T/ro" "$T/robackup" 2>&1); rc=$?
+  check "read-only: backup reads it (rc $rc: $(tail -1 <<<"$out"))" test "$rc" -eq 0
+  expect_code "read-only: gc says it must write" 0x80070013 "$DDP" gc "$T/ro"
+  expect_code "read-only: optimize says it must write" 0x80070013 "$DDP" optimize "$T/ro"
+  check "read-only: cat reads it" test "$("$DDP" cat "$T/ro/f" | sha256sum)" == "$(bytes ro 100000 | sha256sum)"
+  umount "$T/ro"
+else
+  echo "skip - read-only: cannot bind-mount here"
+fi
+
+# Leases: a file someone has open is not replaced; what they write later
+# is not lost.
+V=$T/lease; new_volume "$V"; bytes lease 80000 > "$V/held"; chown "$BU:$BG" "$V/held"
+asbob sh -c "exec 3>>'$V/held'; sleep 3; printf LATE-WRITE >&3" & holder=$!
+sleep 0.5
+out=$("$DDP" optimize "$V" 2>&1)
+wait $holder
+check "lease: a file open elsewhere is left as it is, and the job says why" grep -q "held.*open in another process" <<<"$out"
+check "lease: the write made later through the open descriptor is kept" grep -q "LATE-WRITE" <("$DDP" cat "$V/held")
+
 echo "# job log tail:"; tail -5 "$T/jobs.log" | sed 's/^/#   /'
 finish
