@@ -54,7 +54,7 @@ static const struct { uint32_t code; const char *msg; } win32_messages[] = {
     { ERROR_DIR_NOT_EMPTY, "the directory is not empty" },
     { ERROR_ALREADY_EXISTS, "it already exists" },
     { ERROR_FILENAME_EXCED_RANGE, "the file name is too long" },
-    { ERROR_DIRECTORY, "not a directory" },
+    { ERROR_DIRECTORY, "the directory name is invalid (a directory where a file belongs, or the reverse)" },
     { ERROR_CANT_RESOLVE_FILENAME, "too many levels of symbolic links" },
     { ERROR_IO_DEVICE, "I/O error" },
     { ERROR_DISK_QUOTA_EXCEEDED, "disk quota exceeded" },

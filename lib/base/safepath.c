@@ -13,6 +13,7 @@
  * hang the caller) and must prove what they are by fstat before anything
  * reads them.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,8 +21,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/safepath.h"
@@ -334,4 +338,83 @@ int ddp_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const 
         return -1;
     }
     return 0;
+}
+
+/* ---- private temporaries ---- */
+
+static void tmp_random_name(char name[DDP_TMPNAME_MAX])
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid() << 32;
+    }
+    snprintf(name, DDP_TMPNAME_MAX, "tmp.%ld.%016llx", (long)getpid(), (unsigned long long)r);
+}
+
+HRESULT ddp_tmpfile_at(int dirfd, mode_t mode, int *out, char name[DDP_TMPNAME_MAX])
+{
+    *out = -1;
+    name[0] = '\0';
+    int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT)) {
+        for (int tries = 0; tries < 100 && fd < 0; tries++) {
+            tmp_random_name(name);
+            fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+            if (fd < 0 && errno != EEXIST) break;
+        }
+        if (fd < 0) name[0] = '\0';
+    }
+    if (fd < 0) return ddp_fail_errno(errno, "creating a temporary file");
+    /* A fresh file: nobody else can hold its lock. */
+    (void)flock(fd, LOCK_EX | LOCK_NB);
+    *out = fd;
+    return S_OK;
+}
+
+HRESULT ddp_tmpfile_name_at(int dirfd, int fd, char name[DDP_TMPNAME_MAX])
+{
+    if (name[0]) return S_OK;
+    for (int tries = 0; tries < 100; tries++) {
+        tmp_random_name(name);
+        /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd does not. */
+        if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0) return S_OK;
+        if (errno == ENOENT || errno == EPERM) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+            if (linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == 0) return S_OK;
+        }
+        if (errno != EEXIST) break;
+    }
+    int err = errno;
+    name[0] = '\0';
+    return ddp_fail_errno(err, "naming a temporary file");
+}
+
+int ddp_tmpdir_sweep(int dirfd)
+{
+    int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return 0;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
+    }
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "tmp.", 4) != 0) continue;
+        int fd = openat(dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st, again;
+        /* Regular, unlocked (its writer is gone), and still the file at that name. */
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            fstatat(dirfd, de->d_name, &again, AT_SYMLINK_NOFOLLOW) == 0 && ddp_same_file(&st, &again) &&
+            unlinkat(dirfd, de->d_name, 0) == 0)
+            removed++;
+        close(fd);
+    }
+    closedir(d);
+    return removed;
 }

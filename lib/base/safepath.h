@@ -71,4 +71,26 @@ int ddp_mkdirs_beneath(int rootfd, const char *rel, mode_t mode, int *created);
  * file or a symbolic link. 0 or -1 with errno. */
 int ddp_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname);
 
+/* ---- private temporaries (added for the jobs; docs/SECURITY.md) ---- */
+
+/* Room for a temporary's name in its private directory ("tmp.PID.XXXXXXXXXXXXXXXX"). */
+#define DDP_TMPNAME_MAX 48
+
+/* A new, empty temporary file in dirfd, a directory that only ddp can reach
+ * (VOLUME/.ddp/Temp): an unnamed O_TMPFILE where the file system has them
+ * (a process that dies leaves nothing), else a file "tmp.PID.RANDOM"
+ * created O_EXCL. Either way it is flock()ed (LOCK_EX) for as long as *fd is
+ * open, so a cleaner tells a live temporary from a dead process's leftover
+ * (ddp_tmpdir_sweep). name gets the name ("" while it has none). */
+HRESULT ddp_tmpfile_at(int dirfd, mode_t mode, int *fd, char name[DDP_TMPNAME_MAX]);
+
+/* Give the temporary fd (from ddp_tmpfile_at) a name in dirfd if it has none
+ * yet (linkat; it is renamed into place from there). */
+HRESULT ddp_tmpfile_name_at(int dirfd, int fd, char name[DDP_TMPNAME_MAX]);
+
+/* Remove the leftovers in dirfd of processes that died: regular files named
+ * "tmp.*" whose lock is free. Never follows a link, never removes anything
+ * else. Returns how many were removed. */
+int ddp_tmpdir_sweep(int dirfd);
+
 #endif /* DDP_SAFEPATH_H */

@@ -42,12 +42,41 @@ struct ddp_file {
     uint64_t copies;        /* chunks read from a hotspot copy */
 };
 
+static ddp_file *file_new(ddp_volume *v, int fd, uint64_t size, const char *path)
+{
+    ddp_file *f = ddp_xcalloc(1, sizeof *f);
+    f->v = v;
+    f->fd = fd;
+    f->size = size;
+    f->cached = UINT32_MAX;
+    f->path = ddp_strdup(path);
+    pthread_mutex_init(&f->mu, NULL);
+    ddp_streammap_init(&f->map);
+    return f;
+}
+
+/* Make f (fd closed) the reader of the stub s. */
+static HRESULT file_use_stub(ddp_file *f, const ddp_stub *s)
+{
+    HRESULT hr = ddp_volume_chunkreader(f->v, &f->rd);
+    if (FAILED(hr)) return ddp_fail(hr, "%s: the chunk store: %s", f->path, ddp_error_detail());
+    hr = ddp_chunkreader_map(f->rd, s, f->path, &f->map);
+    if (FAILED(hr)) return hr;
+    f->optimized = 1;
+    f->size = s->file_size;
+    f->cache = ddp_xmalloc(DDP_CHUNK_MAX);
+    if (f->fd >= 0) close(f->fd);
+    f->fd = -1;
+    return S_OK;
+}
+
 DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out)
 {
     ddp_clear_error();
     if (!v || !path || !out) return E_POINTER;
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not hang the reader; fstat says what it is. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return ddp_fail_errno(errno, "opening %s", path);
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -57,34 +86,29 @@ DDP_API HRESULT ddp_file_open(ddp_volume *v, const char *path, ddp_file **out)
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_DIRECTORY), "%s is not a regular file", path);
+        if (S_ISDIR(st.st_mode)) return ddp_fail(ddp_hresult_from_errno(EISDIR), "%s is a directory", path);
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "%s is not a regular file", path);
     }
-    ddp_file *f = ddp_xcalloc(1, sizeof *f);
-    f->v = v;
-    f->fd = fd;
-    f->size = (uint64_t)st.st_size;
-    f->cached = UINT32_MAX;
-    f->path = ddp_strdup(path);
-    pthread_mutex_init(&f->mu, NULL);
-    ddp_streammap_init(&f->map);
-
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    ddp_file *f = file_new(v, fd, (uint64_t)st.st_size, path);
     ddp_stub s;
     HRESULT hr = ddp_volume_read_stub(v, fd, path, &s);
-    if (hr == S_OK) {
-        hr = ddp_volume_chunkreader(v, &f->rd);
-        if (FAILED(hr)) hr = ddp_fail(hr, "%s: the chunk store: %s", path, ddp_error_detail());
-        else hr = ddp_chunkreader_map(f->rd, &s, path, &f->map);
-        if (SUCCEEDED(hr)) {
-            f->optimized = 1;
-            f->size = s.file_size;
-            f->cache = ddp_xmalloc(DDP_CHUNK_MAX);
-            close(f->fd);
-            f->fd = -1;
-            hr = S_OK;
-        }
-    } else if (hr == S_FALSE) {
-        hr = S_OK;
+    if (hr == S_OK) hr = file_use_stub(f, &s);
+    else if (hr == S_FALSE) hr = S_OK;
+    if (FAILED(hr)) {
+        ddp_file_close(f);
+        return hr;
     }
+    *out = f;
+    return S_OK;
+}
+
+HRESULT ddp_file_open_stub(ddp_volume *v, const ddp_stub *s, const char *path, ddp_file **out)
+{
+    *out = NULL;
+    ddp_file *f = file_new(v, -1, 0, path);
+    HRESULT hr = file_use_stub(f, s);
     if (FAILED(hr)) {
         ddp_file_close(f);
         return hr;

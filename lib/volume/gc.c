@@ -538,34 +538,42 @@ static HRESULT mark_stub(gc_ctx *g, const ddp_stub *s, const char *path, int str
     return hr;
 }
 
-static HRESULT mark_file(gc_ctx *g, const char *path)
+static HRESULT mark_file(gc_ctx *g, const char *path, const struct stat *seen)
 {
-    ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(g->v, -1, path, &s);
-    if (hr == S_FALSE) return S_OK;
-    if (hr == S_OK) {
-        g->st->stubs++;
-        return mark_stub(g, &s, path, 1);
-    }
-    if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND)) {
-        ddp_clear_error(); /* gone since the directory was read */
+    /* Read only, beneath the root, never through a link, O_NONBLOCK (a FIFO
+     * put in a stub's place does not hang the job), the file the walk saw:
+     * one fd for the check and the read. */
+    int fd = -1;
+    HRESULT hr = ddp_volume_open_regular(g->v, path, O_RDONLY, seen, &fd, NULL);
+    if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND) ||
+        hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)) {
+        ddp_clear_error(); /* gone or replaced since the directory was read: not a stub here */
         return S_OK;
     }
-    if (hr != DDP_E_INVALID_DATA) return hr;
-    /* Claims to be a stub but does not authenticate (bit rot, or forged):
-     * keep what it names, if it names something of this store. */
-    char reason[1024];
-    snprintf(reason, sizeof reason, "%s; what it names is kept", ddp_error_detail());
-    problem(g, path, hr, reason);
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    if (SUCCEEDED(ddp_read_file(path, DDP_STUB_SIZE, &buf, &n)) && SUCCEEDED(ddp_stub_peek(buf, n, &s)) &&
-        memcmp(s.store_id, g->v->id.store_id, DDP_STORE_ID_SIZE) == 0)
-        hr = mark_stub(g, &s, path, 0);
-    else
+    if (FAILED(hr)) return hr;
+    ddp_stub s;
+    hr = ddp_volume_read_stub(g->v, fd, path, &s);
+    if (hr == S_OK) {
+        g->st->stubs++;
+        hr = mark_stub(g, &s, path, 1);
+    } else if (hr == DDP_E_INVALID_DATA) {
+        /* Claims to be a stub but does not authenticate (bit rot, or forged):
+         * keep what it names, if it names something of this store. */
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s; what it names is kept", ddp_error_detail());
+        problem(g, path, hr, reason);
+        uint8_t buf[DDP_STUB_SIZE];
+        size_t n = 0;
+        if (SUCCEEDED(ddp_pread_upto(fd, buf, sizeof buf, 0, &n, path)) && SUCCEEDED(ddp_stub_peek(buf, n, &s)) &&
+            memcmp(s.store_id, g->v->id.store_id, DDP_STORE_ID_SIZE) == 0)
+            hr = mark_stub(g, &s, path, 0);
+        else
+            hr = S_OK;
+        ddp_clear_error();
+    } else if (hr == S_FALSE) {
         hr = S_OK;
-    free(buf);
-    ddp_clear_error();
+    }
+    close(fd);
     return hr;
 }
 
@@ -574,7 +582,7 @@ static HRESULT mark_one(ddp_volume *v, FTSENT *e, void *ctx)
     (void)v;
     if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
     gc_ctx *g = ctx;
-    HRESULT hr = mark_file(g, e->fts_path);
+    HRESULT hr = mark_file(g, e->fts_path, e->fts_statp);
     if (g->cb && g->cb->step) g->cb->step(g->cb->ctx, "stubs", g->st->stubs, 0);
     return hr;
 }
@@ -591,7 +599,7 @@ static HRESULT mark_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
 
 /* Every stub of the volume: a directory or file that cannot be read stops
  * the job (a stub in it would go unseen). */
-static HRESULT mark(gc_ctx *g) { return ddp_volume_walk(g->v, mark_one, mark_unreadable, g); }
+static HRESULT mark(gc_ctx *g) { return ddp_volume_walk_stable(g->v, mark_one, mark_unreadable, g); }
 
 typedef struct sweep {
     ddp_mcont *c;
@@ -714,6 +722,7 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
     memset(st, 0, sizeof *st);
     if (!v) return E_POINTER;
     HRESULT jr = ddp_volume_require_job(v);
+    if (SUCCEEDED(jr)) jr = ddp_volume_require_writable(v, "garbage collection");
     if (FAILED(jr)) return jr;
     double t0 = ddp_now();
     gc_ctx g;

@@ -29,4 +29,8 @@ HRESULT ddp_gc_resume(const char *store_dir, const char *state_dir, const uint8_
  * and of ddp_gc; the volume must be opened for a job. */
 HRESULT ddp_hotspot_update(ddp_volume *v);
 
+/* A stub that fails authentication, damaged in exactly one byte, mended in
+ * buf when exactly one fix makes it verify (volume/scrub.c): 1 mended. */
+int ddp_volume_mend_stub_bytes(const ddp_volume *v, uint8_t *buf);
+
 #endif /* DDP_MAINTENANCE_H */

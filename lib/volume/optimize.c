@@ -10,10 +10,12 @@
  * wait for the disk), in the durability order of DESIGN.md:
  *   1. the chunks of every file in the batch are synced (sync_data),
  *   2. their stream maps are appended and synced (sync_streams),
- *   3. each stub is written to a temporary file beside the original with the
- *      original's owner, mode, times and xattrs, synced, the original is
- *      checked unchanged (device, inode, size, mtime, ctime), the stub is
- *      renamed over it, and every touched directory is synced.
+ *   3. each stub is written to a private temporary (.ddp/Temp, O_TMPFILE)
+ *      with the original's owner, mode, times and xattrs, synced; the
+ *      original, opened beneath the root from a held directory fd, is
+ *      checked unchanged (device, inode, size, mtime, ctime) under a write
+ *      lease (volume/replace.h: a file anyone has open is left as it is),
+ *      the stub is exchanged with it, and every touched directory is synced.
  * A crash at any point leaves each file either as it was or as a complete
  * stub; chunks written for files that never got their stub are found again by
  * the next run (the store re-indexes a container's tail on open).
@@ -36,6 +38,7 @@
 #include "volume/maintenance.h"
 #include "store/stub.h"
 #include "base/util.h"
+#include "volume/replace.h"
 #include "volume/volume.h"
 
 #define READ_BLOCK ((size_t)4 << 20)
@@ -113,16 +116,18 @@ static int is_fatal_error(HRESULT hr)
 
 /* ---- step 3: the stubs ---- */
 
-/* A stub being put in place: its temporary file, and the original, open. */
-typedef struct stub_tmp {
-    char *tmp;
-    int fd, src;
-    HRESULT hr;
-} stub_tmp;
+/* Is the file the walk saw still at path? (Only chooses between "changed
+ * meanwhile" and the error itself; nothing is opened by this name.) */
+static int still_there(const char *path, const struct stat *seen)
+{
+    struct stat now;
+    return lstat(path, &now) == 0 && ddp_same_file(&now, seen);
+}
 
-/* Write the stub of p to a temporary file beside it, with the original's
- * owner, mode, times and xattrs (not yet synced). */
-static void stub_prepare(job *j, const pending *p, uint32_t sc, uint64_t soff, stub_tmp *t)
+/* Write the stub of p to a private temporary (volume/replace.h), with the
+ * original's owner, mode, times and xattrs (not yet synced). The original
+ * is opened beneath the root and must be the file that was chunked. */
+static HRESULT stub_prepare(job *j, const pending *p, uint32_t sc, uint64_t soff, ddp_replace *r)
 {
     ddp_stub s;
     memset(&s, 0, sizeof s);
@@ -136,58 +141,80 @@ static void stub_prepare(job *j, const pending *p, uint32_t sc, uint64_t soff, s
     uint8_t buf[DDP_STUB_SIZE];
     ddp_stub_encode(&s, j->v->id.key, buf);
 
-    t->fd = t->src = -1;
-    t->tmp = NULL;
-    t->hr = ddp_tempfile_beside(p->path, &t->tmp, &t->fd);
-    if (FAILED(t->hr)) return;
-    t->src = open(p->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (t->src < 0) t->hr = ddp_fail_errno(errno, "reopening %s", p->path);
-    if (SUCCEEDED(t->hr)) t->hr = ddp_write_all(t->fd, buf, sizeof buf, t->tmp);
-    if (SUCCEEDED(t->hr)) t->hr = ddp_fileattr_copy(t->src, t->fd, &p->st, p->path);
-}
-
-/* Check the original unchanged and rename the (synced) stub over it. */
-static HRESULT stub_install(const pending *p, stub_tmp *t)
-{
-    HRESULT hr = t->hr;
-    struct stat now;
-    /* A writer that holds a lock on the file (ddp mount holds a shared
-     * flock on every file it has open for writing) keeps it: replacing it
-     * would strand that writer's later writes on the old inode. Held until
-     * the rename is done (closing src releases it), so a writer that opens
-     * the file meanwhile waits, then sees the stub (see programs/mount/rehydrate.c). */
-    if (SUCCEEDED(hr) && flock(t->src, LOCK_EX | LOCK_NB) != 0) {
-        hr = errno == EWOULDBLOCK
-                 ? ddp_fail(DDP_E_FILE_IN_USE, "%s is open for writing (through ddp mount); left as it is", p->path)
-                 : ddp_fail_errno(errno, "locking %s", p->path);
-    }
-    if (SUCCEEDED(hr)) {
-        if (fstat(t->src, &now) != 0) hr = ddp_fail_errno(errno, "%s", p->path);
-        else if (!ddp_fileattr_unchanged(&p->st, &now))
-            hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", p->path);
-    }
-    /* The same name must still be the same inode. A writer that does not
-     * take the lock and opened the file before the rename keeps writing to
-     * the old inode (Windows closes that window with oplocks; here only ddp
-     * mount's writers are covered). */
-    if (SUCCEEDED(hr)) {
-        if (lstat(p->path, &now) != 0) hr = ddp_fail_errno(errno, "%s", p->path);
-        else if (!ddp_fileattr_unchanged(&p->st, &now))
-            hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", p->path);
-    }
-    if (SUCCEEDED(hr) && rename(t->tmp, p->path) != 0) hr = ddp_fail_errno(errno, "replacing %s with its stub", p->path);
-    if (t->src >= 0) close(t->src);
-    if (t->fd >= 0 && close(t->fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "closing %s", t->tmp);
-    if (FAILED(hr) && t->tmp) unlink(t->tmp);
-    free(t->tmp);
+    HRESULT hr = ddp_replace_begin(j->v, p->path, &p->st, r);
+    if (hr == S_FALSE || (FAILED(hr) && !still_there(p->path, &p->st)))
+        return ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", p->path);
+    if (FAILED(hr)) return hr;
+    hr = ddp_replace_temp(j->v, r);
+    if (SUCCEEDED(hr)) hr = ddp_write_all(r->tmpfd, buf, sizeof buf, p->path);
+    if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(r->fd, r->tmpfd, &p->st, p->path);
     return hr;
 }
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Below this many stubs (or directories) a batch fsyncs each; from this many,
  * one syncfs() flushes them all at once (one device flush instead of hundreds). */
 #define SYNCFS_THRESHOLD 8
+/* Stubs put in place at once (each holds three descriptors meanwhile). */
+#define SLICE 128
+
+/* Put the stubs of n files (n <= SLICE) in place; their stream maps are synced. */
+static HRESULT commit_slice(job *j, pending *batch, const uint32_t *sc, const uint64_t *soff, size_t n)
+{
+    HRESULT hr = S_OK;
+    ddp_replace r[SLICE];
+    HRESULT fh[SLICE];
+    for (size_t i = 0; i < n; i++) {
+        ddp_clear_error();
+        fh[i] = stub_prepare(j, &batch[i], sc[i], soff[i], &r[i]);
+        if (FAILED(fh[i])) {
+            pthread_mutex_lock(&j->mu);
+            if (fh[i] == DDP_E_FILE_IN_USE) {
+                j->stats->files_changed++;
+            } else {
+                j->stats->files_failed++;
+                if (is_fatal_error(fh[i]) && SUCCEEDED(hr)) hr = fh[i];
+            }
+            report(j, batch[i].path, fh[i], ddp_error_detail());
+            pthread_mutex_unlock(&j->mu);
+        }
+    }
+    size_t ready = 0;
+    for (size_t i = 0; i < n; i++) ready += SUCCEEDED(fh[i]);
+    if (SUCCEEDED(hr) && ready >= SYNCFS_THRESHOLD) {
+        if (syncfs(j->v->root_fd) != 0) hr = ddp_fail_errno(errno, "syncing the stubs of %s", j->v->root);
+    } else if (SUCCEEDED(hr)) {
+        for (size_t i = 0; i < n; i++)
+            if (SUCCEEDED(fh[i])) fh[i] = ddp_fsync_fd(r[i].tmpfd, batch[i].path);
+    }
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++) {
+        pending *p = &batch[i];
+        if (FAILED(fh[i])) continue; /* reported above, or a sync failure below */
+        ddp_clear_error();
+        HRESULT f = SUCCEEDED(hr) ? ddp_replace_commit(j->v, &r[i], &p->st, ready < SYNCFS_THRESHOLD) : hr;
+        pthread_mutex_lock(&j->mu);
+        if (SUCCEEDED(f)) {
+            j->stats->files_optimized++;
+            j->stats->bytes_scanned += p->size;
+            done++;
+        } else if (f == DDP_E_FILE_IN_USE) {
+            j->stats->files_changed++;
+            report(j, p->path, f, ddp_error_detail());
+        } else if (f != hr) {
+            j->stats->files_failed++;
+            report(j, p->path, f, ddp_error_detail());
+            if (is_fatal_error(f) && SUCCEEDED(hr)) hr = f;
+        }
+        if (j->cb && j->cb->progress) j->cb->progress(j->cb->ctx, j->stats);
+        pthread_mutex_unlock(&j->mu);
+    }
+    /* One flush makes every exchange of the slice durable. */
+    if (SUCCEEDED(hr) && done && ready >= SYNCFS_THRESHOLD && syncfs(j->v->root_fd) != 0)
+        hr = ddp_fail_errno(errno, "syncing the directories of %s", j->v->root);
+    for (size_t i = 0; i < n; i++)
+        ddp_replace_end(&r[i]);
+    return hr;
+}
 
 /* Commit n finished files (the committer thread). */
 static HRESULT commit_batch(job *j, pending *batch, size_t n)
@@ -200,66 +227,8 @@ static HRESULT commit_batch(job *j, pending *batch, size_t n)
         hr = ddp_chunkstore_put_streammap(j->cs, batch[i].map, (uint32_t)batch[i].map_len,
                                           batch[i].map_hash, &sc[i], &soff[i]);
     if (SUCCEEDED(hr)) hr = ddp_chunkstore_sync_streams(j->cs);
-
-    stub_tmp *t = ddp_xcalloc(n, sizeof *t);
-    size_t prepared = 0;
-    for (; SUCCEEDED(hr) && prepared < n; prepared++) stub_prepare(j, &batch[prepared], sc[prepared], soff[prepared], &t[prepared]);
-    if (SUCCEEDED(hr)) {
-        if (n >= SYNCFS_THRESHOLD) {
-            int any = -1;
-            for (size_t i = 0; i < n && any < 0; i++)
-                if (SUCCEEDED(t[i].hr)) any = t[i].fd;
-            if (any >= 0 && syncfs(any) != 0) hr = ddp_fail_errno(errno, "syncing the stubs of %s", j->v->root);
-        } else {
-            for (size_t i = 0; i < n; i++)
-                if (SUCCEEDED(t[i].hr)) t[i].hr = ddp_fsync_fd(t[i].fd, t[i].tmp);
-        }
-    }
-    if (FAILED(hr))
-        for (size_t i = 0; i < prepared; i++)
-            if (SUCCEEDED(t[i].hr)) t[i].hr = hr;
-
-    char **dirs = ddp_xcalloc(n, sizeof *dirs);
-    size_t ndirs = 0;
-    for (size_t i = 0; i < prepared; i++) {
-        pending *p = &batch[i];
-        HRESULT fh = stub_install(p, &t[i]);
-        pthread_mutex_lock(&j->mu);
-        if (SUCCEEDED(fh)) {
-            j->stats->files_optimized++;
-            j->stats->bytes_scanned += p->size;
-            char *d = ddp_strdup(p->path);
-            char *slash = strrchr(d, '/');
-            if (slash) *slash = '\0';
-            dirs[ndirs++] = d;
-        } else if (fh == DDP_E_FILE_IN_USE) {
-            j->stats->files_changed++;
-            report(j, p->path, fh, ddp_error_detail());
-        } else if (fh != hr) {
-            j->stats->files_failed++;
-            report(j, p->path, fh, ddp_error_detail());
-            if (is_fatal_error(fh) && SUCCEEDED(hr)) hr = fh;
-        }
-        if (j->cb && j->cb->progress) j->cb->progress(j->cb->ctx, j->stats);
-        pthread_mutex_unlock(&j->mu);
-    }
-    qsort(dirs, ndirs, sizeof *dirs, cmp_str);
-    size_t distinct = 0;
-    for (size_t i = 0; i < ndirs; i++)
-        if (distinct == 0 || strcmp(dirs[i], dirs[distinct - 1]) != 0) dirs[distinct++] = dirs[i];
-        else free(dirs[i]);
-    ndirs = distinct;
-    if (SUCCEEDED(hr) && ndirs >= SYNCFS_THRESHOLD) {
-        /* One flush makes every rename of the batch durable. */
-        int fd = open(j->v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || syncfs(fd) != 0) hr = ddp_fail_errno(errno, "syncing the directories of %s", j->v->root);
-        if (fd >= 0) close(fd);
-    } else {
-        for (size_t i = 0; i < ndirs && SUCCEEDED(hr); i++) hr = ddp_fsync_dir(dirs[i]);
-    }
-    for (size_t i = 0; i < ndirs; i++) free(dirs[i]);
-    free(dirs);
-    free(t);
+    for (size_t i = 0; SUCCEEDED(hr) && i < n; i += SLICE)
+        hr = commit_slice(j, batch + i, sc + i, soff + i, n - i < SLICE ? n - i : SLICE);
     free(sc);
     free(soff);
     return hr;
@@ -309,16 +278,16 @@ static void *committer(void *arg)
 static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t cap)
 {
     const char *path = w->path;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return ddp_fail_errno(errno, "cannot read %s; skipped", path);
+    /* Beneath the root, no link or mount point on the way, O_NONBLOCK, a
+     * regular file, the one the walk saw; every byte is read from this fd. */
+    int fd = -1;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        HRESULT hr = ddp_fail_errno(errno, "%s", path);
-        close(fd);
-        return hr;
-    }
-    if (!S_ISREG(st.st_mode) || !ddp_fileattr_unchanged(&w->st, &st)) {
+    HRESULT ho = ddp_volume_open_regular(j->v, path, O_RDONLY | O_NOATIME, &w->st, &fd, &st);
+    if (FAILED(ho) && !still_there(path, &w->st))
+        return ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is (%s)", path,
+                        ddp_error_detail());
+    if (FAILED(ho)) return ddp_fail(ho, "%s; skipped", ddp_error_detail());
+    if (!ddp_fileattr_unchanged(&w->st, &st)) {
         close(fd);
         return ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", path);
     }
@@ -482,12 +451,6 @@ static HRESULT walk_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     job *j = ctx;
     if (FAILED(j->fatal)) return E_ABORT; /* the job has failed: stop walking */
-    if (ddp_is_temp_name(e->fts_name)) {
-        /* Ours: never optimized; removed when a crash left it (a stub or a
-         * rehydrated file never renamed into place). */
-        (void)ddp_temp_remove_abandoned(e->fts_path);
-        return S_OK;
-    }
     count(j, &j->stats->files_scanned);
     if (e->fts_statp->st_size == DDP_STUB_SIZE) {
         ddp_stub s;
@@ -526,6 +489,7 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     memset(stats, 0, sizeof *stats);
     if (!v) return E_POINTER;
     HRESULT jr = ddp_volume_require_job(v);
+    if (SUCCEEDED(jr)) jr = ddp_volume_require_writable(v, "optimize");
     if (FAILED(jr)) return jr;
     if (!v->settings.enabled)
         return ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED, "%s: deduplication is disabled (ddp set %s enabled true)",

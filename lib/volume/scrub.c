@@ -57,6 +57,7 @@
 #include "store/streammap.h"
 #include "store/stub.h"
 #include "base/util.h"
+#include "volume/replace.h"
 #include "volume/volume.h"
 
 #define WINDOW ((size_t)1 << 20)
@@ -508,12 +509,17 @@ static int claims_stub(const uint8_t *buf, size_t n)
     return n >= DDP_STUB_PREFIX_SIZE && n < DDP_STUB_SIZE && ddp_stub_has_prefix(buf, n);
 }
 
-static HRESULT scrub_file(scrub_ctx *s, const char *path)
+static HRESULT scrub_file(scrub_ctx *s, const char *path, const struct stat *seen)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return S_OK;
-        add_item(s, DDP_SCRUB_STUB, SUB_UNREADABLE, NULL, path, 0, 0, "cannot open it: %s", strerror(errno));
+    /* Beneath the root, never through a link, O_NONBLOCK, the file the walk saw. */
+    int fd = -1;
+    HRESULT ho = ddp_volume_open_regular(s->v, path, O_RDONLY, seen, &fd, NULL);
+    if (FAILED(ho)) {
+        /* gone, or replaced by something else since the walk: not a stub to check */
+        if (ho != HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) && ho != HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) &&
+            ho != HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
+            add_item(s, DDP_SCRUB_STUB, SUB_UNREADABLE, NULL, path, 0, 0, "cannot open it: %s", ddp_error_detail());
+        ddp_clear_error();
         return S_OK;
     }
     uint8_t buf[DDP_STUB_SIZE + 1];
@@ -557,7 +563,7 @@ static HRESULT scrub_one(ddp_volume *v, FTSENT *e, void *ctx)
     (void)v;
     if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
     scrub_ctx *s = ctx;
-    HRESULT hr = scrub_file(s, e->fts_path);
+    HRESULT hr = scrub_file(s, e->fts_path, e->fts_statp);
     if (s->cb && s->cb->step) s->cb->step(s->cb->ctx, "stubs", s->rep->stubs, 0);
     return hr;
 }
@@ -761,7 +767,7 @@ static HRESULT mend_container_header(scrub_ctx *s, dmg *d)
 
 /* One damaged byte of a stub: the position and value that make the MAC
  * verify, if there is exactly such a fix. 1 mended in buf. */
-static int mend_stub_bytes(const ddp_volume *v, uint8_t buf[DDP_STUB_SIZE])
+int ddp_volume_mend_stub_bytes(const ddp_volume *v, uint8_t *buf)
 {
     const size_t macd = DDP_STUB_SIZE - DDP_HASH_SIZE;
     ddp_stub st;
@@ -799,36 +805,31 @@ static int mend_stub_bytes(const ddp_volume *v, uint8_t buf[DDP_STUB_SIZE])
 static HRESULT mend_stub(scrub_ctx *s, dmg *d)
 {
     const char *path = d->file;
-    int src = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (src < 0) return S_OK;
-    struct stat st;
-    uint8_t buf[DDP_STUB_SIZE];
-    HRESULT hr = S_OK;
-    if (fstat(src, &st) != 0 || st.st_size != DDP_STUB_SIZE || FAILED(ddp_pread_exact(src, buf, sizeof buf, 0, path)) ||
-        !mend_stub_bytes(s->v, buf)) {
+    /* Beneath the root from a held directory fd, never through a link, a
+     * regular file (volume/replace.h); read, mended and replaced by fds. */
+    ddp_replace r;
+    HRESULT hr = ddp_replace_begin(s->v, path, NULL, &r);
+    if (hr != S_OK) {
+        d->repair = hr == S_FALSE ? ddp_strdup("could not mend: it is no longer a regular file")
+                                  : ddp_xasprintf("could not mend: %s", ddp_error_detail());
         ddp_clear_error();
-        close(src);
+        return S_OK;
+    }
+    uint8_t buf[DDP_STUB_SIZE];
+    if (r.st.st_size != DDP_STUB_SIZE || FAILED(ddp_pread_exact(r.fd, buf, sizeof buf, 0, path)) ||
+        !ddp_volume_mend_stub_bytes(s->v, buf)) {
+        ddp_clear_error();
+        ddp_replace_end(&r);
         d->repair = ddp_strdup("could not mend: more than one byte of the stub is damaged (restore the file from "
                                "a backup)");
         return S_OK;
     }
-    char *tmp = NULL;
-    int fd = -1;
-    hr = ddp_tempfile_beside(path, &tmp, &fd);
-    if (SUCCEEDED(hr)) hr = ddp_write_all(fd, buf, sizeof buf, tmp);
-    if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(src, fd, &st, path);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
-    if (SUCCEEDED(hr)) {
-        struct stat now;
-        if (fstat(src, &now) != 0 || !ddp_fileattr_unchanged(&st, &now))
-            hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being mended", path);
-    }
-    if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "replacing %s", path);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
-    if (fd >= 0) close(fd);
-    if (FAILED(hr) && tmp) unlink(tmp);
-    free(tmp);
-    close(src);
+    hr = ddp_replace_temp(s->v, &r);
+    if (SUCCEEDED(hr)) hr = ddp_write_all(r.tmpfd, buf, sizeof buf, path);
+    if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(r.fd, r.tmpfd, &r.st, path);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(r.tmpfd, path);
+    if (SUCCEEDED(hr)) hr = ddp_replace_commit(s->v, &r, &r.st, 1);
+    ddp_replace_end(&r);
     if (FAILED(hr)) {
         d->repair = ddp_xasprintf("could not mend: %s", ddp_error_detail());
         ddp_clear_error();
@@ -1004,6 +1005,7 @@ DDP_API HRESULT ddp_scrub(ddp_volume *v, int repair, const ddp_job_callbacks *cb
     if (!v || !out) return E_POINTER;
     memset(out, 0, sizeof *out);
     HRESULT jr = ddp_volume_require_job(v);
+    if (SUCCEEDED(jr) && repair) jr = ddp_volume_require_writable(v, "scrub --repair");
     if (FAILED(jr)) return jr;
     double t0 = ddp_now();
     scrub_ctx s;

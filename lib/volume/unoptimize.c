@@ -2,12 +2,17 @@
  * unoptimize.c: rehydration (Windows: Expand-DedupFile, and the
  * Unoptimization job): a stub becomes its file again, in place.
  *
- * The content is written to a temporary file beside the stub through the
- * verified read path (every chunk checked against its SHA-256), the chunk
- * hashes are folded into the whole-file hash and compared with the stub's,
- * the file gets the stub's owner, mode, times and xattrs, is synced, the
- * stub is checked unchanged, and the file is renamed over it and its
- * directory synced. A failure at any point leaves the stub as it was.
+ * The stub is opened from a held directory fd beneath the volume root and
+ * read from that fd (volume/replace.h: never by name twice, never through a
+ * link, O_NONBLOCK, proved regular). The content is written to a private
+ * temporary in .ddp/Temp (O_TMPFILE: a killed run leaves nothing) through
+ * the verified read path (every chunk checked against its SHA-256; the
+ * chunk hashes folded into the whole-file hash and compared with the
+ * stub's), sparse (whole 4 KiB blocks of zeros stay holes), gets the stub's
+ * owner, mode, times and xattrs by fd, is synced, and is exchanged with the
+ * stub under a write lease (refused while anyone has the stub open), after
+ * checking the stub unchanged; the directory is synced. A failure at any
+ * point leaves the stub as it was.
  *
  * The Unoptimization job (ddp_unoptimize_job, `ddp unoptimize VOLUME`)
  * rehydrates every stub, then removes VOLUME/.ddp, but only when no file
@@ -33,64 +38,131 @@
 #include <unistd.h>
 
 #include "base/fileattr.h"
+#include "volume/maintenance.h"
 #include "store/stub.h"
 #include "base/util.h"
+#include "volume/replace.h"
 #include "volume/volume.h"
 
 #define COPY_BLOCK ((size_t)4 << 20)
 
-DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
+/* Is buf all zero? */
+static int all_zero(const uint8_t *buf, size_t n)
 {
-    ddp_clear_error();
-    struct stat st;
-    if (lstat(path, &st) != 0) return ddp_fail_errno(errno, "%s", path);
-    if (!S_ISREG(st.st_mode)) return S_FALSE;
-    int sfd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (sfd < 0) return ddp_fail_errno(errno, "opening %s", path);
-    ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(v, sfd, path, &s);
-    if (hr != S_OK) {
-        close(sfd);
-        return hr;
+    static const uint8_t zero[4096];
+    while (n >= sizeof zero) {
+        if (memcmp(buf, zero, sizeof zero) != 0) return 0;
+        buf += sizeof zero;
+        n -= sizeof zero;
     }
+    return n == 0 || memcmp(buf, zero, n) == 0;
+}
+
+/* Write buf (n bytes at off of the file) to fd, leaving holes where whole
+ * 4 KiB blocks are zero: a sparse file stays sparse. */
+static HRESULT write_sparse(int fd, const uint8_t *buf, size_t n, uint64_t off, const char *what)
+{
+    const size_t blk = 4096;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = n - i < blk ? n - i : blk;
+        if (all_zero(buf + i, len)) {
+            i += len;
+            continue;
+        }
+        size_t j = i + len;
+        while (j < n) {
+            size_t l2 = n - j < blk ? n - j : blk;
+            if (all_zero(buf + j, l2)) break;
+            j += l2;
+        }
+        HRESULT hr = ddp_pwrite_all(fd, buf + i, j - i, off + i, what);
+        if (FAILED(hr)) return hr;
+        i = j;
+    }
+    return S_OK;
+}
+
+/* Rehydrate the file r has open (a stub of v, authenticated as s) into
+ * r's temporary and put it in place. */
+static HRESULT rehydrate(ddp_volume *v, ddp_replace *r, const ddp_stub *s)
+{
     ddp_file *f = NULL;
-    hr = ddp_file_open(v, path, &f);
-    if (FAILED(hr)) {
-        close(sfd);
-        return hr;
-    }
-    char *tmp = NULL;
-    int fd = -1;
-    hr = ddp_tempfile_beside(path, &tmp, &fd);
-    uint8_t *buf = ddp_xmalloc(COPY_BLOCK);
-    uint64_t off = 0, size = ddp_file_size(f);
+    /* The content comes from the chunk store through the stub that was read
+     * from r->fd: nothing is opened by name again. */
+    HRESULT hr = ddp_file_open_stub(v, s, r->what, &f);
+    if (SUCCEEDED(hr)) hr = ddp_replace_temp(v, r);
+    uint8_t *buf = SUCCEEDED(hr) ? ddp_xmalloc(COPY_BLOCK) : NULL;
+    uint64_t off = 0, size = f ? ddp_file_size(f) : 0;
     while (SUCCEEDED(hr) && off < size) {
         size_t got = 0;
         hr = ddp_file_pread(f, buf, COPY_BLOCK, off, &got);
-        if (SUCCEEDED(hr) && got == 0) hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", path, (unsigned long long)off);
-        if (SUCCEEDED(hr)) hr = ddp_write_all(fd, buf, got, tmp);
+        if (SUCCEEDED(hr) && got == 0)
+            hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", r->what, (unsigned long long)off);
+        if (SUCCEEDED(hr)) hr = write_sparse(r->tmpfd, buf, got, off, r->what);
         off += got;
     }
     free(buf);
     ddp_file_close(f);
-    if (SUCCEEDED(hr)) {
-        /* Every chunk was checked against its hash as it was read; the
-         * stream map was checked against the stub's whole-file hash. */
-        hr = ddp_fileattr_copy(sfd, fd, &st, path);
-    }
-    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
-    if (SUCCEEDED(hr)) {
-        struct stat now;
-        if (lstat(path, &now) != 0) hr = ddp_fail_errno(errno, "%s", path);
-        else if (!ddp_fileattr_unchanged(&st, &now)) hr = ddp_fail(DDP_E_FILE_IN_USE, "%s changed during unoptimization", path);
-    }
-    if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "replacing the stub %s", path);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
-    if (fd >= 0) close(fd);
-    if (FAILED(hr) && tmp) unlink(tmp);
-    free(tmp);
-    close(sfd);
+    if (SUCCEEDED(hr) && ftruncate(r->tmpfd, (off_t)size) != 0)
+        hr = ddp_fail_errno(errno, "setting the size of %s", r->what);
+    /* Every chunk was checked against its hash as it was read; the stream
+     * map was checked against the stub's whole-file hash. Owner, mode,
+     * xattrs and times from the stub, by fd. */
+    if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(r->fd, r->tmpfd, &r->st, r->what);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(r->tmpfd, r->what);
+    if (SUCCEEDED(hr)) hr = ddp_replace_commit(v, r, &r->st, 1);
+    return hr;
+}
+
+/* A file that claims to be a stub of v but does not authenticate, read
+ * from fd: 1 with *s filled when one damaged byte could be mended (a stub
+ * ddp wrote, hit by bit rot, or a copy someone damaged: either way what it
+ * names is what its one-byte-off original named). */
+static int mended_stub(ddp_volume *v, int fd, const struct stat *st, ddp_stub *s)
+{
+    uint8_t buf[DDP_STUB_SIZE];
+    int ok = st->st_size == DDP_STUB_SIZE && SUCCEEDED(ddp_pread_exact(fd, buf, sizeof buf, 0, "stub")) &&
+             ddp_volume_mend_stub_bytes(v, buf) && SUCCEEDED(ddp_stub_decode(buf, sizeof buf, v->id.key, s)) &&
+             memcmp(s->store_id, v->id.store_id, DDP_STORE_ID_SIZE) == 0;
+    ddp_clear_error();
+    return ok;
+}
+
+static HRESULT unoptimize_opened(ddp_volume *v, ddp_replace *r)
+{
+    ddp_stub s;
+    HRESULT hr = ddp_volume_read_stub(v, r->fd, r->what, &s);
+    if (hr != S_OK) return hr;
+    hr = rehydrate(v, r, &s);
     return SUCCEEDED(hr) ? S_OK : hr;
+}
+
+HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what, int flags)
+{
+    ddp_clear_error();
+    HRESULT hr = ddp_volume_require_writable(v, "unoptimize");
+    if (FAILED(hr)) return hr;
+    ddp_replace r;
+    hr = ddp_replace_begin_at(v, dirfd, name, what, NULL, &r);
+    if (hr != S_OK) return hr;
+    r.no_lease = (flags & DDP_UNOPT_NO_LEASE) != 0;
+    hr = unoptimize_opened(v, &r);
+    ddp_replace_end(&r);
+    return hr;
+}
+
+DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
+{
+    ddp_clear_error();
+    HRESULT hr = ddp_volume_require_writable(v, "unoptimize");
+    if (FAILED(hr)) return hr;
+    ddp_replace r;
+    hr = ddp_replace_begin(v, path, NULL, &r);
+    if (hr != S_OK) return hr;
+    hr = unoptimize_opened(v, &r);
+    ddp_replace_end(&r);
+    return hr;
 }
 
 typedef struct unopt_ctx {
@@ -103,23 +175,48 @@ typedef struct unopt_ctx {
 static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
 {
     unopt_ctx *c = arg;
-    if (!c->measure && ddp_is_temp_name(e->fts_name)) {
-        (void)ddp_temp_remove_abandoned(e->fts_path); /* a crash's leftover */
+    if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
+    /* One open (beneath the root, the file the walk saw) for the check, the
+     * read and the replacement. */
+    ddp_replace r;
+    HRESULT hr = ddp_replace_begin(v, e->fts_path, e->fts_statp, &r);
+    if (hr != S_OK) {
+        ddp_clear_error(); /* gone or replaced since the walk saw it */
         return S_OK;
     }
-    if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
     ddp_stub s;
-    if (ddp_volume_read_stub(v, -1, e->fts_path, &s) != S_OK) return S_OK;
-    if (c->measure) {
-        c->need += s.file_size;
+    hr = ddp_volume_read_stub(v, r.fd, e->fts_path, &s);
+    if (hr == DDP_E_INVALID_DATA) {
+        /* Claims to be a stub and does not authenticate. One byte off: what
+         * it names is rehydrated (as scrub --repair would mend it). More:
+         * no tool could read it, so it holds nothing back: reported, left
+         * as it is, and the job goes on to the end (a forged or damaged copy
+         * must not keep a volume from ever being unoptimized). */
+        char why[900];
+        snprintf(why, sizeof why, "%s", ddp_error_detail());
+        if (mended_stub(v, r.fd, &r.st, &s)) {
+            hr = S_OK;
+        } else if (!c->measure) {
+            c->stats->files_skipped_policy++;
+            char *msg = ddp_xasprintf("%s; not a stub any tool can read (damaged in more than one byte, or "
+                                      "forged): left as it is", why);
+            if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, DDP_E_INVALID_DATA, msg);
+            free(msg);
+        }
+    }
+    ddp_clear_error();
+    if (hr != S_OK || c->measure) {
+        if (hr == S_OK) c->need += s.file_size;
+        ddp_replace_end(&r);
         return S_OK;
     }
     c->stats->files_scanned++;
-    HRESULT hr = ddp_unoptimize_file(v, e->fts_path);
-    if (hr == S_OK) {
+    hr = rehydrate(v, &r, &s);
+    ddp_replace_end(&r);
+    if (SUCCEEDED(hr)) {
         c->stats->files_optimized++;
         c->stats->bytes_scanned += s.file_size;
-    } else if (FAILED(hr)) {
+    } else {
         c->stats->files_failed++;
         if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
         if (hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL)) return hr;
@@ -232,12 +329,21 @@ static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
 {
     left_ctx *c = arg;
     if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
+    int fd = -1;
+    struct stat st;
+    if (FAILED(ddp_volume_open_regular(v, e->fts_path, O_RDONLY, e->fts_statp, &fd, &st))) {
+        ddp_clear_error(); /* gone or replaced: the stable walk reads its directory again */
+        return S_OK;
+    }
     ddp_stub s;
-    HRESULT hr = ddp_volume_read_stub(v, -1, e->fts_path, &s);
+    HRESULT hr = ddp_volume_read_stub(v, fd, e->fts_path, &s);
     ddp_clear_error();
-    if (hr == S_OK || hr == DDP_E_INVALID_DATA) {
+    /* A stub, or one that is one byte off (whose data scrub could rescue);
+     * not a file that no tool could read (reported by the job). */
+    if (hr == S_OK || (hr == DDP_E_INVALID_DATA && mended_stub(v, fd, &st, &s))) {
         if (!c->stubs++) snprintf(c->first, sizeof c->first, "%s", e->fts_path);
     }
+    close(fd);
     return S_OK;
 }
 
@@ -249,7 +355,7 @@ DDP_API HRESULT ddp_unoptimize_job(ddp_volume *v, const ddp_job_callbacks *cb, d
     if (FAILED(hr) || stats->files_failed) return hr;
     left_ctx left;
     memset(&left, 0, sizeof left);
-    if (FAILED(hr = ddp_volume_walk(v, count_left, NULL, &left))) return hr;
+    if (FAILED(hr = ddp_volume_walk_stable(v, count_left, NULL, &left))) return hr;
     if (left.stubs)
         return ddp_fail(DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS,
                         "%s: %llu file(s) still claim to be stubs (for example %s); the chunk store is kept", v->root,

@@ -20,11 +20,13 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "store/stub.h"
+#include "base/safepath.h"
 #include "base/util.h"
+#include "store/stub.h"
 #include "store/chunkread.h"
 #include "volume/maintenance.h"
 #include "volume/volume.h"
@@ -119,7 +121,15 @@ static HRESULT load_settings(ddp_volume *v)
 static HRESULT take_lock(ddp_volume *v)
 {
     char *p = ddp_path_join(v->state_dir, "job.lock");
-    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* On a read-only file system (a snapshot being backed up) no job can
+     * write, so the lock only keeps readers apart: taken when the file is
+     * there, without writing it. */
+    int fd = v->readonly ? open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                         : open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && v->readonly) {
+        free(p);
+        return S_OK;
+    }
     if (fd < 0) {
         HRESULT hr = ddp_fail_errno(errno, "job lock %s", p);
         free(p);
@@ -136,7 +146,7 @@ static HRESULT take_lock(ddp_volume *v)
     }
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) < 0) { /* the pid is informational */ }
+    if (!v->readonly && ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) < 0) { /* the pid is informational */ }
     free(p);
     v->lock_fd = fd;
     return S_OK;
@@ -158,13 +168,20 @@ static time_t process_start(long pid)
     unsigned long long ticks = 0;
     /* Fields after the name: state is field 3, starttime field 22. */
     for (int field = 2; field < 22 && p; field++) p = strchr(p + 1, ' ');
-    if (!p || sscanf(p + 1, "%llu", &ticks) != 1) return 0;
+    if (!p) return 0;
+    char *end;
+    errno = 0;
+    ticks = strtoull(p + 1, &end, 10);
+    if (errno || end == p + 1) return 0;
     FILE *f = fopen("/proc/stat", "re");
     if (!f) return 0;
     unsigned long long btime = 0;
     char line[256];
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "btime %llu", &btime) == 1) break;
+        if (!strncmp(line, "btime ", 6)) {
+            btime = strtoull(line + 6, NULL, 10);
+            break;
+        }
     fclose(f);
     long hz = sysconf(_SC_CLK_TCK);
     if (!btime || hz <= 0) return 0;
@@ -220,6 +237,8 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     ddp_volume *v = ddp_xcalloc(1, sizeof *v);
     v->root = root;
     v->lock_fd = -1;
+    v->temp_fd = -1;
+    v->root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     v->flags = flags;
     pthread_mutex_init(&v->store_mu, NULL);
     v->ddp_dir = ddp_path_join(root, ".ddp");
@@ -231,6 +250,9 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     uint8_t *buf = NULL;
     size_t n = 0;
     HRESULT hr = S_OK;
+    struct statvfs vfs;
+    if (v->root_fd < 0) hr = ddp_fail_errno(errno, "volume %s", root);
+    else if (fstatvfs(v->root_fd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) v->readonly = 1;
     char *store_probe = ddp_path_join(v->ddp_dir, "ChunkStore");
     struct stat idst;
     /* A .ddp this user may not enter (it is 0700) says nothing about the
@@ -238,7 +260,9 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     int denied = stat(idpath, &idst) != 0 && (errno == EACCES || errno == EPERM);
     int leftover = !denied && access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
     free(store_probe);
-    if (denied) {
+    if (FAILED(hr)) {
+        /* the root cannot be opened */
+    } else if (denied) {
         hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED),
                       "permission denied: %s (run as the volume's owner or root)", v->ddp_dir);
     } else if (leftover) {
@@ -260,10 +284,14 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     }
     if (SUCCEEDED(hr)) v->store_dir = store_dir_for(v->ddp_dir, v->id.store_id);
     if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB)) hr = take_lock(v);
-    if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB)) {
+    if (SUCCEEDED(hr) && (flags & DDP_OPEN_JOB) && !v->readonly) {
         sweep_atomic_temps(v->settings_dir);
         sweep_atomic_temps(v->state_dir);
         sweep_atomic_temps(v->store_dir);
+        /* Replacements a killed job or command was building (volume/replace.c). */
+        int tdir;
+        if (SUCCEEDED(ddp_volume_tempdir(v, &tdir))) (void)ddp_tmpdir_sweep(tdir);
+        ddp_clear_error();
     }
     if (FAILED(hr)) {
         ddp_volume_close(v);
@@ -316,6 +344,8 @@ DDP_API void ddp_volume_close(ddp_volume *v)
         if (FAILED(hr)) fprintf(stderr, "ddp: closing the chunk store of %s: %s\n", v->root, ddp_error_detail());
     }
     if (v->lock_fd >= 0) close(v->lock_fd);
+    if (v->root_fd >= 0) close(v->root_fd);
+    if (v->temp_fd >= 0) close(v->temp_fd);
     pthread_mutex_destroy(&v->store_mu);
     ddp_settings_free(&v->settings);
     free(v->root);
@@ -347,11 +377,11 @@ HRESULT ddp_volume_store(ddp_volume *v, ddp_chunkstore **out)
      * records the plan names and deletes the index, which the writable open
      * just below then rebuilds from the containers (DEAD records are not
      * chunks, so they are not indexed). */
-    if (!v->store && (v->flags & DDP_OPEN_JOB))
-        hr = ddp_gc_resume(v->store_dir, v->state_dir, v->id.store_id);
+    int writable = (v->flags & DDP_OPEN_JOB) && !v->readonly;
+    if (!v->store && writable) hr = ddp_gc_resume(v->store_dir, v->state_dir, v->id.store_id);
     if (!v->store && SUCCEEDED(hr))
         hr = ddp_chunkstore_open(v->store_dir, v->state_dir, v->id.store_id,
-                                 (v->flags & DDP_OPEN_JOB) ? DDP_STORE_WRITABLE : DDP_STORE_READONLY,
+                                 writable ? DDP_STORE_WRITABLE : DDP_STORE_READONLY,
                                  v->settings.container_size_limit, &v->store);
     *out = v->store;
     pthread_mutex_unlock(&v->store_mu);
@@ -365,9 +395,121 @@ int ddp_volume_may_be_stub(const struct stat *st)
 
 HRESULT ddp_volume_require_job(const ddp_volume *v)
 {
-    if (!(v->flags & DDP_OPEN_JOB) || v->lock_fd < 0)
+    if (!(v->flags & DDP_OPEN_JOB) || (v->lock_fd < 0 && !v->readonly))
         return ddp_fail(DDP_E_INVALID_STATE, "the volume must be opened for a job (DDP_OPEN_JOB)");
     return S_OK;
+}
+
+HRESULT ddp_volume_require_writable(const ddp_volume *v, const char *what)
+{
+    if (v->readonly)
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_WRITE_PROTECT),
+                        "%s: the file system is mounted read-only; %s writes to the volume (scrub without --repair "
+                        "and backup read a read-only volume)", v->root, what);
+    return S_OK;
+}
+
+HRESULT ddp_volume_tempdir(ddp_volume *v, int *out)
+{
+    *out = -1;
+    HRESULT hr = ddp_volume_require_writable(v, "replacing a file");
+    if (FAILED(hr)) return hr;
+    pthread_mutex_lock(&v->store_mu);
+    if (v->temp_fd < 0) {
+        int dfd = ddp_openat_beneath(v->root_fd, ".ddp", O_RDONLY | O_DIRECTORY, 0);
+        if (dfd < 0) hr = ddp_fail_errno(errno, "%s", v->ddp_dir);
+        if (SUCCEEDED(hr) && mkdirat(dfd, "Temp", 0700) != 0 && errno != EEXIST)
+            hr = ddp_fail_errno(errno, "creating %s/Temp", v->ddp_dir);
+        int tfd = -1;
+        if (SUCCEEDED(hr) && (tfd = ddp_openat_beneath(dfd, "Temp", O_RDONLY | O_DIRECTORY, 0)) < 0)
+            hr = ddp_fail_errno(errno, "%s/Temp", v->ddp_dir);
+        struct stat st, dst;
+        if (SUCCEEDED(hr) && (fstat(tfd, &st) != 0 || fstat(dfd, &dst) != 0))
+            hr = ddp_fail_errno(errno, "%s/Temp", v->ddp_dir);
+        /* Nobody but the volume's owner (who owns .ddp) and root may reach
+         * what is built there. */
+        int trusted = SUCCEEDED(hr) && (st.st_uid == geteuid() || st.st_uid == 0 || st.st_uid == dst.st_uid);
+        if (SUCCEEDED(hr) && !trusted)
+            hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "%s/Temp belongs to uid %u, not to the volume's owner",
+                          v->ddp_dir, (unsigned)st.st_uid);
+        if (SUCCEEDED(hr) && (st.st_mode & 077) && fchmod(tfd, 0700) != 0)
+            hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "%s/Temp is open to others (mode %o)", v->ddp_dir,
+                          (unsigned)(st.st_mode & 07777));
+        if (dfd >= 0) close(dfd);
+        if (SUCCEEDED(hr)) v->temp_fd = tfd;
+        else if (tfd >= 0) close(tfd);
+    }
+    *out = v->temp_fd;
+    pthread_mutex_unlock(&v->store_mu);
+    return hr;
+}
+
+HRESULT ddp_volume_locate(ddp_volume *v, const char *path, int *dirfd, char **name)
+{
+    *dirfd = -1;
+    *name = NULL;
+    if (!path || !*path) return ddp_fail(E_INVALIDARG, "an empty path");
+    char *abs = NULL;
+    if (path[0] == '/') {
+        abs = ddp_strdup(path);
+    } else {
+        char *cwd = getcwd(NULL, 0);
+        if (!cwd) return ddp_fail_errno(errno, "%s", path);
+        abs = ddp_path_join(cwd, path);
+        free(cwd);
+    }
+    size_t n = strlen(abs);
+    while (n > 1 && abs[n - 1] == '/') abs[--n] = '\0';
+    size_t rl = strlen(v->root);
+    const char *rel = NULL;
+    char *real = NULL;
+    if (strncmp(abs, v->root, rl) == 0 && abs[rl] == '/' && !strstr(abs + rl, "/./") && !strstr(abs + rl, "/../") &&
+        !strstr(abs + rl, "//")) {
+        rel = abs + rl + 1;
+    } else {
+        /* Named through a link or with ".." (by whoever runs ddp): the
+         * directory as it resolves now, then the rest beneath the root. */
+        char *slash = strrchr(abs, '/');
+        *slash = '\0';
+        char *dir = realpath(slash == abs ? "/" : abs, NULL);
+        if (dir) {
+            real = ddp_xasprintf("%s/%s", strcmp(dir, "/") ? dir : "", slash + 1);
+            free(dir);
+            if (strncmp(real, v->root, rl) == 0 && real[rl] == '/') rel = real + rl + 1;
+        }
+        *slash = '/';
+    }
+    HRESULT hr;
+    if (!rel || !*rel || strcmp(rel, ".ddp") == 0 || strncmp(rel, ".ddp/", 5) == 0) {
+        hr = ddp_fail(E_INVALIDARG, "%s is not a file of the volume %s", path, v->root);
+    } else {
+        const char *base = NULL;
+        hr = ddp_open_parent_beneath(v->root_fd, rel, dirfd, &base);
+        if (SUCCEEDED(hr)) *name = ddp_strdup(base);
+        else hr = ddp_fail(hr, "%s: %s", path, ddp_error_detail());
+    }
+    free(abs);
+    free(real);
+    return hr;
+}
+
+HRESULT ddp_volume_open_regular(ddp_volume *v, const char *path, int oflags, const struct stat *expect, int *fd,
+                                struct stat *st)
+{
+    *fd = -1;
+    int dirfd = -1;
+    char *name = NULL;
+    HRESULT hr = ddp_volume_locate(v, path, &dirfd, &name);
+    if (FAILED(hr)) return hr;
+    hr = ddp_open_regular_at(dirfd, name, oflags, expect, fd, st);
+    if (hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) && (oflags & O_NOATIME)) {
+        ddp_clear_error();
+        hr = ddp_open_regular_at(dirfd, name, oflags & ~O_NOATIME, expect, fd, st);
+    }
+    if (FAILED(hr)) hr = ddp_fail(hr, "%s: %s", path, ddp_error_detail());
+    close(dirfd);
+    free(name);
+    return hr;
 }
 
 DDP_API HRESULT ddp_volume_rebuild_index(ddp_volume *v)
@@ -445,8 +587,10 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *
 {
     int own = fd < 0;
     if (own) {
-        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) return ddp_fail_errno(errno, "opening %s", path);
+        /* Beneath the root, never through a link, O_NONBLOCK (a FIFO does
+         * not hang the job), regular by fstat. */
+        HRESULT ho = ddp_volume_open_regular(v, path, O_RDONLY, NULL, &fd, NULL);
+        if (FAILED(ho)) return ho;
     }
     struct stat st;
     HRESULT hr = S_FALSE;
@@ -473,22 +617,42 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *
     return hr;
 }
 
-HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx)
+/* The directories a walk went through, as they were when it read them. */
+typedef struct dirseen {
+    char *path;
+    struct stat st;
+} dirseen;
+typedef struct dirset {
+    dirseen *d;
+    size_t n, cap;
+} dirset;
+
+static HRESULT walk_tree(ddp_volume *v, const char *top, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx, dirset *ds)
 {
-    char *roots[2] = { v->root, NULL };
+    char *roots[2] = { (char *)top, NULL };
     FTS *fts = fts_open(roots, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
-    if (!fts) return ddp_fail_errno(errno, "walking %s", v->root);
+    if (!fts) return ddp_fail_errno(errno, "walking %s", top);
     HRESULT hr = S_OK;
     FTSENT *e;
     while (SUCCEEDED(hr)) {
         errno = 0;
         if ((e = fts_read(fts)) == NULL) {
-            if (errno != 0) hr = ddp_fail_errno(errno, "walking %s", v->root);
+            if (errno != 0) hr = ddp_fail_errno(errno, "walking %s", top);
             break;
         }
         switch (e->fts_info) {
         case FTS_D:
-            if (e->fts_level == 1 && strcmp(e->fts_name, ".ddp") == 0) fts_set(fts, e, FTS_SKIP);
+            if (strcmp(e->fts_path, v->ddp_dir) == 0) {
+                fts_set(fts, e, FTS_SKIP);
+            } else if (ds) {
+                if (ds->n == ds->cap) {
+                    ds->cap = ds->cap ? 2 * ds->cap : 64;
+                    ds->d = ddp_xrealloc(ds->d, ds->cap * sizeof *ds->d);
+                }
+                ds->d[ds->n].path = ddp_strdup(e->fts_path);
+                ds->d[ds->n].st = *e->fts_statp;
+                ds->n++;
+            }
             break;
         case FTS_DNR:
         case FTS_ERR:
@@ -509,3 +673,76 @@ HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, voi
     return hr;
 }
 
+HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx)
+{
+    return walk_tree(v, v->root, fn, on_error, ctx, NULL);
+}
+
+/* Did the directory change since the walk read it (an entry added, removed
+ * or renamed changes its mtime and ctime; a directory put in its place has
+ * another inode)? */
+static int dir_changed(const dirseen *d)
+{
+    struct stat now;
+    if (lstat(d->path, &now) != 0) return 1;
+    return !S_ISDIR(now.st_mode) || now.st_dev != d->st.st_dev || now.st_ino != d->st.st_ino ||
+           now.st_mtim.tv_sec != d->st.st_mtim.tv_sec || now.st_mtim.tv_nsec != d->st.st_mtim.tv_nsec ||
+           now.st_ctim.tv_sec != d->st.st_ctim.tv_sec || now.st_ctim.tv_nsec != d->st.st_ctim.tv_nsec;
+}
+
+static int under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+#define STABLE_ROUNDS 8
+
+HRESULT ddp_volume_walk_stable(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx)
+{
+    dirset ds = { NULL, 0, 0 };
+    HRESULT hr = walk_tree(v, v->root, fn, on_error, ctx, &ds);
+    int round = 0;
+    for (; SUCCEEDED(hr); round++) {
+        /* The directories that changed since they were read: a file moved
+         * into one of them, or out of one not yet read, could have been
+         * missed. Each is read again (the caller's fn sees its files again). */
+        char **again = NULL;
+        size_t na = 0;
+        for (size_t i = 0; i < ds.n; i++)
+            if (dir_changed(&ds.d[i])) {
+                again = ddp_xrealloc(again, (na + 1) * sizeof *again);
+                again[na++] = ds.d[i].path;
+                ds.d[i].path = NULL;
+            }
+        if (na == 0) break;
+        if (round == STABLE_ROUNDS) {
+            hr = ddp_fail(DDP_E_FILE_IN_USE,
+                          "%s: directories kept changing while the tree was read (%s, and %zu more); stopped "
+                          "before changing anything (run it again when the tree is quieter)",
+                          v->root, again[0], na - 1);
+        }
+        /* Forget what the changed directories held; read each again (not
+         * one inside another that is read again anyway). */
+        size_t k = 0;
+        for (size_t i = 0; i < ds.n; i++) {
+            int drop = ds.d[i].path == NULL;
+            for (size_t j = 0; !drop && j < na; j++) drop = under(ds.d[i].path, again[j]);
+            if (drop) free(ds.d[i].path);
+            else ds.d[k++] = ds.d[i];
+        }
+        ds.n = k;
+        for (size_t j = 0; SUCCEEDED(hr) && j < na; j++) {
+            int nested = 0;
+            for (size_t m = 0; !nested && m < na; m++) nested = m != j && under(again[j], again[m]) && strcmp(again[j], again[m]);
+            struct stat st;
+            if (!nested && lstat(again[j], &st) == 0 && S_ISDIR(st.st_mode))
+                hr = walk_tree(v, again[j], fn, on_error, ctx, &ds);
+        }
+        for (size_t j = 0; j < na; j++) free(again[j]);
+        free(again);
+    }
+    for (size_t i = 0; i < ds.n; i++) free(ds.d[i].path);
+    free(ds.d);
+    return hr;
+}

@@ -22,7 +22,10 @@ struct ddp_volume {
     ddp_identity id;
     ddp_settings settings;
     int flags;
-    int lock_fd;         /* -1 unless DDP_OPEN_JOB */
+    int lock_fd;         /* -1 unless DDP_OPEN_JOB (and -1 on a read-only file system) */
+    int root_fd;         /* the root, held: every file is reached beneath it */
+    int readonly;        /* the volume's file system is mounted read-only */
+    int temp_fd;         /* .ddp/Temp (private temporaries), opened on first use */
     pthread_mutex_t store_mu;
     ddp_chunkstore *store; /* lazily opened; writable iff DDP_OPEN_JOB */
 };
@@ -59,8 +62,44 @@ int ddp_volume_may_be_stub(const struct stat *st);
  * else DDP_E_INVALID_STATE with a message. */
 HRESULT ddp_volume_require_job(const ddp_volume *v);
 
+/* .ddp/Temp, a directory only the volume's owner can reach (0700, created on
+ * first use), where replacements are built (volume/replace.h). *fd is v's. */
+HRESULT ddp_volume_tempdir(ddp_volume *v, int *fd);
+/* The directory that holds path (absolute inside v's root, or relative to
+ * the current directory), opened beneath v's root (base/safepath.h), and
+ * the file's name there (malloc'd). HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)
+ * when the way leaves the root or goes through a link or mount point. */
+HRESULT ddp_volume_locate(ddp_volume *v, const char *path, int *dirfd, char **name);
+/* Open path (as for ddp_volume_locate) with oflags (O_RDONLY...), O_NONBLOCK
+ * until fstat proves it a regular file, and, with expect, the file that was
+ * checked (device, inode, type). *st (optional) gets its fstat. */
+HRESULT ddp_volume_open_regular(ddp_volume *v, const char *path, int oflags, const struct stat *expect, int *fd,
+                                struct stat *st);
+/* Fails with HRESULT_FROM_WIN32(ERROR_WRITE_PROTECT) naming `what` when v's
+ * file system is read-only. */
+HRESULT ddp_volume_require_writable(const ddp_volume *v, const char *what);
+
+/* A reader of the file whose (already read and authenticated) stub is s;
+ * nothing is opened by name. path names it in messages. */
+struct ddp_stub;
+HRESULT ddp_file_open_stub(ddp_volume *v, const struct ddp_stub *s, const char *path, ddp_file **out);
+
+/* Rehydrate the stub `name` in the directory dirfd (held by the caller,
+ * beneath v's root) in place; what names it in messages. S_FALSE when it is
+ * not a stub of v. flags: DDP_UNOPT_NO_LEASE for a caller that keeps its
+ * own users of the stub apart (ddp mount, whose readers hold stubs open). */
+#define DDP_UNOPT_NO_LEASE 1
+HRESULT ddp_unoptimize_at(ddp_volume *v, int dirfd, const char *name, const char *what, int flags);
+
 struct _ftsent;
 typedef HRESULT (*ddp_walk_fn)(ddp_volume *v, struct _ftsent *e, void *ctx);
 HRESULT ddp_volume_walk(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx);
+/* The same, for a job that must see every stub (gc before it retires
+ * records, unoptimize before it removes the store) while users may rename
+ * things: afterwards every directory the walk read is looked at again, and
+ * those that changed since (an entry added, removed or renamed; another
+ * directory in its place) are read again, fn seeing their files again,
+ * until none changed. DDP_E_FILE_IN_USE when the tree keeps changing. */
+HRESULT ddp_volume_walk_stable(ddp_volume *v, ddp_walk_fn fn, ddp_walk_fn on_error, void *ctx);
 
 #endif /* DDP_VOLUME_H */

@@ -16,9 +16,9 @@
  * contain symlinks (the kernel resolves them through readlink), so nothing a
  * user does inside the volume can make the daemon act outside it. Library
  * calls that take a path get "/proc/self/fd/DIRFD/NAME". `.ddp` is hidden
- * from readdir and every lookup of it fails with ENOENT (creating it, EPERM);
- * ddp's own temporary files (`.NAME.ddp-tmp.XXXXXX`) are hidden from
- * readdir. Permission checks are the kernel's (default_permissions is always
+ * from readdir and every lookup of it fails with ENOENT (creating it, EPERM).
+ * ddp's temporaries live in .ddp/Temp, so every name in the tree is a
+ * user's and is shown (a user's `.NAME.ddp-tmp.XXXXXX` too). Permission checks are the kernel's (default_permissions is always
  * on); when the daemon runs as root, what it creates is given to the caller.
  */
 #ifdef DDP_HAVE_FUSE

@@ -4,8 +4,9 @@
  * is written, and putting a file back after a job replaced it meanwhile.
  *
  * Writing. Opening a stub for writing (or truncating it to a size > 0, or
- * hard-linking it) first rehydrates it in place with ddp_unoptimize_file
- * (atomic; owner, mode, times and xattrs kept), then the plain file is
+ * hard-linking it) first rehydrates it in place with ddp_unoptimize_at
+ * (from the held directory fd, by fds only; atomic; owner, mode, times and
+ * xattrs kept), then the plain file is
  * opened; O_TRUNC and truncation to 0 act on the stub itself, which keeps
  * the inode, owner, mode and xattrs and needs no rehydration.
  *
@@ -18,8 +19,9 @@
  * checks that the inode still has a name. If it has none and the name now
  * holds a valid stub with the same owner and mode and an mtime not newer
  * than the file's, a job replaced it: the file's current content (which
- * includes every write) is copied beside it with its owner, mode, times and
- * xattrs, synced and renamed over the stub, and the open handles move to it.
+ * includes every write) is copied to a private temporary (.ddp/Temp) with its
+ * owner, mode, times and xattrs, synced and exchanged with the stub through
+ * the held directory fd (lib/volume/replace.h), and the open handles move to it.
  * A file that was unlinked or renamed over through the mount is left alone.
  */
 #ifdef DDP_HAVE_FUSE
@@ -36,6 +38,7 @@
 #include "base/util.h"
 #include "mountfs.h"
 #include "store/stub.h"
+#include "volume/replace.h"
 #include "volume/volume.h"
 
 #define WATCH_BATCH 64
@@ -201,8 +204,7 @@ int mnt_recover(wnode *wn, int have_stripe)
     pthread_mutex_t *sm = have_stripe ? NULL : stripe_for(path);
     if (sm) pthread_mutex_lock(sm);
     pthread_rwlock_wrlock(&wn->io);
-    int done = 0, sfd = -1, ofd = -1, tfd = -1;
-    char *tmp = NULL;
+    int done = 0, sfd = -1, ofd = -1;
     at_path a = { -1, NULL, 0 };
     struct stat o, cur, again;
     if (!mnt_wn_orphaned_locked(wn) || fstat(wn->handles->fd, &o) != 0) goto out;
@@ -234,26 +236,25 @@ int mnt_recover(wnode *wn, int have_stripe)
         snprintf(pp, sizeof pp, "/proc/self/fd/%d", wn->handles->fd);
         ofd = open(pp, O_RDONLY | O_CLOEXEC);
     }
-    char lp[PROC_PATH_MAX];
     HRESULT hr = S_OK;
+    ddp_replace r;
     if (ofd < 0) {
         hr = ddp_fail_errno(errno, "reopening the file for reading");
-    } else if (mnt_lib_path(lp, sizeof lp, &a, path) != 0) {
-        hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILENAME_EXCED_RANGE), "the path is too long");
-    } else if (SUCCEEDED(hr = ddp_tempfile_beside(lp, &tmp, &tfd))) {
-        int r = copy_content(ofd, tfd, (uint64_t)o.st_size);
-        if (r) hr = ddp_fail_errno(-r, "copying the content");
+    } else if ((hr = ddp_replace_begin_at(mnt.v, a.dirfd, a.name, path, &cur, &r)) == S_OK) {
+        /* Built in the volume's private .ddp/Temp and exchanged with the
+         * job's stub through the held directory fd (lib/volume/replace.h). */
+        r.no_lease = 1;
+        hr = ddp_replace_temp(mnt.v, &r);
+        int e = SUCCEEDED(hr) ? copy_content(ofd, r.tmpfd, (uint64_t)o.st_size) : 0;
+        if (e) hr = ddp_fail_errno(-e, "copying the content");
         struct stat o2;
         if (SUCCEEDED(hr) && fstat(ofd, &o2) == 0) o = o2;
-        if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(ofd, tfd, &o, path);
-        if (SUCCEEDED(hr)) hr = ddp_fsync_fd(tfd, path);
-        if (SUCCEEDED(hr) && (fstatat(a.dirfd, a.name, &again, AT_SYMLINK_NOFOLLOW) != 0 ||
-                              again.st_ino != cur.st_ino || again.st_ctim.tv_sec != cur.st_ctim.tv_sec ||
-                              again.st_ctim.tv_nsec != cur.st_ctim.tv_nsec))
-            hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed meanwhile");
-        if (SUCCEEDED(hr) && renameat(AT_FDCWD, tmp, a.dirfd, a.name) != 0)
-            hr = ddp_fail_errno(errno, "renaming the recovered file into place");
-        if (FAILED(hr)) unlink(tmp);
+        if (SUCCEEDED(hr)) hr = ddp_fileattr_copy(ofd, r.tmpfd, &o, path);
+        if (SUCCEEDED(hr)) hr = ddp_fsync_fd(r.tmpfd, path);
+        if (SUCCEEDED(hr)) hr = ddp_replace_commit(mnt.v, &r, &cur, 0);
+        ddp_replace_end(&r);
+    } else if (hr == S_FALSE) {
+        hr = ddp_fail(DDP_E_FILE_IN_USE, "the stub changed meanwhile");
     }
     if (FAILED(hr)) {
         mlog("%s: a job optimized this file while it was open for writing through the mount, and putting the "
@@ -293,8 +294,6 @@ int mnt_recover(wnode *wn, int have_stripe)
 out:
     if (sfd >= 0) close(sfd);
     if (ofd >= 0) close(ofd);
-    if (tfd >= 0) close(tfd);
-    free(tmp);
     mnt_at_done(&a);
     pthread_rwlock_unlock(&wn->io);
     if (sm) pthread_mutex_unlock(sm);
@@ -380,10 +379,9 @@ void mnt_watch_stop(void)
 /* Rehydrate the stub at a in place (the caller holds the path's stripe). */
 static int rehydrate(const at_path *a, const char *path)
 {
-    char lp[PROC_PATH_MAX];
-    int r = mnt_lib_path(lp, sizeof lp, a, path);
-    if (r) return r;
-    HRESULT hr = ddp_unoptimize_file(mnt.v, lp);
+    /* From the directory fd the mount holds (beneath the root), by fds
+     * only: the stub read is the one rehydrated (lib/volume/replace.h). */
+    HRESULT hr = ddp_unoptimize_at(mnt.v, a->dirfd, a->name, path, DDP_UNOPT_NO_LEASE);
     if (FAILED(hr)) {
         if (hr != DDP_E_FILE_IN_USE)
             mlog("%s: rehydrating it for writing failed: %s (0x%08X)", path, ddp_error_detail(), (unsigned)hr);

@@ -518,7 +518,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
         }
         const char *name = d->entry->d_name;
         off_t next = d->entry->d_off;
-        int hide = (d->is_root && !strcmp(name, ".ddp")) || ddp_is_temp_name(name);
+        int hide = d->is_root && !strcmp(name, ".ddp"); /* ddp's temporaries are in .ddp/Temp */
         if (!hide) {
             struct stat st;
             memset(&st, 0, sizeof st);
