@@ -46,7 +46,7 @@ release_tests() {
 # release build; under ASan they look for memory errors on the same paths).
 asan_tests() {
   bash scripts/build.sh asan &&
-    DDP_RACE_SECONDS=${DDP_ASAN_RACE_SECONDS:-10} \
+    DDP_RACE_SECONDS=${DDP_ASAN_RACE_SECONDS:-10} DDP_SECURITY_SECONDS=${DDP_ASAN_RACE_SECONDS:-10} \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --test-dir build-asan --output-on-failure -j"$jobs" -E 'e2e/test_(fault|crash|pkgconfig)'
 }
