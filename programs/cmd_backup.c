@@ -1,26 +1,33 @@
 /*
- * cmd_backup.c: `ddp backup VOLUME DEST [--tar] [--incremental PREV]`.
+ * cmd_backup.c: `ddp backup VOLUME DEST [--tar] [--incremental PREV] [--endpoint URL]`.
  *
- * Writes an optimized backup of the volume (lib/backup.c): a directory, an
- * incremental directory that builds on PREV, or (--tar) an archive ordered
- * for a one-pass restore. The volume's job lock is held throughout, so the
+ * Writes an optimized backup of the volume (lib/backup/backup.c): a
+ * directory, an incremental directory that builds on PREV, (--tar) an
+ * archive ordered for a one-pass restore, or objects in S3 (DEST
+ * s3://BUCKET/PREFIX, lib/backup/backup_s3.c), full or incremental. The volume's job lock is held throughout, so the
  * backup is consistent; the summary says what was written and how fast.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/s3config.h"
 #include "cli.h"
 
 static int usage_help(void)
 {
-    printf("usage: ddp backup VOLUME DEST [--tar] [--incremental PREV]\n\n"
+    printf("usage: ddp backup VOLUME DEST [--tar] [--incremental PREV] [--endpoint URL]\n\n"
            "  An optimized backup of VOLUME: stubs as they are, every container once.\n"
-           "  DEST          a directory that does not exist or is empty (with --tar: the archive file)\n"
+           "  DEST          a directory that does not exist or is empty (with --tar: the archive file),\n"
+           "                or s3://BUCKET/PREFIX (objects in S3; running the same command again\n"
+           "                finishes an interrupted backup)\n"
            "  --tar         write one tar archive, ordered so a restore reads it in one forward pass\n"
            "  --incremental PREV\n"
            "                copy only what changed since the backup directory PREV (new and changed\n"
-           "                files, new containers, the appended tails of containers that grew)\n");
+           "                files, new containers, the appended tails of containers that grew);\n"
+           "                to S3: PREV is s3://BUCKET/PREFIX of the previous backup\n"
+           "  --endpoint URL  the S3 service (default: AWS_ENDPOINT_URL, the AWS profile, AWS);\n"
+           "                credentials and region as the AWS CLI reads them (AWS_ACCESS_KEY_ID, ...)\n");
     return DDP_EXIT_OK;
 }
 
@@ -39,6 +46,11 @@ int cmd_backup(int argc, char **argv)
             opt.incremental_from = argv[++i];
         } else if (!strncmp(a, "--incremental=", 14)) {
             opt.incremental_from = a + 14;
+        } else if (!strcmp(a, "--endpoint")) {
+            if (i + 1 >= argc) return cli_usage_error("backup", "--endpoint needs a URL");
+            ddp_s3_config_set_endpoint(argv[++i]);
+        } else if (!strncmp(a, "--endpoint=", 11)) {
+            ddp_s3_config_set_endpoint(a + 11);
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error("backup", "unknown option '%s'", a);
         } else {

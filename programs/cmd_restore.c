@@ -31,18 +31,21 @@
 
 #include "backup/backup.h"
 #include "backup/backupstore.h"
+#include "backup/s3config.h"
 #include "cli.h"
 #include "restore/restore.h"
 #include "base/util.h"
 
 static int usage_help(void)
 {
-    printf("usage: ddp restore --from BACKUP [--to DIR] [--list-containers] PATH...\n\n"
+    printf("usage: ddp restore --from BACKUP [--to DIR] [--list-containers] [--endpoint URL] PATH...\n\n"
            "  Restore files from an optimized backup (a ddp backup directory, incremental\n"
-           "  backup or tar archive) through IDedupBackupSupport::RestoreFiles.\n"
+           "  backup, tar archive, or s3://BUCKET/PREFIX) through IDedupBackupSupport::RestoreFiles.\n"
            "  PATH                paths inside the backed-up volume, relative to its root (a/b.txt)\n"
            "  --to DIR            where to restore them (DIR/PATH; default: the current directory)\n"
-           "  --list-containers   print the container ranges a restore would read, restore nothing\n");
+           "  --list-containers   print the container ranges a restore would read, restore nothing\n"
+           "  --endpoint URL      the S3 service of an s3:// backup (default: AWS_ENDPOINT_URL, the\n"
+           "                      AWS profile, AWS)\n");
     return DDP_EXIT_OK;
 }
 
@@ -177,6 +180,11 @@ int cmd_restore(int argc, char **argv)
             from = a + 7;
         } else if (!strncmp(a, "--to=", 5)) {
             to = a + 5;
+        } else if (!strcmp(a, "--endpoint")) {
+            if (i + 1 >= argc) { rc = cli_usage_error("restore", "--endpoint needs a URL"); goto done; }
+            ddp_s3_config_set_endpoint(argv[++i]);
+        } else if (!strncmp(a, "--endpoint=", 11)) {
+            ddp_s3_config_set_endpoint(a + 11);
         } else if (!strcmp(a, "--list-containers")) {
             list = 1;
         } else if (!strcmp(a, "--")) {
@@ -287,6 +295,9 @@ int cmd_restore(int argc, char **argv)
            "%" PRIu64 " read calls, %" PRIu64 " previews, %" PRIu64 " order calls, %" PRIu64 " archive passes; %.3f s\n",
            n, restored, copied, failed, bytes_restored, bst.bytes_read, ratio, bst.read_calls, bst.preview_calls,
            bst.order_calls, bst.passes, secs);
+    if (bst.requests)
+        printf("s3: %" PRIu64 " bytes fetched from the store in %" PRIu64 " requests (%.3f per byte restored)\n",
+               bst.fetched, bst.requests, bytes_restored ? (double)bst.fetched / (double)bytes_restored : 0.0);
 out:
     if (bs) IDedupBackupSupport_Release(bs);
     if (store) IDedupReadFileCallback_Release(store);

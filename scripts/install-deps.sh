@@ -5,7 +5,7 @@
 # `borg mount`, casync) and npm for the data set.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
-      libfuse3-dev fuse3 libcmocka-dev python3 xxd)
+      libfuse3-dev fuse3 libcmocka-dev python3 xxd libcurl4-openssl-dev)
 # The robustness checks of scripts/test.sh (docs/ROBUSTNESS.md): valgrind on
 # the e2e tests, cppcheck and clang-tidy (scripts/static-checks.sh), clang
 # and libFuzzer for fuzz/ (libFuzzer's runtime is in libclang-rt-dev, only

@@ -25,6 +25,8 @@
 #include "backup/manifest.h"
 #include "backup/backupchain.h"
 #include "backup/tarreader.h"
+#include "backup/extract_internal.h"
+#include "backup/s3config.h"
 #include "base/safepath.h"
 #include "backup/backup.h"
 #include "store/catalog.h"
@@ -80,10 +82,13 @@ HRESULT ddp_backup_normalize_relpath(const char *in, char **out)
 typedef struct xsource {
     int fd;                       /* a file of a directory backup, or -1 */
     ddp_tar_reader *tar;          /* or the tar reader, at the member */
+    ddp_extract_read_fn fn;       /* or a function (extract_s3.c) */
+    void *ctx;
 } xsource;
 
 static HRESULT xs_read(xsource *s, void *buf, size_t n, uint64_t off, size_t *got, const char *what)
 {
+    if (s->fn) return s->fn(s->ctx, buf, n, off, got, what);
     if (s->fd >= 0) return ddp_pread_upto(s->fd, buf, n, off, got, what);
     return ddp_tar_reader_read(s->tar, buf, n, got);
 }
@@ -226,7 +231,7 @@ static HRESULT extract_plain(int rootfd, const char *rel, const char *full, ddp_
             it->hr = extract_link(full, &e);
         }
     } else if (S_ISREG(st.st_mode)) {
-        xsource src = { -1, NULL };
+        xsource src = { -1, NULL, NULL, NULL };
         it->hr = ddp_open_beneath(pfd, name, 0, &src.fd, NULL);
         if (SUCCEEDED(it->hr)) {
             uint8_t head[DDP_STUB_SIZE];
@@ -296,7 +301,7 @@ static HRESULT extract_tar(const char *archive, size_t n, char *const *relpaths,
         } else {
             items[i].hr = ddp_tar_reader_goto(r, (size_t)w[k].member);
             if (SUCCEEDED(items[i].hr)) {
-                xsource src = { -1, r };
+                xsource src = { -1, r, NULL, NULL };
                 items[i].hr = extract_file(full, e, &src, buf);
             }
             /* a damaged archive stops everything after it */
@@ -330,6 +335,16 @@ static void sync_target(const char *dest_dir, size_t n, ddp_backup_item *items)
 static HRESULT extract_any(const char *backup, size_t n, char *const *relpaths, const char *dest_dir,
                            ddp_backup_item *items);
 
+HRESULT ddp_extract_file_from(const char *full, const ddp_mf_entry *e, ddp_extract_read_fn fn, void *ctx, uint8_t *buf)
+{
+    xsource src = { -1, NULL, fn, ctx };
+    return extract_file(full, e, &src, buf);
+}
+
+HRESULT ddp_extract_dir(const char *full, const ddp_mf_entry *e) { return extract_dir(full, e); }
+HRESULT ddp_extract_link(const char *full, const ddp_mf_entry *e) { return extract_link(full, e); }
+int ddp_extract_item_kind(const ddp_mf_entry *e) { return item_kind(e); }
+
 HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, const char *dest_dir,
                            ddp_backup_item *items)
 {
@@ -343,6 +358,7 @@ static HRESULT extract_any(const char *backup, size_t n, char *const *relpaths, 
 {
     if (!backup || !dest_dir || (n && (!relpaths || !items))) return E_POINTER;
     for (size_t i = 0; i < n; i++) items[i] = (ddp_backup_item){ DDP_E_NOT_FOUND, DDP_ITEM_MISSING, 0 };
+    if (ddp_s3_is_url(backup)) return ddp_extract_s3(backup, n, relpaths, dest_dir, items);
     struct stat st;
     if (stat(backup, &st) != 0) return ddp_fail_errno(errno, "backup %s", backup);
     uint8_t *buf = ddp_xmalloc(COPY_BUF_SIZE);
@@ -391,7 +407,7 @@ static HRESULT extract_any(const char *backup, size_t n, char *const *relpaths, 
             if (e->type == 'D') items[i].hr = extract_dir(full, e);
             else if (e->type == 'L') items[i].hr = extract_link(full, e);
             else {
-                xsource src = { -1, NULL };
+                xsource src = { -1, NULL, NULL, NULL };
                 struct stat fst;
                 items[i].hr = ddp_open_beneath(chain.dirfds[e->level], sp + 1, 0, &src.fd, &fst);
                 if (items[i].hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
