@@ -583,7 +583,7 @@ static void finish_attempt(ddp_s3 *s, ddp_s3_req *r, CURLcode cc)
         transient = code >= 500 || code == 429;
         hr = hr_of_status(code, s3code);
         if (!s3code && code == 404) s3code = ddp_strdup(strcmp(r->method, "HEAD") == 0 ? "NotFound" : "NoSuchKey");
-        tail = ddp_xasprintf("HTTP %ld %s%s%s", code, s3code ? s3code : "(no S3 error code)", msg ? ": " : "",
+        tail = ddp_xasprintf("HTTP %ld %s%s%s", code, s3code ? s3code : "(no S3 error code)", msg && *msg ? ": " : "",
                              msg ? msg : "");
         free(s3code);
         free(msg);
