@@ -13,6 +13,9 @@
 # after: source $CEPH_DIR/env ; stop with stop-cluster.sh (kills the PIDs in $CEPH_DIR/pids)
 set -euo pipefail
 
+# a cluster's settings left in the environment (a sourced env file) would point the
+# ceph commands below at another cluster's keyring
+unset CEPH_CONF CEPH_KEYRING CEPH_ARGS
 STORE=${1:-memstore}
 D=${CEPH_DIR:-${TMPDIR:-/tmp}/ceph-cluster}
 MON_PORT=${MON_PORT:-3300}
@@ -29,6 +32,10 @@ ts() { echo "[$(el)s] $*"; }
 if [ "$STORE" = rgw ]; then   # restart the gateway alone
     [ -f "$D/pids" ] && [ -f "$CONF" ] || { echo "no cluster in $D" >&2; exit 1; }
     old=$(awk '$1 == "rgw.a" {print $2}' "$D/pids")
+    for ((i = 0; i < 50; i++)); do   # a gateway just killed may take a moment to go
+        [ -n "$old" ] && kill -0 "$old" 2>/dev/null || break
+        sleep 0.1
+    done
     if [ -n "$old" ] && kill -0 "$old" 2>/dev/null; then echo "rgw.a (pid $old) is running" >&2; exit 1; fi
     RGW_PORT=$(sed -n 's/.*beast endpoint=127.0.0.1:\([0-9]*\).*/\1/p' "$CONF")
     grep -v '^rgw\.a ' "$D/pids" > "$D/pids.new" || true
