@@ -44,6 +44,7 @@ char *ddp_s3_previous_ref(const char *bucket, const char *prefix, const char *pb
 HRESULT ddp_s3_resolve_previous(const char *bucket, const char *prefix, const char *previous, char **pb, char **pp)
 {
     *pb = *pp = NULL;
+    if (!previous) return ddp_fail(DDP_E_INVALID_DATA, "s3://%s/%s: an incremental backup that names no previous one", bucket, prefix);
     if (ddp_s3_is_url(previous)) return ddp_s3_parse_url(previous, pb, pp);
     if (!*previous || strchr(previous, '/') || strcmp(previous, ".") == 0 || strcmp(previous, "..") == 0)
         return ddp_fail(DDP_E_INVALID_DATA, "s3://%s/%s: its previous backup '%s' is neither a name beside it nor an s3:// name",

@@ -85,6 +85,7 @@ struct ddp_s3 {
     int running;
     int max_attempts;
     double down_until;
+    uint64_t jitter;   /* xorshift state for the backoff's jitter */
     ddp_s3_stats stats;
 };
 
@@ -112,6 +113,8 @@ HRESULT ddp_s3_open(ddp_s3 **out)
     curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 16L);
     s->max_attempts = 5;
+    s->jitter = (uint64_t)(ddp_now() * 1e9) ^ (uint64_t)(uintptr_t)s ^ 0x9E3779B97F4A7C15ull;
+    if (!s->jitter) s->jitter = 1;
     const char *a = getenv("DDP_S3_ATTEMPTS");
     if (a && *a) {
         long v = strtol(a, NULL, 10);
@@ -592,7 +595,10 @@ static void finish_attempt(ddp_s3 *s, ddp_s3_req *r, CURLcode cc)
         free(tail);
         double backoff = 0.25 * (double)(1u << (r->attempts - 1));
         if (backoff > 4.0) backoff = 4.0;
-        backoff *= 0.75 + 0.5 * ((double)rand() / (double)RAND_MAX);
+        s->jitter ^= s->jitter << 13;
+        s->jitter ^= s->jitter >> 7;
+        s->jitter ^= s->jitter << 17;
+        backoff *= 0.75 + 0.5 * ((double)(s->jitter >> 11) / 9007199254740992.0);
         r->due = ddp_now() + backoff;
         r->state = 2;
         r->next = s->waiting;

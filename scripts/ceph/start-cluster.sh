@@ -8,7 +8,9 @@
 #                                  (after a test killed it)
 # env:   CEPH_DIR (default ${TMPDIR:-/tmp}/ceph-cluster), MON_PORT (3300), MON_V1_PORT (MON_PORT+3489),
 #        RGW_PORT (7480), S3_ACCESS_KEY / S3_SECRET_KEY, BLUESTORE_SIZE (10G, sparse file),
-#        NO_MGR=1 (skip ceph-mgr), PAXOS_PROPOSE_INTERVAL (0.1; Ceph default 1 => ~2x slower start)
+#        NO_MGR=1 (skip ceph-mgr), PAXOS_PROPOSE_INTERVAL (0.1; Ceph default 1 => ~2x slower start),
+#        RGW_USAGE_LOG=1 (the gateway logs bytes sent and received per bucket at once:
+#        `radosgw-admin usage show`, for bench/bench_s3.sh)
 # needs: apt-get install --no-install-recommends ceph-mon ceph-osd ceph-mgr radosgw ceph-common
 # after: source $CEPH_DIR/env ; stop with stop-cluster.sh (kills the PIDs in $CEPH_DIR/pids)
 set -euo pipefail
@@ -118,6 +120,7 @@ keyring = $D/rgw/keyring
 rgw data = $D/rgw
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw thread pool size = 64
+$([ "${RGW_USAGE_LOG:-0}" = 1 ] && printf 'rgw enable usage log = true\nrgw usage log tick interval = 1\nrgw usage log flush threshold = 1\n')
 EOF
 
 ceph_() { timeout 60 ceph -c "$CONF" --connect-timeout 30 "$@"; }
