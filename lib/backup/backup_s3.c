@@ -8,8 +8,8 @@
  * the previous backup), and the manifest is PREFIX/.ddp-backup/manifest.
  * Directories and symlinks live only in the manifest.
  *
- * Order: objects first (s3upload.c: 8 requests in flight, multipart for
- * large ones), then stray objects of an earlier interrupted run that this
+ * Order: objects first (s3upload.c: 32 requests in flight, at most 8 of
+ * them parts of 8 MiB; multipart for large ones), then stray objects of an earlier interrupted run that this
  * backup does not name are deleted, then a listing checks that every object
  * the manifest names, in this backup and in every backup of the chain,
  * exists with the size the manifest gives, and only then is the manifest
@@ -34,7 +34,7 @@
 #include "base/util.h"
 #include "store/stub.h"
 
-#define UPLOAD_SLOTS 8
+#define UPLOAD_SLOTS 32
 
 typedef struct obj_info {
     char *key;        /* below the prefix */

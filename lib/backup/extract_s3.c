@@ -2,7 +2,7 @@
  * extract_s3.c: the first step of a restore from a backup in S3
  * (ddp_backup_extract on s3://BUCKET/PREFIX): each path's stub, plain
  * file, directory or symlink, as the manifest lists it, written locally with
- * its metadata. Small files (stubs are 232 bytes) are fetched 16 at a time,
+ * its metadata. Small files (stubs are 232 bytes) are fetched many at a time,
  * each with one GET; larger ones are streamed in 8 MiB ranged GETs, so
  * memory stays bounded. An object shorter than its manifest entry is
  * DDP_E_FILE_CORRUPT; a missing one DDP_E_NOT_FOUND, as for a directory
@@ -18,7 +18,7 @@
 #include "base/util.h"
 
 #define SMALL_FILE ((uint64_t)1 << 20)
-#define SMALL_INFLIGHT 16
+#define SMALL_INFLIGHT 64
 #define STREAM_GET ((size_t)8 << 20)
 #define COPY_BUF ((size_t)1 << 20)
 

@@ -110,8 +110,8 @@ HRESULT ddp_s3_open(ddp_s3 **out)
         free(s);
         return ddp_fail(E_OUTOFMEMORY, "S3: libcurl cannot start");
     }
-    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
-    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 16L);
+    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 32L);
+    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, 32L);
     s->max_attempts = 5;
     s->jitter = (uint64_t)(ddp_now() * 1e9) ^ (uint64_t)(uintptr_t)s ^ 0x9E3779B97F4A7C15ull;
     if (!s->jitter) s->jitter = 1;

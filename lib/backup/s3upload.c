@@ -30,7 +30,9 @@
 
 #define PART_MIN ((uint64_t)8 << 20)
 #define MAX_PARTS 10000u
-#define MAX_SLOTS 32
+#define MAX_SLOTS 64
+#define BIG_BUFFER ((size_t)1 << 20)   /* a slot's buffer over this is freed when its request ends */
+#define MAX_BIG 8                      /* slots holding big buffers at once (memory: 8 x part size) */
 
 typedef struct mp_obj {
     char *key, *upload_id;
@@ -104,6 +106,11 @@ static void reap(ddp_s3_uploader *u, slot *sl)
     sl->req = NULL;
     sl->obj = NULL;
     sl->busy = 0;
+    if (sl->cap > BIG_BUFFER) { /* idle slots keep no big buffer: memory stays MAX_BIG x part size */
+        free(sl->buf);
+        sl->buf = NULL;
+        sl->cap = 0;
+    }
 }
 
 static void reap_done(ddp_s3_uploader *u)
@@ -112,12 +119,18 @@ static void reap_done(ddp_s3_uploader *u)
         if (u->slots[i].busy && ddp_s3_req_is_done(u->slots[i].req)) reap(u, &u->slots[i]);
 }
 
-static slot *free_slot(ddp_s3_uploader *u)
+/* A free slot for a request whose buffer will hold n bytes. */
+static slot *free_slot(ddp_s3_uploader *u, size_t n)
 {
     for (;;) {
         reap_done(u);
-        for (int i = 0; i < u->nslots; i++)
-            if (!u->slots[i].busy) return &u->slots[i];
+        int big = 0;
+        slot *f = NULL;
+        for (int i = 0; i < u->nslots; i++) {
+            if (u->slots[i].busy && u->slots[i].cap > BIG_BUFFER) big++;
+            if (!u->slots[i].busy && !f) f = &u->slots[i];
+        }
+        if (f && (n <= BIG_BUFFER || big < MAX_BIG)) return f;
         ddp_s3_run(u->s3, 1000);
     }
 }
@@ -160,7 +173,7 @@ static void hex16(const unsigned char *d, char *out)
 static HRESULT local_etag(ddp_s3_uploader *u, uint64_t size, ddp_s3_source_fn fn, void *ctx, char *out)
 {
     uint64_t ps = ddp_s3_part_size(size);
-    slot *sl = free_slot(u);
+    slot *sl = free_slot(u, (size_t)(size <= ps ? size : ps));
     slot_reserve(sl, (size_t)(size <= ps ? size : ps));
     unsigned char md[16];
     size_t got;
@@ -219,7 +232,7 @@ static HRESULT multipart(ddp_s3_uploader *u, const char *key, uint64_t size, ddp
     uint64_t off = 0;
     for (uint32_t k = 1; k <= maxparts && SUCCEEDED(hr) && SUCCEEDED(o.hr); k++) {
         size_t want = (size_t)(size - off < ps ? size - off : ps);
-        slot *sl = free_slot(u);
+        slot *sl = free_slot(u, want);
         slot_reserve(sl, want);
         size_t got;
         hr = read_full(fn, ctx, sl->buf, want, off, &got);
@@ -309,7 +322,7 @@ HRESULT ddp_s3_upload(ddp_s3_uploader *u, const char *key, uint64_t size, ddp_s3
     }
     u->st.objects++;
     if (size > ddp_s3_part_size(size)) return multipart(u, key, size, fn, ctx, taken);
-    slot *sl = free_slot(u);
+    slot *sl = free_slot(u, (size_t)size);
     slot_reserve(sl, (size_t)size);
     size_t got;
     HRESULT hr = read_full(fn, ctx, sl->buf, (size_t)size, 0, &got);

@@ -22,8 +22,8 @@ typedef struct ddp_s3_upload_stats {
     uint64_t objects, skipped, parts, bytes;
 } ddp_s3_upload_stats;
 
-/* An uploader to bucket with `slots` requests in flight at most, each
- * holding at most one part (memory: slots x part size). */
+/* An uploader to bucket with `slots` requests in flight at most; at most 8
+ * of them hold more than 1 MiB (memory: 8 x part size + slots x 1 MiB). */
 ddp_s3_uploader *ddp_s3_uploader_new(ddp_s3 *s3, const char *bucket, int slots);
 /* Upload size bytes from fn as object key. The reads happen in this call;
  * the transfers may go on after it returns. When the bucket already has
