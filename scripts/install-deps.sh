@@ -14,6 +14,9 @@ pkgs+=(valgrind cppcheck clang clang-tidy libclang-rt-dev)
 # tests/e2e/test_samba.sh serves a ddp mount with Samba and uses it over SMB
 # (smbclient, and libsmbclient through Debian's python3 for writes at an offset).
 pkgs+=(samba smbclient python3-smbc)
+# tests/e2e/test_s3.sh backs up to and restores from a real single-node Ceph
+# cluster (monitor, OSD, RADOS Gateway) started by scripts/ceph/start-cluster.sh.
+pkgs+=(ceph-mon ceph-osd ceph-mgr radosgw ceph-common)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
