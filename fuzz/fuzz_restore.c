@@ -3,8 +3,10 @@
  * (and the plan listing behind `ddp restore --list-containers`) driven by
  * an IDedupReadFileCallback that serves a fuzzed backup store.
  *
- * The input is a whole hostile backup: the stubs to restore and every file
- * of the store, in a small tag-length-value form (fuzz/make-corpus.sh writes
+ * The input is a whole hostile backup: the stubs to restore (ddp's, or
+ * Windows reparse files, which begin with the tag 0x80000013) and every
+ * file of the store (ddp's "/.ddp/..." or Windows' "/System Volume
+ * Information/Dedup/ChunkStore/{GUID}.ddp/{Stream,Data}/..."), in a small tag-length-value form (fuzz/make-corpus.sh writes
  * seeds of it from a real volume):
  *
  *   u8 flags, then records until the end:
@@ -17,8 +19,9 @@
  *                          3 fault  u32 len, bytes: u32 call number, u32
  *                                   HRESULT that callback call returns
  *   flags: bit 0 fix-up: recompute the checksums of the identity, the
- *                catalog, every container header and record, and the MAC
- *                of every stub under the identity's key, so the fuzzer
+ *                catalog, every ddp container header and record, the MAC
+ *                of every stub under the identity's key, and the CRC-32
+ *                trailer of every Windows reparse file, so the fuzzer
  *                reaches the engine behind them
  *          bit 1 a read past the end of a file succeeds short (else
  *                HRESULT_FROM_WIN32(ERROR_HANDLE_EOF))
@@ -57,6 +60,8 @@
 #include "store/identity.h"
 #include "restore/restore.h"
 #include "store/stub.h"
+#include "windows/crc.h"
+#include "windows/reparse.h"
 
 #define MAX_STUBS 8
 #define MAX_FILES 64
@@ -120,10 +125,19 @@ static void check_store_path(const char *p)
     FZ_CHECK(p[n - 1] != '/');
 }
 
-static int is_container_path(const char *p)
+static int is_ddp_container_path(const char *p)
 {
     return strncmp(p, "/.ddp/ChunkStore/", 17) == 0 &&
            (strstr(p, ".ddp/Data/") || strstr(p, ".ddp/Stream/") || strstr(p, ".ddp/Hotspot/"));
+}
+
+#define WIN_STORE "/System Volume Information/Dedup/ChunkStore/"
+
+/* ddp's containers, or Windows' (reached from Windows reparse points). */
+static int is_container_path(const char *p)
+{
+    return is_ddp_container_path(p) ||
+           (strncmp(p, WIN_STORE, strlen(WIN_STORE)) == 0 && (strstr(p, ".ddp/Data/") || strstr(p, ".ddp/Stream/")));
 }
 
 static void log_read(fz_store *s, const char *path, uint64_t a, uint64_t b)
@@ -352,9 +366,16 @@ static void fix_up(fz_store *s, uint8_t **stubs, const size_t *stub_len, size_t 
             have_key = SUCCEEDED(ddp_identity_decode(f->data, f->len, &id));
         } else if (f->len >= 40 && strlen(f->name) > 8 && strcmp(f->name + strlen(f->name) - 8, "/catalog") == 0) {
             fz_fix_checksum(f->data, f->len - 8, f->len - 8);
-        } else if (is_container_path(f->name)) {
+        } else if (is_ddp_container_path(f->name)) {
             fz_fix_container(f->data, f->len);
         }
+    }
+    /* Windows reparse files: the CRC-32 trailer over the data. */
+    for (size_t i = 0; i < nstubs; i++) {
+        if (!ddp_win_reparse_has_tag(stubs[i], stub_len[i]) || stub_len[i] < 12) continue;
+        size_t dlen = ddp_get_le16(stubs[i] + 4);
+        if (dlen < 8 || 8 + dlen > stub_len[i]) continue;
+        ddp_put_le32(stubs[i] + 8 + dlen - 4, ddp_win_crc32(stubs[i] + 8, dlen - 4));
     }
     if (!have_key) return;
     for (size_t i = 0; i < nstubs; i++)
@@ -499,10 +520,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t k = which[i];
             if (kind[i] == P_ALIAS) FZ_CHECK(results[i] == results[0]);
             if (results[i] == S_OK && !planning) {
+                uint64_t want_size;
                 ddp_stub stub;
-                FZ_CHECK(ddp_stub_peek(stubs[k], stub_len[k], &stub) == S_OK);
+                static ddp_win_reparse rp;
+                if (ddp_win_reparse_has_tag(stubs[k], stub_len[k])) {
+                    FZ_CHECK(ddp_win_reparse_parse(stubs[k], stub_len[k], &rp) == S_OK);
+                    want_size = rp.file_size;
+                } else {
+                    FZ_CHECK(ddp_stub_peek(stubs[k], stub_len[k], &stub) == S_OK);
+                    want_size = stub.file_size;
+                }
                 FZ_CHECK(lstat(paths[i], &st) == 0 && S_ISREG(st.st_mode));
-                FZ_CHECK((uint64_t)st.st_size == stub.file_size);
+                FZ_CHECK((uint64_t)st.st_size == want_size);
             } else {
                 FZ_CHECK(file_is(paths[i], stubs[k], stub_len[k]));
             }

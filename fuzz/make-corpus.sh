@@ -144,4 +144,104 @@ if os.path.exists(tar): put("tar", "bk.tar", rd(tar))
 mf = os.path.join(work, "bk", ".ddp-backup", "manifest")
 if os.path.exists(mf): put("manifest", "manifest", rd(mf))
 PY
+# Windows: whole restores of reparse files over a small Windows-format store
+# (tests/tools/mkwinstore, built next to ddp): three formats, compressed and
+# raw chunks, a stale offset, a decoy generation.
+MK=$(dirname "$DDP")/mkwinstore
+if [[ -x $MK ]]; then
+  W=$work/winrs
+  mkdir -p "$work/wsrc"
+  python3 - "$work/wsrc" <<'PY'
+import random, sys
+r = random.Random(7)
+open(sys.argv[1] + "/a.txt", "wb").write(b"windows dedup chunk " * 3000)
+open(sys.argv[1] + "/b.bin", "wb").write(r.randbytes(40000))
+PY
+  "$MK" "$W" --decoy-gen --stream-gen 2 --chunk 16384-32768 --format 0103 "$work/wsrc/a.txt:a0103" \
+    --raw "$work/wsrc/b.bin:b0103" --compress --format 0102 --parts 2 "$work/wsrc/a.txt:a0102" --parts 1 \
+    --format 0201 --stale "$work/wsrc/a.txt:a0201" >/dev/null
+  python3 - "$W" "$out" <<'PY'
+import os, struct, sys
+w, out = sys.argv[1], sys.argv[2]
+def rd(p): return open(p, "rb").read()
+def tlv_stub(b): return b"\x00" + struct.pack("<I", len(b)) + b
+def tlv_file(name, b):
+    n = name.encode()
+    return b"\x01" + struct.pack("<H", len(n)) + n + struct.pack("<I", len(b)) + b
+stubs, files = [], []
+for dp, dn, fn in os.walk(w):
+    for f in sorted(fn):
+        p = os.path.join(dp, f)
+        rel = "/" + os.path.relpath(p, w)
+        if rel.startswith("/System Volume Information/"): files.append(tlv_file(rel, rd(p)))
+        else: stubs.append(tlv_stub(rd(p)))
+os.makedirs(os.path.join(out, "restore"), exist_ok=True)
+body = b"".join(stubs) + b"".join(files)
+for name, flags in (("win-all", b"\x00"), ("win-all.fix", b"\x01"), ("win-short", b"\x02"), ("win-extras", b"\x38")):
+    open(os.path.join(out, "restore", name), "wb").write(flags + body)
+open(os.path.join(out, "restore", "win-one"), "wb").write(b"\x00" + stubs[0] + b"".join(files))
+PY
+fi
+# ---- Windows dedup: seeds for winreparse, winrecord, xpress, winstore -----------------
+# A small Windows-format volume from tests/tools/mkwinstore (built next to ddp).
+MK=$(dirname "$DDP")/mkwinstore
+if [[ -x $MK ]]; then
+  W=$work/win
+  mkdir -p "$W/src"
+  python3 - "$W/src" <<'PY'
+import random, sys
+s = sys.argv[1]
+r = random.Random(7)
+words = b"volume chunk stream map reparse point data".split()
+t = b" ".join(r.choice(words) for _ in range(15000))
+open(f"{s}/t.txt", "wb").write(t[:70000])
+open(f"{s}/r.bin", "wb").write(r.randbytes(40000))
+open(f"{s}/e", "wb").write(b"")
+PY
+  "$MK" "$W/vol" --maps-per-stream 3 --chunk 32768-40000 --format 0103 "$W/src/t.txt:a" "$W/src/r.bin:b" \
+    --format 0102 --parts 2 "$W/src/t.txt:c" --parts 1 --format 0201 --stale "$W/src/t.txt:d" "$W/src/e:e" >/dev/null
+  python3 - "$W/vol" "$out" <<'PY'
+import glob, os, struct, sys
+vol, out = sys.argv[1:3]
+def put(target, name, data):
+    d = os.path.join(out, target); os.makedirs(d, exist_ok=True)
+    open(os.path.join(d, name), "wb").write(data)
+store = glob.glob(os.path.join(vol, "System Volume Information", "Dedup", "ChunkStore", "*.ddp"))[0]
+conts = {}
+for p in sorted(glob.glob(os.path.join(store, "*", "*.ccc"))):
+    rel = os.path.relpath(p, store)
+    b = open(p, "rb").read(); conts[rel] = b
+    tag = rel.replace("/", "_")
+    put("winrecord", tag + ".cthr", b[:64])
+    put("winrecord", tag + ".rec", b[0x5000:0x5000 + 0x70 + 64 * 4])
+    if rel.startswith("Stream"):
+        cnt = struct.unpack_from("<I", b, 0x3008)[0]
+        put("winrecord", tag + ".rrtl", b[0x3000:0x3020 + 8 * cnt])
+        off = 0x5000
+        while off + 0x70 <= len(b) and b[off:off + 4] == b"Ckhr":
+            pay = struct.unpack_from("<I", b, off + 12)[0]
+            prev = None
+            for i in range((pay - 8) // 64):
+                e = b[off + 0x70 + 64 * i: off + 0x70 + 64 * (i + 1)]
+                seq, cid, doff, gen, end = struct.unpack_from("<IIIIQ", e)
+                stored = struct.unpack_from("<I", e, 0x38)[0]
+                logical = end - (prev if prev is not None else 0) if i else end
+                prev = end
+                d = conts.get("Data/%08X.%08X.ccc" % (cid, gen)) or open(os.path.join(store, "Data", "%08X.%08X.ccc" % (cid, gen)), "rb").read()
+                if stored != logical:
+                    put("xpress", "%s.%x" % (tag, doff), struct.pack("<I", logical) + d[doff + 0x58: doff + 0x58 + stored])
+            off = (off + 0x68 + pay + 7) & ~7
+for name in "abcde":
+    rb = open(os.path.join(vol, name), "rb").read()
+    put("winreparse", name, b"\x00" + rb)
+    put("winreparse", name + ".fix", b"\x01" + rb)
+    files = b""
+    for rel, b in conts.items():
+        n = rel.encode()
+        files += bytes([len(n)]) + n + struct.pack("<I", len(b)) + b
+    for mode in (0, 1, 2, 3):
+        put("winstore", "%s.%d" % (name, mode), bytes([mode]) + struct.pack("<H", len(rb)) + rb + files)
+PY
+fi
+
 for d in "$out"/*/; do printf '%-10s %3d seeds\n' "$(basename "$d")" "$(ls "$d" | wc -l)"; done

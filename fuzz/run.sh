@@ -19,7 +19,7 @@ secs=${1:-60}
 [[ $# -gt 0 ]] && shift
 build=${DDP_FUZZ_BUILD:-$root/build-fuzz}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-all=(stub container streammap settings catalog identity restore tar manifest)
+all=(stub container streammap settings catalog identity restore tar manifest winreparse winrecord xpress winstore)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all[@]}")
 

@@ -4,8 +4,9 @@
  * Writes an optimized backup of the volume (lib/backup/backup.c): a
  * directory, an incremental directory that builds on PREV, (--tar) an
  * archive ordered for a one-pass restore, or objects in S3 (DEST
- * s3://BUCKET/PREFIX, lib/backup/backup_s3.c), full or incremental. The volume's job lock is held throughout, so the
- * backup is consistent; the summary says what was written and how fast.
+ * s3://BUCKET/PREFIX, lib/backup/backup_s3.c), full or incremental. The
+ * volume's job lock is held throughout, so the backup is consistent; the
+ * summary says what was written and how fast.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,32 +15,21 @@
 #include "backup/s3config.h"
 #include "cli.h"
 
-static int usage_help(void)
-{
-    printf("usage: ddp backup VOLUME DEST [--tar] [--incremental PREV] [--endpoint URL]\n\n"
-           "  An optimized backup of VOLUME: stubs as they are, every container once.\n"
-           "  DEST          a directory that does not exist or is empty (with --tar: the archive file),\n"
-           "                or s3://BUCKET/PREFIX (objects in S3; running the same command again\n"
-           "                finishes an interrupted backup)\n"
-           "  --tar         write one tar archive, ordered so a restore reads it in one forward pass\n"
-           "  --incremental PREV\n"
-           "                copy only what changed since the backup directory PREV (new and changed\n"
-           "                files, new containers, the appended tails of containers that grew);\n"
-           "                to S3: PREV is s3://BUCKET/PREFIX of the previous backup\n"
-           "  --endpoint URL  the S3 service (default: AWS_ENDPOINT_URL, the AWS profile, AWS);\n"
-           "                credentials and region as the AWS CLI reads them (AWS_ACCESS_KEY_ID, ...)\n");
-    return DDP_EXIT_OK;
-}
+static void on_progress(void *ctx, uint64_t done, uint64_t total) { cli_progress_update(ctx, done, total); }
 
 int cmd_backup(int argc, char **argv)
 {
     const char *pos[2] = { NULL, NULL };
     int npos = 0;
-    ddp_backup_options opt = { DDP_BACKUP_DIR, NULL };
+    ddp_backup_options opt = { DDP_BACKUP_DIR, NULL, NULL, NULL };
+    int quiet = 0, json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage_help();
-        if (!strcmp(a, "--tar")) {
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--tar")) {
             opt.format = DDP_BACKUP_TAR;
         } else if (!strcmp(a, "--incremental")) {
             if (i + 1 >= argc) return cli_usage_error("backup", "--incremental needs the previous backup");
@@ -51,7 +41,7 @@ int cmd_backup(int argc, char **argv)
             ddp_s3_config_set_endpoint(argv[++i]);
         } else if (!strncmp(a, "--endpoint=", 11)) {
             ddp_s3_config_set_endpoint(a + 11);
-        } else if (a[0] == '-' && a[1]) {
+        } else if (cli_is_option(a)) {
             return cli_usage_error("backup", "unknown option '%s'", a);
         } else {
             if (npos == 2) return cli_usage_error("backup", "too many arguments ('%s')", a);
@@ -65,7 +55,12 @@ int cmd_backup(int argc, char **argv)
         return cli_usage_error("backup", "--incremental needs the previous backup");
 
     ddp_backup_stats st;
+    cli_progress bar;
+    cli_progress_start(&bar, cli_progress_wanted(quiet, json), "backup", 1, NULL, 0);
+    opt.progress = on_progress;
+    opt.progress_ctx = &bar;
     HRESULT hr = ddp_backup(pos[0], pos[1], &opt, &st);
+    cli_progress_clear(&bar);
     if (FAILED(hr)) {
         if (hr == DDP_E_VOLUME_DEDUP_DISABLED)
             cli_error(hr, "%s is not a ddp volume (run 'ddp enable %s' first)", pos[0], pos[0]);
@@ -80,12 +75,33 @@ int cmd_backup(int argc, char **argv)
 
     char b1[32], b2[32];
     const char *kind = opt.format == DDP_BACKUP_TAR ? "tar archive" : opt.incremental_from ? "incremental" : "full";
+    if (json) {
+        printf("{\"job\":\"backup\",\"volume\":");
+        cli_json_str(pos[0]);
+        printf(",\"dest\":");
+        cli_json_str(pos[1]);
+        printf(",\"kind\":");
+        cli_json_str(kind);
+        printf(",\"result\":\"0x%08X\",\"level\":%u,\"files\":%llu,\"stubs\":%llu,\"metadata_files\":%llu,"
+               "\"files_written\":%llu,\"files_unchanged\":%llu,\"dirs\":%llu,\"symlinks\":%llu,"
+               "\"containers\":%llu,\"pieces_written\":%llu,\"container_bytes\":%llu,\"bytes_written\":%llu,"
+               "\"changed_during\":%llu,\"skipped\":%llu,\"seconds\":%.3f}\n",
+               (unsigned)hr, st.level, (unsigned long long)(st.files - st.metadata_files),
+               (unsigned long long)st.stubs, (unsigned long long)st.metadata_files,
+               (unsigned long long)st.files_copied, (unsigned long long)st.files_unchanged,
+               (unsigned long long)st.dirs, (unsigned long long)st.symlinks, (unsigned long long)st.containers,
+               (unsigned long long)st.pieces_copied, (unsigned long long)st.container_bytes,
+               (unsigned long long)st.bytes_written, (unsigned long long)st.changed_during,
+               (unsigned long long)st.skipped, st.seconds);
+        return DDP_EXIT_OK;
+    }
     printf("backup %s -> %s (%s, level %u)\n", pos[0], pos[1], kind, st.level);
     printf("  files:      %llu (%llu stubs, %llu not optimized) + %llu store metadata files; %llu written",
            (unsigned long long)(st.files - st.metadata_files), (unsigned long long)st.stubs,
            (unsigned long long)(st.files - st.metadata_files - st.stubs), (unsigned long long)st.metadata_files,
            (unsigned long long)st.files_copied);
     if (opt.incremental_from) printf(", %llu unchanged (kept in earlier backups)", (unsigned long long)st.files_unchanged);
+    printf("; %llu store metadata files written", (unsigned long long)st.metadata_copied);
     printf("\n  tree:       %llu directories, %llu symlinks\n", (unsigned long long)st.dirs,
            (unsigned long long)st.symlinks);
     printf("  containers: %llu; %llu %s (%s)\n", (unsigned long long)st.containers,

@@ -3,18 +3,18 @@
  * `ddp unoptimize`, `ddp cat`, `ddp index rebuild`.
  */
 #include <errno.h>
+#include <fts.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 typedef struct progress_ctx {
-    int tty;
-    int quiet;
-    double last;
+    cli_progress bar;
     uint64_t problems;
 } progress_ctx;
 
@@ -22,18 +22,14 @@ static void on_problem(void *arg, const char *path, HRESULT hr, const char *reas
 {
     progress_ctx *p = arg;
     p->problems++;
-    if (p->tty && !p->quiet) fputs("\r\033[K", stderr);
+    cli_progress_clear(&p->bar);
     fprintf(stderr, "ddp: %s: %s (0x%08X)\n", path, reason && *reason ? reason : ddp_strerror(hr), (unsigned)hr);
 }
 
 static void on_progress(void *arg, const ddp_job_stats *s)
 {
     progress_ctx *p = arg;
-    if (!p->tty || p->quiet) return;
-    static unsigned tick;
-    if (++tick % 16) return;
-    char a[32];
-    fprintf(stderr, "\r\033[K%llu files, %s", (unsigned long long)s->files_optimized, cli_human_bytes(s->bytes_scanned, a));
+    cli_progress_update(&p->bar, s->bytes_scanned, 0);
 }
 
 static ddp_volume *open_job(const char *cmd, const char *vol)
@@ -47,28 +43,97 @@ static ddp_volume *open_job(const char *cmd, const char *vol)
     return v;
 }
 
+/* A setting as a number (0 if it cannot be read). */
+static uint64_t setting_u64(ddp_volume *v, const char *key)
+{
+    char *val = NULL;
+    uint64_t n = 0;
+    if (SUCCEEDED(ddp_volume_get(v, key, &val)) && val) n = strtoull(val, NULL, 10);
+    free(val);
+    return n;
+}
+
+/* The bytes an optimization is likely to read: regular files outside .ddp
+ * that are big and old enough and are not stubs (the total of the progress
+ * line; the excluded folders and types are not subtracted). */
+static uint64_t optimize_total(ddp_volume *v)
+{
+    uint64_t min_size = setting_u64(v, "min_file_size"), min_age = setting_u64(v, "min_file_age_days");
+    time_t now = time(NULL);
+    char *paths[] = { (char *)ddp_volume_root(v), NULL };
+    FTS *fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
+    if (!fts) return 0;
+    uint64_t total = 0;
+    FTSENT *e;
+    while ((e = fts_read(fts)) != NULL) {
+        if (e->fts_info == FTS_D && e->fts_level == 1 && !strcmp(e->fts_name, ".ddp")) {
+            fts_set(fts, e, FTS_SKIP);
+            continue;
+        }
+        if (e->fts_info != FTS_F) continue;
+        const struct stat *st = e->fts_statp;
+        if ((uint64_t)st->st_size < min_size || st->st_nlink > 1) continue;
+        if (min_age && now - st->st_mtime < (time_t)(min_age * 86400)) continue;
+        total += (uint64_t)st->st_size;
+    }
+    fts_close(fts);
+    return total;
+}
+
+static void json_job_stats(const char *job, const char *target, HRESULT hr, const ddp_job_stats *st)
+{
+    printf("{\"job\":");
+    cli_json_str(job);
+    printf(",\"target\":");
+    cli_json_str(target);
+    printf(",\"result\":\"0x%08X\",\"files_scanned\":%llu,\"files\":%llu,\"files_already\":%llu,"
+           "\"files_not_in_policy\":%llu,\"files_changed\":%llu,\"files_failed\":%llu,\"bytes\":%llu,"
+           "\"chunks\":%llu,\"chunks_new\":%llu,\"bytes_added_to_store\":%llu,\"seconds\":%.3f}\n",
+           (unsigned)hr, (unsigned long long)st->files_scanned, (unsigned long long)st->files_optimized,
+           (unsigned long long)st->files_already, (unsigned long long)st->files_skipped_policy,
+           (unsigned long long)st->files_changed, (unsigned long long)st->files_failed,
+           (unsigned long long)st->bytes_scanned, (unsigned long long)st->chunks_total,
+           (unsigned long long)st->chunks_new, (unsigned long long)st->bytes_new_stored, st->seconds);
+}
+
 int cmd_optimize(int argc, char **argv)
 {
     const char *vol = NULL;
-    unsigned threads = 0;
-    progress_ctx pc = { cli_is_tty(2), 0, 0, 0 };
+    unsigned long long threads = 0;
+    int quiet = 0, json = 0;
+    progress_ctx pc;
+    memset(&pc, 0, sizeof pc);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) pc.quiet = 1;
-        else if (argv[i][0] == '-') return cli_usage_error("optimize", "unknown option %s", argv[i]);
-        else if (!vol) vol = argv[i];
-        else return cli_usage_error("optimize", "one VOLUME only");
+        const char *a = argv[i];
+        if (!strcmp(a, "--threads") || !strncmp(a, "--threads=", 10)) {
+            const char *val = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
+            if (cli_parse_uint("optimize", "--threads", val, 1, 256, &threads)) return DDP_EXIT_USAGE;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (cli_is_option(a)) {
+            return cli_usage_error("optimize", "unknown option %s", a);
+        } else if (!vol) {
+            vol = a;
+        } else {
+            return cli_usage_error("optimize", "one VOLUME only");
+        }
     }
     if (!vol) return cli_usage_error("optimize", "missing VOLUME");
     ddp_volume *v = open_job("optimize", vol);
     if (!v) return DDP_EXIT_FAIL;
+    int show = cli_progress_wanted(quiet, json);
+    cli_progress_start(&pc.bar, show, "optimize", 1, NULL, show ? optimize_total(v) : 0);
     ddp_job_callbacks cb = { .file_problem = on_problem, .progress = on_progress, .ctx = &pc };
     ddp_job_stats st;
-    HRESULT hr = ddp_optimize(v, threads, &cb, &st);
-    if (pc.tty && !pc.quiet) fputs("\r\033[K", stderr);
+    HRESULT hr = ddp_optimize(v, (unsigned)threads, &cb, &st);
+    cli_progress_clear(&pc.bar);
     if (FAILED(hr) && hr != DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS) cli_error(hr, "optimize %s", vol);
     char a[32], b[32];
-    if (!pc.quiet || FAILED(hr)) {
+    if (json) {
+        json_job_stats("optimize", ddp_volume_root(v), hr, &st);
+    } else if (!quiet || FAILED(hr)) {
         printf("Optimized %llu files (%s) in %.2f s, %.1f MB/s; %llu already optimized, %llu not in policy, "
                "%llu changed during the job, %llu failed\n",
                (unsigned long long)st.files_optimized, cli_human_bytes(st.bytes_scanned, a), st.seconds,
@@ -82,53 +147,83 @@ int cmd_optimize(int argc, char **argv)
     return hr == S_OK ? 0 : DDP_EXIT_FAIL;
 }
 
+static int unoptimize_volume(const char *path, int quiet, int json)
+{
+    ddp_volume *v = open_job("unoptimize", path);
+    if (!v) return DDP_EXIT_FAIL;
+    progress_ctx pc;
+    memset(&pc, 0, sizeof pc);
+    int show = cli_progress_wanted(quiet, json);
+    uint64_t total = 0;
+    ddp_status vs;
+    if (show && SUCCEEDED(ddp_volume_status(v, &vs))) total = vs.logical_bytes;
+    cli_progress_start(&pc.bar, show, "unoptimize", 1, NULL, total);
+    ddp_job_callbacks cb = { .file_problem = on_problem, .progress = on_progress, .ctx = &pc };
+    ddp_job_stats js;
+    HRESULT hr = ddp_unoptimize_job(v, &cb, &js);
+    cli_progress_clear(&pc.bar);
+    if (FAILED(hr) && hr != DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS) cli_error(hr, "unoptimize %s", path);
+    if (json) {
+        json_job_stats("unoptimize", path, hr, &js);
+    } else {
+        char a[32];
+        printf("Unoptimized %llu files (%s) in %.2f s, %llu failed\n", (unsigned long long)js.files_optimized,
+               cli_human_bytes(js.bytes_scanned, a), js.seconds, (unsigned long long)js.files_failed);
+        if (SUCCEEDED(hr)) printf("%s is no longer a ddp volume (its .ddp is removed)\n", path);
+    }
+    ddp_volume_close(v);
+    return FAILED(hr) ? DDP_EXIT_FAIL : 0;
+}
+
 int cmd_unoptimize(int argc, char **argv)
 {
-    if (argc < 2) return cli_usage_error("unoptimize", "missing VOLUME or FILE");
-    int rc = 0;
-    progress_ctx pc = { 0, 1, 0, 0 };
+    int quiet = 0, json = 0, npaths = 0, opts_done = 0;
     for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (opts_done || !cli_is_option(a)) npaths++;
+        else if (!strcmp(a, "--")) opts_done = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
+        else if (!strcmp(a, "--json")) json = 1;
+        else return cli_usage_error("unoptimize", "unknown option %s", a);
+    }
+    if (!npaths) return cli_usage_error("unoptimize", "missing VOLUME or FILE");
+    int rc = 0;
+    opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *path = argv[i];
+        if (!opts_done && !strcmp(path, "--")) { opts_done = 1; continue; }
+        if (!opts_done && cli_is_option(path)) continue;
         struct stat st;
-        if (stat(argv[i], &st) != 0) {
-            fprintf(stderr, "ddp: unoptimize %s: %s\n", argv[i], strerror(errno));
+        if (stat(path, &st) != 0) {
+            cli_error_errno(errno, "unoptimize %s", path);
             rc = DDP_EXIT_FAIL;
             continue;
         }
         ddp_volume *v = NULL;
         HRESULT hr;
-        char *probe = malloc(strlen(argv[i]) + 32);
-        sprintf(probe, "%s/.ddp/Settings/identity", argv[i]);
-        int is_volume = S_ISDIR(st.st_mode) && access(probe, F_OK) == 0;
+        char *probe = malloc(strlen(path) + 32);
+        sprintf(probe, "%s/.ddp/Settings/identity", path);
+        int is_volume = S_ISDIR(st.st_mode) && (access(probe, F_OK) == 0 || errno == EACCES);
         free(probe);
         if (is_volume) {
-            if (!(v = open_job("unoptimize", argv[i]))) { rc = DDP_EXIT_FAIL; continue; }
-            ddp_job_callbacks cb = { .file_problem = on_problem, .ctx = &pc };
-            ddp_job_stats js;
-            hr = ddp_unoptimize_job(v, &cb, &js);
-            char a[32];
-            printf("Unoptimized %llu files (%s) in %.2f s, %llu failed\n", (unsigned long long)js.files_optimized,
-                   cli_human_bytes(js.bytes_scanned, a), js.seconds, (unsigned long long)js.files_failed);
-            if (FAILED(hr)) {
-                if (hr != DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS) cli_error(hr, "unoptimize %s", argv[i]);
-                rc = DDP_EXIT_FAIL;
-            }
-        } else if (S_ISDIR(st.st_mode) && (hr = ddp_unoptimize_finish(argv[i])) != S_FALSE) {
+            rc |= unoptimize_volume(path, quiet, json);
+        } else if (S_ISDIR(st.st_mode) && (hr = ddp_unoptimize_finish(path)) != S_FALSE) {
             /* A .ddp without an identity: an unoptimization stopped near its end. */
             if (FAILED(hr)) {
-                cli_error(hr, "unoptimize %s", argv[i]);
+                cli_error(hr, "unoptimize %s", path);
                 rc = DDP_EXIT_FAIL;
             } else {
                 printf("%s: removed the .ddp an interrupted unoptimization left (no identity, no chunk store)\n",
-                       argv[i]);
+                       path);
             }
         } else {
-            hr = ddp_volume_open_containing(argv[i], DDP_OPEN_JOB, &v);
-            if (SUCCEEDED(hr)) hr = ddp_unoptimize_file(v, argv[i]);
+            hr = ddp_volume_open_containing(path, DDP_OPEN_JOB, &v);
+            if (SUCCEEDED(hr)) hr = ddp_unoptimize_file(v, path);
             if (FAILED(hr)) {
-                cli_error(hr, "unoptimize %s", argv[i]);
+                cli_error(hr, "unoptimize %s", path);
                 rc = DDP_EXIT_FAIL;
             } else if (hr == S_FALSE) {
-                printf("%s: not optimized; left as it is\n", argv[i]);
+                printf("%s: not optimized; left as it is\n", path);
             }
         }
         ddp_volume_close(v);
@@ -136,19 +231,23 @@ int cmd_unoptimize(int argc, char **argv)
     return rc;
 }
 
-static int cat_plain(const char *path)
+/* Write a file that is not in a volume (or whose volume this user may not
+ * open: denied is that error) as it is; a stub there cannot be read. */
+static int cat_plain(const char *path, HRESULT denied)
 {
     FILE *in = fopen(path, "rb");
     if (!in) {
-        fprintf(stderr, "ddp: cat %s: %s\n", path, strerror(errno));
+        cli_error_errno(errno, "cat %s", path);
         return DDP_EXIT_FAIL;
     }
     char buf[65536];
     size_t n = fread(buf, 1, sizeof buf, in);
     if (n >= 88 && memcmp(buf, "ddp stub:", 9) == 0 && memcmp(buf + 80, "DDPSTUB1", 8) == 0) {
         fclose(in);
-        fprintf(stderr, "ddp: cat %s: a ddp stub outside its volume; its data is in that volume's chunk store "
-                        "(0x%08X)\n", path, (unsigned)DDP_E_VOLUME_DEDUP_DISABLED);
+        if (denied) cli_error(denied, "cat %s: an optimized file", path);
+        else
+            fprintf(stderr, "ddp: cat %s: a ddp stub outside its volume; its data is in that volume's chunk store "
+                            "(0x%08X)\n", path, (unsigned)DDP_E_VOLUME_DEDUP_DISABLED);
         return DDP_EXIT_FAIL;
     }
     int rc = 0;
@@ -156,7 +255,7 @@ static int cat_plain(const char *path)
         if (fwrite(buf, 1, n, stdout) != n) { rc = DDP_EXIT_FAIL; break; }
     } while ((n = fread(buf, 1, sizeof buf, in)) > 0);
     if (ferror(in)) {
-        fprintf(stderr, "ddp: cat %s: %s\n", path, strerror(errno));
+        cli_error_errno(errno, "cat %s", path);
         rc = DDP_EXIT_FAIL;
     }
     fclose(in);
@@ -165,18 +264,26 @@ static int cat_plain(const char *path)
 
 int cmd_cat(int argc, char **argv)
 {
-    if (argc < 2) return cli_usage_error("cat", "missing FILE");
+    int dashdash = 0, nfiles = 0; /* files: every argument but the first "--" */
+    for (int i = 1; i < argc; i++) {
+        if (!dashdash && !strcmp(argv[i], "--")) dashdash = i;
+        else if (!dashdash && cli_is_option(argv[i])) return cli_usage_error("cat", "unknown option %s", argv[i]);
+        else nfiles++;
+    }
+    if (!nfiles) return cli_usage_error("cat", "missing FILE");
     int rc = 0;
     size_t cap = 1 << 20;
     char *buf = malloc(cap);
     for (int i = 1; i < argc; i++) {
+        if (i == dashdash) continue;
+        if (win_cat_file(argv[i], &rc)) continue; /* a Windows dedup file */
         ddp_volume *v = NULL;
         ddp_file *f = NULL;
         HRESULT hr = ddp_volume_open_containing(argv[i], DDP_OPEN_READ, &v);
-        if (hr == DDP_E_VOLUME_DEDUP_DISABLED) {
-            /* Not in a volume: a plain file is simply itself (a stub without
-             * its volume cannot be read, and says so). */
-            rc |= cat_plain(argv[i]);
+        if (hr == DDP_E_VOLUME_DEDUP_DISABLED || hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)) {
+            /* Not in a volume, or in one this user may not open: a plain
+             * file is simply itself (a stub cannot be read, and says why). */
+            rc |= cat_plain(argv[i], hr == DDP_E_VOLUME_DEDUP_DISABLED ? S_OK : hr);
             continue;
         }
         if (SUCCEEDED(hr)) hr = ddp_file_open(v, argv[i], &f);

@@ -14,10 +14,48 @@
 
 #include "cli.h"
 
+typedef struct maint_ctx {
+    cli_progress bar;
+    const char *job;
+    const char *phase;
+} maint_ctx;
+
 static void on_problem(void *ctx, const char *path, HRESULT hr, const char *reason)
 {
-    (void)ctx;
+    maint_ctx *m = ctx;
+    cli_progress_clear(&m->bar);
     fprintf(stderr, "ddp: %s: %s (0x%08X)\n", path, reason && *reason ? reason : ddp_strerror(hr), (unsigned)hr);
+}
+
+/* A new phase starts a new line of progress: "gc (stubs): 123 stubs, ...". */
+static void on_step(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    maint_ctx *m = ctx;
+    if (!m->bar.on) return;
+    if (!m->phase || strcmp(m->phase, phase) != 0) {
+        static char label[64];
+        snprintf(label, sizeof label, "%s (%s)", m->job, phase);
+        cli_progress_clear(&m->bar);
+        cli_progress_start(&m->bar, 1, label, 0, phase, total);
+        m->phase = phase;
+    }
+    cli_progress_update(&m->bar, done, total);
+}
+
+static int parse_job_opts(const char *cmd, int argc, char **argv, const char **vol, int *flag, const char *flagname,
+                          int *quiet, int *json)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, flagname)) *flag = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) *quiet = 1;
+        else if (json && !strcmp(a, "--json")) *json = 1;
+        else if (cli_is_option(a)) return cli_usage_error(cmd, "unknown option %s", a);
+        else if (!*vol) *vol = a;
+        else return cli_usage_error(cmd, "one VOLUME only");
+    }
+    if (!*vol) return cli_usage_error(cmd, "missing VOLUME");
+    return 0;
 }
 
 static double mb_per_s(uint64_t bytes, double s) { return s > 0 ? (double)bytes / 1e6 / s : 0.0; }
@@ -25,25 +63,36 @@ static double mb_per_s(uint64_t bytes, double s) { return s > 0 ? (double)bytes 
 int cmd_gc(int argc, char **argv)
 {
     const char *vol = NULL;
-    int full = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--full")) full = 1;
-        else if (argv[i][0] == '-') return cli_usage_error("gc", "unknown option %s", argv[i]);
-        else if (!vol) vol = argv[i];
-        else return cli_usage_error("gc", "one VOLUME only");
-    }
-    if (!vol) return cli_usage_error("gc", "missing VOLUME");
+    int full = 0, quiet = 0, json = 0;
+    if (parse_job_opts("gc", argc, argv, &vol, &full, "--full", &quiet, &json)) return DDP_EXIT_USAGE;
     ddp_volume *v = NULL;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_JOB, &v);
     if (FAILED(hr)) {
         cli_error(hr, "gc %s", vol);
         return DDP_EXIT_FAIL;
     }
-    ddp_job_callbacks cb = { .file_problem = on_problem };
+    maint_ctx m = { .job = "gc" };
+    m.bar.on = cli_progress_wanted(quiet, json);
+    ddp_job_callbacks cb = { .file_problem = on_problem, .step = on_step, .ctx = &m };
     ddp_gc_stats st;
     hr = ddp_gc(v, full, &cb, &st);
+    cli_progress_clear(&m.bar);
     if (FAILED(hr) && hr != DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS) cli_error(hr, "gc %s", vol);
     char a[32], b[32], c[32];
+    if (json) {
+        printf("{\"job\":\"gc\",\"volume\":");
+        cli_json_str(ddp_volume_root(v));
+        printf(",\"result\":\"0x%08X\",\"full\":%s,\"stubs\":%llu,\"containers_scanned\":%llu,\"store_bytes\":%llu,"
+               "\"containers_collected\":%llu,\"dead_records\":%llu,\"dead_bytes\":%llu,\"reclaimed_bytes\":%llu,"
+               "\"live_records\":%llu,\"punch_unsupported\":%s,\"seconds\":%.3f}\n",
+               (unsigned)hr, full ? "true" : "false", (unsigned long long)st.stubs,
+               (unsigned long long)st.containers_scanned, (unsigned long long)st.store_bytes,
+               (unsigned long long)st.containers_collected, (unsigned long long)st.dead_records,
+               (unsigned long long)st.dead_bytes, (unsigned long long)st.reclaimed_bytes,
+               (unsigned long long)st.live_records, st.punch_unsupported ? "true" : "false", st.seconds);
+        ddp_volume_close(v);
+        return hr == S_OK ? 0 : DDP_EXIT_FAIL;
+    }
     printf("Garbage collection%s of %s: %llu stubs, %llu containers (%s) scanned in %.2f s, %.1f MB of store/s\n",
            full ? " (full)" : "", ddp_volume_root(v), (unsigned long long)st.stubs,
            (unsigned long long)st.containers_scanned, cli_human_bytes(st.store_bytes, a), st.seconds,
@@ -73,7 +122,7 @@ static const char *kind_name(int kind)
 
 static void print_json(const ddp_volume *v, int repair, HRESULT hr, const ddp_scrub_report *r)
 {
-    printf("{\"volume\":");
+    printf("{\"job\":\"scrub\",\"volume\":");
     cli_json_str(ddp_volume_root(v));
     printf(",\"result\":\"0x%08X\",\"repair\":%s,\"containers\":%llu,\"records\":%llu,\"stream_maps\":%llu,"
            "\"stubs\":%llu,\"bytes_checked\":%llu,\"seconds\":%.3f,\"damaged\":%llu,\"repaired\":%llu,"
@@ -141,23 +190,24 @@ static void print_text(const ddp_volume *v, int repair, const ddp_scrub_report *
 int cmd_scrub(int argc, char **argv)
 {
     const char *vol = NULL;
-    int repair = 0, json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--repair")) repair = 1;
-        else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return cli_usage_error("scrub", "unknown option %s", argv[i]);
-        else if (!vol) vol = argv[i];
-        else return cli_usage_error("scrub", "one VOLUME only");
+    int repair = 0, json = 0, quiet = 0;
+    if (parse_job_opts("scrub", argc, argv, &vol, &repair, "--repair", &quiet, &json)) return DDP_EXIT_USAGE;
+    if (win_is_volume_only(vol)) {
+        if (repair) return cli_usage_error("scrub", "a Windows volume is only read: no --repair");
+        return cmd_win_scrub(vol, json);
     }
-    if (!vol) return cli_usage_error("scrub", "missing VOLUME");
     ddp_volume *v = NULL;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_JOB, &v);
     if (FAILED(hr)) {
         cli_error(hr, "scrub %s", vol);
         return DDP_EXIT_FAIL;
     }
+    maint_ctx m = { .job = "scrub" };
+    m.bar.on = cli_progress_wanted(quiet, json);
+    ddp_job_callbacks cb = { .step = on_step, .ctx = &m };
     ddp_scrub_report r;
-    hr = ddp_scrub(v, repair, NULL, &r);
+    hr = ddp_scrub(v, repair, &cb, &r);
+    cli_progress_clear(&m.bar);
     if (FAILED(hr) && hr != DDP_E_FILE_CORRUPT) cli_error(hr, "scrub %s", vol);
     if (json) print_json(v, repair, hr, &r);
     else print_text(v, repair, &r);

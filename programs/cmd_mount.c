@@ -4,7 +4,7 @@
  *
  * mount checks that VOLUME is a ddp volume (a clear error with the HRESULT
  * if not) and that MOUNTPOINT is a directory outside it, then hands the
- * volume to the FUSE file system in fusefs.c with libfuse's options:
+ * volume to the FUSE file system in mount/ (fusefs.h) with libfuse's options:
  * default_permissions always (permission checks are the kernel's, from the
  * files' own owners and modes), fsname=ddp:VOLUME and subtype=ddp (so the
  * mount shows as fuse.ddp), and whatever -o adds (ro, allow_other, ...).
@@ -24,8 +24,11 @@
 
 #include "cli.h"
 #ifdef DDP_HAVE_FUSE
-#include "fusefs.h"
+#include "mount/fusefs.h"
+#include "mount/winfs.h"
 #endif
+
+static char *mount_type(const char *mp);
 
 #ifdef DDP_HAVE_FUSE
 /* Append s to the option string, escaping ',' and '\' for libfuse's parser. */
@@ -50,6 +53,43 @@ static int parse_mib(const char *cmd, const char *opt, const char *s, uint64_t *
     }
     *out = (uint64_t)v << 20;
     return 0;
+}
+#endif
+
+#ifdef DDP_HAVE_FUSE
+/* A Windows Server dedup volume: the read-only view of mount/winfs.c. */
+static int mount_windows(const char *vol, const char *mnt, const char *useropts, int fg, int debug, int single)
+{
+    char *root = realpath(vol, NULL), *mabs = realpath(mnt, NULL);
+    struct stat st;
+    if (!root || !mabs || stat(mabs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "ddp mount: %s: not a directory (0x%08X)\n", root ? mnt : vol,
+                (unsigned)HRESULT_FROM_WIN32(ERROR_DIRECTORY));
+        free(root);
+        free(mabs);
+        return DDP_EXIT_FAIL;
+    }
+    char opts[PATH_MAX * 2 + 2200];
+    snprintf(opts, sizeof opts, "ro,default_permissions,max_idle_threads=16,subtype=ddp-windows,fsname=ddpwin:");
+    opt_append_escaped(opts, sizeof opts, root);
+    if (useropts[0]) {
+        strcat(opts, ",");
+        strcat(opts, useropts);
+    }
+    char *fargv[8];
+    int fargc = 0;
+    fargv[fargc++] = (char *)"ddp-mount";
+    fargv[fargc++] = mabs;
+    fargv[fargc++] = (char *)"-o";
+    fargv[fargc++] = opts;
+    if (fg) fargv[fargc++] = (char *)"-f";
+    if (debug) fargv[fargc++] = (char *)"-d";
+    if (single) fargv[fargc++] = (char *)"-s";
+    fargv[fargc] = NULL;
+    int rc = winfs_main(root, fargc, fargv);
+    free(root);
+    free(mabs);
+    return rc ? DDP_EXIT_FAIL : 0;
 }
 #endif
 
@@ -119,6 +159,7 @@ int cmd_mount(int argc, char **argv)
     if (!vol || !mnt) return cli_usage_error("mount", "missing %s", vol ? "MOUNTPOINT" : "VOLUME");
     if (o.cache_bytes < ((uint64_t)4 << 20)) o.cache_bytes = (uint64_t)4 << 20;
     o.foreground = foreground;
+    if (win_is_volume_only(vol)) return mount_windows(vol, mnt, useropts, foreground, debug, single);
 
     ddp_volume *v = NULL;
     HRESULT hr = ddp_volume_open(vol, DDP_OPEN_READ, &v);
@@ -130,19 +171,33 @@ int cmd_mount(int argc, char **argv)
     struct stat st;
     char *mabs = realpath(mnt, NULL);
     if (!mabs || stat(mabs, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "ddp mount: mount point %s: %s\n", mnt, mabs ? "not a directory" : strerror(errno));
+        if (mabs) fprintf(stderr, "ddp mount: mount point %s: not a directory (0x%08X)\n", mnt,
+                          (unsigned)HRESULT_FROM_WIN32(ERROR_DIRECTORY));
+        else cli_error_errno(errno, "mount: mount point %s", mnt);
         free(mabs);
         ddp_volume_close(v);
         return DDP_EXIT_FAIL;
     }
     size_t rl = strlen(root);
     if (!strncmp(mabs, root, rl) && (mabs[rl] == '\0' || mabs[rl] == '/' || rl == 1)) {
-        fprintf(stderr, "ddp mount: mount point %s is %s %s; mount it somewhere outside the volume\n", mabs,
-                mabs[rl] == '\0' ? "the volume" : "inside the volume", root);
+        fprintf(stderr, "ddp mount: mount point %s is %s %s; mount it somewhere outside the volume (0x%08X)\n", mabs,
+                mabs[rl] == '\0' ? "the volume" : "inside the volume", root, (unsigned)E_INVALIDARG);
         free(mabs);
         ddp_volume_close(v);
         return DDP_EXIT_FAIL;
     }
+
+    /* A second mount on a mount point would hide the first: refuse. */
+    char *type = mount_type(mabs);
+    if (type && *type) {
+        fprintf(stderr, "ddp mount: %s is already mounted (%s); unmount it first ('ddp umount %s') (0x%08X)\n",
+                mabs, type, mabs, (unsigned)HRESULT_FROM_WIN32(ERROR_ALREADY_EXISTS));
+        free(type);
+        free(mabs);
+        ddp_volume_close(v);
+        return DDP_EXIT_FAIL;
+    }
+    free(type);
 
     /* max_idle_threads: libfuse 3.14 complains when it is left unset. */
     char opts[PATH_MAX * 2 + 2200];
@@ -230,18 +285,19 @@ int cmd_umount(int argc, char **argv)
     if (!mnt) return cli_usage_error("umount", "missing MOUNTPOINT");
     char *abs = realpath(mnt, NULL);
     if (!abs) {
-        fprintf(stderr, "ddp umount: %s: %s\n", mnt, strerror(errno));
+        cli_error_errno(errno, "umount %s", mnt);
         return DDP_EXIT_FAIL;
     }
     char *type = mount_type(abs);
     if (type && !*type) {
-        fprintf(stderr, "ddp umount: %s is not a mount point\n", abs);
+        fprintf(stderr, "ddp umount: %s is not a mount point (0x%08X)\n", abs, (unsigned)E_INVALIDARG);
         free(type);
         free(abs);
         return DDP_EXIT_FAIL;
     }
-    if (type && strcmp(type, "fuse.ddp") != 0) {
-        fprintf(stderr, "ddp umount: %s is a %s mount, not a ddp mount; not unmounting it\n", abs, type);
+    if (type && strcmp(type, "fuse.ddp") != 0 && strcmp(type, "fuse.ddp-windows") != 0) {
+        fprintf(stderr, "ddp umount: %s is a %s mount, not a ddp mount; not unmounting it (0x%08X)\n", abs, type,
+                (unsigned)E_INVALIDARG);
         free(type);
         free(abs);
         return DDP_EXIT_FAIL;
@@ -253,7 +309,7 @@ int cmd_umount(int argc, char **argv)
         char *um[] = { (char *)"umount", lazy ? (char *)"-l" : abs, lazy ? abs : NULL, NULL };
         rc = run(um);
     }
-    if (rc != 0) fprintf(stderr, "ddp umount: unmounting %s failed (exit %d)\n", abs, rc);
+    if (rc != 0) fprintf(stderr, "ddp umount: unmounting %s failed (exit %d) (0x%08X)\n", abs, rc, (unsigned)E_FAIL);
     free(abs);
     return rc == 0 ? 0 : DDP_EXIT_FAIL;
 }

@@ -2,41 +2,15 @@
  * ddp.c: the ddp program: dispatches `ddp COMMAND ...` to programs/cmd_*.c,
  * and holds the helpers they share (messages, sizes).
  */
+#include <errno.h>
 #include <stdarg.h>
+#include <locale.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-
-static const struct command {
-    const char *name;
-    int (*fn)(int, char **);
-    const char *summary;
-} commands[] = {
-    { "enable", cmd_enable, "enable VOLUME [--usage Default|HyperV|Backup]   make a directory a ddp volume" },
-    { "set", cmd_set, "set VOLUME KEY VALUE                            change a setting" },
-    { "get", cmd_get, "get VOLUME [KEY]                                show settings" },
-    { "optimize", cmd_optimize, "optimize VOLUME [--threads N] [--quiet]          deduplicate files in policy" },
-    { "status", cmd_status, "status VOLUME [--json]                          savings, counts, last job" },
-    { "cat", cmd_cat, "cat FILE...                                     write files' content to stdout" },
-    { "unoptimize", cmd_unoptimize, "unoptimize VOLUME | FILE...                     rehydrate in place" },
-    { "index", cmd_index, "index rebuild VOLUME                            rebuild the chunk index" },
-    { "gc", cmd_gc, "gc VOLUME [--full]                              reclaim the space of unreferenced chunks" },
-    { "scrub", cmd_scrub, "scrub VOLUME [--repair] [--json]                check every chunk, stream map and stub" },
-    { "backup", cmd_backup, "backup VOLUME DEST [--tar] [--incremental PREV] an optimized backup" },
-    { "restore", cmd_restore, "restore --from BACKUP [--to DIR] [--list-containers] PATH...\n"
-                              "                                                    selective restore (RestoreFiles)" },
-    { "mount", cmd_mount, "mount VOLUME MOUNTPOINT [-o OPTS] [-f]       FUSE view: files read as themselves" },
-    { "umount", cmd_umount, "umount MOUNTPOINT                            unmount a ddp mount (fusermount3 -u)" },
-};
-
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: ddp COMMAND [ARGS]   (ddp %s)\n\ncommands:\n", DDP_VERSION_STRING);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) fprintf(out, "  ddp %s\n", commands[i].summary);
-    fprintf(out, "\nEvery failure prints its HRESULT (as on Windows) and what was wrong.\n");
-}
 
 void cli_error(HRESULT hr, const char *fmt, ...)
 {
@@ -59,11 +33,38 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "ddp %s: %s\n", cmd, msg);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(commands[i].name, cmd)) fprintf(stderr, "usage: ddp %s\n", commands[i].summary);
+    fprintf(stderr, "ddp %s: %s (0x%08X)\n", cmd, msg, (unsigned)E_INVALIDARG);
+    const cli_command *c = cli_find(cmd);
+    if (c) fprintf(stderr, "usage: ddp %s\n'ddp %s --help' for more\n", c->synopsis, c->name);
     return DDP_EXIT_USAGE;
 }
+
+void cli_error_errno(int err, const char *fmt, ...)
+{
+    char what[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    HRESULT hr = ddp_hresult_from_errno(err);
+    fprintf(stderr, "ddp: %s: %s (0x%08X: %s)\n", what, strerror(err), (unsigned)hr, ddp_strerror(hr));
+}
+
+int cli_parse_uint(const char *cmd, const char *opt, const char *s, unsigned long long min, unsigned long long max,
+                   unsigned long long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = (s && *s >= '0' && *s <= '9') ? strtoull(s, &end, 10) : 0;
+    if (!s || !end || *end || errno || v < min || v > max) {
+        cli_usage_error(cmd, "%s wants a whole number from %llu to %llu, not '%s'", opt, min, max, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_is_option(const char *a) { return a[0] == '-' && a[1] != '\0'; }
 
 const char *cli_human_bytes(uint64_t n, char buf[32])
 {
@@ -89,23 +90,40 @@ void cli_json_str(const char *s)
     putchar('"');
 }
 
+/* Does the command line after the command ask for help (before a "--")? */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) return 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    /* The user's character set (LANG, LC_ALL, LC_CTYPE): libarchive and the
+     * messages translate file names by it. Tar backups store names as raw
+     * bytes (hdrcharset=BINARY), so any locale, LANG=C included, works. */
+    (void)setlocale(LC_CTYPE, "");
     if (argc < 2) {
-        usage(stderr);
+        cli_list(stderr);
         return DDP_EXIT_USAGE;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(stdout);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        cli_list(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("ddp %s\n", DDP_VERSION_STRING);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(commands[i].name, argv[1])) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "ddp: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return DDP_EXIT_USAGE;
+    const cli_command *c = cli_find(argv[1]);
+    if (!c) {
+        fprintf(stderr, "ddp: unknown command '%s' (0x%08X)\n", argv[1], (unsigned)E_INVALIDARG);
+        cli_list(stderr);
+        return DDP_EXIT_USAGE;
+    }
+    if (wants_help(argc, argv)) return cli_help(c->name);
+    return c->fn(argc - 1, argv + 1);
 }

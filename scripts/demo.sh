@@ -3,12 +3,23 @@
 # the main job on the built-in sample: enable a volume holding 12 nightly
 # releases of a generated project, optimize it, print the savings, and read
 # every file back (through `ddp cat`) against its original SHA-256.
+#
+# DDP=/usr/bin/ddp (or --ddp PATH) runs the demo with that program instead of
+# building one (scripts/check-deb.sh runs it against the installed package).
+# It leaves its work directory behind for you to look at: the volume (stubs
+# and .ddp/) and before.sha256, in DDP_DEMO_DIR or a new /tmp/ddp-demo.XXXXXX,
+# whose path it prints first and last; remove it with rm -rf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
-bash scripts/build.sh release >/dev/null
-ddp=$PWD/build/ddp
+ddp=${DDP:-}
+if [[ "${1:-}" == "--ddp" ]]; then ddp=${2:?--ddp needs the program}; fi
+if [[ -z "$ddp" ]]; then
+  bash scripts/install-deps.sh
+  bash scripts/build.sh release >/dev/null
+  ddp=$PWD/build/ddp
+fi
 work=${DDP_DEMO_DIR:-$(mktemp -d /tmp/ddp-demo.XXXXXX)}
+echo "== ddp: $ddp; work directory (left behind): $work"
 vol=$work/volume
 rm -rf "$vol"; mkdir -p "$vol"
 echo "== generating the sample into $vol"
@@ -31,4 +42,5 @@ while IFS= read -r line; do
 done < "$work/before.sha256"
 echo "$n files read back, $bad mismatches"
 du -sh --apparent-size "$vol"
+echo "== left behind: $work (the optimized volume and before.sha256); rm -rf it when done"
 [[ $bad -eq 0 ]]

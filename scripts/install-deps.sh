@@ -6,6 +6,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
       libfuse3-dev fuse3 libcmocka-dev python3 xxd libcurl4-openssl-dev)
+# tests/e2e/test_windows.sh builds NTFS images (mkntfs, in ntfs-3g), mounts them with
+# ntfs-3g and sets reparse points with setfattr (attr).
+pkgs+=(ntfs-3g attr)
 # The robustness checks of scripts/test.sh (docs/ROBUSTNESS.md): valgrind on
 # the e2e tests, cppcheck and clang-tidy (scripts/static-checks.sh), clang
 # and libFuzzer for fuzz/ (libFuzzer's runtime is in libclang-rt-dev, only
@@ -17,6 +20,13 @@ pkgs+=(samba smbclient python3-smbc)
 # tests/e2e/test_s3.sh backs up to and restores from a real single-node Ceph
 # cluster (monitor, OSD, RADOS Gateway) started by scripts/ceph/start-cluster.sh.
 pkgs+=(ceph-mon ceph-osd ceph-mgr radosgw ceph-common)
+# The man pages (docs/man/*.scd) and their check (man -l); the Debian packages
+# (debian/, scripts/check-deb.sh); script(1) for the progress test under a
+# pseudo-terminal (bsdutils); systemd-analyze for the units' check.
+pkgs+=(scdoc man-db debhelper dpkg-dev fakeroot bsdutils systemd)
+# tests/e2e/test_security_restore.sh races an unprivileged user it creates
+# (useradd/userdel: passwd; setpriv: util-linux) with Debian's /usr/bin/python3.
+pkgs+=(passwd util-linux)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
@@ -38,5 +48,8 @@ sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Another apt (unattended-upgrades, a second install) may hold dpkg's lock: wait
+# for it up to 10 minutes rather than fail at once.
+lock=(-o DPkg::Lock::Timeout=600)
+$sudo apt-get "${lock[@]}" update -qq
+$sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

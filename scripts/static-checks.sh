@@ -98,7 +98,7 @@ run_cppcheck() {
   cc=$(find_tool cppcheck) || { echo "static-checks: cppcheck is not installed" >&2; return 2; }
   echo "== cppcheck ($("$cc" --version))"
   "$cc" --quiet --enable=warning,performance,portability --std=c11 --inline-suppr --error-exitcode=1 \
-    -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DDDP_BUILDING_LIBRARY -DDDP_HAVE_FUSE=1 -I include -I lib -I programs \
+    -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DDDP_BUILDING_LIBRARY -DDDP_HAVE_FUSE=1 -I include -I lib -I programs -I programs/mount \
     "${CPPCHECK_SUPPRESS[@]}" --template='{file}:{line}: {severity}: {message} [{id}]' -j"$jobs" lib programs
 }
 
@@ -113,17 +113,12 @@ TIDY_KNOWN=(
   # same_file() returns 0 for a NULL p; the analyzer did not look inside
   'lib/backup/backup.c|clang-analyzer-core.NullDereference|e->level = p->level'
   # a manifest of level > 0 always names its previous backup (manifest.c checks)
-  'lib/backup/backupstore_set.c|clang-analyzer-core.NullDereference|if (previous[0] =='
+  'lib/backup/backupchain.c|clang-analyzer-core.NullDereference|if (previous[0] =='
   # d->wanted is only set for a damage whose header is known (wanted(d) != NULL)
   'lib/volume/scrub.c|clang-analyzer-core.NonNullParamChecker|memcmp(w->hash, h->hash'
   # the memcpy into s->store_id makes the analyzer forget the memset of *s,
   # after which it invents duplicate entries and double frees
-  'lib/volume/gc.c|clang-analyzer-unix.Malloc|free(s->c[w - 1].path)'
-  'lib/volume/gc.c|clang-analyzer-unix.Malloc|free(s->store_dir);'
-  'lib/volume/gc.c|clang-analyzer-unix.Malloc|ddp_walk_headers(fd, c->path'
-  # ddp_hotset_free() clears *hs after the free, so ddp_gc's second call
-  # (after ddp_hotset_load failed and freed) frees NULL; same forgotten memset
-  'lib/volume/gc.c|clang-analyzer-unix.Malloc|free(hs->r);'
+  'lib/store/storewalk.c|clang-analyzer-unix.Malloc|free(s->c[w - 1].path)'
 )
 
 # tidy_one FILE: clang-tidy on one file (run by xargs in parallel).

@@ -74,6 +74,10 @@ typedef struct ddp_job_callbacks {
     /* Optional: a file's chunks are stored and its stub is about to be
      * committed (called from a worker thread). */
     void (*file_chunked)(void *ctx, const char *path);
+    /* Optional, for a progress display (gc, scrub): the job is in its phase
+     * `phase` ("stubs", "containers") and has done `done` items of `total`
+     * there (0: the total is not known). Called from the job's thread. */
+    void (*step)(void *ctx, const char *phase, uint64_t done, uint64_t total);
 } ddp_job_callbacks;
 
 /* Optimize the volume (opened with DDP_OPEN_JOB). threads 0 = one per core.
@@ -123,8 +127,11 @@ typedef struct ddp_status {
     uint64_t chunks;             /* chunks in the store */
     uint64_t data_containers, stream_containers;
     uint64_t index_bytes;        /* index file size */
-    uint64_t saved_bytes;        /* logical_bytes - stub_bytes - store_bytes (may be < 0 -> 0) */
-    double savings_rate;         /* saved / (logical + other), 0..1 */
+    uint64_t saved_bytes;        /* logical_bytes - their holes - stub_bytes - store_bytes - index (>= 0) */
+    double savings_rate;         /* saved / (logical + other - hole), 0..1 */
+    uint64_t hole_bytes;         /* what the files held as holes, not on disk: the unallocated bytes of
+                                    files not optimized, and the all-zero chunks of optimized files (which
+                                    a sparse original held as holes). Never counted as savings. */
     char last_job[256];          /* last line of the jobs log, or "" */
     /* The last line of each job in the jobs log ("" if it never ran):
      * "2026-11-24T22:00:00Z gc 0x00000000 ..." (the HRESULT is the result). */

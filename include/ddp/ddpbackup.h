@@ -68,6 +68,7 @@ extern DDP_API const IID   IID_IUnknown;
 extern DDP_API const IID   IID_IDedupReadFileCallback; /* 7BACC67A-2F1D-42D0-897E-6FF62DD533BB */
 extern DDP_API const IID   IID_IDedupBackupSupport;    /* C719D963-2B2D-415E-ACF7-7EB7CA596FF4 */
 extern DDP_API const CLSID CLSID_DedupBackupSupport;   /* 73D6B2AD-2984-4715-B2E3-924C149744DD */
+extern DDP_API const IID   IID_IDdpListBackupFolder;   /* 8E5E2D05-C4EE-4611-9B77-649875736044 (ddp's own) */
 
 static inline int IsEqualGUID(const GUID *a, const GUID *b)
 {
@@ -122,6 +123,40 @@ struct IDedupReadFileCallback {
     ((This)->lpVtbl->OrderContainersRestore(This, n, paths, entries, plan))
 #define IDedupReadFileCallback_PreviewContainerRead(This, p, n, ext) \
     ((This)->lpVtbl->PreviewContainerRead(This, p, n, ext))
+
+/* ---- IDdpListBackupFolder: ddp's own, optional, beside IDedupReadFileCallback ----
+ *
+ * Not part of Windows' API. A Windows reparse point names its stream-map
+ * container by id only, without the generation that is part of the file
+ * name (Stream/<id>.<generation>.ccc), and IDedupReadFileCallback cannot list
+ * a folder. A store that can answers QueryInterface(IID_IDdpListBackupFolder)
+ * on its IDedupReadFileCallback with this interface (after an AddRef; ddp
+ * calls Release when done). ddp's own stores (directory, tar, incremental
+ * set) do. A store without it still works: ddp then probes a fixed, small
+ * set of generations by reading each candidate's first bytes (docs/BACKUP.md).
+ *
+ * ListBackupFolder: the names (no '/') of the files directly in the folder
+ * FolderFullPath of the backup (relative to the volume root, beginning with
+ * '/', no trailing '/'), in any order. The callee allocates the array and
+ * each name with malloc; the caller frees each name and the array with free.
+ * A folder the backup does not hold: HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND)
+ * (or S_OK with no names). */
+typedef struct IDdpListBackupFolder IDdpListBackupFolder;
+
+typedef struct IDdpListBackupFolderVtbl {
+    HRESULT (*QueryInterface)(IDdpListBackupFolder *This, REFIID riid, void **ppvObject);
+    ULONG   (*AddRef)(IDdpListBackupFolder *This);
+    ULONG   (*Release)(IDdpListBackupFolder *This);
+    HRESULT (*ListBackupFolder)(IDdpListBackupFolder *This, BSTR FolderFullPath, ULONG *NumberOfNames,
+                                BSTR **Names);
+} IDdpListBackupFolderVtbl;
+
+struct IDdpListBackupFolder {
+    const IDdpListBackupFolderVtbl *lpVtbl;
+};
+
+#define IDdpListBackupFolder_Release(This) ((This)->lpVtbl->Release(This))
+#define IDdpListBackupFolder_ListBackupFolder(This, p, n, names) ((This)->lpVtbl->ListBackupFolder(This, p, n, names))
 
 /* ---- IDedupBackupSupport: implemented by ddp ---- */
 

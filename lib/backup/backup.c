@@ -55,6 +55,7 @@
 
 #include "backup/manifest.h"
 #include "backup/backupchain.h"
+#include "backup/backupdest.h"
 #include "backup/backupjob.h"
 #include "backup/backup_s3.h"
 #include "backup/s3config.h"
@@ -74,6 +75,11 @@
 
 /* ======================================================== the backup */
 
+void ddp_backup_progress(bctx *b, uint64_t n)
+{
+    b->done += n;
+    if (b->opt && b->opt->progress) b->opt->progress(b->opt->progress_ctx, b->done, b->total);
+}
 
 static ddp_mf_entry *add_entry(bctx *b, char type, const char *path, const struct stat *st)
 {
@@ -278,7 +284,7 @@ static HRESULT walk_dir(bctx *b, int dfd, const char *rel)
                 const ddp_mf_entry *p = b->prev ? ddp_manifest_find(b->prev, child) : NULL;
                 if (same_file(e, p)) {
                     e->level = p->level;
-                    b->st->files_unchanged++;
+                    if (strncmp(child, "/.ddp/", 6) != 0) b->st->files_unchanged++;
                 } else {
                     b->copy_piece[idx] = 1;
                 }
@@ -307,7 +313,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         if (use_cfr) {
             loff_t in = (loff_t)(soff + *done), out = (loff_t)(doff + *done);
             ssize_t r = copy_file_range(sfd, &in, dfd, &out, want, 0);
-            if (r > 0) { *done += (uint64_t)r; continue; }
+            if (r > 0) { *done += (uint64_t)r; ddp_backup_progress(b, (uint64_t)r); continue; }
             if (r == 0) break;
             if (errno == EINTR) continue;
             if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP || errno == EPERM) {
@@ -324,6 +330,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         hr = ddp_pwrite_all(dfd, b->buf, got, doff + *done, what);
         if (FAILED(hr)) return hr;
         *done += got;
+        ddp_backup_progress(b, got);
     }
     return S_OK;
 }
@@ -463,7 +470,8 @@ static HRESULT dir_copy_file(bctx *b, ddp_mf_entry *e)
     if (SUCCEEDED(hr)) ddp_backup_set_attrs_fd(dfd, e);
     hr = finish_tmp(b, dfd, tmp, e->path, hr);
     if (SUCCEEDED(hr)) {
-        b->st->files_copied++;
+        if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+        else b->st->files_copied++;
         b->st->bytes_written += done;
     }
     return hr;
@@ -502,7 +510,7 @@ static void set_dir_attrs(int destfd, const ddp_mf_entry *e)
 {
     const char *rel = e->path + 1;
     if (fchownat(destfd, rel, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) != 0) { /* not permitted */ }
-    if (e->type == 'D') (void)fchmodat(destfd, rel, e->mode, 0);
+    if (e->type == 'D' && fchmodat(destfd, rel, e->mode, 0) != 0) { /* best effort, as the owner above */ }
     struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
     (void)utimensat(destfd, rel, ts, AT_SYMLINK_NOFOLLOW);
 }
@@ -546,7 +554,7 @@ static HRESULT write_dir_backup(bctx *b, const char *dest)
 
 static HRESULT write_manifest_dir(bctx *b, const char *dest)
 {
-    if (mkdirat(b->destfd, DDP_MANIFEST_DIR, 0700) != 0)
+    if (mkdirat(b->destfd, DDP_MANIFEST_DIR, 0700) != 0 && errno != EEXIST) /* made with the unfinished mark */
         return ddp_fail_errno(errno, "backup: creating %s/%s", dest, DDP_MANIFEST_DIR);
     size_t n;
     char *text = ddp_manifest_encode(&b->m, &n);
@@ -605,6 +613,7 @@ static HRESULT tar_write_data(bctx *b, struct archive *a, const void *data, size
         p += w;
         n -= (size_t)w;
         b->st->bytes_written += (uint64_t)w;
+        ddp_backup_progress(b, (uint64_t)w);
     }
     return S_OK;
 }
@@ -700,7 +709,21 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
     struct archive *a = archive_write_new();
     struct archive_entry *ae = archive_entry_new();
     if (!a || !ae) abort();
+    /* A tree with a non-ASCII name: hdrcharset=BINARY, so names are stored
+     * as the bytes they are on disk whatever the locale (libarchive would
+     * translate them to UTF-8 from the locale's character set, which fails
+     * for every non-ASCII name under LANG=C and for names that are not
+     * UTF-8). GNU tar extracts such an archive right, with a warning about
+     * the keyword; an all-ASCII tree gets plain headers. */
+    int binary_names = 0;
+    for (size_t i = 0; i < n && !binary_names; i++)
+        for (const unsigned char *c = (const unsigned char *)b->m.entries[i].path; *c; c++)
+            if (*c >= 0x80) {
+                binary_names = 1;
+                break;
+            }
     if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+        (binary_names && archive_write_set_format_option(a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) ||
         archive_write_set_bytes_per_block(a, 65536) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
         archive_write_open_fd(a, fd) != ARCHIVE_OK) {
@@ -763,7 +786,8 @@ static HRESULT write_tar_backup(bctx *b, int fd, const char *dest)
                 b->st->pieces_copied++;
                 b->st->container_bytes += e->size;
             } else if (SUCCEEDED(hr)) {
-                b->st->files_copied++;
+                if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+                else b->st->files_copied++;
                 if (short_by || (uint64_t)st.st_size != e->size || st.st_mtim.tv_sec != e->mtime_sec ||
                     (uint32_t)st.st_mtim.tv_nsec != e->mtime_nsec)
                     b->st->changed_during++;
@@ -782,30 +806,6 @@ out:
 }
 
 /* ---- the whole job ---- */
-
-static HRESULT check_dest_dir(const char *dest, int *created)
-{
-    *created = 0;
-    struct stat st;
-    if (lstat(dest, &st) != 0) {
-        if (errno != ENOENT) return ddp_fail_errno(errno, "backup destination %s", dest);
-        if (mkdir(dest, 0700) != 0) return ddp_fail_errno(errno, "backup: creating %s", dest);
-        *created = 1;
-        return S_OK;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "backup destination %s exists and is not a directory", dest);
-    DIR *d = opendir(dest);
-    if (!d) return ddp_fail_errno(errno, "backup destination %s", dest);
-    struct dirent *de;
-    int empty = 1;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) { empty = 0; break; }
-    closedir(d);
-    if (!empty)
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_DIR_NOT_EMPTY), "backup destination %s exists and is not empty", dest);
-    return S_OK;
-}
 
 /* Absolute form of a path that may not exist yet (its parent must). */
 static char *abs_path_of(const char *p)
@@ -840,7 +840,7 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     ddp_backup_stats *st = st_out ? st_out : &st_local;
     memset(st, 0, sizeof *st);
     if (!volume_root || !dest) return E_POINTER;
-    ddp_backup_options defaults = { DDP_BACKUP_DIR, NULL };
+    ddp_backup_options defaults = { DDP_BACKUP_DIR, NULL, NULL, NULL };
     if (!opt) opt = &defaults;
     if (opt->format != DDP_BACKUP_DIR && opt->format != DDP_BACKUP_TAR)
         return ddp_fail(E_INVALIDARG, "backup: unknown format %d", opt->format);
@@ -858,7 +858,7 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     b.st = st;
     ddp_backup_chain chain;
     memset(&chain, 0, sizeof chain);
-    int have_chain = 0, dest_created = 0, tar_fd = -1;
+    int have_chain = 0, dest_created = 0, dest_opened = 0, tar_fd = -1;
     char *vroot = NULL, *dest_abs = NULL, *tar_tmp = NULL;
 
     HRESULT hr = ddp_volume_open(volume_root, DDP_OPEN_JOB, &b.v);
@@ -907,10 +907,10 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
 
     /* The destination. */
     if (opt->format == DDP_BACKUP_DIR) {
-        hr = check_dest_dir(dest, &dest_created);
+        /* empty, new, or an unfinished backup's leftover (backupdest.c) */
+        hr = ddp_backup_dest_open_dir(dest, &dest_created, &b.destfd);
         if (FAILED(hr)) goto out;
-        b.destfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (b.destfd < 0) { hr = ddp_fail_errno(errno, "backup: opening %s", dest); goto out; }
+        dest_opened = 1;
         free(dest_abs);
         dest_abs = realpath(dest, NULL);
         if (!dest_abs) { hr = ddp_fail_errno(errno, "backup: resolving %s", dest); goto out; }
@@ -920,14 +920,9 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
             hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "backup destination %s exists and is not empty", dest);
             goto out;
         }
-        tar_tmp = ddp_xasprintf("%s.tmp.%ld", dest, (long)getpid());
-        tar_fd = open(tar_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (tar_fd < 0) {
-            hr = ddp_fail_errno(errno, "backup: creating %s", tar_tmp);
-            free(tar_tmp);
-            tar_tmp = NULL;
-            goto out;
-        }
+        /* DEST.tmp.PID, flock()ed; killed runs' leftovers removed (backupdest.c) */
+        hr = ddp_backup_tar_tmp_open(dest, &tar_tmp, &tar_fd);
+        if (FAILED(hr)) goto out;
     }
 
     /* The manifest header. */
@@ -958,6 +953,11 @@ header:
     if (b.vfd < 0) { hr = ddp_fail_errno(errno, "backup: opening %s", vroot); goto out; }
     hr = walk_dir(&b, b.vfd, "");
     if (FAILED(hr)) goto out;
+    b.opt = opt;
+    if (!opt->incremental_from)
+        for (size_t i = 0; i < b.m.count; i++)
+            if (b.m.entries[i].type == 'F' || b.m.entries[i].type == 'C') b.total += b.m.entries[i].size;
+    ddp_backup_progress(&b, 0);
 
     if (s3w) {
         hr = ddp_backup_s3_write(s3w, &b);
@@ -965,6 +965,7 @@ header:
         hr = write_dir_backup(&b, dest);
         if (SUCCEEDED(hr)) hr = ddp_manifest_index(&b.m, dest);
         if (SUCCEEDED(hr)) hr = write_manifest_dir(&b, dest);
+        if (SUCCEEDED(hr)) hr = ddp_backup_dest_finished(b.destfd, dest);
     } else {
         hr = write_tar_backup(&b, tar_fd, dest);
         if (SUCCEEDED(hr)) hr = ddp_fsync_fd(tar_fd, tar_tmp);
@@ -979,10 +980,11 @@ out:
     if (tar_fd >= 0) close(tar_fd);
     if (tar_tmp) { unlink(tar_tmp); free(tar_tmp); }
     if (b.vfd >= 0) close(b.vfd);
+    /* A failed backup leaves nothing: what it wrote in DEST is removed (and
+     * DEST when it made it). A killed one leaves DEST marked unfinished,
+     * which the next backup to DEST takes over. */
+    if (dest_opened && FAILED(hr)) ddp_backup_dest_discard(b.destfd, dest, dest_created);
     if (b.destfd >= 0) close(b.destfd);
-    /* An unfinished directory stays, without a manifest: it is not a backup.
-     * One this call created and left empty is removed. */
-    if (dest_created && FAILED(hr)) (void)rmdir(dest);
     if (have_chain) ddp_backup_chain_close(&chain);
     ddp_backup_s3_end(s3w);
     ddp_manifest_free(&b.m);

@@ -233,8 +233,10 @@ static HRESULT upload_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_m
             b->st->stubs--;
         }
     }
-    b->st->files_copied++;
+    if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+    else b->st->files_copied++;
     if (!skipped) b->st->bytes_written += taken;
+    ddp_backup_progress(b, taken);
     return S_OK;
 }
 
@@ -254,6 +256,7 @@ static HRESULT upload_piece(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, cons
     b->st->pieces_copied++;
     b->st->container_bytes += taken;
     if (!skipped) b->st->bytes_written += taken;
+    ddp_backup_progress(b, taken);
     return S_OK;
 }
 

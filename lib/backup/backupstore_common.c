@@ -3,12 +3,16 @@
  * (backupstore_common.h): QueryInterface and the reference count of the
  * common object head, the checks of a store path and of ReadBackupFile's
  * arguments, the safe open beneath a backup root (one component at a time,
- * O_NOFOLLOW), the checks of a PreviewContainerRead, and a read plan built
- * from a manifest's container pieces.
+ * O_NOFOLLOW), the checks of a PreviewContainerRead, a read plan built
+ * from a manifest's container pieces, and the frame of IDdpListBackupFolder
+ * (ddp's own interface that lists a folder of the backup, which Windows'
+ * reparse points need to find a stream container's generation; each kind
+ * lists in its own way, a manifest-based listing is here).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,7 +35,82 @@ HRESULT ddp_bs_query_interface(IDedupReadFileCallback *This, REFIID riid, void *
         *ppv = This;
         return S_OK;
     }
+    ddp_bs_base *b = (ddp_bs_base *)This;
+    if (b->list && IsEqualIID(riid, &IID_IDdpListBackupFolder)) {
+        ddp_bs_addref(This);
+        *ppv = &b->lister;
+        return S_OK;
+    }
     return E_NOINTERFACE;
+}
+
+/* ---- IDdpListBackupFolder: the same object, reached through its lister ---- */
+
+static ddp_bs_base *base_of(IDdpListBackupFolder *l)
+{
+    return (ddp_bs_base *)(void *)((char *)l - offsetof(ddp_bs_base, lister));
+}
+
+static HRESULT lister_qi(IDdpListBackupFolder *This, REFIID riid, void **ppv)
+{
+    if (!This) return E_POINTER;
+    return ddp_bs_query_interface((IDedupReadFileCallback *)base_of(This), riid, ppv);
+}
+
+static ULONG lister_addref(IDdpListBackupFolder *This)
+{
+    return ddp_bs_addref((IDedupReadFileCallback *)base_of(This));
+}
+
+static ULONG lister_release(IDdpListBackupFolder *This)
+{
+    IDedupReadFileCallback *o = (IDedupReadFileCallback *)base_of(This);
+    return o->lpVtbl->Release(o); /* the kind's Release frees on the last one */
+}
+
+static HRESULT lister_list(IDdpListBackupFolder *This, BSTR folder, ULONG *n, BSTR **names)
+{
+    if (!This || !n || !names) return E_POINTER;
+    *n = 0;
+    *names = NULL;
+    HRESULT hr = ddp_path_check_absolute(folder);
+    if (FAILED(hr)) return hr;
+    ddp_bs_base *b = base_of(This);
+    return b->list(b, folder, n, names);
+}
+
+static const IDdpListBackupFolderVtbl lister_vtbl = { lister_qi, lister_addref, lister_release, lister_list };
+
+void ddp_bs_init_lister(ddp_bs_base *b, HRESULT (*list)(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names))
+{
+    b->lister.lpVtbl = &lister_vtbl;
+    b->list = list;
+}
+
+HRESULT ddp_bs_list_from_manifest(const ddp_manifest *m, const char *folder, ULONG *n, BSTR **names)
+{
+    size_t flen = strlen(folder);
+    BSTR *v = NULL;
+    ULONG k = 0, cap = 0;
+    for (size_t i = 0; i < m->count; i++) {
+        const ddp_mf_entry *e = &m->entries[i];
+        if (e->type != 'F' && e->type != 'C') continue;
+        if (strncmp(e->path, folder, flen) != 0 || e->path[flen] != '/') continue;
+        const char *name = e->path + flen + 1;
+        if (!*name || strchr(name, '/')) continue;
+        if (k == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = ddp_xrealloc(v, (size_t)cap * sizeof *v);
+        }
+        v[k++] = ddp_strdup(name);
+    }
+    if (k == 0) {
+        free(v);
+        return ddp_manifest_has_parent(m, folder) ? S_OK : HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND);
+    }
+    *n = k;
+    *names = v;
+    return S_OK;
 }
 
 ULONG ddp_bs_addref(IDedupReadFileCallback *This)

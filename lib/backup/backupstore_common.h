@@ -21,11 +21,16 @@
 /* Every store object starts with this: lpVtbl first (COM layout), then the
  * reference count and the counters, so ddp_backupstore_get_stats() works on
  * any of the three. */
-typedef struct ddp_bs_base {
+typedef struct ddp_bs_base ddp_bs_base;
+struct ddp_bs_base {
     const IDedupReadFileCallbackVtbl *lpVtbl;
     atomic_uint refs;
     ddp_backupstore_stats stats;
-} ddp_bs_base;
+    /* IDdpListBackupFolder, ddp's own optional interface (QueryInterface
+     * answers it with &lister when list is set): the kind's own listing. */
+    IDdpListBackupFolder lister;
+    HRESULT (*list)(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names);
+};
 
 extern const IDedupReadFileCallbackVtbl ddp_bs_dir_vtbl;
 extern const IDedupReadFileCallbackVtbl ddp_bs_tar_vtbl;
@@ -33,6 +38,14 @@ extern const IDedupReadFileCallbackVtbl ddp_bs_set_vtbl;
 extern const IDedupReadFileCallbackVtbl ddp_bs_s3_vtbl;
 /* The S3 store's network counters into st (backupstore_s3.c). */
 void ddp_bs_s3_add_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st);
+
+/* Set up the listing interface of a store with the kind's own list function
+ * (folder already checked: absolute, no trailing '/'). */
+void ddp_bs_init_lister(ddp_bs_base *b, HRESULT (*list)(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names));
+/* The names of the files ('F') and containers ('C') of manifest m directly in
+ * folder (malloc'd, as IDdpListBackupFolder hands them out);
+ * ERROR_PATH_NOT_FOUND when none. */
+HRESULT ddp_bs_list_from_manifest(const ddp_manifest *m, const char *folder, ULONG *n, BSTR **names);
 
 /* QueryInterface and AddRef, the same for the three. */
 HRESULT ddp_bs_query_interface(IDedupReadFileCallback *This, REFIID riid, void **ppv);

@@ -9,11 +9,15 @@
  * PreviewContainerRead into posix_fadvise(WILLNEED) so the kernel reads ahead
  * exactly the ranges that will be wanted.
  *
+ * It also lists a folder (IDdpListBackupFolder, ddp's own interface): the
+ * names of the regular files directly in it, at most DIR_LIST_MAX.
+ *
  * Safety: a path coming from the restore engine is checked (absolute, no
  * empty, "." or ".." component) and then opened one component at a time with
  * openat(O_NOFOLLOW) beneath the backup root, so neither a crafted path nor a
  * symbolic link planted inside the backup can reach a file outside it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +31,7 @@
 #include "base/util.h"
 
 #define DIR_FD_CACHE 8
+#define DIR_LIST_MAX 1000000u
 
 
 typedef struct dir_store {
@@ -128,6 +133,42 @@ static HRESULT dir_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP
     return S_OK;
 }
 
+static HRESULT dir_list(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names)
+{
+    dir_store *s = (dir_store *)b;
+    int fd;
+    struct stat st;
+    HRESULT hr = ddp_open_beneath(s->rootfd, folder + 1, 1, &fd, &st);
+    if (FAILED(hr)) return hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ? HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND) : hr;
+    if (!S_ISDIR(st.st_mode)) {
+        close(fd);
+        return HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND);
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        hr = ddp_fail_errno(errno, "listing %s in the backup", folder);
+        close(fd);
+        return hr;
+    }
+    BSTR *v = NULL;
+    ULONG k = 0, cap = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL && k < DIR_LIST_MAX) {
+        struct stat est;
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+        if (fstatat(dirfd(d), e->d_name, &est, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(est.st_mode)) continue;
+        if (k == cap) {
+            cap = cap ? cap * 2 : 16;
+            v = ddp_xrealloc(v, (size_t)cap * sizeof *v);
+        }
+        v[k++] = ddp_strdup(e->d_name);
+    }
+    closedir(d);
+    *n = k;
+    *names = v;
+    return S_OK;
+}
+
 const IDedupReadFileCallbackVtbl ddp_bs_dir_vtbl = {
     ddp_bs_query_interface, ddp_bs_addref, dir_release, dir_read, dir_order, dir_preview,
 };
@@ -142,6 +183,7 @@ HRESULT ddp_backupstore_open_dir(const char *dir, IDedupReadFileCallback **out)
     dir_store *s = ddp_xcalloc(1, sizeof *s);
     s->base.lpVtbl = &ddp_bs_dir_vtbl;
     atomic_init(&s->base.refs, 1u);
+    ddp_bs_init_lister(&s->base, dir_list);
     s->root = ddp_strdup(dir);
     s->rootfd = fd;
     *out = (IDedupReadFileCallback *)s;

@@ -357,6 +357,12 @@ static HRESULT s3_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULON
     return ddp_bs_order_from_manifest(&s->base, &s->chain.newest, DDP_BS_ORDER_BY_CONTAINER, n, paths, entries, plan);
 }
 
+/* IDdpListBackupFolder: what the manifest holds in the folder (no request). */
+static HRESULT s3_list(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names)
+{
+    return ddp_bs_list_from_manifest(&((s3_store *)b)->chain.newest, folder, n, names);
+}
+
 static ULONG s3_release(IDedupReadFileCallback *This)
 {
     ULONG left = ddp_bs_release_ref(This);
@@ -398,6 +404,7 @@ HRESULT ddp_backupstore_open_s3(const char *url, IDedupReadFileCallback **out)
     }
     s->base.lpVtbl = &ddp_bs_s3_vtbl;
     atomic_init(&s->base.refs, 1u);
+    ddp_bs_init_lister(&s->base, s3_list);
     *out = (IDedupReadFileCallback *)s;
     return S_OK;
 }

@@ -193,6 +193,12 @@ static ULONG set_release(IDedupReadFileCallback *This)
     return 0;
 }
 
+/* IDdpListBackupFolder: the files and containers the manifest lists in the folder. */
+static HRESULT set_list(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names)
+{
+    return ddp_bs_list_from_manifest(&((set_store *)b)->chain.newest, folder, n, names);
+}
+
 const IDedupReadFileCallbackVtbl ddp_bs_set_vtbl = {
     ddp_bs_query_interface, ddp_bs_addref, set_release, set_read, set_order, set_preview,
 };
@@ -209,6 +215,7 @@ HRESULT ddp_backupstore_open_set(const char *newest_dir, IDedupReadFileCallback 
         return hr;
     }
     s->base.lpVtbl = &ddp_bs_set_vtbl;
+    ddp_bs_init_lister(&s->base, set_list);
     atomic_init(&s->base.refs, 1u);
     *out = (IDedupReadFileCallback *)s;
     return S_OK;

@@ -134,7 +134,7 @@ static HRESULT skip_to(tar_store *s, size_t m, uint64_t off)
         if (got == 0) break;
         for (size_t i = 0; keep && i < s->npv; i++) {
             ra_range *q = &s->pv[i];
-            if (!q->filling) continue;
+            if (!q->filling || !q->data) continue;
             uint64_t a = q->off > start ? q->off : start;
             uint64_t b = q->off + q->len < start + got ? q->off + q->len : start + got;
             if (a < b) memcpy(q->data + (a - q->off), s->scratch + (a - start), (size_t)(b - a));
@@ -329,6 +329,12 @@ static ULONG tar_release(IDedupReadFileCallback *This)
     return 0;
 }
 
+/* IDdpListBackupFolder: the files and containers the manifest lists in the folder. */
+static HRESULT tar_list(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names)
+{
+    return ddp_bs_list_from_manifest(ddp_tar_reader_manifest(((tar_store *)b)->r), folder, n, names);
+}
+
 const IDedupReadFileCallbackVtbl ddp_bs_tar_vtbl = {
     ddp_bs_query_interface, ddp_bs_addref, tar_release, tar_read, tar_order, tar_preview,
 };
@@ -343,6 +349,7 @@ HRESULT ddp_backupstore_open_tar(const char *archive, IDedupReadFileCallback **o
     if (FAILED(hr)) return hr;
     tar_store *s = ddp_xcalloc(1, sizeof *s);
     s->base.lpVtbl = &ddp_bs_tar_vtbl;
+    ddp_bs_init_lister(&s->base, tar_list);
     atomic_init(&s->base.refs, 1u);
     s->r = r;
     s->meta = ddp_xcalloc(ddp_tar_reader_manifest(r)->nmembers, sizeof *s->meta);

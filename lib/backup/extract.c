@@ -1,47 +1,63 @@
 /*
  * extract.c: the backup application's half of a selective restore
- * (ddp_backup_extract): copy the stubs (or plain files, directories,
- * symlinks) of the requested paths out of a directory, incremental or tar
- * backup, with their metadata, before RestoreFiles is called on them. Paths
- * are normalized and checked (relative, no ".."), files are created beside
- * their final name and renamed, and the target file system is synced once.
+ * (ddp_backup_extract): copy the requested paths (stubs, plain files,
+ * directories with everything below them, symlinks) out of a directory,
+ * incremental, tar or S3 backup (the bytes of an S3 one fetched by
+ * extract_s3.c, many at a time) into a target directory, with their metadata,
+ * before RestoreFiles is called on the stubs. docs/SECURITY.md, restore side.
+ *
+ * A backup is hostile input and the target is often a live tree that
+ * untrusted users write, so:
+ *  - every path is reached beneath the held target directory with
+ *    lib/base/safepath.h (openat2 RESOLVE_BENEATH | NO_SYMLINKS |
+ *    NO_MAGICLINKS | NO_XDEV, or its O_NOFOLLOW walk): a symbolic link or a
+ *    mount point on the way, planted by a user or restored from the backup a
+ *    moment before, is refused (ERROR_ACCESS_DENIED), never followed;
+ *  - a link entry is created as a symlink (symlinkat) and never traversed;
+ *    an entry the manifest lists below a link or a file is refused
+ *    (DDP_E_INVALID_DATA); the manifest itself refuses absolute paths,
+ *    "..", and paths listed twice;
+ *  - data is written in a private staging directory in the target
+ *    (".ddp-restore.XXXXXX", mode 0700, flock()ed while in use), never
+ *    beside a user's file under a name a user could guess, and renamed into
+ *    place from there (renameat between held descriptors): a path is
+ *    restored whole or left as it was, also on a full disk; a staging
+ *    directory a killed restore left is removed by the next one;
+ *  - an existing file is refused by default (enum ddp_existing);
+ *  - all-zero blocks are not written (base/sparse.h): holes stay holes.
+ * The target file system is synced once at the end (ddp_backup_extract_close).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-
-#include "backup/manifest.h"
-#include "backup/backupchain.h"
-#include "backup/tarreader.h"
-#include "backup/extract_internal.h"
-#include "backup/s3config.h"
-#include "base/safepath.h"
 #include "backup/backup.h"
-#include "store/catalog.h"
+#include "backup/backupchain.h"
+#include "backup/extract_internal.h"
+#include "backup/manifest.h"
+#include "backup/s3config.h"
+#include "backup/tarreader.h"
 #include "base/hash.h"
-#include "store/identity.h"
-#include "store/stub.h"
+#include "base/safepath.h"
+#include "base/sparse.h"
 #include "base/util.h"
-#include "volume/volume.h"
+#include "store/stub.h"
 
 #define COPY_BUF_SIZE ((size_t)1 << 20)
-#define TAILSUM_BYTES 4096u
-#define MANIFEST_MAX_LINE 65536u
-#define MANIFEST_MAX_ENTRIES ((size_t)1 << 28)
+#define STAGE_PREFIX ".ddp-restore."
+#define STAGE_SUFFIX_LEN 6
+#define ASIDE_MAX 1000
 
-/* ===================================================== restore, step 1 */
+/* ===================================================== paths as typed */
 
 HRESULT ddp_backup_normalize_relpath(const char *in, char **out)
 {
@@ -78,180 +94,577 @@ HRESULT ddp_backup_normalize_relpath(const char *in, char **out)
     return S_OK;
 }
 
-/* Where the extracted bytes come from. */
-typedef struct xsource {
-    int fd;                       /* a file of a directory backup, or -1 */
-    ddp_tar_reader *tar;          /* or the tar reader, at the member */
-    ddp_extract_read_fn fn;       /* or a function (extract_s3.c) */
-    void *ctx;
-} xsource;
+/* ===================================================== the extraction */
 
-static HRESULT xs_read(xsource *s, void *buf, size_t n, uint64_t off, size_t *got, const char *what)
+/* One path to restore: its entry (a copy; path and target owned). */
+typedef struct xent {
+    ddp_mf_entry e;       /* path "/a/b" */
+    int plain;            /* from a plain copy (no manifest): level/member unused */
+    int dir_attrs;        /* a directory whose attributes are set at the end */
+    int staged;           /* a stub in the staging directory, not yet placed */
+    char stagename[24];
+} xent;
+
+struct ddp_extract_private {
+    int destfd;           /* the target directory (--to) */
+    int stagefd;          /* the private staging directory in it (flock()ed) */
+    char stagename[32];
+    char *dest;           /* for messages */
+    int existing;
+    xent *ents;           /* parallel to items */
+    uint8_t *buf;
+};
+
+enum { SRC_PLAIN = 0, SRC_CHAIN = 1, SRC_TAR = 2, SRC_S3 = 3 };
+
+typedef struct source {
+    int kind;             /* SRC_*: plain copy, manifest directory chain, tar, S3 */
+    int rootfd;           /* plain copy */
+    ddp_backup_chain chain;
+    ddp_tar_reader *tar;
+    ddp_extract_s3 *s3;
+    const ddp_manifest *m;
+} source;
+
+static void item_fail(ddp_backup_item *it, HRESULT hr)
 {
-    if (s->fn) return s->fn(s->ctx, buf, n, off, got, what);
-    if (s->fd >= 0) return ddp_pread_upto(s->fd, buf, n, off, got, what);
-    return ddp_tar_reader_read(s->tar, buf, n, got);
+    it->hr = hr;
+    snprintf(it->detail, sizeof it->detail, "%s", ddp_error_detail());
 }
 
-/* Make the parent directories of dest_dir/rel (mode 0755). */
-static HRESULT make_parents(const char *full)
+/* ---- collecting the paths (a directory brings everything below it) ---- */
+
+typedef struct xlist {
+    xent *v;
+    size_t n, cap;
+} xlist;
+
+static xent *xl_add(xlist *l)
 {
-    char *c = ddp_strdup(full);
-    char *dir = dirname(c);
-    HRESULT hr = ddp_mkdir_p(dir, 0755);
-    free(c);
+    if (l->n == l->cap) {
+        l->cap = l->cap * 2 + 16;
+        l->v = ddp_xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    xent *x = &l->v[l->n++];
+    memset(x, 0, sizeof *x);
+    x->e.member = -1;
+    return x;
+}
+
+static void xl_add_entry(xlist *l, const ddp_mf_entry *e)
+{
+    xent *x = xl_add(l);
+    x->e = *e;
+    x->e.path = ddp_strdup(e->path);
+    x->e.target = e->target ? ddp_strdup(e->target) : NULL;
+    x->e.pieces = NULL;
+    x->e.npieces = 0;
+}
+
+/* Index in by_path of the first path >= key. */
+static size_t lower_bound(const ddp_manifest *m, const char *key)
+{
+    size_t lo = 0, hi = m->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(m->entries[m->by_path[mid]].path, key) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static void collect_manifest(xlist *l, const ddp_manifest *m, const char *rel)
+{
+    char *sp = ddp_xasprintf("/%s", rel);
+    const ddp_mf_entry *e = ddp_manifest_find(m, sp);
+    if (!e || e->type == 'C') {
+        xent *x = xl_add(l);
+        x->e.path = sp;
+        x->e.type = 0; /* not in the backup */
+        return;
+    }
+    xl_add_entry(l, e);
+    if (e->type == 'D') {
+        char *prefix = ddp_xasprintf("%s/", sp);
+        size_t plen = strlen(prefix);
+        for (size_t k = lower_bound(m, prefix); k < m->count; k++) {
+            const ddp_mf_entry *c = &m->entries[m->by_path[k]];
+            if (strncmp(c->path, prefix, plen) != 0) break;
+            if (c->type != 'C') xl_add_entry(l, c);
+        }
+        free(prefix);
+    }
+    free(sp);
+}
+
+/* A plain copy: what is there, by its own metadata (lstat: links are links). */
+static void plain_entry(xent *x, const char *sp, const struct stat *st)
+{
+    x->plain = 1;
+    x->e.path = ddp_strdup(sp);
+    x->e.mode = st->st_mode & 07777;
+    x->e.uid = st->st_uid;
+    x->e.gid = st->st_gid;
+    x->e.mtime_sec = st->st_mtim.tv_sec;
+    x->e.mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    x->e.size = (uint64_t)st->st_size;
+    x->e.type = S_ISDIR(st->st_mode) ? 'D' : S_ISLNK(st->st_mode) ? 'L' : S_ISREG(st->st_mode) ? 'F' : 'X';
+}
+
+static void collect_plain_dir(xlist *l, int dfd, const char *sp, int depth)
+{
+    if (depth > PATH_MAX / 2) return;
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        struct stat st;
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        char *cp = ddp_xasprintf("%s/%s", sp, de->d_name);
+        if (strlen(cp) > PATH_MAX) {
+            free(cp);
+            continue;
+        }
+        plain_entry(xl_add(l), cp, &st);
+        if (S_ISDIR(st.st_mode)) {
+            int sub = ddp_openat_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+            if (sub >= 0) {
+                collect_plain_dir(l, sub, cp, depth + 1);
+                close(sub);
+            }
+        }
+        free(cp);
+    }
+    closedir(d);
+}
+
+static void collect_plain(xlist *l, int rootfd, const char *rel)
+{
+    char *sp = ddp_xasprintf("/%s", rel);
+    int fd = -1;
+    struct stat st;
+    /* The entry itself without following it: its parent beneath the root. */
+    int pfd = -1;
+    const char *base = NULL;
+    HRESULT hr = ddp_open_parent_beneath(rootfd, rel, &pfd, &base);
+    if (SUCCEEDED(hr) && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0) hr = E_FAIL;
+    if (FAILED(hr)) {
+        ddp_clear_error();
+        xent *x = xl_add(l);
+        x->e.path = sp;
+        if (pfd >= 0) close(pfd);
+        return;
+    }
+    plain_entry(xl_add(l), sp, &st);
+    if (S_ISDIR(st.st_mode) && (fd = ddp_openat_beneath(pfd, base, O_RDONLY | O_DIRECTORY, 0)) >= 0) {
+        collect_plain_dir(l, fd, sp, 1);
+        close(fd);
+    }
+    close(pfd);
+    free(sp);
+}
+
+static int cmp_xent(const void *a, const void *b)
+{
+    return strcmp(((const xent *)a)->e.path, ((const xent *)b)->e.path);
+}
+
+static void xent_free(xent *x)
+{
+    free(x->e.path);
+    free(x->e.target);
+}
+
+/* ---- the target: the parent of a path, beneath the held directory ---- */
+
+/* The directory of x's path beneath the target (created 0755 as needed) and
+ * the path's last component. */
+static HRESULT open_parent(struct ddp_extract_private *p, const xent *x, int *pfd, const char **base)
+{
+    const char *rel = x->e.path + 1;
+    const char *slash = strrchr(rel, '/');
+    *pfd = -1;
+    *base = slash ? slash + 1 : rel;
+    char dir[PATH_MAX + 1];
+    size_t dlen = slash ? (size_t)(slash - rel) : 0;
+    if (dlen > PATH_MAX) return ddp_fail(E_INVALIDARG, "%s: path too long", rel);
+    memcpy(dir, rel, dlen);
+    dir[dlen] = '\0';
+    *pfd = ddp_mkdirs_beneath(p->destfd, dir, 0755, NULL);
+    if (*pfd >= 0) return S_OK;
+    int err = errno;
+    struct stat lst;
+    /* ENOTDIR from an O_NOFOLLOW open of a link: a look by name, only to
+     * choose the message (nothing is opened through it). */
+    if (err == ENOTDIR && fstatat(p->destfd, dir, &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) err = ELOOP;
+    if (err == ELOOP || err == EXDEV)
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED),
+                        "%s: refused: the way to it in %s goes through a symbolic link or a mount point "
+                        "(restore never follows one)", rel, p->dest);
+    if (err == ENOTDIR)
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND), "%s: a file in %s is in the way of its directory",
+                        rel, p->dest);
+    return ddp_fail_errno(err, "%s: making its directory in %s", rel, p->dest);
+}
+
+/* Refuse an entry the manifest lists below something that is not a directory
+ * (a link entry "/a" -> "/etc" and a file "/a/passwd"). */
+static HRESULT check_ancestors(const ddp_manifest *m, const char *path)
+{
+    char buf[PATH_MAX + 2];
+    size_t n = strlen(path);
+    if (n > PATH_MAX) return ddp_fail(DDP_E_INVALID_DATA, "backup: path too long");
+    memcpy(buf, path, n + 1);
+    for (char *s = strchr(buf + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        const ddp_mf_entry *a = ddp_manifest_find(m, buf);
+        if (a && a->type != 'D') {
+            HRESULT hr = ddp_fail(DDP_E_INVALID_DATA,
+                                  "backup: %s is listed below %s, which is %s, not a directory: refused", path,
+                                  buf, a->type == 'L' ? "a symbolic link" : "a file");
+            return hr;
+        }
+        *s = '/';
+    }
+    return S_OK;
+}
+
+/* ---- existing files ---- */
+
+/* Move pfd/base aside to base.~N~ (the lowest N free). Nothing there: fine. */
+static HRESULT move_aside(int pfd, const char *base, const char *rel, char **aside)
+{
+    for (int k = 1; k <= ASIDE_MAX; k++) {
+        char *name = ddp_xasprintf("%s.~%d~", base, k);
+        if (strlen(name) > NAME_MAX) {
+            free(name);
+            return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "%s: exists, and its name is too long to keep it "
+                            "beside as NAME.~N~", rel);
+        }
+        if (ddp_rename_noreplace(pfd, base, pfd, name) == 0) {
+            *aside = name;
+            return S_OK;
+        }
+        int err = errno;
+        free(name);
+        if (err == ENOENT) return S_OK;
+        if (err != EEXIST) return ddp_fail_errno(err, "%s: renaming the existing file", rel);
+    }
+    return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "%s: exists, and %s.~1~ to .~%d~ all exist too", rel, base,
+                    ASIDE_MAX);
+}
+
+static HRESULT exists_error(struct ddp_extract_private *p, const char *rel)
+{
+    return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS),
+                    "%s: exists in %s; not overwritten (--existing overwrite replaces it, --existing rename keeps it "
+                    "as %s.~1~, --existing keep leaves it)", rel, p->dest, rel);
+}
+
+/* Before anything is read for it: what the existing-file rule says about
+ * x's path. S_OK: go on; S_FALSE: kept; a failure: refused. */
+static HRESULT existing_check(struct ddp_extract_private *p, const xent *x, ddp_backup_item *it)
+{
+    int pfd;
+    const char *base;
+    HRESULT hr = open_parent(p, x, &pfd, &base);
+    if (FAILED(hr)) return hr;
+    struct stat st;
+    int there = fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    close(pfd);
+    if (!there) return S_OK;
+    if (x->e.type == 'D' && S_ISDIR(st.st_mode)) return S_OK; /* merged into */
+    if (p->existing == DDP_EXISTING_KEEP) {
+        it->kept = 1;
+        return S_FALSE;
+    }
+    if (p->existing == DDP_EXISTING_REFUSE) return exists_error(p, it->path);
+    return S_OK;
+}
+
+/* Move the staged file x into its place, under the existing-file rule. */
+static HRESULT place(struct ddp_extract_private *p, xent *x, ddp_backup_item *it)
+{
+    int pfd;
+    const char *base;
+    HRESULT hr = open_parent(p, x, &pfd, &base);
+    if (SUCCEEDED(hr) && p->existing == DDP_EXISTING_RENAME) hr = move_aside(pfd, base, it->path, &it->aside);
+    if (SUCCEEDED(hr)) {
+        int r = p->existing == DDP_EXISTING_OVERWRITE ? renameat(p->stagefd, x->stagename, pfd, base)
+                                                      : ddp_rename_noreplace(p->stagefd, x->stagename, pfd, base);
+        if (r != 0) {
+            int err = errno;
+            if (err == EEXIST && p->existing == DDP_EXISTING_KEEP) {
+                it->kept = 1;
+                hr = S_FALSE;
+            } else if (err == EEXIST) {
+                hr = exists_error(p, it->path);
+            } else if (err == EISDIR || err == ENOTEMPTY) {
+                hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "%s: a directory in %s is in the way; not replaced",
+                              it->path, p->dest);
+            } else {
+                hr = ddp_fail_errno(err, "%s: moving it into place in %s", it->path, p->dest);
+            }
+        }
+    }
+    if (pfd >= 0) close(pfd);
+    if (hr != S_OK) (void)unlinkat(p->stagefd, x->stagename, 0);
+    x->staged = 0;
     return hr;
 }
 
-static void set_attrs_path(const char *path, const ddp_mf_entry *e, int is_link)
+/* ---- writing into the staging directory ---- */
+
+static void stage_name(struct ddp_extract_private *p, size_t i, xent *x)
 {
-    if (lchown(path, e->uid, e->gid) != 0) { /* not permitted */ }
-    if (!is_link) (void)chmod(path, e->mode);
-    struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
-    (void)utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+    (void)p;
+    snprintf(x->stagename, sizeof x->stagename, "%zu", i);
 }
 
-/* Write a file's bytes to full (atomically), with e's metadata. */
-static HRESULT extract_file(const char *full, const ddp_mf_entry *e, xsource *src, uint8_t *buf)
+static void set_link_attrs(int dfd, const char *name, const ddp_mf_entry *e)
 {
-    HRESULT hr = make_parents(full);
-    if (FAILED(hr)) return hr;
-    char *tmp = ddp_xasprintf("%s.ddp-restore.%ld", full, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        hr = ddp_fail_errno(errno, "creating %s", tmp);
-        free(tmp);
-        return hr;
-    }
+    if (fchownat(dfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) != 0) { /* not permitted: keep ours */ }
+    struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
+    (void)utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+/* The bytes of x, read by rd, to a new file in the staging directory. */
+typedef ddp_extract_read_fn read_fn;
+
+static HRESULT stage_file(struct ddp_extract_private *p, size_t i, xent *x, read_fn rd, void *ctx)
+{
+    stage_name(p, i, x);
+    const char *rel = x->e.path + 1;
+    int fd = openat(p->stagefd, x->stagename, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return ddp_fail_errno(errno, "%s: creating it in %s", rel, p->dest);
+    HRESULT hr = S_OK;
     uint64_t off = 0;
-    while (off < e->size && SUCCEEDED(hr)) {
-        size_t want = e->size - off > COPY_BUF_SIZE ? COPY_BUF_SIZE : (size_t)(e->size - off);
+    while (off < x->e.size && SUCCEEDED(hr)) {
+        size_t want = x->e.size - off > COPY_BUF_SIZE ? COPY_BUF_SIZE : (size_t)(x->e.size - off);
         size_t got = 0;
-        hr = xs_read(src, buf, want, off, &got, e->path);
+        hr = rd(ctx, p->buf, want, off, &got);
         if (SUCCEEDED(hr) && got == 0)
             hr = ddp_fail(DDP_E_FILE_CORRUPT, "backup: %s is shorter (%" PRIu64 " bytes) than its manifest says (%" PRIu64 ")",
-                          e->path, off, e->size);
-        if (SUCCEEDED(hr)) hr = ddp_write_all(fd, buf, got, full);
+                          rel, off, x->e.size);
+        if (SUCCEEDED(hr)) hr = ddp_pwrite_sparse(fd, p->buf, got, off, rel);
         off += got;
     }
-    if (SUCCEEDED(hr)) ddp_backup_set_attrs_fd(fd, e);
-    /* No fsync per file: ddp_backup_extract() syncs the target file system
-     * once, after every file is in place (one syncfs instead of thousands). */
-    if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "closing %s", full);
-    if (SUCCEEDED(hr) && rename(tmp, full) != 0) hr = ddp_fail_errno(errno, "replacing %s", full);
-    if (FAILED(hr)) unlink(tmp);
-    free(tmp);
+    if (SUCCEEDED(hr)) hr = ddp_sparse_finish(fd, x->e.size, rel);
+    if (SUCCEEDED(hr)) ddp_backup_set_attrs_fd(fd, &x->e);
+    /* No fsync per file: the target is synced once at the end (and a stub's
+     * RestoreFiles syncs what it writes). */
+    if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "%s: writing it in %s", rel, p->dest);
+    if (FAILED(hr)) (void)unlinkat(p->stagefd, x->stagename, 0);
+    else x->staged = 1;
     return hr;
 }
 
-static HRESULT extract_dir(const char *full, const ddp_mf_entry *e)
+static HRESULT stage_link(struct ddp_extract_private *p, size_t i, xent *x)
 {
-    HRESULT hr = ddp_mkdir_p(full, 0755);
-    if (FAILED(hr)) return hr;
-    struct stat st;
-    if (lstat(full, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "%s exists and is not a directory", full);
-    set_attrs_path(full, e, 0);
+    stage_name(p, i, x);
+    if (!x->e.target || !*x->e.target)
+        return ddp_fail(DDP_E_INVALID_DATA, "backup: %s: a symbolic link without a target", x->e.path);
+    if (symlinkat(x->e.target, p->stagefd, x->stagename) != 0)
+        return ddp_fail_errno(errno, "%s: creating the symbolic link in %s", x->e.path + 1, p->dest);
+    set_link_attrs(p->stagefd, x->stagename, &x->e);
+    x->staged = 1;
     return S_OK;
 }
 
-static HRESULT extract_link(const char *full, const ddp_mf_entry *e)
+static HRESULT make_dir(struct ddp_extract_private *p, xent *x, ddp_backup_item *it)
 {
-    HRESULT hr = make_parents(full);
+    int pfd;
+    const char *base;
+    HRESULT hr = open_parent(p, x, &pfd, &base);
     if (FAILED(hr)) return hr;
-    char *tmp = ddp_xasprintf("%s.ddp-restore.%ld", full, (long)getpid());
-    unlink(tmp);
-    if (symlink(e->target, tmp) != 0) hr = ddp_fail_errno(errno, "creating link %s", full);
-    else if (rename(tmp, full) != 0) {
-        hr = ddp_fail_errno(errno, "replacing %s", full);
-        unlink(tmp);
-    } else {
-        set_attrs_path(full, e, 1);
-    }
-    free(tmp);
-    return hr;
-}
-
-static int item_kind(const ddp_mf_entry *e)
-{
-    switch (e->type) {
-    case 'D': return DDP_ITEM_DIR;
-    case 'L': return DDP_ITEM_SYMLINK;
-    case 'F': return e->is_stub ? DDP_ITEM_STUB : DDP_ITEM_FILE;
-    default: return DDP_ITEM_MISSING;
-    }
-}
-
-/* A directory that is a copy of a volume without a manifest (cp -a, rsync):
- * take what is there, by its own metadata. */
-static HRESULT extract_plain(int rootfd, const char *rel, const char *full, ddp_backup_item *it, uint8_t *buf)
-{
-    char *c = ddp_strdup(rel);
-    char *slash = strrchr(c, '/');
-    int pfd = rootfd;
-    const char *name = c;
-    HRESULT hr = S_OK;
-    if (slash) {
-        *slash = '\0';
-        name = slash + 1;
-        struct stat pst;
-        hr = ddp_open_beneath(rootfd, c, 1, &pfd, &pst);
-        if (SUCCEEDED(hr) && !S_ISDIR(pst.st_mode)) {
+    struct stat st;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            x->dir_attrs = p->existing == DDP_EXISTING_OVERWRITE;
             close(pfd);
-            pfd = rootfd;
-            hr = HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND);
+            return S_OK;
         }
+        if (p->existing == DDP_EXISTING_RENAME) hr = move_aside(pfd, base, it->path, &it->aside);
+        else if (p->existing == DDP_EXISTING_OVERWRITE && unlinkat(pfd, base, 0) != 0)
+            hr = ddp_fail_errno(errno, "%s: removing the file in the way", it->path);
+        else if (p->existing != DDP_EXISTING_OVERWRITE)
+            hr = exists_error(p, it->path);
+    }
+    if (SUCCEEDED(hr) && mkdirat(pfd, base, 0700) != 0) hr = ddp_fail_errno(errno, "%s: creating it in %s", it->path, p->dest);
+    if (SUCCEEDED(hr)) x->dir_attrs = 1;
+    close(pfd);
+    return hr;
+}
+
+/* ---- the sources of bytes ---- */
+
+typedef struct fd_ctx { int fd; const char *rel; } fd_ctx;
+
+static HRESULT read_fd(void *vctx, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    fd_ctx *c = vctx;
+    return ddp_pread_upto(c->fd, buf, n, off, got, c->rel);
+}
+
+static HRESULT read_tar(void *vctx, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    (void)off; /* sequential */
+    return ddp_tar_reader_read(vctx, buf, n, got);
+}
+
+/* A file of a plain copy or of a directory backup (level's directory). */
+static HRESULT stage_from_dir(struct ddp_extract_private *p, size_t i, xent *x, int rootfd, const char *where,
+                              ddp_backup_item *it)
+{
+    fd_ctx c = { -1, x->e.path + 1 };
+    struct stat st;
+    HRESULT hr = ddp_open_beneath(rootfd, x->e.path + 1, 0, &c.fd, &st);
+    if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
+        return ddp_fail(DDP_E_NOT_FOUND, "%s: listed in the manifest but missing from %s", x->e.path + 1, where);
+    if (FAILED(hr)) return hr;
+    if (x->plain) {
+        x->e.size = (uint64_t)st.st_size;
+        uint8_t head[DDP_STUB_SIZE];
+        size_t got = 0;
+        x->e.is_stub = st.st_size == DDP_STUB_SIZE &&
+                       SUCCEEDED(ddp_pread_upto(c.fd, head, sizeof head, 0, &got, x->e.path)) &&
+                       ddp_stub_looks_like(head, got);
+        x->e.mode = st.st_mode & 07777;
+    } else if ((uint64_t)st.st_size != x->e.size) {
+        close(c.fd);
+        return ddp_fail(DDP_E_FILE_CORRUPT, "%s: %lld bytes in the backup, %" PRIu64 " in its manifest", x->e.path + 1,
+                        (long long)st.st_size, x->e.size);
+    }
+    it->kind = x->e.is_stub ? DDP_ITEM_STUB : DDP_ITEM_FILE;
+    it->size = x->e.size;
+    hr = stage_file(p, i, x, read_fd, &c);
+    close(c.fd);
+    return hr;
+}
+
+/* ---- the staging directory ---- */
+
+/* Remove a staging directory a killed restore left in the target: ours
+ * (owner, mode 0700, our name) and not locked by a live restore. */
+static void remove_stage_dir(int destfd, const char *name, int fd)
+{
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    int dirs_left = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno == EISDIR) dirs_left = 1;
+    }
+    closedir(d); /* the lock goes with it */
+    if (!dirs_left) (void)unlinkat(destfd, name, AT_REMOVEDIR);
+}
+
+static void remove_abandoned_stages(int destfd)
+{
+    int fd = fcntl(destfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, STAGE_PREFIX, sizeof STAGE_PREFIX - 1) != 0 ||
+            strlen(de->d_name) != sizeof STAGE_PREFIX - 1 + STAGE_SUFFIX_LEN)
+            continue;
+        int sfd = ddp_openat_beneath(destfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+        if (sfd < 0) continue;
+        struct stat st;
+        if (fstat(sfd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 07777) == 0700 &&
+            flock(sfd, LOCK_EX | LOCK_NB) == 0)
+            remove_stage_dir(destfd, de->d_name, sfd);
+        else
+            close(sfd);
+    }
+    closedir(d);
+}
+
+static HRESULT make_stage_dir(struct ddp_extract_private *p)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint8_t rnd[STAGE_SUFFIX_LEN];
+        if (ddp_random_bytes(rnd, sizeof rnd) != 0) return ddp_fail(E_FAIL, "the system random number generator failed");
+        char suffix[STAGE_SUFFIX_LEN + 1];
+        for (int k = 0; k < STAGE_SUFFIX_LEN; k++) suffix[k] = alphabet[rnd[k] % (sizeof alphabet - 1)];
+        suffix[STAGE_SUFFIX_LEN] = '\0';
+        snprintf(p->stagename, sizeof p->stagename, STAGE_PREFIX "%s", suffix);
+        if (mkdirat(p->destfd, p->stagename, 0700) != 0) {
+            if (errno == EEXIST) continue;
+            return ddp_fail_errno(errno, "creating a staging directory in %s", p->dest);
+        }
+        p->stagefd = ddp_openat_beneath(p->destfd, p->stagename, O_RDONLY | O_DIRECTORY, 0);
+        if (p->stagefd < 0) return ddp_fail_errno(errno, "opening the staging directory in %s", p->dest);
+        struct stat st;
+        if (fstat(p->stagefd, &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 0077) != 0)
+            return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "the staging directory %s/%s was replaced",
+                            p->dest, p->stagename);
+        (void)fchmod(p->stagefd, 0700); /* whatever the umask */
+        (void)flock(p->stagefd, LOCK_EX | LOCK_NB);
+        return S_OK;
+    }
+    return ddp_fail(DDP_E_UNEXPECTED, "no free staging directory name in %s", p->dest);
+}
+
+/* ---- the whole extraction ---- */
+
+static HRESULT open_source(const char *backup, source *s)
+{
+    memset(s, 0, sizeof *s);
+    s->rootfd = -1;
+    if (ddp_s3_is_url(backup)) {
+        HRESULT hr = ddp_extract_s3_open(backup, &s->s3);
+        if (FAILED(hr)) return hr;
+        s->kind = SRC_S3;
+        s->m = ddp_extract_s3_manifest(s->s3);
+        return S_OK;
     }
     struct stat st;
-    if (SUCCEEDED(hr) && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) hr = ddp_hresult_from_errno(errno);
-    if (FAILED(hr)) {
-        it->hr = ddp_fail(DDP_E_NOT_FOUND, "%s: not in the backup", rel);
-        goto out;
+    if (stat(backup, &st) != 0) return ddp_fail_errno(errno, "backup %s", backup);
+    if (S_ISREG(st.st_mode)) {
+        s->kind = SRC_TAR;
+        HRESULT hr = ddp_tar_reader_open(backup, &s->tar);
+        if (SUCCEEDED(hr)) s->m = ddp_tar_reader_manifest(s->tar);
+        return hr;
     }
-    ddp_mf_entry e;
-    memset(&e, 0, sizeof e);
-    e.path = (char *)rel;
-    e.mode = st.st_mode & 07777;
-    e.uid = st.st_uid;
-    e.gid = st.st_gid;
-    e.mtime_sec = st.st_mtim.tv_sec;
-    e.mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
-    e.size = (uint64_t)st.st_size;
-    if (S_ISDIR(st.st_mode)) {
-        it->kind = DDP_ITEM_DIR;
-        it->hr = extract_dir(full, &e);
-    } else if (S_ISLNK(st.st_mode)) {
-        char target[PATH_MAX + 1];
-        ssize_t k = readlinkat(pfd, name, target, PATH_MAX);
-        it->kind = DDP_ITEM_SYMLINK;
-        if (k <= 0) it->hr = ddp_fail_errno(errno, "reading link %s", rel);
-        else {
-            target[k] = '\0';
-            e.target = target;
-            it->hr = extract_link(full, &e);
-        }
-    } else if (S_ISREG(st.st_mode)) {
-        xsource src = { -1, NULL, NULL, NULL };
-        it->hr = ddp_open_beneath(pfd, name, 0, &src.fd, NULL);
-        if (SUCCEEDED(it->hr)) {
-            uint8_t head[DDP_STUB_SIZE];
-            size_t got = 0;
-            it->kind = DDP_ITEM_FILE;
-            if (st.st_size == DDP_STUB_SIZE &&
-                SUCCEEDED(ddp_pread_upto(src.fd, head, sizeof head, 0, &got, rel)) &&
-                ddp_stub_looks_like(head, got))
-                it->kind = DDP_ITEM_STUB;
-            it->size = e.size;
-            it->hr = extract_file(full, &e, &src, buf);
-            close(src.fd);
-        }
-    } else {
-        it->hr = ddp_fail(DDP_E_NOT_FOUND, "%s: not a file, directory or link", rel);
+    if (!S_ISDIR(st.st_mode)) return ddp_fail(E_INVALIDARG, "backup %s: neither a directory nor an archive file", backup);
+    HRESULT hr = ddp_backup_chain_open(backup, &s->chain);
+    if (SUCCEEDED(hr)) {
+        s->kind = SRC_CHAIN;
+        s->m = &s->chain.newest;
+        return S_OK;
     }
-out:
-    if (pfd != rootfd) close(pfd);
-    free(c);
+    if (hr != DDP_E_NOT_FOUND) return hr;
+    ddp_clear_error(); /* no manifest: a plain copy of a volume (cp -a, rsync) */
+    s->kind = SRC_PLAIN;
+    s->rootfd = open(backup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->rootfd < 0) return ddp_fail_errno(errno, "backup %s", backup);
     return S_OK;
+}
+
+static void close_source(source *s)
+{
+    if (s->kind == SRC_CHAIN) ddp_backup_chain_close(&s->chain);
+    ddp_extract_s3_close(s->s3);
+    if (s->tar) ddp_tar_reader_close(s->tar);
+    if (s->rootfd >= 0) close(s->rootfd);
 }
 
 typedef struct want {
@@ -262,172 +675,287 @@ typedef struct want {
 static int cmp_want(const void *a, const void *b)
 {
     const want *x = a, *y = b;
-    if (x->member != y->member) return x->member < y->member ? -1 : 1;
-    return x->item < y->item ? -1 : x->item > y->item;
+    return x->member < y->member ? -1 : x->member > y->member;
 }
 
-static HRESULT extract_tar(const char *archive, size_t n, char *const *relpaths, const char *dest_dir,
-                           ddp_backup_item *items, uint8_t *buf)
+static int item_kind(const xent *x)
 {
-    ddp_tar_reader *r;
-    HRESULT hr = ddp_tar_reader_open(archive, &r);
-    if (FAILED(hr)) return hr;
-    const ddp_manifest *m = ddp_tar_reader_manifest(r);
+    switch (x->e.type) {
+    case 'D': return DDP_ITEM_DIR;
+    case 'L': return DDP_ITEM_SYMLINK;
+    case 'F': return x->e.is_stub ? DDP_ITEM_STUB : DDP_ITEM_FILE;
+    default: return DDP_ITEM_MISSING;
+    }
+}
+
+/* Everything but the bytes of files: checks, directories, links; a file gets
+ * its existing-file check. S_OK: the item goes on (a file: to its bytes). */
+static HRESULT prepare(struct ddp_extract_private *p, const source *s, size_t i, xent *x, ddp_backup_item *it)
+{
+    it->kind = item_kind(x);
+    it->size = x->e.size;
+    if (x->e.type == 0) return ddp_fail(DDP_E_NOT_FOUND, "%s: not in the backup", it->path);
+    if (x->e.type == 'X') return ddp_fail(DDP_E_NOT_FOUND, "%s: not a file, directory or link", it->path);
+    if (s->m) {
+        HRESULT hr = check_ancestors(s->m, x->e.path);
+        if (FAILED(hr)) return hr;
+    }
+    if (x->e.type == 'D') return make_dir(p, x, it);
+    HRESULT hr = existing_check(p, x, it);
+    if (hr != S_OK) return hr;
+    if (x->e.type == 'L') {
+        if (x->plain) {
+            /* the link of a plain copy: its target, read without following */
+            int pfd;
+            const char *base;
+            hr = ddp_open_parent_beneath(s->rootfd, x->e.path + 1, &pfd, &base);
+            if (FAILED(hr)) return hr;
+            char target[PATH_MAX + 1];
+            ssize_t k = readlinkat(pfd, base, target, PATH_MAX);
+            close(pfd);
+            if (k <= 0) return ddp_fail_errno(k < 0 ? errno : EINVAL, "reading the link %s in the backup", it->path);
+            target[k] = '\0';
+            free(x->e.target);
+            x->e.target = ddp_strdup(target);
+        }
+        hr = stage_link(p, i, x);
+        return SUCCEEDED(hr) ? place(p, x, it) : hr;
+    }
+    return S_OK;
+}
+
+static void finish_file(struct ddp_extract_private *p, xent *x, ddp_backup_item *it, HRESULT hr)
+{
+    if (SUCCEEDED(hr) && it->kind == DDP_ITEM_STUB) {
+        it->staged = ddp_xasprintf("/proc/self/fd/%d/%s", p->stagefd, x->stagename);
+        it->hr = S_OK;
+        return;
+    }
+    if (SUCCEEDED(hr)) hr = place(p, x, it);
+    if (FAILED(hr)) item_fail(it, hr);
+    else it->hr = hr;
+}
+
+/* An S3 backup: the files in the order of their paths, fetched ahead. */
+typedef struct s3_put_ctx {
+    struct ddp_extract_private *p;
+    ddp_backup_item *items;
+    const want *w;
+} s3_put_ctx;
+
+static void s3_put(void *vctx, size_t k, HRESULT fetched, ddp_extract_read_fn rd, void *rctx)
+{
+    s3_put_ctx *c = vctx;
+    size_t i = c->w[k].item;
+    HRESULT hr = SUCCEEDED(fetched) ? stage_file(c->p, i, &c->p->ents[i], rd, rctx) : fetched;
+    finish_file(c->p, &c->p->ents[i], &c->items[i], hr);
+}
+
+static void extract_s3_files(struct ddp_extract_private *p, source *s, const want *w, size_t nw,
+                             ddp_backup_item *items)
+{
+    const ddp_mf_entry **ents = ddp_xmalloc((nw ? nw : 1) * sizeof *ents);
+    for (size_t k = 0; k < nw; k++) ents[k] = &p->ents[w[k].item].e;
+    s3_put_ctx c = { p, items, w };
+    ddp_extract_s3_fetch(s->s3, nw, ents, s3_put, &c);
+    free(ents);
+}
+
+static void extract_all(struct ddp_extract_private *p, source *s, size_t n, ddp_backup_item *items)
+{
     want *w = ddp_xmalloc((n ? n : 1) * sizeof *w);
     size_t nw = 0;
     for (size_t i = 0; i < n; i++) {
-        char *sp = ddp_xasprintf("/%s", relpaths[i]);
-        char *full = ddp_path_join(dest_dir, relpaths[i]);
-        const ddp_mf_entry *e = ddp_manifest_find(m, sp);
-        if (!e || e->type == 'C') {
-            items[i].hr = ddp_fail(DDP_E_NOT_FOUND, "%s: not in the backup", relpaths[i]);
-        } else {
-            items[i].kind = item_kind(e);
-            items[i].size = e->size;
-            if (e->type == 'D') items[i].hr = extract_dir(full, e);
-            else if (e->type == 'L') items[i].hr = extract_link(full, e);
-            else w[nw++] = (want){ e->member, i };
+        xent *x = &p->ents[i];
+        ddp_backup_item *it = &items[i];
+        HRESULT hr = prepare(p, s, i, x, it);
+        if (hr == S_FALSE) {
+            it->hr = S_FALSE;
+            continue;
         }
-        free(full);
-        free(sp);
+        if (FAILED(hr)) {
+            item_fail(it, hr);
+            continue;
+        }
+        if (x->e.type != 'F') {
+            it->hr = S_OK;
+            continue;
+        }
+        if (s->kind == SRC_TAR || s->kind == SRC_S3) {
+            w[nw++] = (want){ s->kind == SRC_TAR ? x->e.member : 0, i };
+            continue;
+        }
+        int rootfd = s->kind == SRC_PLAIN ? s->rootfd : s->chain.dirfds[x->e.level];
+        const char *where = s->kind == SRC_PLAIN ? "the backup" : s->chain.dirs[x->e.level];
+        hr = stage_from_dir(p, i, x, rootfd, where, it);
+        finish_file(p, x, it, hr);
     }
+    if (s->kind == SRC_S3) {
+        extract_s3_files(p, s, w, nw, items);
+        free(w);
+        return;
+    }
+    /* A tar archive: the files in archive order, one forward pass. */
     qsort(w, nw, sizeof *w, cmp_want);
     for (size_t k = 0; k < nw; k++) {
         size_t i = w[k].item;
-        char *full = ddp_path_join(dest_dir, relpaths[i]);
-        const ddp_mf_entry *e = &m->entries[m->members[w[k].member].entry];
-        if (k > 0 && w[k - 1].member == w[k].member) {
-            items[i].hr = items[w[k - 1].item].hr; /* the same file named twice */
-        } else {
-            items[i].hr = ddp_tar_reader_goto(r, (size_t)w[k].member);
-            if (SUCCEEDED(items[i].hr)) {
-                xsource src = { -1, r, NULL, NULL };
-                items[i].hr = extract_file(full, e, &src, buf);
-            }
+        HRESULT hr = ddp_tar_reader_goto(s->tar, (size_t)w[k].member);
+        if (SUCCEEDED(hr)) hr = stage_file(p, i, &p->ents[i], read_tar, s->tar);
+        finish_file(p, &p->ents[i], &items[i], hr);
+        if (FAILED(hr) && ddp_tar_reader_broken(s->tar)) {
             /* a damaged archive stops everything after it */
-            if (FAILED(items[i].hr) && ddp_tar_reader_broken(r)) {
-                for (size_t j = k + 1; j < nw; j++) items[w[j].item].hr = items[i].hr;
-                free(full);
-                break;
+            for (size_t j = k + 1; j < nw; j++) {
+                ddp_backup_item *later = &items[w[j].item];
+                later->hr = hr;
+                if (later != &items[i]) memcpy(later->detail, items[i].detail, sizeof later->detail);
             }
+            break;
         }
-        free(full);
     }
     free(w);
-    ddp_tar_reader_close(r);
-    return S_OK;
 }
 
-/* Make what extraction wrote durable: one syncfs of the target's file
- * system. A failure turns every item written so far into that failure. */
-static void sync_target(const char *dest_dir, size_t n, ddp_backup_item *items)
+HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, const char *dest_dir, int existing,
+                           ddp_extract *x)
 {
-    int fd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return; /* nothing was written there */
-    if (syncfs(fd) != 0) {
-        HRESULT hr = ddp_fail_errno(errno, "syncing %s", dest_dir);
-        for (size_t i = 0; i < n; i++)
-            if (SUCCEEDED(items[i].hr)) items[i].hr = hr;
-    }
-    close(fd);
-}
-
-static HRESULT extract_any(const char *backup, size_t n, char *const *relpaths, const char *dest_dir,
-                           ddp_backup_item *items);
-
-HRESULT ddp_extract_file_from(const char *full, const ddp_mf_entry *e, ddp_extract_read_fn fn, void *ctx, uint8_t *buf)
-{
-    xsource src = { -1, NULL, fn, ctx };
-    return extract_file(full, e, &src, buf);
-}
-
-HRESULT ddp_extract_dir(const char *full, const ddp_mf_entry *e) { return extract_dir(full, e); }
-HRESULT ddp_extract_link(const char *full, const ddp_mf_entry *e) { return extract_link(full, e); }
-int ddp_extract_item_kind(const ddp_mf_entry *e) { return item_kind(e); }
-
-HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, const char *dest_dir,
-                           ddp_backup_item *items)
-{
-    HRESULT hr = extract_any(backup, n, relpaths, dest_dir, items);
-    if (SUCCEEDED(hr) && n > 0) sync_target(dest_dir, n, items);
-    return hr;
-}
-
-static HRESULT extract_any(const char *backup, size_t n, char *const *relpaths, const char *dest_dir,
-                           ddp_backup_item *items)
-{
-    if (!backup || !dest_dir || (n && (!relpaths || !items))) return E_POINTER;
-    for (size_t i = 0; i < n; i++) items[i] = (ddp_backup_item){ DDP_E_NOT_FOUND, DDP_ITEM_MISSING, 0 };
-    if (ddp_s3_is_url(backup)) return ddp_extract_s3(backup, n, relpaths, dest_dir, items);
-    struct stat st;
-    if (stat(backup, &st) != 0) return ddp_fail_errno(errno, "backup %s", backup);
-    uint8_t *buf = ddp_xmalloc(COPY_BUF_SIZE);
-    HRESULT hr = S_OK;
-    if (S_ISREG(st.st_mode)) {
-        hr = extract_tar(backup, n, relpaths, dest_dir, items, buf);
-        free(buf);
+    memset(x, 0, sizeof *x);
+    if (!backup || !dest_dir || (n && !relpaths)) return E_POINTER;
+    if (existing < DDP_EXISTING_REFUSE || existing > DDP_EXISTING_RENAME) return E_INVALIDARG;
+    source s;
+    HRESULT hr = open_source(backup, &s);
+    if (FAILED(hr)) {
+        close_source(&s);
         return hr;
     }
-    if (!S_ISDIR(st.st_mode)) {
-        free(buf);
-        return ddp_fail(E_INVALIDARG, "backup %s: neither a directory nor an archive file", backup);
+    /* The paths, a directory with everything below it, sorted, each once. */
+    xlist l = { NULL, 0, 0 };
+    for (size_t i = 0; i < n; i++) {
+        if (s.kind == SRC_PLAIN) collect_plain(&l, s.rootfd, relpaths[i]);
+        else collect_manifest(&l, s.m, relpaths[i]);
     }
-    ddp_backup_chain chain;
-    hr = ddp_backup_chain_open(backup, &chain);
-    if (hr == DDP_E_NOT_FOUND) {
-        /* no manifest: a plain copy of a volume */
-        ddp_clear_error();
-        int rootfd = open(backup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (rootfd < 0) {
-            free(buf);
-            return ddp_fail_errno(errno, "backup %s", backup);
+    if (l.n) qsort(l.v, l.n, sizeof *l.v, cmp_xent);
+    size_t m = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (m > 0 && strcmp(l.v[m - 1].e.path, l.v[i].e.path) == 0) {
+            if (l.v[m - 1].e.type == 0) { /* a missing path named, then found below a directory */
+                xent_free(&l.v[m - 1]);
+                l.v[m - 1] = l.v[i];
+            } else {
+                xent_free(&l.v[i]);
+            }
+            continue;
         }
-        for (size_t i = 0; i < n; i++) {
-            char *full = ddp_path_join(dest_dir, relpaths[i]);
-            extract_plain(rootfd, relpaths[i], full, &items[i], buf);
-            free(full);
-        }
-        close(rootfd);
-        free(buf);
-        return S_OK;
+        l.v[m++] = l.v[i];
+    }
+    struct ddp_extract_private *p = ddp_xcalloc(1, sizeof *p);
+    p->destfd = p->stagefd = -1;
+    p->existing = existing;
+    p->dest = ddp_strdup(dest_dir);
+    p->ents = l.v;
+    x->p = p;
+    x->n = m;
+    x->items = ddp_xcalloc(m ? m : 1, sizeof *x->items);
+    for (size_t i = 0; i < m; i++) {
+        x->items[i].hr = DDP_E_NOT_FOUND;
+        x->items[i].path = ddp_strdup(l.v[i].e.path + 1);
+    }
+    /* The target: made if missing (the administrator's path, followed as
+     * given), then held; everything else happens beneath it. */
+    hr = ddp_mkdir_p(dest_dir, 0755);
+    if (SUCCEEDED(hr)) {
+        p->destfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (p->destfd < 0) hr = ddp_fail_errno(errno, "restore target %s", dest_dir);
+    }
+    if (SUCCEEDED(hr)) {
+        remove_abandoned_stages(p->destfd);
+        hr = make_stage_dir(p);
     }
     if (FAILED(hr)) {
-        free(buf);
-        return hr;
+        close_source(&s);
+        ddp_saved_error se;
+        ddp_error_save(&se);
+        (void)ddp_backup_extract_close(x);
+        return ddp_first_error(hr, &se, hr);
     }
-    for (size_t i = 0; i < n; i++) {
-        char *sp = ddp_xasprintf("/%s", relpaths[i]);
-        char *full = ddp_path_join(dest_dir, relpaths[i]);
-        const ddp_mf_entry *e = ddp_manifest_find(&chain.newest, sp);
-        if (!e || e->type == 'C') {
-            items[i].hr = ddp_fail(DDP_E_NOT_FOUND, "%s: not in the backup", relpaths[i]);
-        } else {
-            items[i].kind = item_kind(e);
-            items[i].size = e->size;
-            if (e->type == 'D') items[i].hr = extract_dir(full, e);
-            else if (e->type == 'L') items[i].hr = extract_link(full, e);
-            else {
-                xsource src = { -1, NULL, NULL, NULL };
-                struct stat fst;
-                items[i].hr = ddp_open_beneath(chain.dirfds[e->level], sp + 1, 0, &src.fd, &fst);
-                if (items[i].hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
-                    items[i].hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
-                    items[i].hr = ddp_fail(DDP_E_NOT_FOUND, "%s: listed in the manifest but missing from %s",
-                                           relpaths[i], chain.dirs[e->level]);
-                if (SUCCEEDED(items[i].hr)) {
-                    if ((uint64_t)fst.st_size != e->size)
-                        items[i].hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: %lld bytes in the backup, %" PRIu64 " in its manifest",
-                                               relpaths[i], (long long)fst.st_size, e->size);
-                    else
-                        items[i].hr = extract_file(full, e, &src, buf);
-                    close(src.fd);
-                }
-            }
-        }
-        free(full);
-        free(sp);
-    }
-    ddp_backup_chain_close(&chain);
-    free(buf);
+    p->buf = ddp_xmalloc(COPY_BUF_SIZE);
+    extract_all(p, &s, m, x->items);
+    close_source(&s);
     return S_OK;
+}
+
+void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result)
+{
+    struct ddp_extract_private *p = x->p;
+    xent *e = &p->ents[i];
+    ddp_backup_item *it = &x->items[i];
+    free(it->staged);
+    it->staged = NULL;
+    if (!e->staged) return;
+    if (FAILED(restore_result)) {
+        (void)unlinkat(p->stagefd, e->stagename, 0);
+        e->staged = 0;
+        it->hr = restore_result;
+        return;
+    }
+    /* RestoreFiles replaced the stub by its content (or found it no stub):
+     * a regular file in the private directory, moved into place. */
+    struct stat st;
+    HRESULT hr = S_OK;
+    if (fstatat(p->stagefd, e->stagename, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        hr = ddp_fail(DDP_E_UNEXPECTED, "%s: the restored file vanished from the staging directory", it->path);
+    else
+        it->size = (uint64_t)st.st_size;
+    if (SUCCEEDED(hr)) hr = place(p, e, it);
+    if (FAILED(hr)) item_fail(it, hr);
+    else it->hr = hr == S_FALSE ? S_FALSE : restore_result;
+}
+
+static int cmp_rev_index(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+HRESULT ddp_backup_extract_close(ddp_extract *x)
+{
+    struct ddp_extract_private *p = x->p;
+    HRESULT hr = S_OK;
+    if (p) {
+        /* Directories last, deepest first: creating what is inside them
+         * changed their times. */
+        size_t *order = ddp_xmalloc((x->n ? x->n : 1) * sizeof *order);
+        size_t nd = 0;
+        for (size_t i = 0; i < x->n; i++)
+            if (p->ents[i].dir_attrs && SUCCEEDED(x->items[i].hr)) order[nd++] = i;
+        qsort(order, nd, sizeof *order, cmp_rev_index);
+        for (size_t k = 0; k < nd && p->destfd >= 0; k++) {
+            xent *e = &p->ents[order[k]];
+            int fd = ddp_openat_beneath(p->destfd, e->e.path + 1, O_RDONLY | O_DIRECTORY, 0);
+            if (fd < 0) continue;
+            ddp_backup_set_attrs_fd(fd, &e->e);
+            close(fd);
+        }
+        free(order);
+        if (p->stagefd >= 0) {
+            for (size_t i = 0; i < x->n; i++)
+                if (p->ents[i].staged) (void)unlinkat(p->stagefd, p->ents[i].stagename, 0);
+            remove_stage_dir(p->destfd, p->stagename, p->stagefd); /* closes stagefd */
+        }
+        if (p->destfd >= 0 && x->n > 0 && syncfs(p->destfd) != 0)
+            hr = ddp_fail_errno(errno, "syncing %s", p->dest);
+        if (p->destfd >= 0) close(p->destfd);
+        for (size_t i = 0; i < x->n; i++) xent_free(&p->ents[i]);
+        free(p->ents);
+        free(p->buf);
+        free(p->dest);
+        free(p);
+    }
+    for (size_t i = 0; i < x->n; i++) {
+        free(x->items[i].path);
+        free(x->items[i].staged);
+        free(x->items[i].aside);
+    }
+    free(x->items);
+    memset(x, 0, sizeof *x);
+    return hr;
 }

@@ -1,7 +1,9 @@
 /*
- * extract_internal.h: the pieces of the first step of a restore
- * (extract.c) that the S3 variant (extract_s3.c) shares: writing one file,
- * directory or symlink out of a backup with its metadata.
+ * extract_internal.h: what the first step of a restore (extract.c) shares
+ * with its S3 source (extract_s3.c). extract.c keeps all the writing (beneath
+ * the held target, in the staging directory, sparse, never following a
+ * link); an S3 source only supplies the manifest and the bytes of files,
+ * fetched many at a time.
  */
 #ifndef DDP_EXTRACT_INTERNAL_H
 #define DDP_EXTRACT_INTERNAL_H
@@ -12,15 +14,22 @@
 #include "backup/manifest.h"
 
 /* Read up to n bytes of the file being extracted at off; *got 0 at its end. */
-typedef HRESULT (*ddp_extract_read_fn)(void *ctx, void *buf, size_t n, uint64_t off, size_t *got, const char *what);
+typedef HRESULT (*ddp_extract_read_fn)(void *ctx, void *buf, size_t n, uint64_t off, size_t *got);
 
-/* Write e->size bytes from fn to full (atomically), with e's metadata; buf
- * is a 1 MiB work buffer. */
-HRESULT ddp_extract_file_from(const char *full, const ddp_mf_entry *e, ddp_extract_read_fn fn, void *ctx, uint8_t *buf);
-HRESULT ddp_extract_dir(const char *full, const ddp_mf_entry *e);
-HRESULT ddp_extract_link(const char *full, const ddp_mf_entry *e);
-int ddp_extract_item_kind(const ddp_mf_entry *e);
-/* ddp_backup_extract for an s3://BUCKET/PREFIX backup (extract_s3.c). */
-HRESULT ddp_extract_s3(const char *url, size_t n, char *const *relpaths, const char *dest_dir, ddp_backup_item *items);
+/* Called once per file, in the order given, with its bytes (rd, rctx; valid
+ * during the call only) or with the failure that fetching it met (rd NULL). */
+typedef void (*ddp_extract_put_fn)(void *ctx, size_t k, HRESULT fetched, ddp_extract_read_fn rd, void *rctx);
+
+/* A backup in S3 opened for extraction: the chain's newest manifest. */
+typedef struct ddp_extract_s3 ddp_extract_s3;
+HRESULT ddp_extract_s3_open(const char *url, ddp_extract_s3 **out);
+const ddp_manifest *ddp_extract_s3_manifest(const ddp_extract_s3 *s);
+/* The bytes of the files entries[0..n) (type 'F' of the manifest above),
+ * handed to put in that order, with the GETs of the files after it in flight.
+ * An object missing is DDP_E_NOT_FOUND, one of another length than its
+ * entry DDP_E_FILE_CORRUPT. */
+void ddp_extract_s3_fetch(ddp_extract_s3 *s, size_t n, const ddp_mf_entry *const *entries, ddp_extract_put_fn put,
+                          void *ctx);
+void ddp_extract_s3_close(ddp_extract_s3 *s);
 
 #endif /* DDP_EXTRACT_INTERNAL_H */

@@ -1,12 +1,16 @@
 /*
- * extract_s3.c: the first step of a restore from a backup in S3
- * (ddp_backup_extract on s3://BUCKET/PREFIX): each path's stub, plain
- * file, directory or symlink, as the manifest lists it, written locally with
- * its metadata. Small files (stubs are 232 bytes) are fetched many at a time,
- * each with one GET; larger ones are streamed in 8 MiB ranged GETs, so
- * memory stays bounded. An object shorter than its manifest entry is
- * DDP_E_FILE_CORRUPT; a missing one DDP_E_NOT_FOUND, as for a directory
- * backup; a network failure is that path's error, the rest go on.
+ * extract_s3.c: the S3 source of the first step of a restore
+ * (ddp_backup_extract on s3://BUCKET/PREFIX, extract_internal.h): the
+ * chain's newest manifest, and the bytes of the files it lists. Everything
+ * is written by extract.c, beneath the held target and through its staging
+ * directory, as for any other backup; this file only fetches.
+ *
+ * Small files (stubs are 232 bytes) are fetched many at a time, each with
+ * one GET, SMALL_INFLIGHT ahead of the one being written; larger ones are
+ * streamed in ranged GETs of STREAM_GET bytes, so memory stays bounded. An
+ * object shorter than its manifest entry (a small one: of another length) is
+ * DDP_E_FILE_CORRUPT; a missing one DDP_E_NOT_FOUND, as for a directory backup; a network failure
+ * is that path's error, the rest go on.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -20,54 +24,40 @@
 #define SMALL_FILE ((uint64_t)1 << 20)
 #define SMALL_INFLIGHT 64
 #define STREAM_GET ((size_t)8 << 20)
-#define COPY_BUF ((size_t)1 << 20)
 
-typedef struct mem_src {
-    const uint8_t *data;
-    size_t n;
-} mem_src;
+struct ddp_extract_s3 {
+    ddp_s3 *s3;
+    ddp_s3_chain c;
+};
 
-static HRESULT mem_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got, const char *what)
+HRESULT ddp_extract_s3_open(const char *url, ddp_extract_s3 **out)
 {
-    (void)what;
-    mem_src *m = ctx;
-    size_t k = off >= m->n ? 0 : (m->n - off < n ? m->n - (size_t)off : n);
-    if (k) memcpy(buf, m->data + off, k);
-    *got = k;
+    *out = NULL;
+    ddp_extract_s3 *s = ddp_xcalloc(1, sizeof *s);
+    HRESULT hr = ddp_s3_open(&s->s3);
+    if (FAILED(hr)) {
+        free(s);
+        return hr;
+    }
+    hr = ddp_s3_chain_open(s->s3, url, &s->c);
+    if (FAILED(hr)) {
+        ddp_s3_close(s->s3);
+        free(s);
+        return hr;
+    }
+    *out = s;
     return S_OK;
 }
 
-typedef struct stream_src {
-    ddp_s3 *s3;
-    const char *bucket, *key;
-    uint64_t size;
-} stream_src;
+const ddp_manifest *ddp_extract_s3_manifest(const ddp_extract_s3 *s) { return &s->c.newest; }
 
-static HRESULT stream_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got, const char *what)
+void ddp_extract_s3_close(ddp_extract_s3 *s)
 {
-    stream_src *s = ctx;
-    *got = 0;
-    if (off >= s->size) return S_OK;
-    size_t want = s->size - off < n ? (size_t)(s->size - off) : n;
-    if (want > STREAM_GET) want = STREAM_GET;
-    ddp_s3_req *r = ddp_s3_req_new("GET", s->bucket, s->key, NULL);
-    ddp_s3_req_range(r, off, want);
-    ddp_s3_req_into(r, buf, want);
-    HRESULT hr = ddp_s3_do(s->s3, r);
-    if (SUCCEEDED(hr) && ddp_s3_req_got(r) != want)
-        hr = ddp_fail(DDP_E_FILE_CORRUPT, "backup: s3://%s/%s (%s) is shorter than its manifest says (%" PRIu64 " bytes)",
-                      s->bucket, s->key, what, s->size);
-    if (SUCCEEDED(hr)) *got = want;
-    ddp_s3_req_free(r);
-    return hr;
+    if (!s) return;
+    ddp_s3_chain_close(&s->c);
+    ddp_s3_close(s->s3);
+    free(s);
 }
-
-typedef struct xjob {
-    size_t item;
-    const ddp_mf_entry *e;
-    char *key;
-    ddp_s3_req *req; /* small files: the GET */
-} xjob;
 
 static HRESULT missing_or(HRESULT hr, const char *rel, const char *bucket, const char *key)
 {
@@ -77,80 +67,111 @@ static HRESULT missing_or(HRESULT hr, const char *rel, const char *bucket, const
     return hr;
 }
 
-static void start_small(ddp_s3 *s3, const ddp_s3_chain *c, xjob *j)
+/* ---- a small file: its whole body in memory ---- */
+
+typedef struct mem_src {
+    const uint8_t *data;
+    size_t n;
+} mem_src;
+
+static HRESULT mem_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
 {
-    j->req = ddp_s3_req_new("GET", c->bucket[j->e->level], j->key, NULL);
-    ddp_s3_req_max(j->req, (size_t)SMALL_FILE);
-    ddp_s3_start(s3, j->req);
+    const mem_src *m = ctx;
+    size_t k = off >= m->n ? 0 : (m->n - off < n ? m->n - (size_t)off : n);
+    if (k) memcpy(buf, m->data + off, k);
+    *got = k;
+    return S_OK;
 }
 
-HRESULT ddp_extract_s3(const char *url, size_t n, char *const *relpaths, const char *dest_dir, ddp_backup_item *items)
-{
+/* ---- a large file: ranged GETs of STREAM_GET bytes into a window ---- */
+
+typedef struct stream_src {
     ddp_s3 *s3;
-    HRESULT hr = ddp_s3_open(&s3);
-    if (FAILED(hr)) return hr;
-    ddp_s3_chain c;
-    hr = ddp_s3_chain_open(s3, url, &c);
-    if (FAILED(hr)) {
-        ddp_s3_close(s3);
-        return hr;
+    const char *bucket, *key, *rel;
+    uint64_t size;
+    uint8_t *win;         /* STREAM_GET bytes, allocated on the first read */
+    uint64_t win_off;
+    size_t win_len;
+} stream_src;
+
+static HRESULT stream_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    stream_src *s = ctx;
+    *got = 0;
+    if (off >= s->size) return S_OK;
+    if (off < s->win_off || off >= s->win_off + s->win_len) {
+        size_t want = s->size - off < STREAM_GET ? (size_t)(s->size - off) : STREAM_GET;
+        if (!s->win) s->win = ddp_xmalloc(STREAM_GET);
+        s->win_len = 0;
+        ddp_s3_req *r = ddp_s3_req_new("GET", s->bucket, s->key, NULL);
+        ddp_s3_req_range(r, off, want);
+        ddp_s3_req_into(r, s->win, want);
+        HRESULT hr = ddp_s3_do(s->s3, r);
+        if (SUCCEEDED(hr) && ddp_s3_req_got(r) != want)
+            hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: s3://%s/%s is shorter than its manifest says (%" PRIu64 " bytes)",
+                          s->rel, s->bucket, s->key, s->size);
+        ddp_s3_req_free(r);
+        if (FAILED(hr)) return missing_or(hr, s->rel, s->bucket, s->key);
+        s->win_off = off;
+        s->win_len = want;
     }
+    size_t at = (size_t)(off - s->win_off);
+    size_t k = s->win_len - at < n ? s->win_len - at : n;
+    memcpy(buf, s->win + at, k);
+    *got = k;
+    return S_OK;
+}
+
+/* ---- the files, in order, with GETs ahead ---- */
+
+typedef struct xjob {
+    char *key;
+    ddp_s3_req *req; /* a small file's GET, once started */
+} xjob;
+
+void ddp_extract_s3_fetch(ddp_extract_s3 *s, size_t n, const ddp_mf_entry *const *entries, ddp_extract_put_fn put,
+                          void *ctx)
+{
+    const ddp_s3_chain *c = &s->c;
     xjob *jobs = ddp_xcalloc(n ? n : 1, sizeof *jobs);
-    size_t nj = 0;
-    for (size_t i = 0; i < n; i++) {
-        char *sp = ddp_xasprintf("/%s", relpaths[i]);
-        char *full = ddp_path_join(dest_dir, relpaths[i]);
-        const ddp_mf_entry *e = ddp_manifest_find(&c.newest, sp);
-        if (!e || e->type == 'C') {
-            items[i].hr = ddp_fail(DDP_E_NOT_FOUND, "%s: not in the backup", relpaths[i]);
-        } else {
-            items[i].kind = ddp_extract_item_kind(e);
-            items[i].size = e->size;
-            if (e->type == 'D') items[i].hr = ddp_extract_dir(full, e);
-            else if (e->type == 'L') items[i].hr = ddp_extract_link(full, e);
-            else jobs[nj++] = (xjob){ i, e, ddp_s3_key_of_path(c.prefix[e->level], e->path), NULL };
-        }
-        free(full);
-        free(sp);
-    }
-    /* small files: SMALL_INFLIGHT GETs ahead of the one being written */
+    for (size_t k = 0; k < n; k++) jobs[k].key = ddp_s3_key_of_path(c->prefix[entries[k]->level], entries[k]->path);
     size_t next = 0;
-    uint8_t *buf = ddp_xmalloc(COPY_BUF);
-    for (size_t k = 0; k < nj; k++) {
-        while (next < nj && next < k + SMALL_INFLIGHT) {
-            if (jobs[next].e->size <= SMALL_FILE) start_small(s3, &c, &jobs[next]);
+    for (size_t k = 0; k < n; k++) {
+        while (next < n && next < k + SMALL_INFLIGHT) {
+            const ddp_mf_entry *e = entries[next];
+            if (e->size <= SMALL_FILE) {
+                jobs[next].req = ddp_s3_req_new("GET", c->bucket[e->level], jobs[next].key, NULL);
+                ddp_s3_req_max(jobs[next].req, (size_t)SMALL_FILE);
+                ddp_s3_start(s->s3, jobs[next].req);
+            }
             next++;
         }
+        const ddp_mf_entry *e = entries[k];
         xjob *j = &jobs[k];
-        const char *rel = relpaths[j->item];
-        const char *bucket = c.bucket[j->e->level];
-        char *full = ddp_path_join(dest_dir, rel);
-        HRESULT r;
+        const char *rel = e->path + 1;
+        const char *bucket = c->bucket[e->level];
         if (j->req) {
-            r = ddp_s3_wait(s3, j->req);
-            if (SUCCEEDED(r) && ddp_s3_req_got(j->req) != j->e->size)
-                r = ddp_fail(DDP_E_FILE_CORRUPT, "%s: s3://%s/%s has %zu bytes, its manifest says %" PRIu64, rel, bucket,
-                             j->key, ddp_s3_req_got(j->req), j->e->size);
-            if (SUCCEEDED(r)) {
+            HRESULT hr = ddp_s3_wait(s->s3, j->req);
+            if (SUCCEEDED(hr) && ddp_s3_req_got(j->req) != e->size)
+                hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: s3://%s/%s has %zu bytes, its manifest says %" PRIu64, rel, bucket,
+                              j->key, ddp_s3_req_got(j->req), e->size);
+            if (SUCCEEDED(hr)) {
                 mem_src m = { ddp_s3_req_data(j->req), ddp_s3_req_got(j->req) };
-                r = ddp_extract_file_from(full, j->e, mem_read, &m, buf);
+                put(ctx, k, S_OK, mem_read, &m);
+            } else {
+                put(ctx, k, missing_or(hr, rel, bucket, j->key), NULL, NULL);
             }
             ddp_s3_req_free(j->req);
             j->req = NULL;
         } else {
-            stream_src st = { s3, bucket, j->key, j->e->size };
-            r = ddp_extract_file_from(full, j->e, stream_read, &st, buf);
+            stream_src st = { s->s3, bucket, j->key, rel, e->size, NULL, 0, 0 };
+            put(ctx, k, S_OK, stream_read, &st);
+            free(st.win);
         }
-        items[j->item].hr = missing_or(r, rel, bucket, j->key);
-        free(full);
     }
-    for (size_t k = 0; k < nj; k++) {
+    for (size_t k = 0; k < n; k++) {
         ddp_s3_req_free(jobs[k].req);
         free(jobs[k].key);
     }
     free(jobs);
-    free(buf);
-    ddp_s3_chain_close(&c);
-    ddp_s3_close(s3);
-    return S_OK;
 }

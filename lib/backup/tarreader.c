@@ -138,8 +138,9 @@ HRESULT ddp_tar_reader_open(const char *archive, ddp_tar_reader **out)
     *out = NULL;
     ddp_tar_reader *r = ddp_xcalloc(1, sizeof *r);
     r->path = ddp_strdup(archive);
-    struct archive_entry *ae;
+    struct archive_entry *ae = NULL;
     HRESULT hr = tr_start_pass(r, &ae);
+    if (SUCCEEDED(hr) && !ae) hr = ddp_fail(DDP_E_UNEXPECTED, "tar backup %s: no first member", archive);
     if (SUCCEEDED(hr)) {
         la_int64_t size = archive_entry_size(ae);
         if (!archive_entry_size_is_set(ae) || size <= 0 || (uint64_t)size > DDP_MANIFEST_MAX_SIZE) {

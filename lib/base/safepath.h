@@ -1,6 +1,9 @@
 /*
- * safepath.h: opening a path beneath a held directory fd without ever
- * leaving it (safepath.c).
+ * safepath.h: the one way ddp reaches a path in a tree that others write:
+ * from a held directory fd, beneath it, never through a symbolic link or a
+ * mount point, never by name twice (safepath.c, docs/SECURITY.md). Callers
+ * keep the directory fd they got and do every later step through fds
+ * (fstat, fchown, fchmod, futimens, renameat with the held directory fd).
  */
 #ifndef DDP_SAFEPATH_H
 #define DDP_SAFEPATH_H
@@ -20,5 +23,52 @@ HRESULT ddp_open_beneath(int rootfd, const char *rel, int allow_dir, int *fd, st
 /* A store path: starts with '/', no empty ("//", trailing '/'), "." or ".."
  * component, at most 4096 bytes. E_INVALIDARG (with a detail) otherwise. */
 HRESULT ddp_path_check_absolute(const char *path);
+
+/* openat(dirfd, rel, flags | O_NOFOLLOW | O_CLOEXEC, mode) resolved beneath
+ * dirfd: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ * RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, or an O_NOFOLLOW walk component
+ * by component (same device) where openat2 is missing. rel is relative
+ * ("a/b"); an absolute rel, a "..", a symbolic link anywhere or a mount
+ * point on the way fail with errno ELOOP or EXDEV. Returns the fd or -1
+ * with errno, like openat. */
+int ddp_openat_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+/* The component walk alone (what ddp_openat_beneath falls back to; for tests). */
+int ddp_openat_walk(int dirfd, const char *rel, int flags, mode_t mode);
+
+/* The directory that holds rel ("a/b/c": "a/b"; "c": a dup of rootfd),
+ * opened beneath rootfd as above, and rel's last component (pointing into
+ * rel). HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) when the way leaves the root
+ * or crosses a link or mount; the errno's HRESULT otherwise. */
+HRESULT ddp_open_parent_beneath(int rootfd, const char *rel, int *dirfd, const char **base);
+
+/* Open name (one component, or a relative path) beneath dirfd with oflags
+ * (O_RDONLY, O_RDWR, ...; never O_CREAT), O_NONBLOCK until fstat proves it a
+ * regular file (so a FIFO cannot hang the caller), and, when expect is
+ * given, the very file that was checked before (same dev, inode and type).
+ * O_NONBLOCK is cleared again unless oflags asks for it. *st (optional) gets
+ * the fstat. HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) for a link, a
+ * non-regular file or a file that was replaced. */
+HRESULT ddp_open_regular_at(int dirfd, const char *name, int oflags, const struct stat *expect, int *fd,
+                            struct stat *st);
+
+/* The same object: device, inode and file type. */
+int ddp_same_file(const struct stat *a, const struct stat *b);
+
+/* ---- added for restore targets (lib/backup/extract.c) ---- */
+
+/* The directory rel ("a/b"; "" is rootfd itself, duplicated) beneath rootfd,
+ * each missing component created with mkdirat(mode) on the way, opened
+ * O_RDONLY|O_DIRECTORY as ddp_openat_beneath does: a symbolic link, a ".."
+ * or a mount point anywhere on the way fails with errno ELOOP or EXDEV
+ * (never followed, nothing created past it); an existing non-directory with
+ * ENOTDIR. Returns the fd or -1 with errno. *created (optional) counts the
+ * directories it made. */
+int ddp_mkdirs_beneath(int rootfd, const char *rel, mode_t mode, int *created);
+
+/* renameat2(RENAME_NOREPLACE): move olddirfd/oldname to newdirfd/newname
+ * unless newname exists (errno EEXIST then). Where the file system has no
+ * RENAME_NOREPLACE, a hard link and an unlink do the same for a regular
+ * file or a symbolic link. 0 or -1 with errno. */
+int ddp_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname);
 
 #endif /* DDP_SAFEPATH_H */

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -179,12 +180,15 @@ HRESULT ddp_write_file_atomic(const char *path, const void *data, size_t n, mode
         free(tmp);
         return hr;
     }
+    /* Held until the rename is done: a job's sweep of crash leftovers
+     * (volume.c) never takes a temporary someone is still writing. */
+    (void)flock(fd, LOCK_EX);
     HRESULT hr = ddp_write_all(fd, data, n, tmp);
     if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
-    if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "closing %s", tmp);
     if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "renaming %s", tmp);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
     if (FAILED(hr)) unlink(tmp);
+    if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "closing %s", path);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
     free(tmp);
     return hr;
 }

@@ -30,6 +30,8 @@ DDP_API const IID IID_IDedupBackupSupport = { 0xC719D963, 0x2B2D, 0x415E,
                                               { 0xAC, 0xF7, 0x7E, 0xB7, 0xCA, 0x59, 0x6F, 0xF4 } };
 DDP_API const CLSID CLSID_DedupBackupSupport = { 0x73D6B2AD, 0x2984, 0x4715,
                                                  { 0xB2, 0xE3, 0x92, 0x4C, 0x14, 0x97, 0x44, 0xDD } };
+DDP_API const IID IID_IDdpListBackupFolder = { 0x8E5E2D05, 0xC4EE, 0x4611,
+                                               { 0x9B, 0x77, 0x64, 0x98, 0x75, 0x73, 0x60, 0x44 } };
 
 typedef struct backup_support {
     IDedupBackupSupport iface; /* first: the object pointer is this struct's */

@@ -2,9 +2,10 @@
  * restore.c: IDedupBackupSupport::RestoreFiles (ddp_restore_files) and its
  * planning step on its own (ddp_restore_plan_list). The rules R1-R10 are
  * those of the backup-support contract (SPEC-backup-api.md); this file is
- * the "what": arguments, stubs, store metadata, what each record must be,
- * and the results. The reading is in restore_plan.c, the writing in
- * restore_write.c.
+ * the "what": arguments, the files, the two phases, and the results. What a
+ * stub, a stream map or a chunk is belongs to the on-disk formats behind
+ * rsformat.h (ddp's own: rsformat_ddp.c); the reading is in restore_plan.c,
+ * the writing in restore_write.c.
  *
  * A restore, step by step:
  *
@@ -14,39 +15,34 @@
  *     No files: S_OK.
  *  2. Each path is examined without following symlinks (lstat, then the
  *     directory is opened and the name opened O_NOFOLLOW beneath it): none
- *     -> DDP_E_NOT_FOUND; not a regular file, or a regular file that does not
- *     begin with the stub text and magic -> S_FALSE; begins like a stub but
- *     is not a well-formed one -> DDP_E_INVALID_DATA. The stub's stat (owner,
- *     mode, times, identity of the inode) is kept for the end. The same
- *     directory entry named twice is restored once; the later names share
- *     the first one's result.
- *  3. The store's identity, /.ddp/Settings/identity, read through the
- *     callback. A backup holds one volume, so one identity: stubs of another
- *     store id -> DDP_E_NOT_FOUND (the backup does not hold their store), as
- *     when the identity is absent; a stub whose MAC fails under the key ->
- *     DDP_E_INVALID_DATA. A stub that passes is "valid".
- *  4. The catalog, /.ddp/ChunkStore/{GUID}.ddp/catalog: its fixed 32-byte
- *     head first (count bounded by DDP_CATALOG_MAX_ENTRIES: 24 MiB at most),
- *     then the rest. It gives each container's generation, so container
- *     paths are made of numbers only (ddp_container_relpath); no byte read
- *     from a stub or the store ever becomes part of a path, and no path read
- *     from either ever opens a local file (R10).
- *  5. Phase 1, stream maps: OrderContainersRestore with the stream-map
- *     containers, then the reads (restore_plan.c). Each stream-map record
- *     must have a good header and payload checksum, be a stream map of the
- *     stored length the stub gives, hash (sha256) to the stub's stream-map
- *     hash, decode, and agree with the stub on file size and whole-file hash.
- *     Every data container it names must be in the catalog.
- *  6. Phase 2, chunks: a temporary file beside each surviving stub (so a
+ *     -> DDP_E_NOT_FOUND; not a regular file, or a regular file that no
+ *     format recognises from its first bytes and size -> S_FALSE; recognised
+ *     but not well-formed -> DDP_E_INVALID_DATA. At most RS_STUB_MAX bytes of
+ *     a file are read. The stub's stat (owner, mode, times, identity of the
+ *     inode) is kept for the end. The same directory entry named twice is
+ *     restored once; the later names share the first one's result.
+ *  3. Each format that has files reads its metadata through the callback
+ *     (ddp: identity and catalog) and checks its stubs against it; a stub
+ *     that passes is "valid". The format names the stream-map record each
+ *     valid file needs. No byte read from a stub or the store ever becomes
+ *     a local path (R10): container paths are the formats' business and are
+ *     only ever handed to the callback.
+ *  4. Phase 1, stream maps: OrderContainersRestore with the stream-map
+ *     containers, then the reads (restore_plan.c); each record goes to its
+ *     format, which maps the file (knows its chunks) or fails it. A format
+ *     may ask for further records (a redirection table, then the record it
+ *     points to): up to RS_MAX_ROUNDS rounds, the later ones read after the
+ *     plan (R6: bytes no extent covers), previewed, never a byte twice.
+ *  5. Phase 2, chunks: a temporary file beside each mapped stub (so a
  *     target that cannot be written fails before its data is read), then
  *     OrderContainersRestore with the data containers, then the reads. Each
- *     chunk record is checked (header, payload checksum, sha256) and written
- *     to every (file, offset) that uses it: a chunk shared by files, or
- *     repeated in one, is read once.
- *  7. A file whose last chunk is written is finished at once
- *     (restore_write.c): every slot filled, the whole-file hash recomputed
- *     from the chunk hashes, synced, the stub's owner, mode, times and
- *     xattrs carried over, the stub checked unchanged, renamed over it.
+ *     chunk record goes to its format, which checks and decodes it once and
+ *     writes it to every (file, offset) that uses it: a chunk shared by
+ *     files, or repeated in one, is read once.
+ *  6. A file whose last chunk is written is finished at once
+ *     (restore_write.c): every chunk written, the format's last check (ddp:
+ *     the whole-file hash), the size, synced, the stub's owner, mode, times
+ *     and xattrs carried over, the stub checked unchanged, renamed over it.
  *
  * R5: whenever at least one stub is valid, OrderContainersRestore is called
  * twice, stream-map containers first, even when a list is empty because
@@ -58,13 +54,13 @@
  * some failed, else the first failure in FileFullPaths order; the detail
  * message (ddp_error_detail) names that first failed file and its problem.
  *
- * Memory (R10): per file a few hundred bytes and, after phase 1, its stream
- * map as an array of 56-byte entries plus 8 bytes of offset per chunk (a
- * 10 GiB file of 64 KiB chunks has 163,840 chunks: its map is about 9 MB,
- * plus 1.3 MB of offsets), one bit per chunk, and 24 bytes per chunk use
- * while phase 2 runs; reads of at most 4 MiB, and a record buffered only
- * while it straddles reads; never a whole file or a whole container.
- * Callbacks are made on the calling thread, one at a time.
+ * Memory (R10): per file a few hundred bytes plus its format's state (ddp:
+ * after phase 1, its stream map as an array of 56-byte entries plus 8 bytes
+ * of offset per chunk: a 10 GiB file of 64 KiB chunks has 163,840 chunks,
+ * its map is about 9 MB, plus 1.3 MB of offsets), one bit per chunk, and 32
+ * bytes per chunk use while phase 2 runs; reads of at most 4 MiB, and a
+ * record buffered only while it straddles reads; never a whole file or a
+ * whole container. Callbacks are made on the calling thread, one at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,16 +70,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "base/codec.h"
-#include "store/container.h"
+#include "base/util.h"
 #include "restore/restore.h"
 #include "restore/restore_internal.h"
-#include "base/util.h"
+#include "restore/rsformat.h"
 
-#define STUB_HEAD 88 /* text + magic */
-#define CATALOG_HEAD 32
+/* Bytes read from each regular file to see whether a format claims it. */
+#define RS_STUB_PEEK 128u
 
-static const char identity_path[] = "/.ddp/Settings/identity";
+const rs_format *const rs_formats[] = { &rs_format_ddp, &rs_format_windows };
+const uint32_t rs_nformats = sizeof rs_formats / sizeof rs_formats[0];
 
 int rs_file_pending(const rs_ctx *c, uint32_t i)
 {
@@ -93,6 +89,14 @@ int rs_file_pending(const rs_ctx *c, uint32_t i)
 static const char *display(const rs_file *f)
 {
     return f->path ? f->path : "(null path)";
+}
+
+static void file_release(rs_ctx *c, uint32_t i)
+{
+    rs_file *f = &c->files[i];
+    if (f->fs) rs_formats[f->fmt]->file_release(c, i);
+    free(f->filled);
+    f->filled = NULL;
 }
 
 void rs_file_fail(rs_ctx *c, uint32_t i, HRESULT hr)
@@ -108,11 +112,45 @@ void rs_file_fail(rs_ctx *c, uint32_t i, HRESULT hr)
         snprintf(c->detail, sizeof c->detail, "%s: %s", display(f), why);
     }
     if (c->writing) rs_temp_discard(c, i);
-    ddp_streammap_free(&f->map);
-    free(f->filled);
-    f->filled = NULL;
+    file_release(c, i);
     /* Leave the reason in place for the caller's next file. */
     ddp_fail(hr, "%s", why);
+}
+
+void rs_fail_format(rs_ctx *c, uint32_t fmt, HRESULT hr)
+{
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ddp_error_detail());
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (c->files[i].fmt != fmt) continue;
+        ddp_fail(hr, "%s", why);
+        rs_file_fail(c, i, hr);
+    }
+    ddp_fail(hr, "%s", why);
+}
+
+void rs_file_need(rs_ctx *c, uint32_t i, uint64_t local_key, uint64_t off, uint32_t len, uint32_t tag)
+{
+    if (c->nneeds == c->needs_cap) {
+        c->needs_cap = c->needs_cap ? c->needs_cap * 2 : 64;
+        c->needs = ddp_xrealloc(c->needs, c->needs_cap * sizeof *c->needs);
+    }
+    rs_use *u = &c->needs[c->nneeds++];
+    u->cont = RS_KEY(c->files[i].fmt, local_key);
+    u->off = off;
+    u->len = len;
+    u->file = i;
+    u->entry = tag;
+}
+
+void rs_file_mapped(rs_ctx *c, uint32_t i, uint32_t nchunks)
+{
+    rs_file *f = &c->files[i];
+    f->mapped = 1;
+    f->nchunks = nchunks;
+    free(f->filled);
+    f->filled = ddp_xcalloc((size_t)nchunks / 8 + 1, 1);
+    f->remaining = nchunks;
 }
 
 static void skip_file(rs_file *f)
@@ -122,7 +160,7 @@ static void skip_file(rs_file *f)
 }
 
 /* ======================================================================
- * Step 2: the stubs
+ * Step 2: the files
  * ====================================================================== */
 
 /* Split f->path into directory and name. */
@@ -142,9 +180,36 @@ static void split_path(rs_file *f)
     }
 }
 
-/* Examine path i; on success the file is pending with its stub peeked (raw
- * bytes in *raw, for the MAC check once the key is known). */
-static void examine(rs_ctx *c, uint32_t i, uint8_t raw[DDP_STUB_SIZE])
+/* The stub in the open file fd: which format's, and what it says. */
+static HRESULT examine_content(rs_ctx *c, uint32_t i, int fd)
+{
+    rs_file *f = &c->files[i];
+    uint64_t size = (uint64_t)f->st.st_size;
+    uint8_t head[RS_STUB_PEEK];
+    size_t n = size < RS_STUB_PEEK ? (size_t)size : RS_STUB_PEEK;
+    if (n == 0) {
+        skip_file(f);
+        return S_OK;
+    }
+    HRESULT hr = ddp_pread_exact(fd, head, n, 0, f->path);
+    if (FAILED(hr)) return hr;
+    uint32_t fmt = 0;
+    while (fmt < rs_nformats && !rs_formats[fmt]->recognise(head, n, size)) fmt++;
+    if (fmt == rs_nformats) {
+        skip_file(f); /* an ordinary file that is not a stub */
+        return S_OK;
+    }
+    f->fmt = fmt;
+    size_t whole = size < RS_STUB_MAX ? (size_t)size : RS_STUB_MAX;
+    uint8_t *buf = ddp_xmalloc(whole);
+    hr = ddp_pread_exact(fd, buf, whole, 0, f->path);
+    if (SUCCEEDED(hr)) hr = rs_formats[fmt]->parse(c, i, buf, whole, size);
+    free(buf);
+    return hr;
+}
+
+/* Examine path i; on success the file is pending with its stub parsed. */
+static void examine(rs_ctx *c, uint32_t i)
 {
     rs_file *f = &c->files[i];
     f->state = RS_PENDING;
@@ -190,26 +255,9 @@ static void examine(rs_ctx *c, uint32_t i, uint8_t raw[DDP_STUB_SIZE])
         return;
     }
     HRESULT hr = S_OK;
-    if (fstat(fd, &f->st) != 0) {
-        hr = ddp_fail_errno(errno, "examining the file");
-    } else if (!S_ISREG(f->st.st_mode) || f->st.st_size < STUB_HEAD) {
-        skip_file(f);
-    } else {
-        memset(raw, 0, DDP_STUB_SIZE);
-        hr = ddp_pread_exact(fd, raw, STUB_HEAD, 0, f->path);
-        if (SUCCEEDED(hr)) {
-            if (!ddp_stub_looks_like(raw, DDP_STUB_SIZE)) {
-                skip_file(f); /* an ordinary file that is not a stub */
-            } else if (f->st.st_size != DDP_STUB_SIZE) {
-                hr = ddp_fail(DDP_E_INVALID_DATA, "begins like a ddp stub but is %lld bytes, not %d",
-                              (long long)f->st.st_size, DDP_STUB_SIZE);
-            } else {
-                hr = ddp_pread_exact(fd, raw, DDP_STUB_SIZE, 0, f->path);
-                if (SUCCEEDED(hr) && FAILED(ddp_stub_peek(raw, DDP_STUB_SIZE, &f->stub)))
-                    hr = ddp_fail(DDP_E_INVALID_DATA, "malformed stub: %s", ddp_error_detail());
-            }
-        }
-    }
+    if (fstat(fd, &f->st) != 0) hr = ddp_fail_errno(errno, "examining the file");
+    else if (!S_ISREG(f->st.st_mode)) skip_file(f);
+    else hr = examine_content(c, i, fd);
     close(fd);
     if (FAILED(hr)) rs_file_fail(c, i, hr);
 }
@@ -248,12 +296,10 @@ static void find_aliases(rs_ctx *c)
 }
 
 /* ======================================================================
- * Steps 3-4: identity and catalog, through the callback
+ * Step 3: metadata, through the callback
  * ====================================================================== */
 
-/* Read n bytes of a metadata file (not a container: no preview), in pieces
- * of at most RS_MAX_READ. Absent: DDP_E_NOT_FOUND. */
-static HRESULT read_meta(rs_ctx *c, const char *path, uint64_t off, uint8_t *buf, size_t n)
+HRESULT rs_read_meta(rs_ctx *c, const char *path, uint64_t off, uint8_t *buf, size_t n)
 {
     char *p = ddp_strdup(path); /* a BSTR is not const */
     HRESULT hr = S_OK;
@@ -287,268 +333,117 @@ static HRESULT read_meta(rs_ctx *c, const char *path, uint64_t off, uint8_t *buf
     return hr;
 }
 
-static HRESULT read_identity(rs_ctx *c)
-{
-    uint8_t buf[DDP_IDENTITY_SIZE];
-    HRESULT hr = read_meta(c, identity_path, 0, buf, sizeof buf);
-    if (FAILED(hr)) return hr;
-    hr = ddp_identity_decode(buf, sizeof buf, &c->id);
-    if (FAILED(hr)) return ddp_fail(hr, "%s in the backup store: %s", identity_path, ddp_error_detail());
-    return S_OK;
-}
-
-static HRESULT read_catalog(rs_ctx *c)
-{
-    char *path = ddp_xasprintf("%scatalog", c->store_prefix);
-    uint8_t head[CATALOG_HEAD];
-    uint8_t *buf = NULL;
-    HRESULT hr = read_meta(c, path, 0, head, sizeof head);
-    if (SUCCEEDED(hr)) {
-        uint32_t count = ddp_get_le32(head + 12);
-        if (memcmp(head, "DDPCATL1", 8) != 0) {
-            hr = ddp_fail(DDP_E_INVALID_DATA, "%s in the backup store is not a catalog", path);
-        } else if (count > DDP_CATALOG_MAX_ENTRIES) {
-            hr = ddp_fail(DDP_E_INVALID_DATA, "%s in the backup store claims %u containers (at most %u)", path,
-                          count, DDP_CATALOG_MAX_ENTRIES);
-        } else {
-            size_t total = CATALOG_HEAD + (size_t)count * 24 + 8;
-            buf = ddp_xmalloc(total);
-            memcpy(buf, head, CATALOG_HEAD);
-            hr = read_meta(c, path, CATALOG_HEAD, buf + CATALOG_HEAD, total - CATALOG_HEAD);
-            if (SUCCEEDED(hr)) {
-                hr = ddp_catalog_decode(buf, total, &c->cat);
-                if (FAILED(hr)) {
-                    hr = ddp_fail(hr, "%s in the backup store: %s", path, ddp_error_detail());
-                } else if (memcmp(c->cat.store_id, c->id.store_id, DDP_STORE_ID_SIZE) != 0) {
-                    ddp_catalog_free(&c->cat);
-                    hr = ddp_fail(DDP_E_INVALID_DATA, "%s in the backup store belongs to another store", path);
-                }
-            }
-        }
-    }
-    free(buf);
-    free(path);
-    return hr;
-}
-
-/* Fail every pending file with hr (detail already set). */
-static void fail_pending(rs_ctx *c, HRESULT hr)
-{
-    char why[1024];
-    snprintf(why, sizeof why, "%s", ddp_error_detail());
-    for (uint32_t i = 0; i < c->n; i++) {
-        ddp_fail(hr, "%s", why);
-        rs_file_fail(c, i, hr);
-    }
-}
-
-/* Steps 2-4. Returns the number of valid (authenticated) stubs. */
+/* Steps 2-3. Returns the number of valid stubs. */
 static uint32_t front_half(rs_ctx *c)
 {
-    uint8_t *raw = ddp_xmalloc((size_t)c->n * DDP_STUB_SIZE);
     uint32_t pending = 0;
     for (uint32_t i = 0; i < c->n; i++) {
-        examine(c, i, raw + (size_t)i * DDP_STUB_SIZE);
+        examine(c, i);
         pending += c->files[i].state == RS_PENDING;
     }
+    if (pending == 0) return 0;
+    find_aliases(c);
     uint32_t valid = 0;
-    if (pending > 0) {
-        find_aliases(c);
-        HRESULT hr = read_identity(c);
-        if (FAILED(hr)) {
-            fail_pending(c, hr);
-        } else {
-            for (uint32_t i = 0; i < c->n; i++) {
-                rs_file *f = &c->files[i];
-                if (f->state != RS_PENDING) continue;
-                if (memcmp(f->stub.store_id, c->id.store_id, DDP_STORE_ID_SIZE) != 0) {
-                    char theirs[39], ours[39];
-                    ddp_guid_format(f->stub.store_id, theirs);
-                    ddp_guid_format(c->id.store_id, ours);
-                    rs_file_fail(c, i, ddp_fail(DDP_E_NOT_FOUND,
-                                                "stub of chunk store %s, but the backup holds store %s", theirs, ours));
-                } else if (FAILED(ddp_stub_decode(raw + (size_t)i * DDP_STUB_SIZE, DDP_STUB_SIZE, c->id.key,
-                                                  &f->stub))) {
-                    rs_file_fail(c, i, ddp_fail(DDP_E_INVALID_DATA, "stub fails authentication: %s",
-                                                ddp_error_detail()));
-                } else {
-                    valid++;
-                }
-            }
-        }
-    }
-    free(raw);
-    if (valid > 0) {
-        char guid[39];
-        ddp_guid_format(c->id.store_id, guid);
-        c->store_prefix = ddp_xasprintf("/.ddp/ChunkStore/%s.ddp/", guid);
-        HRESULT hr = read_catalog(c);
-        if (FAILED(hr)) fail_pending(c, hr);
+    for (uint32_t fmt = 0; fmt < rs_nformats; fmt++) {
+        int any = 0;
+        for (uint32_t i = 0; i < c->n && !any; i++) any = c->files[i].state == RS_PENDING && c->files[i].fmt == fmt;
+        if (any) valid += rs_formats[fmt]->prepare(c, fmt);
     }
     return valid;
 }
 
 /* ======================================================================
- * Step 5: stream maps
+ * Step 4: stream maps
  * ====================================================================== */
 
-/* Take the decoded stream map (n bytes at buf) for file i. */
-static void accept_map(rs_ctx *c, uint32_t i, const uint8_t *buf, size_t n, const char *where)
+static void on_stream_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes)
 {
-    rs_file *f = &c->files[i];
-    HRESULT hr = ddp_streammap_decode(buf, n, &f->map);
-    if (FAILED(hr)) {
-        ddp_streammap_free(&f->map);
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map at %s: %s", where, ddp_error_detail()));
-        return;
-    }
-    if (f->map.file_size != f->stub.file_size || memcmp(f->map.file_hash, f->stub.file_hash, DDP_HASH_SIZE) != 0) {
-        rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map at %s does not describe the file the stub names",
-                                    where));
-        return;
-    }
-    for (uint32_t k = 0; k < f->map.count; k++) {
-        const ddp_chunk_loc *l = &f->map.entries[k].loc;
-        if (!ddp_catalog_find(&c->cat, DDP_KIND_DATA, l->container)) {
-            rs_file_fail(c, i, ddp_fail(DDP_E_PATH_NOT_FOUND, "data container %u (chunk %u) is not in the backup's catalog",
-                                        l->container, k));
-            return;
-        }
-        if (l->offset > RS_OFF_END - DDP_RECORD_HEADER_SIZE - l->stored_len) {
-            rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "stream map at %s: chunk %u lies past any possible offset",
-                                        where, k));
-            return;
-        }
-    }
-    ddp_streammap_index(&f->map);
-    f->filled = ddp_xcalloc((size_t)f->map.count / 8 + 1, 1);
-    f->remaining = f->map.count;
+    rs_formats[RS_KEY_FMT(ph->conts[r->cont].st->key)]->stream_record(c, ph, r, bytes);
 }
 
-static void on_streammap(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes)
+void rs_record_unreadable(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr)
 {
-    char where[160];
-    snprintf(where, sizeof where, "offset %llu of %s", (unsigned long long)r->off, ph->conts[r->cont].path);
-    ddp_record_header h;
-    if (FAILED(ddp_record_header_decode(bytes, &h))) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
-        return;
-    }
-    if (h.type != DDP_RECORD_STREAMMAP || h.stored_len != r->stored_len) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT,
-                                          "%s: not the stream-map record the stub names (type %u, %u stored bytes)",
-                                          where, h.type, h.stored_len));
-        return;
-    }
-    int wanted = 0;
-    for (size_t u = r->use_first; u < r->use_first + r->use_count; u++) {
-        uint32_t i = ph->uses[u].file;
-        if (!rs_file_pending(c, i)) continue;
-        if (memcmp(h.hash, c->files[i].stub.streammap_hash, DDP_HASH_SIZE) != 0)
-            rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "%s: the stream map's hash differs from the stub's", where));
-        else
-            wanted = 1;
-    }
-    if (!wanted) return;
-    uint8_t *map = ddp_xmalloc(h.logical_len ? h.logical_len : 1);
-    if (FAILED(ddp_record_payload_decode(&h, bytes + DDP_RECORD_HEADER_SIZE, map))) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
-    } else {
-        for (size_t u = r->use_first; u < r->use_first + r->use_count; u++)
-            if (rs_file_pending(c, ph->uses[u].file)) accept_map(c, ph->uses[u].file, map, h.logical_len, where);
-    }
-    free(map);
+    const rs_format *fmt = rs_formats[RS_KEY_FMT(ph->conts[r->cont].st->key)];
+    if (ph->kind == RS_KIND_STREAM && fmt->stream_unreadable) fmt->stream_unreadable(c, ph, r, hr);
+    else rs_record_fail(c, ph, r, hr);
 }
 
-/* Phase 1 over the valid stubs. Returns S_OK or the HRESULT that ended the call. */
-static HRESULT stream_phase(rs_ctx *c, rs_phase *ph, int ask_order)
+static void on_chunk_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes)
 {
-    rs_use *uses = ddp_xmalloc(((size_t)c->n + 1) * sizeof *uses);
+    rs_formats[RS_KEY_FMT(ph->conts[r->cont].st->key)]->chunk_record(c, ph, r, bytes);
+}
+
+/* The needs of the pending files, taken. */
+static size_t collect_needs(rs_ctx *c, rs_use **out)
+{
+    rs_use *uses = ddp_xmalloc((c->nneeds + 1) * sizeof *uses);
     size_t nuse = 0;
-    uint64_t max_stored = ddp_compress_bound(DDP_STREAMMAP_MAX_LOGICAL);
-    for (uint32_t i = 0; i < c->n; i++) {
-        rs_file *f = &c->files[i];
-        if (f->state != RS_PENDING) continue;
-        if (!ddp_catalog_find(&c->cat, DDP_KIND_STREAM, f->stub.stream_container)) {
-            rs_file_fail(c, i, ddp_fail(DDP_E_PATH_NOT_FOUND, "stream-map container %u is not in the backup's catalog",
-                                        f->stub.stream_container));
-            continue;
+    for (size_t k = 0; k < c->nneeds; k++)
+        if (rs_file_pending(c, c->needs[k].file)) uses[nuse++] = c->needs[k];
+    c->nneeds = 0;
+    *out = uses;
+    return nuse;
+}
+
+/* Phase 1 over the valid stubs, in rounds. Returns S_OK or the HRESULT
+ * that ended the call. */
+static HRESULT stream_phase(rs_ctx *c, int ask_order)
+{
+    for (uint32_t round = 0;; round++) {
+        rs_use *uses;
+        size_t nuse = collect_needs(c, &uses);
+        if (round > 0 && nuse == 0) {
+            free(uses);
+            break;
         }
-        if (f->stub.streammap_stored_len > max_stored ||
-            f->stub.stream_offset > RS_OFF_END - DDP_RECORD_HEADER_SIZE - f->stub.streammap_stored_len) {
-            rs_file_fail(c, i, ddp_fail(DDP_E_INVALID_DATA, "the stub names an impossible stream-map record"));
-            continue;
+        if (round == RS_MAX_ROUNDS) {
+            for (size_t u = 0; u < nuse; u++)
+                rs_file_fail(c, uses[u].file, ddp_fail(DDP_E_FILE_CORRUPT,
+                                                       "its stream map was still not found after %u reads",
+                                                       RS_MAX_ROUNDS));
+            free(uses);
+            break;
         }
-        uses[nuse].cont_id = f->stub.stream_container;
-        uses[nuse].stored_len = f->stub.streammap_stored_len;
-        uses[nuse].off = f->stub.stream_offset;
-        uses[nuse].file = i;
-        uses[nuse].entry = 0;
-        nuse++;
+        rs_phase ph;
+        rs_phase_build(c, &ph, RS_KIND_STREAM, uses, nuse);
+        HRESULT hr = rs_phase_run(c, &ph, ask_order && round == 0, on_stream_record);
+        rs_phase_free(&ph);
+        if (FAILED(hr)) {
+            rs_conts_drop_kept(c);
+            return hr;
+        }
     }
-    rs_phase_build(c, ph, DDP_KIND_STREAM, uses, nuse);
-    ph->on_record = on_streammap;
-    return rs_phase_run(c, ph, ask_order);
+    rs_conts_drop_kept(c);
+    /* Every file that is still pending has its map; anything else would be a
+     * bug here, and must not pass as success. */
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->files[i].state == RS_PENDING && !c->files[i].mapped)
+            rs_file_fail(c, i, ddp_fail(DDP_E_UNEXPECTED, "its stream map was never read"));
+    return S_OK;
 }
 
 /* ======================================================================
- * Step 6: chunks
+ * Step 5: chunks
  * ====================================================================== */
-
-static void on_chunk(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes)
-{
-    char where[160];
-    snprintf(where, sizeof where, "chunk at offset %llu of %s", (unsigned long long)r->off, ph->conts[r->cont].path);
-    ddp_record_header h;
-    if (FAILED(ddp_record_header_decode(bytes, &h))) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
-        return;
-    }
-    if (h.type != DDP_RECORD_CHUNK || h.stored_len != r->stored_len || h.logical_len > RS_CHUNK_MAX) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT,
-                                          "%s: not the chunk record the stream map names (type %u, %u stored bytes)",
-                                          where, h.type, h.stored_len));
-        return;
-    }
-    /* The stream map's hash and length must be the record's; the codec is
-     * the record's business (the sha256 of the decoded bytes decides). */
-    int wanted = 0;
-    for (size_t u = r->use_first; u < r->use_first + r->use_count; u++) {
-        uint32_t i = ph->uses[u].file;
-        if (!rs_file_pending(c, i)) continue;
-        const ddp_streammap_entry *e = &c->files[i].map.entries[ph->uses[u].entry];
-        if (memcmp(e->hash, h.hash, DDP_HASH_SIZE) != 0 || e->loc.logical_len != h.logical_len)
-            rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "%s: the record is not the chunk the stream map names",
-                                        where));
-        else
-            wanted = 1;
-    }
-    if (!wanted) return;
-    if (FAILED(ddp_record_payload_decode(&h, bytes + DDP_RECORD_HEADER_SIZE, c->chunk))) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
-        return;
-    }
-    for (size_t u = r->use_first; u < r->use_first + r->use_count; u++)
-        if (rs_file_pending(c, ph->uses[u].file))
-            rs_write_chunk(c, ph->uses[u].file, ph->uses[u].entry, c->chunk, h.logical_len);
-}
 
 /* The chunk uses of every pending file. */
 static size_t collect_chunk_uses(rs_ctx *c, rs_use **out)
 {
     size_t nuse = 0;
     for (uint32_t i = 0; i < c->n; i++)
-        if (c->files[i].state == RS_PENDING) nuse += c->files[i].map.count;
+        if (c->files[i].state == RS_PENDING) nuse += c->files[i].nchunks;
     rs_use *uses = ddp_xmalloc((nuse ? nuse : 1) * sizeof *uses);
     size_t m = 0;
     for (uint32_t i = 0; i < c->n; i++) {
         rs_file *f = &c->files[i];
         if (f->state != RS_PENDING) continue;
-        for (uint32_t k = 0; k < f->map.count; k++) {
-            const ddp_chunk_loc *l = &f->map.entries[k].loc;
-            uses[m].cont_id = l->container;
-            uses[m].stored_len = l->stored_len;
-            uses[m].off = l->offset;
+        const rs_format *fmt = rs_formats[f->fmt];
+        for (uint32_t k = 0; k < f->nchunks; k++) {
+            rs_chunkref ref;
+            fmt->chunk_ref(c, i, k, &ref);
+            uses[m].cont = RS_KEY(f->fmt, ref.cont);
+            uses[m].len = ref.rec_len;
+            uses[m].off = ref.rec_off;
             uses[m].file = i;
             uses[m].entry = k;
             m++;
@@ -567,15 +462,14 @@ static void data_phase(rs_ctx *c)
             rs_file_fail(c, i, hr);
             continue;
         }
-        if (c->files[i].map.count == 0) rs_finish_file(c, i); /* an empty file */
+        if (c->files[i].nchunks == 0) rs_finish_file(c, i); /* an empty file */
     }
     rs_commit_ready(c);
     rs_use *uses;
     size_t nuse = collect_chunk_uses(c, &uses);
     rs_phase ph;
-    rs_phase_build(c, &ph, DDP_KIND_DATA, uses, nuse);
-    ph.on_record = on_chunk;
-    rs_phase_run(c, &ph, 1);
+    rs_phase_build(c, &ph, RS_KIND_DATA, uses, nuse);
+    rs_phase_run(c, &ph, 1, on_chunk_record);
     rs_phase_free(&ph);
     rs_commit_ready(c);
     /* Every chunk was written or failed its files; anything else is a bug
@@ -640,16 +534,18 @@ static void ctx_free(rs_ctx *c)
     if (c->writing) rs_temps_close_all(c);
     for (uint32_t i = 0; i < c->n; i++) {
         rs_file *f = &c->files[i];
+        file_release(c, i);
+        free(f->fs);
         free(f->dir);
         free(f->base);
         free(f->tmpname);
-        free(f->filled);
-        ddp_streammap_free(&f->map);
     }
+    for (uint32_t fmt = 0; fmt < rs_nformats; fmt++)
+        if (c->fctx[fmt]) rs_formats[fmt]->ctx_free(c, fmt);
+    rs_conts_free(c);
     free(c->files);
     free(c->ready);
-    free(c->store_prefix);
-    ddp_catalog_free(&c->cat);
+    free(c->needs);
     free(c->rbuf);
     free(c->chunk);
     memset(c, 0, sizeof *c);
@@ -680,9 +576,7 @@ HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, D
     ctx_init(&c, n, paths, store, 1);
     c.chunk = ddp_xmalloc(RS_CHUNK_MAX);
     if (front_half(&c) > 0) {
-        rs_phase p1;
-        hr = stream_phase(&c, &p1, 1);
-        rs_phase_free(&p1);
+        hr = stream_phase(&c, 1);
         if (SUCCEEDED(hr)) data_phase(&c);
     }
     hr = results(&c, results_out);
@@ -706,23 +600,23 @@ HRESULT ddp_restore_plan_list(ULONG n, BSTR *paths, IDedupReadFileCallback *stor
     if (front_half(&c) > 0) {
         /* Stream maps are read as the restore reads them, in ddp's order
          * (no OrderContainersRestore), each container's reads previewed. */
-        rs_phase p1;
-        hr = stream_phase(&c, &p1, 0);
-        for (uint32_t ci = 0; ci < p1.ncont; ci++) {
-            const rs_container *k = &p1.conts[ci];
+        hr = stream_phase(&c, 0);
+        for (size_t ci = 0; ci < c.nconts; ci++) {
+            const rs_cstate *k = c.conts[ci];
+            if (k->kind != RS_KIND_STREAM) continue;
             for (size_t j = 0; j < k->read.n; j++)
-                emit(ctx, DDP_KIND_STREAM, k->path, k->read.v[j].a, k->read.v[j].b - k->read.v[j].a);
+                emit(ctx, (int)RS_KIND_STREAM, k->path, k->read.v[j].a, k->read.v[j].b - k->read.v[j].a);
         }
-        rs_phase_free(&p1);
         if (SUCCEEDED(hr)) {
             rs_use *uses;
             size_t nuse = collect_chunk_uses(&c, &uses);
             rs_phase ph;
-            rs_phase_build(&c, &ph, DDP_KIND_DATA, uses, nuse);
+            rs_phase_build(&c, &ph, RS_KIND_DATA, uses, nuse);
             for (uint32_t ci = 0; ci < ph.ncont; ci++) {
                 rs_interval *v;
                 size_t m = rs_needed_ranges(&c, &ph, ci, 0, RS_OFF_END, &v);
-                for (size_t j = 0; j < m; j++) emit(ctx, DDP_KIND_DATA, ph.conts[ci].path, v[j].a, v[j].b - v[j].a);
+                for (size_t j = 0; j < m; j++)
+                    emit(ctx, (int)RS_KIND_DATA, ph.conts[ci].st->path, v[j].a, v[j].b - v[j].a);
                 free(v);
             }
             rs_phase_free(&ph);

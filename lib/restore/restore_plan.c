@@ -4,11 +4,14 @@
  *
  * A phase is one pass over one kind of container: first the stream-map
  * containers, then the data containers. Its input is a list of uses, each
- * naming a record (container id, header offset, stored length) and a file
- * that needs it. Sorting the uses groups them into distinct records, and the
- * records into containers, each with its records in offset order. A record
- * occupies [offset, offset + 64 + stored_len) of its container; the stub and
- * the stream map say exactly where, so nothing is ever read to find out.
+ * naming a record (container key, offset, length) and a file that needs it.
+ * Sorting the uses groups them into distinct records, and the records into
+ * containers, each with its records in offset order. A record occupies
+ * [offset, offset + length) of its container; the formats say exactly where
+ * (from the stub, the stream map), so nothing is ever read to find out.
+ * The containers of the call are kept across phases and rounds (rs_cstate:
+ * path, bytes read), so that no byte is read twice in one call even when
+ * the stream-map phase takes several rounds.
  *
  * Running a phase:
  *
@@ -54,9 +57,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/container.h"
-#include "restore/restore_internal.h"
 #include "base/util.h"
+#include "restore/restore_internal.h"
+#include "restore/rsformat.h"
 
 /* ======================================================================
  * Interval sets
@@ -153,12 +156,76 @@ static int iv_cmp(const void *pa, const void *pb)
  * Building a phase
  * ====================================================================== */
 
+/* ======================================================================
+ * The containers of the call
+ * ====================================================================== */
+
+static int cstate_cmp(uint32_t kind, uint64_t key, const rs_cstate *y)
+{
+    if (kind != y->kind) return kind < y->kind ? -1 : 1;
+    if (key != y->key) return key < y->key ? -1 : 1;
+    return 0;
+}
+
+rs_cstate *rs_cont_get(rs_ctx *c, uint32_t kind, uint64_t key)
+{
+    size_t lo = 0, hi = c->nconts;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = cstate_cmp(kind, key, c->conts[mid]);
+        if (r == 0) return c->conts[mid];
+        if (r > 0) lo = mid + 1;
+        else hi = mid;
+    }
+    if (c->nconts == c->conts_cap) {
+        c->conts_cap = c->conts_cap ? c->conts_cap * 2 : 16;
+        c->conts = ddp_xrealloc(c->conts, c->conts_cap * sizeof *c->conts);
+    }
+    rs_cstate *k = ddp_xcalloc(1, sizeof *k);
+    k->kind = kind;
+    k->key = key;
+    uint32_t fmt = RS_KEY_FMT(key);
+    k->path = rs_formats[fmt]->container_path(c, fmt, kind, RS_KEY_LOCAL(key), &k->missing);
+    memmove(&c->conts[lo + 1], &c->conts[lo], (c->nconts - lo) * sizeof *c->conts);
+    c->conts[lo] = k;
+    c->nconts++;
+    return k;
+}
+
+void rs_conts_drop_kept(rs_ctx *c)
+{
+    for (size_t i = 0; i < c->nconts; i++) {
+        rs_cstate *k = c->conts[i];
+        for (size_t j = 0; j < k->nkept; j++) free(k->kept[j].bytes);
+        free(k->kept);
+        k->kept = NULL;
+        k->nkept = k->kept_cap = 0;
+    }
+}
+
+void rs_conts_free(rs_ctx *c)
+{
+    rs_conts_drop_kept(c);
+    for (size_t i = 0; i < c->nconts; i++) {
+        free(c->conts[i]->path);
+        rs_ivset_free(&c->conts[i]->read);
+        free(c->conts[i]);
+    }
+    free(c->conts);
+    c->conts = NULL;
+    c->nconts = c->conts_cap = 0;
+}
+
+/* ======================================================================
+ * Building a phase
+ * ====================================================================== */
+
 static int use_cmp(const void *pa, const void *pb)
 {
     const rs_use *x = pa, *y = pb;
-    if (x->cont_id != y->cont_id) return x->cont_id < y->cont_id ? -1 : 1;
+    if (x->cont != y->cont) return x->cont < y->cont ? -1 : 1;
     if (x->off != y->off) return x->off < y->off ? -1 : 1;
-    if (x->stored_len != y->stored_len) return x->stored_len < y->stored_len ? -1 : 1;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
     if (x->file != y->file) return x->file < y->file ? -1 : 1;
     if (x->entry != y->entry) return x->entry < y->entry ? -1 : 1;
     return 0;
@@ -168,7 +235,7 @@ void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t
 {
     memset(ph, 0, sizeof *ph);
     ph->kind = kind;
-    ph->name = kind == DDP_KIND_STREAM ? "stream-map" : "data";
+    ph->name = kind == RS_KIND_STREAM ? "stream-map" : "data";
     ph->uses = uses;
     ph->nuse = nuse;
     if (nuse > 1) qsort(uses, nuse, sizeof *uses, use_cmp);
@@ -176,9 +243,9 @@ void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t
     size_t nrec = 0;
     uint32_t ncont = 0;
     for (size_t u = 0; u < nuse; u++) {
-        if (u == 0 || uses[u].cont_id != uses[u - 1].cont_id) ncont++;
-        if (u == 0 || uses[u].cont_id != uses[u - 1].cont_id || uses[u].off != uses[u - 1].off ||
-            uses[u].stored_len != uses[u - 1].stored_len)
+        if (u == 0 || uses[u].cont != uses[u - 1].cont) ncont++;
+        if (u == 0 || uses[u].cont != uses[u - 1].cont || uses[u].off != uses[u - 1].off ||
+            uses[u].len != uses[u - 1].len)
             nrec++;
     }
     ph->conts = ddp_xcalloc(ncont ? ncont : 1, sizeof *ph->conts);
@@ -189,23 +256,18 @@ void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t
     rs_record *r = NULL;
     for (size_t u = 0; u < nuse; u++) {
         const rs_use *x = &uses[u];
-        if (!k || x->cont_id != k->id) {
+        if (!k || x->cont != k->st->key) {
             k = &ph->conts[ph->ncont++];
-            k->id = x->cont_id;
+            k->st = rs_cont_get(c, kind, x->cont);
             k->rec_first = ph->nrec;
-            const ddp_catalog_entry *e = ddp_catalog_find(&c->cat, kind, x->cont_id);
-            char rel[40];
-            ddp_container_relpath(kind, x->cont_id, e ? e->generation : 1, rel);
-            k->path = ddp_xasprintf("%s%s", c->store_prefix, rel);
-            /* Callers only list containers the catalog has; be safe anyway. */
-            k->missing = e == NULL;
             r = NULL;
         }
-        if (!r || x->off != r->off || x->stored_len != r->stored_len) {
+        if (!r || x->off != r->off || x->len != r->len) {
             r = &ph->recs[ph->nrec];
             r->off = x->off;
-            r->stored_len = x->stored_len;
-            r->end = x->off + DDP_RECORD_HEADER_SIZE + x->stored_len; /* callers bounded it */
+            r->len = x->len;
+            /* The formats bound offsets; never let an end pass INT64_MAX. */
+            r->end = x->off < RS_OFF_END - x->len ? x->off + x->len : RS_OFF_END;
             r->cont = ph->ncont - 1;
             r->use_first = u;
             uint64_t prev = ph->nrec > k->rec_first ? ph->maxend[ph->nrec - 1] : 0;
@@ -219,10 +281,6 @@ void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t
 
 void rs_phase_free(rs_phase *ph)
 {
-    for (uint32_t i = 0; i < ph->ncont; i++) {
-        free(ph->conts[i].path);
-        rs_ivset_free(&ph->conts[i].read);
-    }
     for (size_t i = 0; i < ph->nrec; i++) free(ph->recs[i].buf);
     free(ph->conts);
     free(ph->recs);
@@ -280,8 +338,14 @@ static void fail_range(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_
         rs_record *r = &ph->recs[j];
         if (r->done || r->end <= a) continue;
         ddp_fail(hr, "%s", why);
-        if (rs_record_live(c, ph, r)) rs_record_fail(c, ph, r, hr);
-        else record_drop(r);
+        if (!rs_record_live(c, ph, r)) {
+            record_drop(r);
+        } else if (hr == DDP_E_FILE_CORRUPT) { /* truncated: its format may know better */
+            record_drop(r);
+            rs_record_unreadable(c, ph, r, hr);
+        } else {
+            rs_record_fail(c, ph, r, hr);
+        }
     }
 }
 
@@ -297,6 +361,58 @@ static int range_live(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_t
         record_drop(r);
     }
     return 0;
+}
+
+/* Does this phase keep copies of its records (stream_exact)? */
+static int keeps(const rs_phase *ph, const rs_container *k)
+{
+    return ph->kind == RS_KIND_STREAM && rs_formats[RS_KEY_FMT(k->st->key)]->stream_exact;
+}
+
+static void keep(rs_cstate *k, uint64_t off, const uint8_t *bytes, uint32_t len)
+{
+    if (k->nkept == k->kept_cap) {
+        k->kept_cap = k->kept_cap ? k->kept_cap * 2 : 8;
+        k->kept = ddp_xrealloc(k->kept, k->kept_cap * sizeof *k->kept);
+    }
+    k->kept[k->nkept].off = off;
+    k->kept[k->nkept].len = len;
+    k->kept[k->nkept].bytes = ddp_xmalloc(len ? len : 1);
+    memcpy(k->kept[k->nkept].bytes, bytes, len);
+    k->nkept++;
+}
+
+/* Fill r's buffer with the bytes of [r->off, r->end) already read in this
+ * call, from the kept copies. 0 when some of them are not kept. */
+static int prefill(rs_record *r, const rs_cstate *k)
+{
+    size_t size = (size_t)(r->end - r->off);
+    uint8_t *have = ddp_xcalloc(size, 1); /* which bytes are filled */
+    uint8_t *buf = ddp_xmalloc(size);
+    for (size_t j = 0; j < k->nkept; j++) {
+        const struct rs_kept *kp = &k->kept[j];
+        uint64_t x = kp->off > r->off ? kp->off : r->off;
+        uint64_t y = kp->off + kp->len < r->end ? kp->off + kp->len : r->end;
+        if (x >= y) continue;
+        memcpy(buf + (x - r->off), kp->bytes + (x - kp->off), (size_t)(y - x));
+        memset(have + (x - r->off), 1, (size_t)(y - x));
+    }
+    int ok = 1;
+    uint64_t got = 0;
+    for (size_t i = 0; i < k->read.n && ok; i++) {
+        uint64_t x = k->read.v[i].a > r->off ? k->read.v[i].a : r->off;
+        uint64_t y = k->read.v[i].b < r->end ? k->read.v[i].b : r->end;
+        for (uint64_t b = x; b < y && ok; b++) ok = have[b - r->off];
+        if (x < y) got += y - x;
+    }
+    free(have);
+    if (!ok) {
+        free(buf);
+        return 0;
+    }
+    r->buf = buf;
+    r->received = got;
+    return 1;
 }
 
 /* Hand len bytes read at offset off of container ci to the records they belong to. */
@@ -315,9 +431,10 @@ static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const ui
         uint64_t x = r->off > a ? r->off : a;
         uint64_t y = r->end < b ? r->end : b;
         uint64_t size = r->end - r->off;
-        if (x == r->off && y == r->end) {
+        if (x == r->off && y == r->end && !r->buf) {
             /* The whole record is in this read (so none of it came before). */
             r->done = 1;
+            if (keeps(ph, k)) keep(k->st, r->off, data + (r->off - a), r->len);
             ph->on_record(c, ph, r, data + (r->off - a));
             continue;
         }
@@ -328,6 +445,7 @@ static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const ui
             uint8_t *buf = r->buf;
             r->buf = NULL;
             r->done = 1;
+            if (keeps(ph, k)) keep(k->st, r->off, buf, r->len);
             ph->on_record(c, ph, r, buf);
             free(buf);
         }
@@ -343,7 +461,7 @@ size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     rs_container *k = &ph->conts[ci];
     ivlist l = { 0 };
     *out = NULL;
-    if (k->missing || s >= e) return 0;
+    if (k->st->missing || s >= e) return 0;
     size_t end = k->rec_first + k->rec_count;
     for (size_t j = first_record_after(ph, k, s); j < end && ph->recs[j].off < e; j++) {
         rs_record *r = &ph->recs[j];
@@ -352,7 +470,7 @@ size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
             record_drop(r);
             continue;
         }
-        push_unread(&l, &k->read, r->off > s ? r->off : s, r->end < e ? r->end : e);
+        push_unread(&l, &k->st->read, r->off > s ? r->off : s, r->end < e ? r->end : e);
     }
     if (l.n == 0) {
         free(l.v);
@@ -360,13 +478,15 @@ size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     }
     /* Records may overlap only in a damaged store; sort and merge anyway. */
     qsort(l.v, l.n, sizeof *l.v, iv_cmp);
+    int exact = ph->kind == RS_KIND_STREAM && rs_formats[RS_KEY_FMT(k->st->key)]->stream_exact;
     size_t m = 0;
     for (size_t i = 1; i < l.n; i++) {
         rs_interval *p = &l.v[m], *q = &l.v[i];
         int join = q->a <= p->b;
         /* Join over a small gap if none of it has been read: it then lies
          * inside [s, e) too, since both neighbours do. */
-        if (!join && q->a - p->b <= RS_COALESCE_GAP && !ivset_intersects(&k->read, p->b, q->a)) join = 1;
+        if (!join && !exact && q->a - p->b <= RS_COALESCE_GAP && !ivset_intersects(&k->st->read, p->b, q->a))
+            join = 1;
         if (join) {
             if (q->b > p->b) p->b = q->b;
         } else {
@@ -381,39 +501,39 @@ size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
 static void read_one(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, uint64_t len)
 {
     rs_container *k = &ph->conts[ci];
-    if (k->missing || !range_live(c, ph, ci, off, off + len)) return;
+    if (k->st->missing || !range_live(c, ph, ci, off, off + len)) return;
     if (c->rbuf_cap < len) {
         free(c->rbuf);
         c->rbuf_cap = (size_t)len;
         c->rbuf = ddp_xmalloc(c->rbuf_cap);
     }
     ULONG got = 0;
-    HRESULT hr = IDedupReadFileCallback_ReadBackupFile(c->store, k->path, (LONGLONG)off, (ULONG)len, c->rbuf,
+    HRESULT hr = IDedupReadFileCallback_ReadBackupFile(c->store, k->st->path, (LONGLONG)off, (ULONG)len, c->rbuf,
                                                        &got, 0);
-    rs_ivset_add(&k->read, off, off + len);
+    rs_ivset_add(&k->st->read, off, off + len);
     if (FAILED(hr)) {
         if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) || hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND)) {
-            k->missing = 1;
-            ddp_fail(DDP_E_PATH_NOT_FOUND, "%s container %s is not in the backup store", ph->name, k->path);
+            k->st->missing = 1;
+            ddp_fail(DDP_E_PATH_NOT_FOUND, "%s container %s is not in the backup store", ph->name, k->st->path);
             fail_range(c, ph, ci, 0, RS_OFF_END, DDP_E_PATH_NOT_FOUND);
             return;
         }
         HRESULT why = hr == HRESULT_FROM_WIN32(ERROR_HANDLE_EOF) ? DDP_E_FILE_CORRUPT : hr;
         ddp_fail(why, "reading %llu bytes at offset %llu of %s from the backup store failed (0x%08X)",
-                 (unsigned long long)len, (unsigned long long)off, k->path, (unsigned)hr);
+                 (unsigned long long)len, (unsigned long long)off, k->st->path, (unsigned)hr);
         fail_range(c, ph, ci, off, off + len, why);
         return;
     }
     if (got > len) {
         ddp_fail(DDP_E_UNEXPECTED, "the backup store returned %u bytes for a read of %llu at offset %llu of %s",
-                 (unsigned)got, (unsigned long long)len, (unsigned long long)off, k->path);
+                 (unsigned)got, (unsigned long long)len, (unsigned long long)off, k->st->path);
         fail_range(c, ph, ci, off, off + len, DDP_E_UNEXPECTED);
         return;
     }
     deliver(c, ph, ci, off, c->rbuf, got);
     if (got < len) {
         ddp_fail(DDP_E_FILE_CORRUPT, "%s is truncated in the backup store: %u of %llu bytes at offset %llu",
-                 k->path, (unsigned)got, (unsigned long long)len, (unsigned long long)off);
+                 k->st->path, (unsigned)got, (unsigned long long)len, (unsigned long long)off);
         fail_range(c, ph, ci, off + got, off + len, DDP_E_FILE_CORRUPT);
     }
 }
@@ -438,7 +558,7 @@ static void read_extent(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     }
     free(v);
     /* Advisory: the result does not matter. */
-    (void)IDedupReadFileCallback_PreviewContainerRead(c->store, ph->conts[ci].path, (ULONG)m, reads);
+    (void)IDedupReadFileCallback_PreviewContainerRead(c->store, ph->conts[ci].st->path, (ULONG)m, reads);
     for (size_t i = 0; i < m; i++)
         read_one(c, ph, ci, (uint64_t)reads[i].Offset, (uint64_t)reads[i].Length);
     free(reads);
@@ -465,19 +585,45 @@ static const char *plan_entry_problem(const DEDUP_CONTAINER_EXTENT *x, uint32_t 
     return NULL;
 }
 
-HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order)
+HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order,
+                     void (*on_record)(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes))
 {
+    ph->on_record = on_record;
     for (uint32_t ci = 0; ci < ph->ncont; ci++) {
-        if (!ph->conts[ci].missing) continue;
-        ddp_fail(DDP_E_PATH_NOT_FOUND, "%s container %u is not in the backup's catalog", ph->name, ph->conts[ci].id);
-        fail_range(c, ph, ci, 0, RS_OFF_END, DDP_E_PATH_NOT_FOUND);
+        rs_container *k = &ph->conts[ci];
+        if (k->st->missing) {
+            ddp_fail(DDP_E_PATH_NOT_FOUND, "%s container %s is not in the backup store", ph->name, k->st->path);
+            fail_range(c, ph, ci, 0, RS_OFF_END, DDP_E_PATH_NOT_FOUND);
+            continue;
+        }
+        /* A record of a later round whose bytes were read before cannot be
+         * read again (R7: no container byte twice in one call): it takes them
+         * from the copies kept, or fails. */
+        for (size_t j = k->rec_first; j < k->rec_first + k->rec_count; j++) {
+            rs_record *r = &ph->recs[j];
+            if (r->done || !ivset_intersects(&k->st->read, r->off, r->end)) continue;
+            if (keeps(ph, k) && prefill(r, k->st)) {
+                if (r->received == r->end - r->off) { /* all of it was read before */
+                    uint8_t *buf = r->buf;
+                    r->buf = NULL;
+                    r->done = 1;
+                    if (rs_record_live(c, ph, r)) ph->on_record(c, ph, r, buf);
+                    free(buf);
+                }
+                continue;
+            }
+            ddp_fail(DDP_E_FILE_CORRUPT,
+                     "the %s record at offset %llu of %s (%u bytes) overlaps bytes already read in this call",
+                     ph->name, (unsigned long long)r->off, k->st->path, (unsigned)r->len);
+            rs_record_fail(c, ph, r, DDP_E_FILE_CORRUPT);
+        }
     }
 
     if (ask_order) {
         /* The application gets its own array of pointers: whatever it does to
          * it, ddp keeps using its own copies of the paths. */
         BSTR *paths = ddp_xcalloc((size_t)ph->ncont + 1, sizeof *paths);
-        for (uint32_t i = 0; i < ph->ncont; i++) paths[i] = ph->conts[i].path;
+        for (uint32_t i = 0; i < ph->ncont; i++) paths[i] = ph->conts[i].st->path;
         ULONG nplan = 0;
         DEDUP_CONTAINER_EXTENT *plan = NULL;
         HRESULT hr = IDedupReadFileCallback_OrderContainersRestore(c->store, ph->ncont, paths, &nplan, &plan);
@@ -522,7 +668,7 @@ HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order)
         if (r->done) continue;
         if (rs_record_live(c, ph, r)) {
             ddp_fail(DDP_E_UNEXPECTED, "%s record at offset %llu of %s was never completed", ph->name,
-                     (unsigned long long)r->off, ph->conts[r->cont].path);
+                     (unsigned long long)r->off, ph->conts[r->cont].st->path);
             rs_record_fail(c, ph, r, DDP_E_UNEXPECTED);
         } else {
             record_drop(r);

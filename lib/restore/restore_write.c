@@ -7,7 +7,10 @@
  * ddp_is_temp_name() recognizes a leftover of a crash), created with
  * O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600 relative to a descriptor of that
  * directory. Chunks are written with pwrite() at their file offsets, in
- * whatever order the backup store delivers them.
+ * whatever order the backup store delivers them, leaving every aligned 4 KiB
+ * block of zeros (or the part of one a chunk covers) unwritten
+ * (base/sparse.h): holes stay holes, and the
+ * file gets its size (ftruncate) once its last chunk is in.
  *
  * A restore may span 10,000 files whose chunks arrive interleaved, so the
  * temporary files are not all kept open: at most RS_MAX_OPEN_TEMPS (64)
@@ -18,9 +21,10 @@
  * else.
  *
  * When a file's last chunk is written it is checked at once:
- *   1. every chunk slot was filled, the size is the stub's, and the
- *      whole-file hash recomputed from the chunk hashes (each chunk's sha256
- *      was verified on the decoded bytes) equals the stub's;
+ *   1. every chunk slot was filled, the format's own check passes (ddp: the
+ *      whole-file hash recomputed from the chunk hashes, each chunk's sha256
+ *      having been verified on the decoded bytes, equals the stub's), and
+ *      the size is the one the stub states;
  *   2. the stub's owner, xattrs, mode and times go to the new file
  *      (ddp_fileattr_copy: a different owner that cannot be set, e.g. when
  *      not root, fails the file rather than restore it unfaithfully);
@@ -48,8 +52,10 @@
 
 #include "base/fileattr.h"
 #include "base/hash.h"
-#include "restore/restore_internal.h"
+#include "base/sparse.h"
 #include "base/util.h"
+#include "restore/restore_internal.h"
+#include "restore/rsformat.h"
 
 /* Open file i's directory and check it is the one seen at the start. */
 static int open_dir(rs_ctx *c, uint32_t i, HRESULT *hr)
@@ -211,7 +217,7 @@ void rs_temp_discard(rs_ctx *c, uint32_t i)
     f->tmpname = NULL;
 }
 
-void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, uint32_t len)
+void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, uint64_t off, const uint8_t *data, uint32_t len)
 {
     rs_file *f = &c->files[i];
     if (f->filled[entry / 8] & (1u << (entry % 8))) return; /* already written */
@@ -221,7 +227,10 @@ void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, 
         rs_file_fail(c, i, hr);
         return;
     }
-    hr = ddp_pwrite_all(fd, data, len, f->map.starts[entry], f->tmpname);
+    /* Zeros are left as holes (the temporary file is new and each chunk
+     * slot is written once, so they read as zeros): a sparse file stays
+     * sparse. */
+    hr = ddp_pwrite_sparse(fd, data, len, off, f->tmpname);
     if (FAILED(hr)) {
         rs_file_fail(c, i, hr);
         return;
@@ -231,19 +240,16 @@ void rs_write_chunk(rs_ctx *c, uint32_t i, uint32_t entry, const uint8_t *data, 
 }
 
 /* Step 1 of finishing: NULL when the written content is complete and right. */
-static const char *content_problem(const rs_file *f, int fd)
+static const char *content_problem(rs_ctx *c, uint32_t i, int fd)
 {
-    for (uint32_t k = 0; k < f->map.count; k++)
+    const rs_file *f = &c->files[i];
+    for (uint32_t k = 0; k < f->nchunks; k++)
         if (!(f->filled[k / 8] & (1u << (k % 8)))) return "a chunk was never written";
-    ddp_filehash fh;
-    ddp_filehash_init(&fh);
-    for (uint32_t k = 0; k < f->map.count; k++)
-        ddp_filehash_add(&fh, f->map.entries[k].hash, f->map.entries[k].loc.logical_len);
-    uint8_t sum[DDP_HASH_SIZE];
-    ddp_filehash_final(&fh, sum);
-    if (memcmp(sum, f->stub.file_hash, DDP_HASH_SIZE) != 0) return "the content does not match the stub's whole-file hash";
+    const rs_format *fmt = rs_formats[f->fmt];
+    const char *why = fmt->content_problem ? fmt->content_problem(c, i) : NULL;
+    if (why) return why;
     struct stat st;
-    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != f->stub.file_size) return "the content has the wrong size";
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != f->size) return "the content has the wrong size";
     return NULL;
 }
 
@@ -256,7 +262,13 @@ void rs_finish_file(rs_ctx *c, uint32_t i)
         rs_file_fail(c, i, hr);
         return;
     }
-    const char *why = content_problem(f, fd);
+    /* A hole at the end was never written: give the file its size. */
+    hr = ddp_sparse_finish(fd, f->size, f->tmpname);
+    if (FAILED(hr)) {
+        rs_file_fail(c, i, hr);
+        return;
+    }
+    const char *why = content_problem(c, i, fd);
     if (why) {
         rs_file_fail(c, i, ddp_fail(DDP_E_FILE_CORRUPT, "restored data rejected: %s", why));
         return;
@@ -320,7 +332,7 @@ static void commit_one(rs_ctx *c, uint32_t i, int sync_each, int *any_dfd)
     if (sync_each) (void)fsync(dfd); /* best effort: the rename is done and cannot be taken back */
     if (*any_dfd < 0) *any_dfd = dfd;
     else close(dfd);
-    ddp_streammap_free(&f->map);
+    rs_formats[f->fmt]->file_release(c, i);
     free(f->filled);
     f->filled = NULL;
 }

@@ -1,6 +1,6 @@
 /*
  * chunkread.c: reading an optimized file's data, shared by ddp_file_*
- * (file.c) and the mount (programs/fusefs.c), so that `ddp cat`, the
+ * (file.c) and the mount (programs/mount/), so that `ddp cat`, the
  * library and the mount check exactly the same things.
  *
  * The stream map: read by the stub's location, its record's hash equal to

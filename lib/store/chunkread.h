@@ -1,6 +1,6 @@
 /*
  * chunkread.h: the reader of optimized files' data that ddp_file_* (file.c)
- * and the mount (programs/fusefs.c) share: an authenticated stub's stream
+ * and the mount (programs/mount/) share: an authenticated stub's stream
  * map, read and checked against the stub, and one chunk by its stream-map
  * entry, verified (checksums, lengths, decoding, SHA-256), with the fallback
  * to the chunk's hotspot copy when its primary record is damaged

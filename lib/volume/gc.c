@@ -573,7 +573,10 @@ static HRESULT mark_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     (void)v;
     if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
-    return mark_file(ctx, e->fts_path);
+    gc_ctx *g = ctx;
+    HRESULT hr = mark_file(g, e->fts_path);
+    if (g->cb && g->cb->step) g->cb->step(g->cb->ctx, "stubs", g->st->stubs, 0);
+    return hr;
 }
 
 static HRESULT mark_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
@@ -673,6 +676,7 @@ static HRESULT sweep_all(gc_ctx *g, plan_writer *pw, int full)
             }
         }
         free(w.dead);
+        if (g->cb && g->cb->step) g->cb->step(g->cb->ctx, "containers", i + 1, g->ms.n);
         /* The live set of this container is no longer needed. */
         ddp_offvec_free(&c->offs);
     }

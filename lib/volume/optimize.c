@@ -155,7 +155,7 @@ static HRESULT stub_install(const pending *p, stub_tmp *t)
      * flock on every file it has open for writing) keeps it: replacing it
      * would strand that writer's later writes on the old inode. Held until
      * the rename is done (closing src releases it), so a writer that opens
-     * the file meanwhile waits, then sees the stub (see programs/fusefs.c). */
+     * the file meanwhile waits, then sees the stub (see programs/mount/rehydrate.c). */
     if (SUCCEEDED(hr) && flock(t->src, LOCK_EX | LOCK_NB) != 0) {
         hr = errno == EWOULDBLOCK
                  ? ddp_fail(DDP_E_FILE_IN_USE, "%s is open for writing (through ddp mount); left as it is", p->path)

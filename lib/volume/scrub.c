@@ -556,7 +556,10 @@ static HRESULT scrub_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     (void)v;
     if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
-    return scrub_file(ctx, e->fts_path);
+    scrub_ctx *s = ctx;
+    HRESULT hr = scrub_file(s, e->fts_path);
+    if (s->cb && s->cb->step) s->cb->step(s->cb->ctx, "stubs", s->rep->stubs, 0);
+    return hr;
 }
 
 static HRESULT scrub_unreadable(ddp_volume *v, FTSENT *e, void *ctx)
@@ -1016,7 +1019,10 @@ DDP_API HRESULT ddp_scrub(ddp_volume *v, int repair, const ddp_job_callbacks *cb
     /* Hotspot containers first: their intact copies are the repair sources. */
     for (int pass = 0; SUCCEEDED(hr) && pass < 2; pass++)
         for (size_t i = 0; SUCCEEDED(hr) && i < s.ms.n; i++)
-            if ((s.ms.c[i].kind == DDP_KIND_HOTSPOT) == (pass == 0)) hr = scrub_container(&s, &s.ms.c[i]);
+            if ((s.ms.c[i].kind == DDP_KIND_HOTSPOT) == (pass == 0)) {
+                hr = scrub_container(&s, &s.ms.c[i]);
+                if (cb && cb->step) cb->step(cb->ctx, "containers", out->containers, s.ms.n);
+            }
     if (s.hot.n > 1) qsort(s.hot.r, s.hot.n, sizeof *s.hot.r, cmp_hotrec); /* ddp_hotset_find's order */
     if (SUCCEEDED(hr)) hr = scrub_stubs(&s);
     if (SUCCEEDED(hr) && repair && s.nd) hr = repair_all(&s);

@@ -7,6 +7,12 @@
  * included): after garbage collection punched the payloads of dead records
  * out of a container, its size stays but its blocks shrink.
  *
+ * Holes are not savings (du counts what is allocated): a file that is not
+ * optimized counts its allocated bytes where they are fewer than its size
+ * (a sparse file), and an optimized file does not count its all-zero chunks
+ * (the holes of a sparse original; a file of written zeros is thus counted
+ * as if it had been sparse, so savings are understated, never overstated).
+ *
  * The last run of each job (optimize, gc, scrub, unoptimize) comes from the
  * jobs log, State/jobs.log, where each job writes one line when it ends:
  * "STAMP JOB 0xHRESULT key=value...".
@@ -19,21 +25,79 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/hash.h"
+#include "store/chunker.h"
+#include "store/chunkread.h"
+#include "store/streammap.h"
 #include "store/stub.h"
 #include "base/util.h"
 #include "volume/volume.h"
 
+/* The SHA-256 of runs of zeros, by length (chunks of zeros come in few lengths). */
+#define ZERO_SLOTS 16
+typedef struct status_ctx {
+    ddp_status *st;
+    ddp_chunkreader *reader;
+    uint8_t *zeros;                 /* DDP_CHUNK_MAX zero bytes */
+    uint32_t zlen[ZERO_SLOTS];
+    uint8_t zhash[ZERO_SLOTS][DDP_HASH_SIZE];
+    size_t nz;
+    uint64_t opt_holes;             /* the optimized files' share of hole_bytes */
+} status_ctx;
+
+static int is_zero_chunk(status_ctx *c, const ddp_streammap_entry *e)
+{
+    uint32_t len = e->loc.logical_len;
+    if (len == 0 || len > DDP_CHUNK_MAX) return 0;
+    size_t i = 0;
+    while (i < c->nz && c->zlen[i] != len) i++;
+    if (i == c->nz) {
+        if (c->nz == ZERO_SLOTS) i = (size_t)(len % ZERO_SLOTS); /* replace one */
+        else c->nz++;
+        if (!c->zeros) c->zeros = ddp_xcalloc(1, DDP_CHUNK_MAX);
+        c->zlen[i] = len;
+        ddp_sha256(c->zeros, len, c->zhash[i]);
+    }
+    return memcmp(c->zhash[i], e->hash, DDP_HASH_SIZE) == 0;
+}
+
+/* The bytes of the optimized file's all-zero chunks (0 if its stream map
+ * cannot be read: status reports, it does not check; scrub does). */
+static uint64_t zero_bytes(ddp_volume *v, status_ctx *c, const ddp_stub *s, const char *path)
+{
+    if (!c->reader && FAILED(ddp_volume_chunkreader(v, &c->reader))) {
+        ddp_clear_error();
+        return 0;
+    }
+    ddp_streammap m;
+    ddp_streammap_init(&m);
+    uint64_t n = 0;
+    if (SUCCEEDED(ddp_chunkreader_map(c->reader, s, path, &m)))
+        for (uint32_t i = 0; i < m.count; i++)
+            if (is_zero_chunk(c, &m.entries[i])) n += m.entries[i].loc.logical_len;
+    ddp_clear_error();
+    ddp_streammap_free(&m);
+    return n;
+}
+
 static HRESULT status_one(ddp_volume *v, FTSENT *e, void *arg)
 {
-    ddp_status *st = arg;
+    status_ctx *c = arg;
+    ddp_status *st = c->st;
     ddp_stub s;
-    if (e->fts_statp->st_size == DDP_STUB_SIZE && ddp_volume_read_stub(v, -1, e->fts_path, &s) == S_OK) {
+    const struct stat *sb = e->fts_statp;
+    if (sb->st_size == DDP_STUB_SIZE && ddp_volume_read_stub(v, -1, e->fts_path, &s) == S_OK) {
         st->files_optimized++;
         st->logical_bytes += s.file_size;
-        st->stub_bytes += (uint64_t)e->fts_statp->st_size;
+        st->stub_bytes += (uint64_t)sb->st_size;
+        uint64_t z = zero_bytes(v, c, &s, e->fts_path);
+        c->opt_holes += z;
+        st->hole_bytes += z;
     } else {
         st->files_other++;
-        st->other_bytes += (uint64_t)e->fts_statp->st_size;
+        st->other_bytes += (uint64_t)sb->st_size;
+        uint64_t alloc = (uint64_t)sb->st_blocks * 512;
+        if (alloc < (uint64_t)sb->st_size) st->hole_bytes += (uint64_t)sb->st_size - alloc;
     }
     return S_OK;
 }
@@ -107,7 +171,12 @@ DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st)
 {
     ddp_clear_error();
     memset(st, 0, sizeof *st);
-    HRESULT hr = ddp_volume_walk(v, status_one, status_unreadable, st);
+    status_ctx c;
+    memset(&c, 0, sizeof c);
+    c.st = st;
+    HRESULT hr = ddp_volume_walk(v, status_one, status_unreadable, &c);
+    if (c.reader) ddp_chunkreader_close(c.reader);
+    free(c.zeros);
     if (FAILED(hr)) return hr;
     ddp_chunkstore *cs = NULL;
     hr = ddp_volume_store(v, &cs);
@@ -123,8 +192,10 @@ DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st)
     st->stream_containers = cst.stream_containers;
     st->index_bytes = cst.index_file_bytes;
     uint64_t used = st->stub_bytes + st->store_bytes + st->index_bytes;
-    st->saved_bytes = st->logical_bytes > used ? st->logical_bytes - used : 0;
-    uint64_t total = st->logical_bytes + st->other_bytes;
+    /* Before optimization the optimized files took their logical bytes less their holes. */
+    uint64_t before_optimized = st->logical_bytes - c.opt_holes;
+    st->saved_bytes = before_optimized > used ? before_optimized - used : 0;
+    uint64_t total = st->logical_bytes + st->other_bytes - st->hole_bytes;
     st->savings_rate = total ? (double)st->saved_bytes / (double)total : 0.0;
     char *log = ddp_path_join(v->state_dir, "jobs.log");
     last_lines(log, st);

@@ -142,24 +142,70 @@ static HRESULT take_lock(ddp_volume *v)
     return S_OK;
 }
 
+/* When did process pid start (seconds since the epoch)? 0 when unknown. */
+static time_t process_start(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p) return 0;
+    unsigned long long ticks = 0;
+    /* Fields after the name: state is field 3, starttime field 22. */
+    for (int field = 2; field < 22 && p; field++) p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu", &ticks) != 1) return 0;
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f) return 0;
+    unsigned long long btime = 0;
+    char line[256];
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %llu", &btime) == 1) break;
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    if (!btime || hz <= 0) return 0;
+    return (time_t)(btime + ticks / (unsigned long long)hz);
+}
+
 /* Remove NAME.tmp.PID files (ddp_write_file_atomic's) in dir whose writer
- * is dead: a catalog, stamp or plan being rewritten when a crash came. The
- * file they were to replace is intact (the rename never happened). */
+ * is gone: a catalog, stamp or plan being rewritten when a crash came. The
+ * file they were to replace is intact (the rename never happened). A writer
+ * holds an flock on its temporary until the rename, so one that nobody
+ * holds is a leftover when its PID is dead, or when the process that has
+ * that PID now started after the file was written (the PID was reused:
+ * pid_max is often 32768), or, where /proc cannot tell, when it is older
+ * than a minute. */
 static void sweep_atomic_temps(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *de;
+    time_t now = time(NULL);
     while ((de = readdir(d)) != NULL) {
         const char *m = strstr(de->d_name, ".tmp.");
         if (!m || m == de->d_name) continue;
         char *end;
         long pid = strtol(m + 5, &end, 10);
         if (*end != '\0' || pid <= 0 || end == m + 5) continue;
-        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        if (pid == (long)getpid()) continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
         struct stat st;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-            (void)unlinkat(dirfd(d), de->d_name, 0);
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            close(fd);
+            continue;
+        }
+        int gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+        if (!gone) {
+            time_t started = process_start(pid);
+            gone = started ? started > st.st_mtime + 1 : st.st_mtime < now - 60;
+        }
+        if (gone) (void)unlinkat(dirfd(d), de->d_name, 0);
+        close(fd);
     }
     closedir(d);
 }
@@ -186,9 +232,16 @@ DDP_API HRESULT ddp_volume_open(const char *path, int flags, ddp_volume **out)
     size_t n = 0;
     HRESULT hr = S_OK;
     char *store_probe = ddp_path_join(v->ddp_dir, "ChunkStore");
-    int leftover = access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
+    struct stat idst;
+    /* A .ddp this user may not enter (it is 0700) says nothing about the
+     * volume's state: say what it is, never advise a job. */
+    int denied = stat(idpath, &idst) != 0 && (errno == EACCES || errno == EPERM);
+    int leftover = !denied && access(idpath, F_OK) != 0 && access(v->ddp_dir, F_OK) == 0 && access(store_probe, F_OK) != 0;
     free(store_probe);
-    if (leftover) {
+    if (denied) {
+        hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED),
+                      "permission denied: %s (run as the volume's owner or root)", v->ddp_dir);
+    } else if (leftover) {
         hr = ddp_fail(DDP_E_VOLUME_DEDUP_DISABLED,
                       "%s is not a ddp volume: its .ddp has no identity and no chunk store (an unoptimization "
                       "stopped near its end; 'ddp unoptimize %s' removes the rest)", root, path);
@@ -234,6 +287,12 @@ DDP_API HRESULT ddp_volume_open_containing(const char *path, int flags, ddp_volu
     for (;;) {
         char *probe = ddp_path_join(abs, ".ddp/Settings/" IDENTITY_FILE);
         int found = access(probe, F_OK) == 0;
+        if (!found && errno == EACCES) { /* a .ddp this user may not enter: ddp_volume_open says so */
+            char *dd = ddp_path_join(abs, ".ddp");
+            struct stat dst;
+            found = lstat(dd, &dst) == 0 && S_ISDIR(dst.st_mode);
+            free(dd);
+        }
         free(probe);
         if (found) {
             HRESULT hr = ddp_volume_open(abs, flags, out);

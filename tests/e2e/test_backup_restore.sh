@@ -140,12 +140,13 @@ expect_code "the chain without its full backup" 0x80565301 \
 B=$T/moved/B
 
 # -------------------------------------------------------------------- bad input
-# A container missing from the backup: DDP_E_PATH_NOT_FOUND, the stub stays.
+# A container missing from the backup: DDP_E_PATH_NOT_FOUND; nothing is left
+# at the path (neither the stub nor a partial file), nor in the staging area.
 cp -a "$B" "$T/Bnocont"
 rm "$T/Bnocont"/.ddp/ChunkStore/*/Data/00000001.00000001.ccc
 expect_code "a container missing from the backup" 0x80565304 "$DDP" restore --from "$T/Bnocont" --to "$T/rnc" docs/c.bin
-check "the file that failed keeps its stub" is_stub "$T/rnc/docs/c.bin"
-check "and its metadata" test "$(stat -c %a "$T/rnc/docs/c.bin")" = 640
+check "the file that failed leaves nothing at its path" test ! -e "$T/rnc/docs/c.bin"
+check "nor anything else in the target (no staging directory either)" test -z "$(find "$T/rnc" -mindepth 1 \( ! -type d -o -name ".ddp-restore.*" \))"
 
 # A flipped byte in every 16 KiB of a data container: DDP_E_FILE_CORRUPT.
 cp -a "$B" "$T/Bflip"
@@ -158,7 +159,7 @@ for off in range(200, len(b), 16384):
 open(p, 'wb').write(b)
 EOF
 expect_code "a flipped byte in a container" 0x80565355 "$DDP" restore --from "$T/Bflip" --to "$T/rflip" docs/c.bin
-check "the corrupt file keeps its stub" is_stub "$T/rflip/docs/c.bin"
+check "the corrupt file leaves nothing at its path" test ! -e "$T/rflip/docs/c.bin"
 
 # A forged stub (its size field changed: the MAC fails): DDP_E_INVALID_DATA.
 cp -a "$B" "$T/Bforged"
@@ -173,9 +174,10 @@ check "an empty directory is S_FALSE" grep -q "^emptydir: 0x00000001" <<<"$out"
 check "directories and symlinks are no failure (exit 0)" test $rc -eq 0
 check "the symlink is restored as a symlink" test "$(readlink "$T/rds/link")" = a.bin
 
-# Restoring into a full disk: HRESULT_FROM_WIN32(ERROR_DISK_FULL), the stub stays.
+# Restoring into a full disk: HRESULT_FROM_WIN32(ERROR_DISK_FULL), and nothing
+# half-done is left: neither the stub nor a partial file (issue 15).
 full_test='out=$("$1" restore --from "$2" --to "$3" a.bin 2>&1); rc=$?; echo "$out"; echo "rc=$rc";
-  s=$(stat -c %s "$3/a.bin" 2>/dev/null); [[ "$s" == 232 ]] && echo STUB_LEFT; true'
+  [[ -e "$3/a.bin" ]] && echo LEFT_AT_PATH; [[ -n "$(find "$3" -mindepth 1 -print -quit)" ]] && echo LEFT_IN_TARGET; true'
 if try_mount_tmpfs "$T/full" 1m; then
   full_out=$(bash -c "$full_test" _ "$DDP" "$B" "$T/full")
 elif unshare -rm true 2>/dev/null; then
@@ -189,7 +191,8 @@ if [[ $full_out == skip ]]; then
 else
   check "a full target disk fails with 0x80070070" grep -q "^a.bin: 0x80070070" <<<"$full_out"
   check "and exits non-zero" grep -q "^rc=1" <<<"$full_out"
-  check "and leaves the stub" grep -q STUB_LEFT <<<"$full_out"
+  check "and leaves nothing at the path (no stub, no partial file)" bash -c '! grep -q LEFT_AT_PATH <<<"$1"' _ "$full_out"
+  check "nor anywhere in the target" bash -c '! grep -q LEFT_IN_TARGET <<<"$1"' _ "$full_out"
 fi
 
 # The CLI's own errors.

@@ -23,7 +23,7 @@ tree_sums "$V" > "$T/before"
 check "enable creates the layout" "$DDP" enable "$V" --usage Default
 check ".ddp/Settings/identity exists" test -s "$V/.ddp/Settings/identity"
 check ".ddp is private (0700)" test "$(stat -c %a "$V/.ddp")" = 700
-expect_code "enabling twice is refused" 0x800700B7 "$DDP" enable "$V"
+check "enabling twice succeeds and says so (Enable-DedupVolume)" bash -c '"$1" enable "$2" | grep -q "already enabled"' _ "$DDP" "$V"
 expect_code "a directory that is not a volume" 0x80565323 "$DDP" optimize "$T"
 expect_code "min_file_size below 32 KiB is refused" 0x80070057 "$DDP" set "$V" min_file_size 1000
 expect_code "an unknown setting is refused" 0x80070057 "$DDP" set "$V" no_such_key 1
@@ -115,6 +115,21 @@ if command -v flock >/dev/null; then
   check "once free, the next optimize takes it" "$DDP" optimize "$L" --quiet
   check "and it is a stub now" is_stub "$L/held.bin"
 fi
+
+# Temporaries of a writer that died (NAME.tmp.PID in .ddp/) go at the next
+# job's open; one whose PID now names another, newer process goes too (the
+# PID was reused); one a live writer may still hold is kept.
+S=$T/sweep; mkdir -p "$S"; "$DDP" enable "$S" --usage Backup >/dev/null
+st=$S/.ddp/State
+sleep 30 & sleeper=$!
+echo dead > "$st/dead.tmp.4194303"
+echo reused > "$st/reused.tmp.$sleeper"; touch -d '-1 hour' "$st/reused.tmp.$sleeper"
+echo live > "$st/live.tmp.$sleeper"
+"$DDP" index rebuild "$S" >/dev/null
+check "a dead writer's temporary is removed" test ! -e "$st/dead.tmp.4194303"
+check "a temporary older than the process that now has its PID is removed" test ! -e "$st/reused.tmp.$sleeper"
+check "a temporary its live writer may hold is kept" test -e "$st/live.tmp.$sleeper"
+kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null
 
 # unoptimize the whole volume
 check "unoptimize the volume" "$DDP" unoptimize "$V"

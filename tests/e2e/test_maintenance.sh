@@ -164,7 +164,8 @@ out=$("$DDP" status "$V")
 check "status shows the last gc" grep -qE "^Last gc: +[0-9T:-]+Z gc 0x00000000" <<<"$out"
 check "status shows the last scrub (which found damage)" grep -qE "^Last scrub: +[0-9T:-]+Z scrub 0x80565355" <<<"$out"
 check "status --json has last_gc and last_scrub" python3 -c "
-import json, sys; d = json.loads(sys.argv[1]); assert ' gc ' in d['last_gc'] and ' scrub ' in d['last_scrub']" \
+import json, sys; d = json.loads(sys.argv[1]); assert d['last_gc']['job'] == 'gc' and d['last_scrub']['job'] == 'scrub'
+assert d['last_scrub']['result'] == '0x80565355' and isinstance(d['last_gc']['seconds'], (int, float))" \
   "$("$DDP" status "$V" --json)"
 
 # ------------------------------------------------------------------ unoptimize

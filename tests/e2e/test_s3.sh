@@ -7,7 +7,8 @@
 # rules R1-R10 through a recording wrapper around the S3 store
 # (tests/tools/s3rules.c), and the faults: radosgw killed in the middle of a
 # backup (not complete; the same command again completes it) and of a
-# restore (per-file errors, stubs untouched, a retry succeeds), a wrong
+# restore (per-file errors, the stubs RestoreFiles failed on untouched, a
+# retry succeeds; ddp restore leaves nothing at a failed path), a wrong
 # secret key, a missing bucket, a missing object, a truncated object.
 # Without the Ceph packages or root, or when the cluster does not start,
 # it says so loudly and exits 77 (ctest: skipped).
@@ -95,6 +96,22 @@ grep '^s3:\|^summary' "$T/restore.out" | sed 's/^/#   /'
 out=$("$DDP" restore --from s3://ddpbk/nightly/1 --to "$T/rl" link emptydir 2>&1)
 check "a symlink and a directory come back as such" test "$(readlink "$T/rl/link")" = small.txt -a -d "$T/rl/emptydir"
 expect_code "backup again to a complete backup" 0x80070050 "$DDP" backup "$V" s3://ddpbk/nightly/1
+# step 1 from S3 goes through the same safe writing as any backup (docs/SECURITY-restore.md)
+mkdir -p "$T/rs" "$T/outside"; ln -s "$T/outside" "$T/rs/odd"
+expect_code "restore from S3 through a planted symlink: refused" 0x80070005 \
+  "$DDP" restore --from s3://ddpbk/nightly/1 --to "$T/rs" "odd/per%cent é.txt"
+check "... nothing written through it" test -z "$(ls -A "$T/outside")"
+rm "$T/rs/odd"; echo mine > "$T/rs/small.txt"
+expect_code "restore from S3 onto an existing file: refused by default" 0x80070050 \
+  "$DDP" restore --from s3://ddpbk/nightly/1 --to "$T/rs" small.txt "${ALL[5]}"
+check "... the existing file kept" test "$(cat "$T/rs/small.txt")" = mine
+ST=$(printf '%s\n' "${ALL[@]}" | grep 'src/module01.txt$' | head -1)  # a stub in the volume
+out=$("$DDP" restore --from s3://ddpbk/nightly/1 --to "$T/rs" --existing rename --json small.txt "$ST" 2>&1); rc=$?
+check "--existing rename from S3" test $rc -eq 0 -a "$(cat "$T/rs/small.txt.~1~")" = mine
+check "... the restored plain file is the backup's" cmp -s "$T/rs/small.txt" "$ORIG/small.txt"
+check "... the restored stub's file is the original" cmp -s "$T/rs/$ST" "$ORIG/$ST"
+check "... --json of an S3 restore counts its requests" grep -q '"s3_requests":[1-9]' <<<"$out"
+check "no staging directory left" bash -c "! ls -a '$T/rs' | grep -q '^\.ddp-restore\.'"
 
 # ---------------------------------------------------------------- incremental
 cat "$ORIG/small.txt" >> "$ORIG/release-2026.11.08/src/module03.txt"
@@ -143,7 +160,8 @@ check "ReadBackupFile of a missing object: 0x80070002 naming it" grep -q "^0x800
 echo "#   $out"
 rc=0; "$DDP" restore --from s3://ddpbk/victim --to "$T/rm" "big random.bin" "${ALL[5]}" > "$T/miss.out" 2>&1 || rc=$?
 check "a missing container object: 0x80565304 per file" grep -q '0x80565304' "$T/miss.out"
-check "... and the stubs stay" is_stub "$T/rm/big random.bin"
+check "... and nothing is left at the failed path (no stub, no partial file)" test ! -e "$T/rm/big random.bin"
+check "... nor a staging directory" bash -c "! ls -a '$T/rm' | grep -q '^\.ddp-restore\.'"
 "$DDP" backup "$V" s3://ddpbk/victim2 > /dev/null 2>&1
 "$S3TOOL" truncate ddpbk "victim2/$DATA_KEY" 1000000
 rc=0; "$DDP" restore --from s3://ddpbk/victim2 --to "$T/rt" "big random.bin" > "$T/trunc.out" 2>&1 || rc=$?

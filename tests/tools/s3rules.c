@@ -251,20 +251,25 @@ static uint8_t *slurp(const char *p, size_t *n)
     return d;
 }
 
+/* Step 1 of a restore, with each staged stub then moved into place as it
+ * is (DIR/FILE is the stub the rules' RestoreFiles calls work on). */
 static int extract(const char *backup, const char *dir, int n, char **rel, char ***local)
 {
-    ddp_backup_item *items = ddp_xcalloc((size_t)n, sizeof *items);
-    HRESULT hr = ddp_backup_extract(backup, (size_t)n, rel, dir, items);
+    ddp_extract x;
+    HRESULT hr = ddp_backup_extract(backup, (size_t)n, rel, dir, DDP_EXISTING_OVERWRITE, &x);
     int bad = FAILED(hr);
-    *local = ddp_xcalloc((size_t)n, sizeof **local);
-    for (int i = 0; i < n; i++) {
-        if (FAILED(items[i].hr)) {
-            fprintf(stderr, "s3rules: extracting %s: 0x%08X %s\n", rel[i], (unsigned)items[i].hr, ddp_error_detail());
+    if (bad) fprintf(stderr, "s3rules: extracting from %s: 0x%08X %s\n", backup, (unsigned)hr, ddp_error_detail());
+    for (size_t i = 0; i < x.n; i++) {
+        if (x.items[i].staged) ddp_backup_extract_place(&x, i, S_OK);
+        if (FAILED(x.items[i].hr)) {
+            fprintf(stderr, "s3rules: extracting %s: 0x%08X %s\n", x.items[i].path, (unsigned)x.items[i].hr,
+                    x.items[i].detail);
             bad = 1;
         }
-        (*local)[i] = ddp_path_join(dir, rel[i]);
     }
-    free(items);
+    if (FAILED(ddp_backup_extract_close(&x))) bad = 1;
+    *local = ddp_xcalloc((size_t)n, sizeof **local);
+    for (int i = 0; i < n; i++) (*local)[i] = ddp_path_join(dir, rel[i]);
     return bad ? -1 : 0;
 }
 

@@ -1,6 +1,6 @@
 /*
  * test_chunkcache.c: the mount's cache of decoded chunks
- * (programs/chunkcache.c), driven directly on an optimized volume.
+ * (programs/mount/chunkcache.c), driven directly on an optimized volume.
  *
  * Every chunk reads back as the file's bytes through both accessors (a copy,
  * and the pieces a reply hands the kernel), whether or not its pages are

@@ -143,7 +143,7 @@ static void test_optimize_and_read(void **state)
     struct stat before2;
     assert_int_equal(stat(f->paths[2], &before2), 0);
     cbctx c = { f->paths[5], 0, S_OK, "" };
-    ddp_job_callbacks cb = { on_problem, NULL, &c, on_chunked };
+    ddp_job_callbacks cb = { on_problem, NULL, &c, on_chunked, NULL };
     ddp_job_stats st;
     assert_int_equal(ddp_optimize(v, 2, &cb, &st), S_OK);
     assert_int_equal(st.files_optimized, NFILES - 1);

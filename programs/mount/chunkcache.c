@@ -4,7 +4,7 @@
  *
  * Entries are keyed by the chunk's SHA-256, so chunks that dedup (versions
  * of one file, copies) are decoded and held once. A chunk is loaded by the
- * library's reader of optimized files (lib/chunkread.c: both checksums, the
+ * library's reader of optimized files (lib/store/chunkread.c: both checksums, the
  * codec, the lengths and the SHA-256, with the hotspot copy as fallback);
  * concurrent readers of one chunk wait for a single load, and nothing that
  * failed stays cached (the next reader tries again, so a repaired store

@@ -1,6 +1,6 @@
 /*
  * chunkcache.h: the cache of decoded, verified chunks behind `ddp mount`
- * (programs/chunkcache.c), shared by every open optimized file, with its
+ * (programs/mount/chunkcache.c), shared by every open optimized file, with its
  * read-ahead threads. docs/MOUNT.md describes it.
  */
 #ifndef DDP_CHUNKCACHE_H

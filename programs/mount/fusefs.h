@@ -1,5 +1,6 @@
 /*
- * fusefs.h: the FUSE file system behind `ddp mount` (programs/fusefs.c):
+ * fusefs.h: the entry point of the FUSE file system behind `ddp mount`
+ * (programs/mount/, mountfs.h says what is where; cmd_mount.c calls it):
  * a passthrough view of a volume in which every optimized file reads as the
  * file it was and opening one for writing rehydrates it first. Built only
  * when libfuse3 was found (DDP_HAVE_FUSE); docs/MOUNT.md describes it.
@@ -12,7 +13,7 @@
 
 /* The largest read request: with a few pages for the header and the pieces,
  * a reply fits in a pipe of the default maximum size (fs.pipe-max-size,
- * 1 MiB), so it can be spliced (see op_read_buf). */
+ * 1 MiB), so it can be spliced (see mnt_read_buf, stubread.c). */
 #define DDPFS_MAX_READ (768u << 10)
 
 typedef struct ddpfs_options {
