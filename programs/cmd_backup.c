@@ -1,15 +1,18 @@
 /*
- * cmd_backup.c: `ddp backup VOLUME DEST [--tar] [--incremental PREV]`.
+ * cmd_backup.c: `ddp backup VOLUME DEST [--tar] [--incremental PREV] [--endpoint URL]`.
  *
- * Writes an optimized backup of the volume (lib/backup.c): a directory, an
- * incremental directory that builds on PREV, or (--tar) an archive ordered
- * for a one-pass restore. The volume's job lock is held throughout, so the
- * backup is consistent; the summary says what was written and how fast.
+ * Writes an optimized backup of the volume (lib/backup/backup.c): a
+ * directory, an incremental directory that builds on PREV, (--tar) an
+ * archive ordered for a one-pass restore, or objects in S3 (DEST
+ * s3://BUCKET/PREFIX, lib/backup/backup_s3.c), full or incremental. The
+ * volume's job lock is held throughout, so the backup is consistent; the
+ * summary says what was written and how fast.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "backup/backup.h"
+#include "backup/s3config.h"
 #include "cli.h"
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total) { cli_progress_update(ctx, done, total); }
@@ -33,6 +36,11 @@ int cmd_backup(int argc, char **argv)
             opt.incremental_from = argv[++i];
         } else if (!strncmp(a, "--incremental=", 14)) {
             opt.incremental_from = a + 14;
+        } else if (!strcmp(a, "--endpoint")) {
+            if (i + 1 >= argc) return cli_usage_error("backup", "--endpoint needs a URL");
+            ddp_s3_config_set_endpoint(argv[++i]);
+        } else if (!strncmp(a, "--endpoint=", 11)) {
+            ddp_s3_config_set_endpoint(a + 11);
         } else if (cli_is_option(a)) {
             return cli_usage_error("backup", "unknown option '%s'", a);
         } else {

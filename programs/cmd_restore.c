@@ -1,5 +1,5 @@
 /*
- * cmd_restore.c: `ddp restore --from BACKUP [--to DIR] [--list-containers] PATH...`
+ * cmd_restore.c: `ddp restore --from BACKUP [--to DIR] [--list-containers] [--endpoint URL] PATH...`
  *
  * A selective restore from an optimized backup, done the way a backup
  * application does it on Windows:
@@ -7,7 +7,8 @@
  *   1. the application's step: copy each PATH (a stub, plain file, symlink,
  *      or a directory with everything below it) out of the backup beneath
  *      DIR with its mode, owner and times (lib/backup/extract.c,
- *      ddp_backup_extract; a tar archive is read in one pass). Nothing is
+ *      ddp_backup_extract; a tar archive is read in one pass, the files of
+ *      an S3 backup, s3://BUCKET/PREFIX, fetched many at a time). Nothing is
  *      ever reached through a symbolic link or mount point in DIR, and
  *      stubs are staged in a private directory there;
  *   2. ddp's step: IDedupBackupSupport::RestoreFiles on the staged stubs,
@@ -38,6 +39,7 @@
 
 #include "backup/backup.h"
 #include "backup/backupstore.h"
+#include "backup/s3config.h"
 #include "cli.h"
 #include "restore/restore.h"
 #include "base/util.h"
@@ -45,9 +47,9 @@
 static int usage_help(void)
 {
     printf("usage: ddp restore --from BACKUP [--to DIR] [--existing refuse|keep|overwrite|rename]\n"
-           "                   [--list-containers] PATH...\n\n"
+           "                   [--list-containers] [--endpoint URL] PATH...\n\n"
            "  Restore files from an optimized backup (a ddp backup directory, incremental\n"
-           "  backup or tar archive) through IDedupBackupSupport::RestoreFiles.\n"
+           "  backup, tar archive, or s3://BUCKET/PREFIX) through IDedupBackupSupport::RestoreFiles.\n"
            "  PATH                paths inside the backed-up volume, relative to its root (a/b.txt);\n"
            "                      a directory brings everything below it\n"
            "  --to DIR            where to restore them (DIR/PATH; default: the current directory)\n"
@@ -55,7 +57,9 @@ static int usage_help(void)
            "  --existing keep     leave existing files as they are, restore the others\n"
            "  --existing overwrite  replace existing files\n"
            "  --existing rename   keep an existing file as NAME.~N~, restore NAME\n"
-           "  --list-containers   print the container ranges a restore would read, restore nothing\n");
+           "  --list-containers   print the container ranges a restore would read, restore nothing\n"
+           "  --endpoint URL      the S3 service of an s3:// backup (default: AWS_ENDPOINT_URL, the\n"
+           "                      AWS profile, AWS)\n");
     return DDP_EXIT_OK;
 }
 
@@ -230,6 +234,11 @@ int cmd_restore(int argc, char **argv)
             from = a + 7;
         } else if (!strncmp(a, "--to=", 5)) {
             to = a + 5;
+        } else if (!strcmp(a, "--endpoint")) {
+            if (i + 1 >= argc) { rc = cli_usage_error("restore", "--endpoint needs a URL"); goto done; }
+            ddp_s3_config_set_endpoint(argv[++i]);
+        } else if (!strncmp(a, "--endpoint=", 11)) {
+            ddp_s3_config_set_endpoint(a + 11);
         } else if (!strncmp(a, "--existing=", 11)) {
             if (parse_existing(a + 11, &existing) != 0) {
                 rc = cli_usage_error("restore", "--existing: '%s' is not refuse, keep, overwrite or rename", a + 11);
@@ -405,8 +414,11 @@ int cmd_restore(int argc, char **argv)
         }
         printf("],\"restored\":%" PRIu64 ",\"copied\":%" PRIu64 ",\"kept\":%" PRIu64 ",\"failed\":%" PRIu64
                ",\"bytes_restored\":%" PRIu64 ",\"bytes_read\":%" PRIu64 ",\"read_calls\":%" PRIu64
-               ",\"archive_passes\":%" PRIu64 ",\"seconds\":%.3f}\n",
-               restored, copied, kept, failed, bytes_restored, bst.bytes_read, bst.read_calls, bst.passes, secs);
+               ",\"archive_passes\":%" PRIu64,
+               restored, copied, kept, failed, bytes_restored, bst.bytes_read, bst.read_calls, bst.passes);
+        if (bst.requests)
+            printf(",\"s3_bytes_fetched\":%" PRIu64 ",\"s3_requests\":%" PRIu64, bst.fetched, bst.requests);
+        printf(",\"seconds\":%.3f}\n", secs);
         goto out;
     }
     double ratio = bytes_restored ? (double)bst.bytes_read / (double)bytes_restored : 0.0;
@@ -416,6 +428,9 @@ int cmd_restore(int argc, char **argv)
            "%" PRIu64 " read calls, %" PRIu64 " previews, %" PRIu64 " order calls, %" PRIu64 " archive passes; %.3f s\n",
            x.n, restored, copied, kept, failed, bytes_restored, bst.bytes_read, ratio, bst.read_calls,
            bst.preview_calls, bst.order_calls, bst.passes, secs);
+    if (bst.requests)
+        printf("s3: %" PRIu64 " bytes fetched from the store in %" PRIu64 " requests (%.3f per byte restored)\n",
+               bst.fetched, bst.requests, bytes_restored ? (double)bst.fetched / (double)bytes_restored : 0.0);
 out:
     if (bs) IDedupBackupSupport_Release(bs);
     if (store) IDedupReadFileCallback_Release(store);

@@ -48,21 +48,30 @@ const cli_command cli_commands[] = {
       "  --repair      mend damage from intact copies, retire what no file needs\n"
       "  --quiet, -q   no progress\n"
       "  --json        the report as one JSON object\n" },
-    { "backup", cmd_backup, "backup VOLUME DEST [--tar] [--incremental PREV] [--quiet] [--json]",
+    { "backup", cmd_backup, "backup VOLUME DEST [--tar] [--incremental PREV] [--endpoint URL] [--quiet] [--json]",
       "an optimized backup",
       "  An optimized backup of VOLUME: stubs as they are, every container once.\n"
-      "  DEST          a directory that does not exist or is empty (with --tar: the archive file)\n"
+      "  DEST          a directory that does not exist or is empty (with --tar: the archive file),\n"
+      "                or s3://BUCKET/PREFIX (objects in S3; the same command again finishes an\n"
+      "                interrupted backup)\n"
       "  --tar         one tar archive, ordered so a restore reads it in one forward pass\n"
       "  --incremental PREV\n"
-      "                copy only what changed since the backup directory PREV\n"
+      "                copy only what changed since the backup PREV (a directory, or s3://BUCKET/PREFIX)\n"
+      "  --endpoint URL  the S3 service (default: AWS_ENDPOINT_URL, the AWS profile, AWS);\n"
+      "                credentials and region as the AWS CLI reads them (AWS_ACCESS_KEY_ID, ...)\n"
       "  --quiet, -q   no progress\n"
       "  --json        the summary as one JSON object\n" },
-    { "restore", cmd_restore, "restore --from BACKUP [--to DIR] [--list-containers] [--quiet] [--json] PATH...",
+    { "restore", cmd_restore,
+      "restore --from BACKUP [--to DIR] [--existing refuse|keep|overwrite|rename] [--list-containers]\n"
+      "                   [--endpoint URL] [--quiet] [--json] PATH...",
       "selective restore (RestoreFiles)",
-      "  Restore files from an optimized backup (directory, incremental or tar archive)\n"
-      "  through IDedupBackupSupport::RestoreFiles.\n"
+      "  Restore files from an optimized backup (directory, incremental, tar archive or\n"
+      "  s3://BUCKET/PREFIX) through IDedupBackupSupport::RestoreFiles.\n"
       "  PATH                paths inside the backed-up volume, relative to its root (a/b.txt)\n"
       "  --to DIR            where to restore them (DIR/PATH; default: the current directory)\n"
+      "  --existing WHAT     an existing file: refuse (default), keep, overwrite, or rename (NAME.~N~)\n"
+      "  --endpoint URL      the S3 service of an s3:// backup (default: AWS_ENDPOINT_URL, the AWS\n"
+      "                      profile, AWS)\n"
       "  --list-containers   print the container ranges a restore would read, restore nothing\n"
       "  --quiet, -q         no progress\n"
       "  --json              the outcome as one JSON object\n" },

@@ -5,7 +5,7 @@
 # `borg mount`, casync) and npm for the data set.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libssl-dev libzstd-dev libxxhash-dev libarchive-dev
-      libfuse3-dev fuse3 libcmocka-dev python3 xxd)
+      libfuse3-dev fuse3 libcmocka-dev python3 xxd libcurl4-openssl-dev)
 # tests/e2e/test_windows.sh builds NTFS images (mkntfs, in ntfs-3g), mounts them with
 # ntfs-3g and sets reparse points with setfattr (attr).
 pkgs+=(ntfs-3g attr)
@@ -17,6 +17,9 @@ pkgs+=(valgrind cppcheck clang clang-tidy libclang-rt-dev)
 # tests/e2e/test_samba.sh serves a ddp mount with Samba and uses it over SMB
 # (smbclient, and libsmbclient through Debian's python3 for writes at an offset).
 pkgs+=(samba smbclient python3-smbc)
+# tests/e2e/test_s3.sh backs up to and restores from a real single-node Ceph
+# cluster (monitor, OSD, RADOS Gateway) started by scripts/ceph/start-cluster.sh.
+pkgs+=(ceph-mon ceph-osd ceph-mgr radosgw ceph-common)
 # The man pages (docs/man/*.scd) and their check (man -l); the Debian packages
 # (debian/, scripts/check-deb.sh); script(1) for the progress test under a
 # pseudo-terminal (bsdutils); systemd-analyze for the units' check.

@@ -57,6 +57,13 @@ typedef int32_t HRESULT;
 #define ERROR_CANT_RESOLVE_FILENAME 1921u
 #define ERROR_IO_DEVICE          1117u
 #define ERROR_DISK_QUOTA_EXCEEDED 1295u
+/* Network errors: what an S3 backup store answers (lib/backup/s3client.c). */
+#define ERROR_BAD_NETPATH        53u    /* the host of the endpoint cannot be found */
+#define ERROR_UNEXP_NET_ERR      59u    /* the service failed (HTTP 5xx) */
+#define ERROR_NETNAME_DELETED    64u    /* the connection dropped */
+#define ERROR_BUSY               170u   /* the service asks to slow down (HTTP 429, 503 SlowDown) */
+#define ERROR_CONNECTION_REFUSED 1225u
+#define ERROR_TIMEOUT            1460u
 
 static inline HRESULT HRESULT_FROM_WIN32(uint32_t x)
 {

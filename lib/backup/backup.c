@@ -56,6 +56,9 @@
 #include "backup/manifest.h"
 #include "backup/backupchain.h"
 #include "backup/backupdest.h"
+#include "backup/backupjob.h"
+#include "backup/backup_s3.h"
+#include "backup/s3config.h"
 #include "base/safepath.h"
 #include "backup/backup.h"
 #include "store/catalog.h"
@@ -72,22 +75,7 @@
 
 /* ======================================================== the backup */
 
-typedef struct bctx {
-    ddp_volume *v;
-    int vfd;                  /* volume root */
-    int destfd;               /* dir format: the backup directory */
-    ddp_manifest m;           /* being built */
-    uint8_t *copy_piece;      /* [entry]: C: index of the piece written now + 1 (0: none); F: 1 to copy */
-    size_t items_cap;
-    const ddp_manifest *prev; /* incremental: the previous backup */
-    ddp_backup_stats *st;
-    uint8_t *buf;             /* COPY_BUF_SIZE */
-    uint64_t tmp_counter;
-    const ddp_backup_options *opt;
-    uint64_t total, done;     /* progress: data bytes to copy (0: unknown), copied */
-} bctx;
-
-static void progress(bctx *b, uint64_t n)
+void ddp_backup_progress(bctx *b, uint64_t n)
 {
     b->done += n;
     if (b->opt && b->opt->progress) b->opt->progress(b->opt->progress_ctx, b->done, b->total);
@@ -325,7 +313,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         if (use_cfr) {
             loff_t in = (loff_t)(soff + *done), out = (loff_t)(doff + *done);
             ssize_t r = copy_file_range(sfd, &in, dfd, &out, want, 0);
-            if (r > 0) { *done += (uint64_t)r; progress(b, (uint64_t)r); continue; }
+            if (r > 0) { *done += (uint64_t)r; ddp_backup_progress(b, (uint64_t)r); continue; }
             if (r == 0) break;
             if (errno == EINTR) continue;
             if (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP || errno == EPERM) {
@@ -342,7 +330,7 @@ static HRESULT copy_range(bctx *b, int sfd, uint64_t soff, int dfd, uint64_t dof
         hr = ddp_pwrite_all(dfd, b->buf, got, doff + *done, what);
         if (FAILED(hr)) return hr;
         *done += got;
-        progress(b, got);
+        ddp_backup_progress(b, got);
     }
     return S_OK;
 }
@@ -426,7 +414,7 @@ static HRESULT finish_tmp(bctx *b, int fd, char *tmp, const char *path, HRESULT 
 }
 
 /* Did the file change since the walk? Then take what it is now. */
-static void refresh_entry(bctx *b, ddp_mf_entry *e, const struct stat *st, int sfd)
+void ddp_backup_refresh_entry(bctx *b, ddp_mf_entry *e, const struct stat *st, int sfd)
 {
     if ((uint64_t)st->st_size == e->size && st->st_mtim.tv_sec == e->mtime_sec &&
         (uint32_t)st->st_mtim.tv_nsec == e->mtime_nsec && st->st_ctim.tv_sec == e->ctime_sec &&
@@ -465,7 +453,7 @@ static HRESULT dir_copy_file(bctx *b, ddp_mf_entry *e)
     struct stat st;
     HRESULT hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &sfd, &st);
     if (FAILED(hr)) return hr;
-    refresh_entry(b, e, &st, sfd);
+    ddp_backup_refresh_entry(b, e, &st, sfd);
     char *tmp;
     int dfd;
     hr = create_tmp(b, e->path, &tmp, &dfd);
@@ -625,7 +613,7 @@ static HRESULT tar_write_data(bctx *b, struct archive *a, const void *data, size
         p += w;
         n -= (size_t)w;
         b->st->bytes_written += (uint64_t)w;
-        progress(b, (uint64_t)w);
+        ddp_backup_progress(b, (uint64_t)w);
     }
     return S_OK;
 }
@@ -859,6 +847,10 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     if (opt->format == DDP_BACKUP_TAR && opt->incremental_from)
         return ddp_fail(E_INVALIDARG, "backup: incremental backups are directories (not --tar)");
     double t0 = ddp_now();
+    int s3 = ddp_s3_is_url(dest);
+    if (s3 && opt->format == DDP_BACKUP_TAR)
+        return ddp_fail(E_INVALIDARG, "backup: a backup to S3 is a set of objects (not --tar)");
+    ddp_backup_s3 *s3w = NULL;
 
     bctx b;
     memset(&b, 0, sizeof b);
@@ -873,6 +865,21 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     if (FAILED(hr)) return hr;
 
     vroot = realpath(b.v->root, NULL);
+    if (s3) {
+        if (!vroot) { hr = ddp_fail_errno(errno, "backup: resolving %s", b.v->root); goto out; }
+        hr = ddp_backup_s3_begin(dest, opt->incremental_from, &s3w);
+        if (FAILED(hr)) goto out;
+        b.prev = ddp_backup_s3_prev(s3w);
+        if (b.prev && memcmp(b.prev->store_id, b.v->id.store_id, DDP_STORE_ID_SIZE) != 0) {
+            hr = ddp_fail(DDP_E_INVALID_DATA, "%s is a backup of another volume (another store id)", opt->incremental_from);
+            goto out;
+        }
+        if (b.prev && b.prev->level + 1 > DDP_BACKUP_MAX_LEVEL) {
+            hr = ddp_fail(DDP_E_INVALID_STATE, "%s: the chain is too long; make a full backup", opt->incremental_from);
+            goto out;
+        }
+        goto header;
+    }
     dest_abs = abs_path_of(dest);
     if (!vroot || !dest_abs) { hr = ddp_fail_errno(errno, "backup: resolving %s", vroot ? dest : b.v->root); goto out; }
     size_t vl = strlen(vroot);
@@ -919,13 +926,18 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     }
 
     /* The manifest header. */
+header:
     b.m.version = DDP_MANIFEST_VERSION;
     if (ddp_random_bytes(b.m.id, sizeof b.m.id) != 0) { hr = ddp_fail(E_FAIL, "backup: no random bytes"); goto out; }
     b.m.format = opt->format == DDP_BACKUP_TAR ? DDP_BACKUP_FMT_TAR : DDP_BACKUP_FMT_DIR;
     b.m.source = ddp_strdup(vroot);
     b.m.time = (int64_t)time(NULL);
     memcpy(b.m.store_id, b.v->id.store_id, DDP_STORE_ID_SIZE);
-    if (b.prev) {
+    if (b.prev && s3w) {
+        b.m.level = b.prev->level + 1;
+        b.m.previous = ddp_backup_s3_previous_ref(s3w);
+        memcpy(b.m.previous_id, b.prev->id, DDP_BACKUP_ID_SIZE);
+    } else if (b.prev) {
         b.m.level = b.prev->level + 1;
         char *prev_abs = realpath(opt->incremental_from, NULL);
         if (!prev_abs) { hr = ddp_fail_errno(errno, "backup: resolving %s", opt->incremental_from); goto out; }
@@ -945,9 +957,11 @@ HRESULT ddp_backup(const char *volume_root, const char *dest, const ddp_backup_o
     if (!opt->incremental_from)
         for (size_t i = 0; i < b.m.count; i++)
             if (b.m.entries[i].type == 'F' || b.m.entries[i].type == 'C') b.total += b.m.entries[i].size;
-    progress(&b, 0);
+    ddp_backup_progress(&b, 0);
 
-    if (opt->format == DDP_BACKUP_DIR) {
+    if (s3w) {
+        hr = ddp_backup_s3_write(s3w, &b);
+    } else if (opt->format == DDP_BACKUP_DIR) {
         hr = write_dir_backup(&b, dest);
         if (SUCCEEDED(hr)) hr = ddp_manifest_index(&b.m, dest);
         if (SUCCEEDED(hr)) hr = write_manifest_dir(&b, dest);
@@ -972,6 +986,7 @@ out:
     if (dest_opened && FAILED(hr)) ddp_backup_dest_discard(b.destfd, dest, dest_created);
     if (b.destfd >= 0) close(b.destfd);
     if (have_chain) ddp_backup_chain_close(&chain);
+    ddp_backup_s3_end(s3w);
     ddp_manifest_free(&b.m);
     free(b.copy_piece);
     free(b.buf);

@@ -1,6 +1,6 @@
 /*
  * backupstore.c: the front of the backup stores (backupstore.h): tells the
- * kinds of backup apart (a tar archive, a plain directory copy or full
+ * kinds of backup apart (an s3:// name, a tar archive, a plain directory copy or full
  * backup, an incremental backup set) and opens the right store; and the
  * counters every store keeps.
  */
@@ -11,6 +11,7 @@
 #include "backup/backupstore.h"
 #include "backup/backupstore_common.h"
 #include "backup/manifest.h"
+#include "backup/s3config.h"
 #include "base/util.h"
 
 void ddp_backupstore_get_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st)
@@ -18,9 +19,10 @@ void ddp_backupstore_get_stats(IDedupReadFileCallback *store, ddp_backupstore_st
     memset(st, 0, sizeof *st);
     if (!store) return;
     if (store->lpVtbl != &ddp_bs_dir_vtbl && store->lpVtbl != &ddp_bs_tar_vtbl &&
-        store->lpVtbl != &ddp_bs_set_vtbl)
+        store->lpVtbl != &ddp_bs_set_vtbl && store->lpVtbl != &ddp_bs_s3_vtbl)
         return;
     *st = ((ddp_bs_base *)store)->stats;
+    if (store->lpVtbl == &ddp_bs_s3_vtbl) ddp_bs_s3_add_stats(store, st);
 }
 
 HRESULT ddp_backupstore_open(const char *path, IDedupReadFileCallback **out)
@@ -28,6 +30,7 @@ HRESULT ddp_backupstore_open(const char *path, IDedupReadFileCallback **out)
     if (!out) return E_POINTER;
     *out = NULL;
     if (!path) return E_POINTER;
+    if (ddp_s3_is_url(path)) return ddp_backupstore_open_s3(path, out);
     struct stat st;
     if (stat(path, &st) != 0) return ddp_fail_errno(errno, "backup %s", path);
     if (S_ISREG(st.st_mode)) return ddp_backupstore_open_tar(path, out);

@@ -16,15 +16,20 @@ typedef struct ddp_backupstore_stats {
     uint64_t preview_calls;
     uint64_t order_calls;
     uint64_t passes;           /* forward passes over an archive (tar) */
+    uint64_t fetched;          /* S3: body bytes received from the service (read-ahead included) */
+    uint64_t requests;         /* S3: HTTP requests (retries included) */
 } ddp_backupstore_stats;
 
-/* Open the backup at path: a directory written by `ddp backup` (full or
+/* Open the backup at path: s3://BUCKET/PREFIX (the S3 store), a directory written by `ddp backup` (full or
  * incremental; an incremental one brings in its predecessors) or a tar
  * archive. The object has one reference; Release frees it. */
 HRESULT ddp_backupstore_open(const char *path, IDedupReadFileCallback **out);
 HRESULT ddp_backupstore_open_dir(const char *dir, IDedupReadFileCallback **out);
 HRESULT ddp_backupstore_open_tar(const char *archive, IDedupReadFileCallback **out);
 HRESULT ddp_backupstore_open_set(const char *newest_dir, IDedupReadFileCallback **out);
+/* A backup in S3, "s3://BUCKET/PREFIX" (full or incremental; settings and
+ * credentials as s3config.h reads them). */
+HRESULT ddp_backupstore_open_s3(const char *url, IDedupReadFileCallback **out);
 /* Counters of a store opened above. */
 void ddp_backupstore_get_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st);
 

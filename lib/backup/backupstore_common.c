@@ -172,7 +172,7 @@ static int cmp_plan(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by_member, ULONG n, BSTR *paths,
+HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int order, ULONG n, BSTR *paths,
                                    ULONG *entries, DEDUP_CONTAINER_EXTENT **plan)
 {
     b->stats.order_calls++;
@@ -195,7 +195,9 @@ HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by
                 items = ddp_xrealloc(items, cap * sizeof *items);
             }
             const ddp_mf_piece *pc = &e->pieces[j];
-            items[k++] = (plan_item){ by_member ? pc->member : (int64_t)pc->level, i, pc->offset, pc->length,
+            int64_t key = order == DDP_BS_ORDER_BY_MEMBER ? pc->member
+                        : order == DDP_BS_ORDER_BY_CONTAINER ? 0 : (int64_t)pc->level;
+            items[k++] = (plan_item){ key, i, pc->offset, pc->length,
                                       j + 1 == e->npieces };
         }
     }

@@ -35,6 +35,9 @@ struct ddp_bs_base {
 extern const IDedupReadFileCallbackVtbl ddp_bs_dir_vtbl;
 extern const IDedupReadFileCallbackVtbl ddp_bs_tar_vtbl;
 extern const IDedupReadFileCallbackVtbl ddp_bs_set_vtbl;
+extern const IDedupReadFileCallbackVtbl ddp_bs_s3_vtbl;
+/* The S3 store's network counters into st (backupstore_s3.c). */
+void ddp_bs_s3_add_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st);
 
 /* Set up the listing interface of a store with the kind's own list function
  * (folder already checked: absolute, no trailing '/'). */
@@ -56,9 +59,11 @@ HRESULT ddp_bs_check_read_args(const char *path, LONGLONG off, ULONG n, const BY
 
 /* Shared parts of the stores' callbacks (backupstore_common.c): the checks of a
  * PreviewContainerRead, and a read plan built from the manifest's container
- * pieces, ordered by tar member (by_member) or by backup level, one extent
- * per piece, the last piece of each container running to the end. */
+ * pieces, one extent per piece, the last piece of each container running to
+ * the end, ordered by backup level (DDP_BS_ORDER_BY_LEVEL), by tar member
+ * (DDP_BS_ORDER_BY_MEMBER) or by container and offset (DDP_BS_ORDER_BY_CONTAINER). */
+enum { DDP_BS_ORDER_BY_LEVEL = 0, DDP_BS_ORDER_BY_MEMBER = 1, DDP_BS_ORDER_BY_CONTAINER = 2 };
 HRESULT ddp_bs_check_preview(ddp_bs_base *b, const char *path, ULONG n, const DDP_FILE_EXTENT *ext);
-HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int by_member, ULONG n, BSTR *paths,
+HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int order, ULONG n, BSTR *paths,
                                    ULONG *entries, DEDUP_CONTAINER_EXTENT **plan);
 #endif /* DDP_BACKUPSTORE_COMMON_H */

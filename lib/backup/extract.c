@@ -2,7 +2,8 @@
  * extract.c: the backup application's half of a selective restore
  * (ddp_backup_extract): copy the requested paths (stubs, plain files,
  * directories with everything below them, symlinks) out of a directory,
- * incremental or tar backup into a target directory, with their metadata,
+ * incremental, tar or S3 backup (the bytes of an S3 one fetched by
+ * extract_s3.c, many at a time) into a target directory, with their metadata,
  * before RestoreFiles is called on the stubs. docs/SECURITY.md, restore side.
  *
  * A backup is hostile input and the target is often a live tree that
@@ -41,7 +42,9 @@
 
 #include "backup/backup.h"
 #include "backup/backupchain.h"
+#include "backup/extract_internal.h"
 #include "backup/manifest.h"
+#include "backup/s3config.h"
 #include "backup/tarreader.h"
 #include "base/hash.h"
 #include "base/safepath.h"
@@ -112,11 +115,14 @@ struct ddp_extract_private {
     uint8_t *buf;
 };
 
+enum { SRC_PLAIN = 0, SRC_CHAIN = 1, SRC_TAR = 2, SRC_S3 = 3 };
+
 typedef struct source {
-    int kind;             /* 0 plain copy, 1 manifest directory chain, 2 tar */
+    int kind;             /* SRC_*: plain copy, manifest directory chain, tar, S3 */
     int rootfd;           /* plain copy */
     ddp_backup_chain chain;
     ddp_tar_reader *tar;
+    ddp_extract_s3 *s3;
     const ddp_manifest *m;
 } source;
 
@@ -429,7 +435,7 @@ static void set_link_attrs(int dfd, const char *name, const ddp_mf_entry *e)
 }
 
 /* The bytes of x, read by rd, to a new file in the staging directory. */
-typedef HRESULT (*read_fn)(void *ctx, void *buf, size_t n, uint64_t off, size_t *got);
+typedef ddp_extract_read_fn read_fn;
 
 static HRESULT stage_file(struct ddp_extract_private *p, size_t i, xent *x, read_fn rd, void *ctx)
 {
@@ -623,10 +629,17 @@ static HRESULT open_source(const char *backup, source *s)
 {
     memset(s, 0, sizeof *s);
     s->rootfd = -1;
+    if (ddp_s3_is_url(backup)) {
+        HRESULT hr = ddp_extract_s3_open(backup, &s->s3);
+        if (FAILED(hr)) return hr;
+        s->kind = SRC_S3;
+        s->m = ddp_extract_s3_manifest(s->s3);
+        return S_OK;
+    }
     struct stat st;
     if (stat(backup, &st) != 0) return ddp_fail_errno(errno, "backup %s", backup);
     if (S_ISREG(st.st_mode)) {
-        s->kind = 2;
+        s->kind = SRC_TAR;
         HRESULT hr = ddp_tar_reader_open(backup, &s->tar);
         if (SUCCEEDED(hr)) s->m = ddp_tar_reader_manifest(s->tar);
         return hr;
@@ -634,13 +647,13 @@ static HRESULT open_source(const char *backup, source *s)
     if (!S_ISDIR(st.st_mode)) return ddp_fail(E_INVALIDARG, "backup %s: neither a directory nor an archive file", backup);
     HRESULT hr = ddp_backup_chain_open(backup, &s->chain);
     if (SUCCEEDED(hr)) {
-        s->kind = 1;
+        s->kind = SRC_CHAIN;
         s->m = &s->chain.newest;
         return S_OK;
     }
     if (hr != DDP_E_NOT_FOUND) return hr;
     ddp_clear_error(); /* no manifest: a plain copy of a volume (cp -a, rsync) */
-    s->kind = 0;
+    s->kind = SRC_PLAIN;
     s->rootfd = open(backup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->rootfd < 0) return ddp_fail_errno(errno, "backup %s", backup);
     return S_OK;
@@ -648,7 +661,8 @@ static HRESULT open_source(const char *backup, source *s)
 
 static void close_source(source *s)
 {
-    if (s->kind == 1) ddp_backup_chain_close(&s->chain);
+    if (s->kind == SRC_CHAIN) ddp_backup_chain_close(&s->chain);
+    ddp_extract_s3_close(s->s3);
     if (s->tar) ddp_tar_reader_close(s->tar);
     if (s->rootfd >= 0) close(s->rootfd);
 }
@@ -722,6 +736,31 @@ static void finish_file(struct ddp_extract_private *p, xent *x, ddp_backup_item 
     else it->hr = hr;
 }
 
+/* An S3 backup: the files in the order of their paths, fetched ahead. */
+typedef struct s3_put_ctx {
+    struct ddp_extract_private *p;
+    ddp_backup_item *items;
+    const want *w;
+} s3_put_ctx;
+
+static void s3_put(void *vctx, size_t k, HRESULT fetched, ddp_extract_read_fn rd, void *rctx)
+{
+    s3_put_ctx *c = vctx;
+    size_t i = c->w[k].item;
+    HRESULT hr = SUCCEEDED(fetched) ? stage_file(c->p, i, &c->p->ents[i], rd, rctx) : fetched;
+    finish_file(c->p, &c->p->ents[i], &c->items[i], hr);
+}
+
+static void extract_s3_files(struct ddp_extract_private *p, source *s, const want *w, size_t nw,
+                             ddp_backup_item *items)
+{
+    const ddp_mf_entry **ents = ddp_xmalloc((nw ? nw : 1) * sizeof *ents);
+    for (size_t k = 0; k < nw; k++) ents[k] = &p->ents[w[k].item].e;
+    s3_put_ctx c = { p, items, w };
+    ddp_extract_s3_fetch(s->s3, nw, ents, s3_put, &c);
+    free(ents);
+}
+
 static void extract_all(struct ddp_extract_private *p, source *s, size_t n, ddp_backup_item *items)
 {
     want *w = ddp_xmalloc((n ? n : 1) * sizeof *w);
@@ -742,14 +781,19 @@ static void extract_all(struct ddp_extract_private *p, source *s, size_t n, ddp_
             it->hr = S_OK;
             continue;
         }
-        if (s->kind == 2) {
-            w[nw++] = (want){ x->e.member, i };
+        if (s->kind == SRC_TAR || s->kind == SRC_S3) {
+            w[nw++] = (want){ s->kind == SRC_TAR ? x->e.member : 0, i };
             continue;
         }
-        int rootfd = s->kind == 0 ? s->rootfd : s->chain.dirfds[x->e.level];
-        const char *where = s->kind == 0 ? "the backup" : s->chain.dirs[x->e.level];
+        int rootfd = s->kind == SRC_PLAIN ? s->rootfd : s->chain.dirfds[x->e.level];
+        const char *where = s->kind == SRC_PLAIN ? "the backup" : s->chain.dirs[x->e.level];
         hr = stage_from_dir(p, i, x, rootfd, where, it);
         finish_file(p, x, it, hr);
+    }
+    if (s->kind == SRC_S3) {
+        extract_s3_files(p, s, w, nw, items);
+        free(w);
+        return;
     }
     /* A tar archive: the files in archive order, one forward pass. */
     qsort(w, nw, sizeof *w, cmp_want);
@@ -786,7 +830,7 @@ HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, 
     /* The paths, a directory with everything below it, sorted, each once. */
     xlist l = { NULL, 0, 0 };
     for (size_t i = 0; i < n; i++) {
-        if (s.kind == 0) collect_plain(&l, s.rootfd, relpaths[i]);
+        if (s.kind == SRC_PLAIN) collect_plain(&l, s.rootfd, relpaths[i]);
         else collect_manifest(&l, s.m, relpaths[i]);
     }
     if (l.n) qsort(l.v, l.n, sizeof *l.v, cmp_xent);

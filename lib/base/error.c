@@ -58,6 +58,12 @@ static const struct { uint32_t code; const char *msg; } win32_messages[] = {
     { ERROR_CANT_RESOLVE_FILENAME, "too many levels of symbolic links" },
     { ERROR_IO_DEVICE, "I/O error" },
     { ERROR_DISK_QUOTA_EXCEEDED, "disk quota exceeded" },
+    { ERROR_BAD_NETPATH, "the network path was not found" },
+    { ERROR_UNEXP_NET_ERR, "an unexpected network error occurred" },
+    { ERROR_NETNAME_DELETED, "the network connection was dropped" },
+    { ERROR_BUSY, "the service is busy" },
+    { ERROR_CONNECTION_REFUSED, "the remote computer refused the connection" },
+    { ERROR_TIMEOUT, "the operation timed out" },
 };
 
 DDP_API const char *ddp_strerror(HRESULT hr)

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# bench_s3.sh: backups to S3, ddp against restic (its S3 backend), on the
+# same single-node Ceph RADOS Gateway (scripts/ceph/start-cluster.sh,
+# bluestore) and the same data (20 typescript nightlies,
+# /work/shared/bench/dataset-ts.sh), in one run.
+#
+# ddp: the data is copied into a volume, optimized (usage type Backup; timed
+# apart), then `ddp backup VOL s3://ddpb/full`. restic: `restic backup DATA`
+# into s3:ENDPOINT/resticb. Then restores of one file (the largest of the last
+# nightly), of 1% of the files (every 100th) and of every file, each checked
+# byte for byte against the data.
+#
+# Columns: wall seconds; bytes stored in the bucket after the backup; for
+# restores, bytes the gateway sent (its usage log: every GET body and
+# listing, what each tool really fetched) per byte restored.
+#
+# Needs: root, the Ceph packages and restic (scripts/install-deps.sh, with
+# --bench for restic), npm for the data set.
+# Environment: DDP_BENCH_BUILD (a build dir with ddp and tests/tools s3tool;
+# default <source>/build-bench), DDP_BENCH_DATA (a data set to reuse),
+# DDP_BENCH_DIR (work dir), DDP_BENCH_KEEP=1.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+DATASET_SCRIPT=${DDP_DATASET_SCRIPT:-/work/shared/bench/dataset-ts.sh}
+command -v restic > /dev/null || { echo "bench_s3: restic is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
+command -v radosgw > /dev/null || { echo "bench_s3: the Ceph packages are not installed (scripts/install-deps.sh)" >&2; exit 2; }
+BUILD=${DDP_BENCH_BUILD:-$SRC/build-bench}
+if [[ ! -x $BUILD/ddp || ! -x $BUILD/s3tool ]]; then
+  cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release > /dev/null
+  cmake --build "$BUILD" --target ddp s3tool -j"$(nproc)" > /dev/null
+fi
+DDP=$BUILD/ddp
+S3T=$BUILD/s3tool
+W=${DDP_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ddp-bench-s3.XXXXXX")}
+mkdir -p "$W"
+export CEPH_DIR=$W/ceph MON_PORT=${MON_PORT:-23300} MON_V1_PORT=${MON_V1_PORT:-23301} RGW_PORT=${RGW_PORT:-23302}
+export NO_MGR=1 RGW_USAGE_LOG=1 BLUESTORE_SIZE=${BLUESTORE_SIZE:-20G}
+cleanup() {
+  [[ -f $CEPH_DIR/pids ]] && bash "$SRC/scripts/ceph/stop-cluster.sh" > /dev/null 2>&1
+  [[ "${DDP_BENCH_KEEP:-0}" == 1 ]] || rm -rf "$W"
+}
+trap cleanup EXIT
+
+if [[ -n "${DDP_BENCH_DATA:-}" && -d "${DDP_BENCH_DATA}" ]]; then DATA=$(cd "$DDP_BENCH_DATA" && pwd)
+else DATA=$W/data; bash "$DATASET_SCRIPT" "$DATA" 20 >&2; fi
+mapfile -t FILES < <(cd "$DATA" && find . -type f -printf '%P\n' | sort)
+NF=${#FILES[@]}
+DATA_BYTES=$(du -sb --apparent-size "$DATA" | cut -f1)
+LAST=$(cd "$DATA" && ls | sort | tail -1)
+ONE=$(cd "$DATA" && find "$LAST" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+PCT=(); for ((i = 0; i < NF; i += 100)); do PCT+=("${FILES[$i]}"); done
+
+echo "starting Ceph (bluestore) ..." >&2
+bash "$SRC/scripts/ceph/start-cluster.sh" bluestore > "$W/ceph-start.log" 2>&1 || { tail "$W/ceph-start.log" >&2; exit 1; }
+unset CEPH_CONF CEPH_KEYRING
+source "$CEPH_DIR/env"
+export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=default
+export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=s3:$S3_ENDPOINT/resticb
+"$S3T" mb ddpb; "$S3T" mb resticb
+
+now() { date +%s.%N; }
+# bytes the gateway sent for bucket $1 so far (GET bodies, listings)
+sent() {
+  sleep 2  # the usage log flushes every second
+  radosgw-admin -c "$CEPH_CONF" usage show --uid=ddp 2>/dev/null | python3 -c "
+import json,sys
+d=json.load(sys.stdin); t=0
+for e in d.get('entries',[]):
+  for b in e.get('buckets',[]):
+    if b.get('bucket')=='$1': t+=sum(c.get('bytes_sent',0) for c in b.get('categories',[]))
+print(t)"
+}
+stored() { "$S3T" du "$1" | awk '{print $3}'; }
+check_same() { # DIR FILE...: byte-identical to the data
+  local d=$1; shift
+  (cd "$DATA" && printf '%s\0' "$@" | xargs -0 sha256sum) > "$W/want"
+  (cd "$d" && printf '%s\0' "$@" | xargs -0 sha256sum) > "$W/got" 2>/dev/null || true
+  cmp -s "$W/want" "$W/got" || { echo "bench_s3: restored bytes differ in $d" >&2; exit 1; }
+}
+printf '%-8s %-24s %9s %14s %14s %10s\n' tool case seconds bytes restored "fetched/B"
+row() { printf '%-8s %-24s %9.2f %14s %14s %10s\n' "$@"; }
+
+# ---- backups
+V=$W/vol
+cp -a "$DATA" "$V"
+t=$(now); "$DDP" enable "$V" --usage Backup > /dev/null; "$DDP" optimize "$V" > "$W/opt.out"; opt=$(echo "$(now) - $t" | bc)
+row ddp "optimize (local)" "$opt" "$(du -sb "$V" | cut -f1)" - -
+t=$(now); "$DDP" backup "$V" s3://ddpb/full > "$W/ddp-backup.out"; tb=$(echo "$(now) - $t" | bc)
+row ddp "backup to S3" "$tb" "$(stored ddpb)" - -
+restic init > /dev/null 2>&1
+t=$(now); restic backup -q "$DATA" > /dev/null; tr=$(echo "$(now) - $t" | bc)
+row restic "backup to S3" "$tr" "$(stored resticb)" - -
+echo "# data: $NF files, $DATA_BYTES bytes; ddp backup $(echo "scale=2; $tr / $tb" | bc)x faster than restic (optimize excluded)"
+
+# ---- restores
+bytes_of() { (cd "$DATA" && printf '%s\0' "$@" | xargs -0 stat -c %s | awk '{s+=$1} END {print s}'); }
+case_run() { # NAME FILE...
+  local name=$1; shift
+  local n=$# b; b=$(bytes_of "$@")
+  local out=$W/out-ddp; rm -rf "$out"
+  local s0; s0=$(sent ddpb)
+  local t; t=$(now)
+  "$DDP" restore --from s3://ddpb/full --to "$out" "$@" > "$W/ddp-restore.out"
+  local td; td=$(echo "$(now) - $t" | bc)
+  local f=$(( $(sent ddpb) - s0 ))
+  check_same "$out" "$@"
+  row ddp "$name ($n)" "$td" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)"
+  out=$W/out-restic; rm -rf "$out"
+  s0=$(sent resticb)
+  local inc=(); local x; for x in "$@"; do inc+=(--include "$DATA/$x"); done
+  t=$(now)
+  if [[ $name == all* ]]; then restic restore -q latest --target "$out" > /dev/null
+  else restic restore -q latest --target "$out" "${inc[@]}" > /dev/null; fi
+  local tr2; tr2=$(echo "$(now) - $t" | bc)
+  f=$(( $(sent resticb) - s0 ))
+  check_same "$out$DATA" "$@"
+  row restic "$name ($n)" "$tr2" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)"
+  echo "# $name: ddp $(echo "scale=2; $tr2 / $td" | bc)x faster than restic"
+}
+case_run "one file" "$ONE"
+case_run "1% of the files" "${PCT[@]}"
+case_run "all files" "${FILES[@]}"

@@ -1,0 +1,337 @@
+/*
+ * backup_s3.c: writing an optimized backup into S3 (backup_s3.h).
+ *
+ * Layout (docs/BACKUP.md): below PREFIX, every file the backup holds is one
+ * object named by its store path (escaped: s3client.c ddp_s3_key_of_path),
+ * every container piece written now one object named by its piece file
+ * (the container's path, or "<path>.@<hex offset>" for a tail appended since
+ * the previous backup), and the manifest is PREFIX/.ddp-backup/manifest.
+ * Directories and symlinks live only in the manifest.
+ *
+ * Order: objects first (s3upload.c: 32 requests in flight, at most 8 of
+ * them parts of 8 MiB; multipart for large ones), then stray objects of an earlier interrupted run that this
+ * backup does not name are deleted, then a listing checks that every object
+ * the manifest names, in this backup and in every backup of the chain,
+ * exists with the size the manifest gives, and only then is the manifest
+ * put. A prefix without a manifest is not a backup; running the same
+ * command again reuses every object that already holds the same bytes (same
+ * size and ETag) and finishes it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backup/backup_s3.h"
+#include "backup/s3chain.h"
+#include "backup/s3client.h"
+#include "backup/s3sign.h"
+#include "backup/s3upload.h"
+#include "backup/s3xml.h"
+#include "base/safepath.h"
+#include "base/util.h"
+#include "store/stub.h"
+
+#define UPLOAD_SLOTS 32
+
+typedef struct obj_info {
+    char *key;        /* below the prefix */
+    uint64_t size;
+    char etag[80];
+    int named;        /* named by the new manifest */
+} obj_info;
+
+typedef struct obj_list {
+    obj_info *v;
+    size_t n, cap;
+} obj_list;
+
+struct ddp_backup_s3 {
+    ddp_s3 *s3;
+    char *bucket, *prefix;
+    ddp_s3_chain prev;
+    int have_prev;
+    obj_list existing;
+};
+
+static HRESULT collect(void *ctx, const char *key, uint64_t size, const char *etag)
+{
+    obj_list *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 256;
+        l->v = ddp_xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    obj_info *o = &l->v[l->n++];
+    o->key = ddp_strdup(key);
+    o->size = size;
+    snprintf(o->etag, sizeof o->etag, "%s", etag);
+    o->named = 0;
+    return S_OK;
+}
+
+static int cmp_obj(const void *a, const void *b) { return strcmp(((const obj_info *)a)->key, ((const obj_info *)b)->key); }
+
+static void list_free(obj_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->v[i].key);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static HRESULT list_all(ddp_s3 *s3, const char *bucket, const char *prefix, obj_list *l)
+{
+    memset(l, 0, sizeof *l);
+    HRESULT hr = ddp_s3_list(s3, bucket, prefix, collect, l);
+    if (FAILED(hr)) {
+        list_free(l);
+        return hr;
+    }
+    if (l->n) qsort(l->v, l->n, sizeof *l->v, cmp_obj);
+    return S_OK;
+}
+
+static obj_info *list_find(obj_list *l, const char *key)
+{
+    obj_info k = { (char *)key, 0, "", 0 };
+    return l->n ? bsearch(&k, l->v, l->n, sizeof *l->v, cmp_obj) : NULL;
+}
+
+/* The key below the prefix of a store path (what a listing gives). */
+static char *rel_key(const char *path) { return ddp_s3_key_of_path("", path); }
+
+/* Drop the parts of multipart uploads an interrupted run left below the prefix. */
+static void abort_stale_uploads(ddp_backup_s3 *u)
+{
+    char *pfx = *u->prefix ? ddp_xasprintf("%s/", u->prefix) : ddp_strdup("");
+    const char *names[2] = { "prefix", "uploads" }, *values[2] = { pfx, NULL };
+    char *q = ddp_s3_canonical_query(2, names, values);
+    ddp_s3_req *r = ddp_s3_req_new("GET", u->bucket, "", q);
+    free(q);
+    ddp_s3_req_max(r, (size_t)16 << 20);
+    if (SUCCEEDED(ddp_s3_do(u->s3, r))) {
+        const char *x = (const char *)ddp_s3_req_data(r);
+        size_t xn = ddp_s3_req_got(r), pos = 0, st, len;
+        while (x && ddp_s3_xml_next(x, xn, "Upload", &pos, &st, &len)) {
+            char *key = ddp_s3_xml_text(x + st, len, "Key"), *id = ddp_s3_xml_text(x + st, len, "UploadId");
+            if (key && id && strncmp(key, pfx, strlen(pfx)) == 0) {
+                const char *an[1] = { "uploadId" }, *av[1] = { id };
+                char *aq = ddp_s3_canonical_query(1, an, av);
+                ddp_s3_req *a = ddp_s3_req_new("DELETE", u->bucket, key, aq);
+                (void)ddp_s3_do(u->s3, a);
+                ddp_s3_req_free(a);
+                free(aq);
+            }
+            free(key);
+            free(id);
+        }
+    }
+    ddp_clear_error(); /* best effort: the service drops them in time anyway */
+    ddp_s3_req_free(r);
+    free(pfx);
+}
+
+HRESULT ddp_backup_s3_begin(const char *dest, const char *prev_url, ddp_backup_s3 **out)
+{
+    *out = NULL;
+    ddp_backup_s3 *u = ddp_xcalloc(1, sizeof *u);
+    HRESULT hr = ddp_s3_parse_url(dest, &u->bucket, &u->prefix);
+    if (SUCCEEDED(hr) && prev_url && !ddp_s3_is_url(prev_url))
+        hr = ddp_fail(E_INVALIDARG, "backup: an S3 backup builds on an S3 backup (--incremental s3://...), not on %s", prev_url);
+    if (SUCCEEDED(hr)) hr = ddp_s3_open(&u->s3);
+    if (SUCCEEDED(hr)) {
+        hr = list_all(u->s3, u->bucket, u->prefix, &u->existing);
+        if (hr == HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND))
+            hr = ddp_fail(hr, "backup: the bucket %s does not exist (create it first): %s", u->bucket, ddp_error_detail());
+    }
+    if (SUCCEEDED(hr)) {
+        char *mk = rel_key("/" DDP_MANIFEST_PATH);
+        if (list_find(&u->existing, mk))
+            hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_EXISTS), "backup destination %s already holds a complete backup", dest);
+        free(mk);
+    }
+    if (SUCCEEDED(hr) && prev_url) {
+        hr = ddp_s3_chain_open(u->s3, prev_url, &u->prev);
+        if (SUCCEEDED(hr)) u->have_prev = 1;
+    }
+    if (SUCCEEDED(hr) && u->existing.n > 0) abort_stale_uploads(u);
+    if (FAILED(hr)) {
+        ddp_saved_error se;
+        ddp_error_save(&se);
+        ddp_backup_s3_end(u);
+        return ddp_first_error(hr, &se, S_OK);
+    }
+    *out = u;
+    return S_OK;
+}
+
+const ddp_manifest *ddp_backup_s3_prev(ddp_backup_s3 *u) { return u->have_prev ? &u->prev.newest : NULL; }
+
+char *ddp_backup_s3_previous_ref(ddp_backup_s3 *u)
+{
+    uint32_t l = u->prev.newest.level;
+    return ddp_s3_previous_ref(u->bucket, u->prefix, u->prev.bucket[l], u->prev.prefix[l]);
+}
+
+void ddp_backup_s3_end(ddp_backup_s3 *u)
+{
+    if (!u) return;
+    if (u->have_prev) ddp_s3_chain_close(&u->prev);
+    list_free(&u->existing);
+    ddp_s3_close(u->s3);
+    free(u->bucket);
+    free(u->prefix);
+    free(u);
+}
+
+/* ---- uploading ---- */
+
+typedef struct fd_src {
+    int fd;
+    uint64_t base;
+    const char *what;
+} fd_src;
+
+static HRESULT fd_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    fd_src *s = ctx;
+    return ddp_pread_upto(s->fd, buf, n, s->base + off, got, s->what);
+}
+
+static HRESULT upload_one(ddp_backup_s3 *u, ddp_s3_uploader *up, const char *path, int fd, uint64_t base,
+                          uint64_t size, uint64_t *taken, int *skipped)
+{
+    char *rk = rel_key(path);
+    char *key = ddp_s3_key_join(u->prefix, rk);
+    obj_info *ex = list_find(&u->existing, rk);
+    if (ex) ex->named = 1;
+    fd_src src = { fd, base, path };
+    HRESULT hr = ddp_s3_upload(up, key, size, fd_read, &src, ex ? ex->etag : NULL, ex ? ex->size : 0, taken, skipped);
+    free(key);
+    free(rk);
+    return hr;
+}
+
+static HRESULT upload_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_entry *e)
+{
+    int fd;
+    struct stat st;
+    HRESULT hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &fd, &st);
+    if (FAILED(hr)) return hr;
+    ddp_backup_refresh_entry(b, e, &st, fd);
+    uint64_t taken = 0;
+    int skipped = 0;
+    hr = upload_one(u, up, e->path, fd, 0, e->size, &taken, &skipped);
+    close(fd);
+    if (FAILED(hr)) return hr;
+    if (taken != e->size) { /* shrank while being read: keep what was read, say so */
+        b->st->changed_during++;
+        e->size = taken;
+        if (e->is_stub && taken != DDP_STUB_SIZE) {
+            e->is_stub = 0;
+            b->st->stubs--;
+        }
+    }
+    if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+    else b->st->files_copied++;
+    if (!skipped) b->st->bytes_written += taken;
+    ddp_backup_progress(b, taken);
+    return S_OK;
+}
+
+static HRESULT upload_piece(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, const ddp_mf_entry *e,
+                            const ddp_mf_piece *p)
+{
+    int fd;
+    HRESULT hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &fd, NULL);
+    if (FAILED(hr)) return hr;
+    uint64_t taken = 0;
+    int skipped = 0;
+    hr = upload_one(u, up, p->file, fd, p->offset, p->length, &taken, &skipped);
+    close(fd);
+    if (SUCCEEDED(hr) && taken != p->length)
+        hr = ddp_fail(DDP_E_INVALID_STATE, "backup: container %s shrank during the backup", e->path);
+    if (FAILED(hr)) return hr;
+    b->st->pieces_copied++;
+    b->st->container_bytes += taken;
+    if (!skipped) b->st->bytes_written += taken;
+    ddp_backup_progress(b, taken);
+    return S_OK;
+}
+
+/* ---- the check before the manifest ---- */
+
+static HRESULT expect(obj_list *l, const char *bucket, const char *prefix, const char *path, uint64_t size)
+{
+    char *rk = rel_key(path);
+    obj_info *o = list_find(l, rk);
+    HRESULT hr = S_OK;
+    if (!o)
+        hr = ddp_fail(DDP_E_NOT_FOUND, "backup: s3://%s/%s%s%s is missing: the backup is not complete", bucket, prefix,
+                      *prefix ? "/" : "", rk);
+    else if (o->size != size)
+        hr = ddp_fail(DDP_E_FILE_CORRUPT, "backup: s3://%s/%s%s%s has %" PRIu64 " bytes, the manifest says %" PRIu64,
+                      bucket, prefix, *prefix ? "/" : "", rk, o->size, size);
+    free(rk);
+    return hr;
+}
+
+/* Every object the manifest names, in every backup of the chain, is there
+ * with its size. */
+static HRESULT verify(ddp_backup_s3 *u, const ddp_manifest *m)
+{
+    HRESULT hr = S_OK;
+    for (uint32_t level = 0; level <= m->level && SUCCEEDED(hr); level++) {
+        const char *bucket = level == m->level ? u->bucket : u->prev.bucket[level];
+        const char *prefix = level == m->level ? u->prefix : u->prev.prefix[level];
+        obj_list l;
+        hr = list_all(u->s3, bucket, prefix, &l);
+        for (size_t i = 0; i < m->count && SUCCEEDED(hr); i++) {
+            const ddp_mf_entry *e = &m->entries[i];
+            if (e->type == 'F' && e->level == level) hr = expect(&l, bucket, prefix, e->path, e->size);
+            for (uint32_t j = 0; e->type == 'C' && j < e->npieces && SUCCEEDED(hr); j++)
+                if (e->pieces[j].level == level)
+                    hr = expect(&l, bucket, prefix, e->pieces[j].file, e->pieces[j].length);
+        }
+        list_free(&l);
+    }
+    return hr;
+}
+
+HRESULT ddp_backup_s3_write(ddp_backup_s3 *u, bctx *b)
+{
+    ddp_s3_uploader *up = ddp_s3_uploader_new(u->s3, u->bucket, UPLOAD_SLOTS);
+    HRESULT hr = S_OK;
+    for (size_t i = 0; i < b->m.count && SUCCEEDED(hr); i++) {
+        ddp_mf_entry *e = &b->m.entries[i];
+        if (!b->copy_piece[i]) continue;
+        if (e->type == 'F') hr = upload_file(u, up, b, e);
+        else if (e->type == 'C') hr = upload_piece(u, up, b, e, &e->pieces[e->npieces - 1]);
+    }
+    if (SUCCEEDED(hr)) hr = ddp_s3_uploader_finish(up);
+    else (void)ddp_s3_uploader_finish(up);
+    ddp_s3_uploader_free(up);
+    /* objects of an interrupted run that this backup does not name */
+    for (size_t i = 0; i < u->existing.n && SUCCEEDED(hr); i++) {
+        if (u->existing.v[i].named) continue;
+        char *key = ddp_s3_key_join(u->prefix, u->existing.v[i].key);
+        hr = ddp_s3_delete_object(u->s3, u->bucket, key);
+        if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)) hr = S_OK;
+        free(key);
+    }
+    char *dest = ddp_xasprintf("s3://%s/%s", u->bucket, u->prefix);
+    if (SUCCEEDED(hr)) hr = ddp_manifest_index(&b->m, dest);
+    if (SUCCEEDED(hr)) hr = verify(u, &b->m);
+    if (SUCCEEDED(hr)) {
+        size_t n;
+        char *text = ddp_manifest_encode(&b->m, &n);
+        char *key = ddp_s3_key_join(u->prefix, DDP_MANIFEST_PATH);
+        hr = ddp_s3_put_object(u->s3, u->bucket, key, text, n, NULL);
+        if (SUCCEEDED(hr)) b->st->bytes_written += n;
+        free(key);
+        free(text);
+    }
+    free(dest);
+    return hr;
+}

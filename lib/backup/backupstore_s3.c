@@ -1,0 +1,410 @@
+/*
+ * backupstore_s3.c: the backup store over S3: an IDedupReadFileCallback on a
+ * backup that `ddp backup VOLUME s3://BUCKET/PREFIX` wrote (full or
+ * incremental; the chain behind it comes from s3chain.c).
+ *
+ * Every file of the backed-up volume is one object, PREFIX/<escaped path>,
+ * and every piece of a container one object, PREFIX/<escaped piece file>, in
+ * the backup of the chain that holds it (docs/BACKUP.md). ReadBackupFile is
+ * a ranged GET of the bytes asked for, clipped to the length the manifest
+ * gives; an object shorter than its manifest says is a truncated object,
+ * DDP_E_FILE_CORRUPT, never a short success.
+ *
+ * Read-ahead: PreviewContainerRead lists the reads that follow, in order
+ * (SPEC rule R7). They are merged into GETs (neighbours less than 256 KiB
+ * apart, at most 8 MiB a GET, never across pieces) and sent ahead, in plan
+ * order, at most 8 at once and at most 64 MiB fetched and not yet read, so
+ * memory stays bounded whatever the backup's size; each read then takes its
+ * bytes from its GET, waiting for it if needed, and a GET's buffer is freed
+ * as soon as every byte of it was read. A read outside the announced ones is
+ * a GET of its own. Small metadata files (under /.ddp/, up to 16 MiB) are
+ * fetched whole once and kept (at most 64 MiB).
+ *
+ * OrderContainersRestore answers with one extent per piece, by container
+ * and offset: an object store has no seek cost, so the plan only keeps each
+ * extent inside one object.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup/backupstore_common.h"
+#include "backup/s3chain.h"
+#include "backup/s3client.h"
+#include "base/safepath.h"
+#include "base/util.h"
+
+#define PF_MAX_INFLIGHT 8
+#define PF_MAX_BYTES ((uint64_t)64 << 20)
+#define PF_MERGE_GAP ((uint64_t)256 << 10)
+#define PF_MAX_GET ((uint64_t)8 << 20)
+#define PF_MAX_GROUPS 65536u
+#define META_MAX_FILE ((uint64_t)16 << 20)
+#define META_MAX_TOTAL ((uint64_t)64 << 20)
+#define META_SLOTS 8
+
+typedef struct pf_group {
+    const ddp_mf_piece *piece;   /* the piece (object) it reads */
+    uint64_t off, len;           /* container bytes [off, off + len) */
+    uint8_t *data;
+    ddp_s3_req *req;             /* NULL: not started (or freed) */
+    int state;                   /* 0 waiting, 1 fetching, 2 fetched, 3 failed, 4 freed */
+    uint64_t consumed;
+} pf_group;
+
+typedef struct s3_store {
+    ddp_bs_base base;
+    ddp_s3 *s3;
+    ddp_s3_chain chain;
+    /* read-ahead for one container */
+    const ddp_mf_entry *pf_entry;
+    pf_group *g;
+    size_t ng, next_start, cursor;
+    int inflight;
+    uint64_t held;   /* bytes fetching or fetched, not yet freed */
+    /* whole metadata files */
+    struct { const ddp_mf_entry *e; uint8_t *data; uint64_t used; } meta[META_SLOTS];
+    uint64_t meta_bytes, tick;
+} s3_store;
+
+/* The object key of piece or file path at a level of the chain. */
+static char *key_of(s3_store *s, uint32_t level, const char *path)
+{
+    return ddp_s3_key_of_path(s->chain.prefix[level], path);
+}
+
+static HRESULT lookup(s3_store *s, const char *path, const ddp_mf_entry **out)
+{
+    const ddp_manifest *m = &s->chain.newest;
+    const ddp_mf_entry *e = ddp_manifest_find(m, path);
+    *out = e;
+    if (!e) {
+        if (ddp_manifest_has_parent(m, path))
+            return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "backup store: %s is not in the backup", path);
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND),
+                        "backup store: the directory of %s is not in the backup", path);
+    }
+    if (e->type == 'D') return ddp_fail(ddp_hresult_from_errno(EISDIR), "backup store: %s is a directory", path);
+    if (e->type == 'L')
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "backup store: %s is a symbolic link: refused", path);
+    return S_OK;
+}
+
+static const ddp_mf_piece *piece_at(const ddp_mf_entry *e, uint64_t off)
+{
+    uint32_t lo = 0, hi = e->npieces;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const ddp_mf_piece *p = &e->pieces[mid];
+        if (off < p->offset) hi = mid;
+        else if (off - p->offset >= p->length) lo = mid + 1;
+        else return p;
+    }
+    return NULL;
+}
+
+/* GET [at, at + want) of an object whose manifest length is objlen (the
+ * range lies inside it): anything shorter is a truncated object. */
+static HRESULT get_exact(s3_store *s, uint32_t level, const char *file, uint64_t at, size_t want, uint64_t objlen,
+                         uint8_t *buf)
+{
+    char *key = key_of(s, level, file);
+    ddp_s3_req *r = ddp_s3_req_new("GET", s->chain.bucket[level], key, NULL);
+    ddp_s3_req_range(r, at, want);
+    ddp_s3_req_into(r, buf, want);
+    HRESULT hr = ddp_s3_do(s->s3, r);
+    if (SUCCEEDED(hr) && ddp_s3_req_got(r) != want)
+        hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                      "backup store: s3://%s/%s is truncated: %zu of the %zu bytes at %" PRIu64
+                      " came back, the manifest says it has %" PRIu64 " bytes",
+                      s->chain.bucket[level], key, ddp_s3_req_got(r), want, at, objlen);
+    ddp_s3_req_free(r);
+    free(key);
+    return hr;
+}
+
+/* ---- read-ahead ---- */
+
+static void pf_free_group(s3_store *s, pf_group *g)
+{
+    if (g->req) {
+        if (!ddp_s3_req_is_done(g->req)) s->inflight--;
+        ddp_s3_req_free(g->req);
+        g->req = NULL;
+    }
+    if (g->state == 1 || g->state == 2 || g->state == 3) s->held -= g->len;
+    free(g->data);
+    g->data = NULL;
+    g->state = 4;
+}
+
+static void pf_drop(s3_store *s)
+{
+    for (size_t i = 0; i < s->ng; i++) pf_free_group(s, &s->g[i]);
+    free(s->g);
+    s->g = NULL;
+    s->ng = s->next_start = s->cursor = 0;
+    s->pf_entry = NULL;
+    s->inflight = 0;
+    s->held = 0;
+}
+
+static void pf_done(ddp_s3_req *r, void *ctx)
+{
+    (void)r;
+    s3_store *s = ctx;
+    s->inflight--;
+}
+
+static void pf_start(s3_store *s, pf_group *g)
+{
+    char *key = key_of(s, g->piece->level, g->piece->file);
+    g->data = ddp_xmalloc((size_t)g->len);
+    g->req = ddp_s3_req_new("GET", s->chain.bucket[g->piece->level], key, NULL);
+    free(key);
+    ddp_s3_req_range(g->req, g->off - g->piece->offset, g->len);
+    ddp_s3_req_into(g->req, g->data, (size_t)g->len);
+    ddp_s3_req_on_done(g->req, pf_done, s);
+    g->state = 1;
+    s->held += g->len;
+    s->inflight++;
+    ddp_s3_start(s->s3, g->req);
+}
+
+/* Start the next GETs of the plan while there is room. */
+static void pf_pump(s3_store *s)
+{
+    while (s->next_start < s->ng && s->inflight < PF_MAX_INFLIGHT) {
+        pf_group *g = &s->g[s->next_start];
+        if (g->state != 0) { s->next_start++; continue; }
+        if (s->held > 0 && s->held + g->len > PF_MAX_BYTES) break;
+        pf_start(s, g);
+        s->next_start++;
+    }
+}
+
+/* Serve [off, off + n) from the read-ahead: 1 served, 0 not there. */
+static int pf_serve(s3_store *s, const ddp_mf_entry *e, uint64_t off, ULONG n, BYTE *buf, HRESULT *hr)
+{
+    if (s->pf_entry != e) return 0;
+    size_t i = s->cursor;
+    while (i < s->ng && s->g[i].off + s->g[i].len <= off) i++;
+    if (i >= s->ng || s->g[i].off > off || off + n > s->g[i].off + s->g[i].len) return 0;
+    pf_group *g = &s->g[i];
+    if (g->state == 4) return 0; /* already handed out and freed: read it again */
+    if (g->state == 0) pf_start(s, g);
+    *hr = ddp_s3_wait(s->s3, g->req);
+    if (SUCCEEDED(*hr) && ddp_s3_req_got(g->req) != g->len) {
+        char *key = key_of(s, g->piece->level, g->piece->file);
+        *hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                       "backup store: s3://%s/%s is truncated: %zu of the %" PRIu64 " bytes at %" PRIu64
+                       " came back, the manifest says it has %" PRIu64 " bytes",
+                       s->chain.bucket[g->piece->level], key, ddp_s3_req_got(g->req), g->len,
+                       g->off - g->piece->offset, g->piece->length);
+        free(key);
+    }
+    if (FAILED(*hr)) {
+        g->state = 3;
+        pf_free_group(s, g);
+        pf_pump(s);
+        return 1;
+    }
+    g->state = 2;
+    memcpy(buf, g->data + (off - g->off), n);
+    g->consumed += n;
+    if (g->consumed >= g->len) pf_free_group(s, g);
+    /* groups wholly behind this read will not be asked for again (R7) */
+    for (size_t j = s->cursor; j < i; j++)
+        if (s->g[j].state != 4) pf_free_group(s, &s->g[j]);
+    s->cursor = i;
+    pf_pump(s);
+    return 1;
+}
+
+static void pf_add(s3_store *s, const ddp_mf_piece *p, uint64_t off, uint64_t len)
+{
+    if (s->ng > 0) {
+        pf_group *last = &s->g[s->ng - 1];
+        uint64_t end = last->off + last->len;
+        if (last->piece == p && off >= end && off - end <= PF_MERGE_GAP && off + len - last->off <= PF_MAX_GET) {
+            last->len = off + len - last->off;
+            return;
+        }
+    }
+    if (s->ng >= PF_MAX_GROUPS) return; /* advisory: later reads go on their own */
+    if (s->ng % 256 == 0) s->g = ddp_xrealloc(s->g, (s->ng + 256) * sizeof *s->g);
+    s->g[s->ng++] = (pf_group){ p, off, len, NULL, NULL, 0, 0 };
+}
+
+static HRESULT s3_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
+{
+    s3_store *s = (s3_store *)This;
+    HRESULT hr = ddp_bs_check_preview(&s->base, path, n, ext);
+    if (FAILED(hr)) return hr;
+    pf_drop(s);
+    const ddp_mf_entry *e = ddp_manifest_find(&s->chain.newest, path);
+    if (!e || e->type != 'C') return S_OK; /* advisory: the reads will say what is wrong */
+    s->pf_entry = e;
+    for (ULONG i = 0; i < n; i++) {
+        uint64_t at = (uint64_t)ext[i].Offset, left = (uint64_t)ext[i].Length;
+        if (at >= e->size) continue;
+        if (left > e->size - at) left = e->size - at;
+        while (left > 0) {
+            const ddp_mf_piece *p = piece_at(e, at);
+            if (!p) break;
+            uint64_t in_piece = p->length - (at - p->offset);
+            uint64_t len = left < in_piece ? left : in_piece;
+            if (len > PF_MAX_GET) len = PF_MAX_GET;
+            pf_add(s, p, at, len);
+            at += len;
+            left -= len;
+        }
+    }
+    pf_pump(s);
+    return S_OK;
+}
+
+/* ---- metadata files kept whole ---- */
+
+static HRESULT meta_get(s3_store *s, const ddp_mf_entry *e, const uint8_t **data)
+{
+    for (int i = 0; i < META_SLOTS; i++)
+        if (s->meta[i].e == e) {
+            s->meta[i].used = ++s->tick;
+            *data = s->meta[i].data;
+            return S_OK;
+        }
+    uint8_t *buf = ddp_xmalloc(e->size ? (size_t)e->size : 1);
+    HRESULT hr = e->size ? get_exact(s, e->level, e->path, 0, (size_t)e->size, e->size, buf) : S_OK;
+    if (FAILED(hr)) {
+        free(buf);
+        return hr;
+    }
+    int victim = 0;
+    for (int i = 1; i < META_SLOTS; i++)
+        if (s->meta[i].used < s->meta[victim].used) victim = i;
+    while (s->meta_bytes + e->size > META_MAX_TOTAL) { /* evict the least recently used */
+        int v = -1;
+        for (int i = 0; i < META_SLOTS; i++)
+            if (s->meta[i].e && (v < 0 || s->meta[i].used < s->meta[v].used)) v = i;
+        if (v < 0) break;
+        s->meta_bytes -= s->meta[v].e->size;
+        free(s->meta[v].data);
+        s->meta[v].e = NULL;
+        s->meta[v].data = NULL;
+        s->meta[v].used = 0;
+        victim = v;
+    }
+    if (s->meta[victim].e) {
+        s->meta_bytes -= s->meta[victim].e->size;
+        free(s->meta[victim].data);
+    }
+    s->meta[victim].e = e;
+    s->meta[victim].data = buf;
+    s->meta[victim].used = ++s->tick;
+    s->meta_bytes += e->size;
+    *data = buf;
+    return S_OK;
+}
+
+/* ---- the callbacks ---- */
+
+static HRESULT s3_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, ULONG n, BYTE *buf, ULONG *got,
+                       DWORD flags)
+{
+    (void)flags;
+    s3_store *s = (s3_store *)This;
+    s->base.stats.read_calls++;
+    HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
+    if (FAILED(hr)) return hr;
+    const ddp_mf_entry *e;
+    hr = lookup(s, path, &e);
+    if (FAILED(hr)) return hr;
+    uint64_t at = (uint64_t)off;
+    size_t want = at >= e->size ? 0 : (e->size - at < n ? (size_t)(e->size - at) : n);
+    if (want == 0) return S_OK; /* at or past the end: no bytes */
+    if (e->type == 'F') {
+        if (e->size <= META_MAX_FILE && strncmp(e->path, "/.ddp/", 6) == 0) {
+            const uint8_t *data;
+            hr = meta_get(s, e, &data);
+            if (SUCCEEDED(hr)) memcpy(buf, data + at, want);
+        } else {
+            hr = get_exact(s, e->level, e->path, at, want, e->size, buf);
+        }
+    } else if (!pf_serve(s, e, at, (ULONG)want, buf, &hr)) {
+        hr = S_OK;
+        size_t done = 0;
+        while (done < want && SUCCEEDED(hr)) {
+            const ddp_mf_piece *p = piece_at(e, at + done);
+            if (!p) break;
+            uint64_t in_piece = p->length - (at + done - p->offset);
+            size_t k = want - done < in_piece ? want - done : (size_t)in_piece;
+            hr = get_exact(s, p->level, p->file, at + done - p->offset, k, p->length, buf + done);
+            done += k;
+        }
+    }
+    if (FAILED(hr)) return hr;
+    *got = (ULONG)want;
+    s->base.stats.bytes_read += want;
+    return S_OK;
+}
+
+static HRESULT s3_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULONG *entries,
+                        DEDUP_CONTAINER_EXTENT **plan)
+{
+    s3_store *s = (s3_store *)This;
+    return ddp_bs_order_from_manifest(&s->base, &s->chain.newest, DDP_BS_ORDER_BY_CONTAINER, n, paths, entries, plan);
+}
+
+/* IDdpListBackupFolder: what the manifest holds in the folder (no request). */
+static HRESULT s3_list(ddp_bs_base *b, const char *folder, ULONG *n, BSTR **names)
+{
+    return ddp_bs_list_from_manifest(&((s3_store *)b)->chain.newest, folder, n, names);
+}
+
+static ULONG s3_release(IDedupReadFileCallback *This)
+{
+    ULONG left = ddp_bs_release_ref(This);
+    if (left) return left;
+    s3_store *s = (s3_store *)This;
+    pf_drop(s);
+    for (int i = 0; i < META_SLOTS; i++) free(s->meta[i].data);
+    ddp_s3_chain_close(&s->chain);
+    ddp_s3_close(s->s3);
+    free(s);
+    return 0;
+}
+
+const IDedupReadFileCallbackVtbl ddp_bs_s3_vtbl = {
+    ddp_bs_query_interface, ddp_bs_addref, s3_release, s3_read, s3_order, s3_preview,
+};
+
+void ddp_bs_s3_add_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st)
+{
+    s3_store *s = (s3_store *)store;
+    ddp_s3_stats ns;
+    ddp_s3_get_stats(s->s3, &ns);
+    st->fetched = ns.bytes_in;
+    st->requests = ns.requests;
+}
+
+HRESULT ddp_backupstore_open_s3(const char *url, IDedupReadFileCallback **out)
+{
+    if (!out) return E_POINTER;
+    *out = NULL;
+    if (!url) return E_POINTER;
+    s3_store *s = ddp_xcalloc(1, sizeof *s);
+    HRESULT hr = ddp_s3_open(&s->s3);
+    if (SUCCEEDED(hr)) hr = ddp_s3_chain_open(s->s3, url, &s->chain);
+    if (FAILED(hr)) {
+        ddp_s3_close(s->s3);
+        free(s);
+        return hr;
+    }
+    s->base.lpVtbl = &ddp_bs_s3_vtbl;
+    atomic_init(&s->base.refs, 1u);
+    ddp_bs_init_lister(&s->base, s3_list);
+    *out = (IDedupReadFileCallback *)s;
+    return S_OK;
+}
