@@ -96,7 +96,7 @@ grep '^s3:\|^summary' "$T/restore.out" | sed 's/^/#   /'
 out=$("$DDP" restore --from s3://ddpbk/nightly/1 --to "$T/rl" link emptydir 2>&1)
 check "a symlink and a directory come back as such" test "$(readlink "$T/rl/link")" = small.txt -a -d "$T/rl/emptydir"
 expect_code "backup again to a complete backup" 0x80070050 "$DDP" backup "$V" s3://ddpbk/nightly/1
-# step 1 from S3 goes through the same safe writing as any backup (docs/SECURITY-restore.md)
+# step 1 from S3 goes through the same safe writing as any backup (docs/SECURITY.md)
 mkdir -p "$T/rs" "$T/outside"; ln -s "$T/outside" "$T/rs/odd"
 expect_code "restore from S3 through a planted symlink: refused" 0x80070005 \
   "$DDP" restore --from s3://ddpbk/nightly/1 --to "$T/rs" "odd/per%cent é.txt"
