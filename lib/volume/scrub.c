@@ -902,7 +902,7 @@ static HRESULT restore_appended(scrub_ctx *s, dmg *d)
         d->repair = ddp_xasprintf("restored as a regular file: its content (%llu bytes) followed by the %llu bytes "
                                   "appended to the stub (%llu bytes; owner, mode and times kept)",
                                   (unsigned long long)content, (unsigned long long)appended,
-                                  (unsigned long long)(content + appended));
+                                  (unsigned long long)content + (unsigned long long)appended);
     } else if (hr == S_FALSE || hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
                hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)) {
         d->repair = ddp_strdup("could not restore: it changed since it was checked (run scrub again)");
