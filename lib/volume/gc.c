@@ -552,6 +552,32 @@ static HRESULT mark_file(gc_ctx *g, const char *path, const struct stat *seen)
     }
     if (FAILED(hr)) return hr;
     ddp_stub s;
+    struct stat fst;
+    uint64_t appended = 0;
+    if (fstat(fd, &fst) != 0) {
+        hr = ddp_fail_errno(errno, "%s", path);
+        close(fd);
+        return hr;
+    }
+    if (fst.st_size > DDP_STUB_SIZE) {
+        /* A stub with bytes appended still names its content, which scrub
+         * --repair restores: what it names is kept. */
+        hr = ddp_volume_read_appended_stub(g->v, fd, &fst, path, &s, &appended);
+        if (hr == S_OK) {
+            g->st->stubs++;
+            char reason[256];
+            snprintf(reason, sizeof reason,
+                     "%llu bytes were appended to this stub (not through ddp mount); what it names is kept: "
+                     "`ddp scrub --repair` restores its content with them",
+                     (unsigned long long)appended);
+            problem(g, path, DDP_E_FILE_CORRUPT, reason);
+            hr = mark_stub(g, &s, path, 1);
+        } else if (hr == S_FALSE) {
+            hr = S_OK;
+        }
+        close(fd);
+        return hr;
+    }
     hr = ddp_volume_read_stub(g->v, fd, path, &s);
     if (hr == S_OK) {
         g->st->stubs++;
@@ -580,7 +606,8 @@ static HRESULT mark_file(gc_ctx *g, const char *path, const struct stat *seen)
 static HRESULT mark_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     (void)v;
-    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
+    /* Stubs, and files longer than a stub (a stub with bytes appended). */
+    if (!ddp_volume_may_be_stub(e->fts_statp) && e->fts_statp->st_size <= DDP_STUB_SIZE) return S_OK;
     gc_ctx *g = ctx;
     HRESULT hr = mark_file(g, e->fts_path, e->fts_statp);
     if (g->cb && g->cb->step) g->cb->step(g->cb->ctx, "stubs", g->st->stubs, 0);

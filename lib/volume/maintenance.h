@@ -33,4 +33,15 @@ HRESULT ddp_hotspot_update(ddp_volume *v);
  * buf when exactly one fix makes it verify (volume/scrub.c): 1 mended. */
 int ddp_volume_mend_stub_bytes(const ddp_volume *v, uint8_t *buf);
 
+/* Rebuild the stub with bytes appended at path (ddp_volume_read_appended_stub;
+ * expect: the file a walk saw) as a regular file: the stub's content, read
+ * and checked like any rehydration, followed by the appended bytes; built in
+ * .ddp/Temp and exchanged with it like unoptimize does (volume/replace.h:
+ * owner, mode, xattrs and times kept; DDP_E_FILE_IN_USE when it is open or
+ * changes meanwhile). *content and *appended: the byte counts of the two
+ * parts. S_FALSE when it is no longer such a file (unoptimize.c). */
+struct stat;
+HRESULT ddp_volume_restore_appended(ddp_volume *v, const char *path, const struct stat *expect, uint64_t *content,
+                                    uint64_t *appended);
+
 #endif /* DDP_MAINTENANCE_H */

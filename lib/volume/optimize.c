@@ -291,6 +291,19 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
         close(fd);
         return ddp_fail(DDP_E_FILE_IN_USE, "%s changed while it was being optimized; left as it is", path);
     }
+    /* A stub with bytes appended is not data to chunk: its first bytes are
+     * a stub, and its content is in the store. */
+    ddp_stub old;
+    uint64_t appended = 0;
+    HRESULT ha = ddp_volume_read_appended_stub(j->v, fd, &st, path, &old, &appended);
+    if (ha != S_FALSE) {
+        close(fd);
+        if (FAILED(ha)) return ddp_fail(ha, "%s; skipped", ddp_error_detail());
+        return ddp_fail(DDP_E_FILE_CORRUPT,
+                        "%s: %llu bytes were appended to a stub (not through ddp mount); left as it is: `ddp scrub "
+                        "--repair` restores its content with them",
+                        path, (unsigned long long)appended);
+    }
     int level = ddp_settings_no_compress(&j->v->settings, path) ? 0 : j->v->settings.compression_level;
     ddp_streammap map;
     ddp_streammap_init(&map);

@@ -22,6 +22,18 @@
  * FUSE file systems, fs.leases-enable=0, a non-root job on another user's
  * file) only the checks remain and ddp mount's writers are kept by their
  * flock (the lock is taken here too).
+ *
+ * Directory times. The exchange sets the directory's mtime (and ctime), as
+ * any rename does; but the directory holds the same names after it, and the
+ * file the same content for anyone who reads it through ddp. So its atime
+ * and mtime are taken by fstat just before the exchange and set back by
+ * futimens just after (the ctime, which nobody can set, still tells). When
+ * the directory shows another change meanwhile (its size or link count
+ * differs, or its mtime went back), it is left alone. A user's change that
+ * lands in the few microseconds between that fstat and the futimens and
+ * leaves size and link count as they were (a rename inside the directory)
+ * has its mtime rolled back to the one before: an accepted window
+ * (docs/SECURITY.md); the entry itself is never touched.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,14 +121,40 @@ HRESULT ddp_replace_temp(ddp_volume *v, ddp_replace *r)
     return hr;
 }
 
+/* The directory's times as they were just before the exchange (see the top
+ * of this file): put back after it, so that replacing a file by its stub or
+ * its stub by the file (the same content for anyone who reads it) does not
+ * look like a change of the directory. Best effort: a directory the job may
+ * not set times on (not its owner, no CAP_FOWNER) keeps the new ones. */
+static void keep_dir_times(const ddp_replace *r, const struct stat *before)
+{
+    struct stat now;
+    if (fstat(r->dirfd, &now) != 0 || now.st_ino != before->st_ino || now.st_dev != before->st_dev) return;
+    /* Someone else changed it meanwhile (an entry added or removed, or its
+     * times set back): their change stays visible. */
+    if (now.st_size != before->st_size || now.st_nlink != before->st_nlink ||
+        now.st_mtim.tv_sec < before->st_mtim.tv_sec ||
+        (now.st_mtim.tv_sec == before->st_mtim.tv_sec && now.st_mtim.tv_nsec < before->st_mtim.tv_nsec))
+        return;
+    const struct timespec ts[2] = { before->st_atim, before->st_mtim };
+    if (futimens(r->dirfd, ts) == 0 || errno != EBADF) return;
+    /* dirfd may be an O_PATH descriptor (ddp mount's): futimens needs a real one. */
+    int dfd = openat(r->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return;
+    (void)futimens(dfd, ts);
+    close(dfd);
+}
+
 static int lease_held(const ddp_replace *r) { return !r->leased || fcntl(r->fd, F_GETLEASE) == F_WRLCK; }
 
 /* Put back what the exchange took out (it is at tmpname in tdir). */
-static HRESULT exchange_back(ddp_replace *r, int tdir, const char *why)
+static HRESULT exchange_back(ddp_replace *r, int tdir, const char *why, const struct stat *dir_before)
 {
     if (renameat2(tdir, r->tmpname, r->dirfd, r->name, RENAME_EXCHANGE) == 0 ||
-        renameat2(tdir, r->tmpname, r->dirfd, r->name, RENAME_NOREPLACE) == 0)
+        renameat2(tdir, r->tmpname, r->dirfd, r->name, RENAME_NOREPLACE) == 0) {
+        if (dir_before) keep_dir_times(r, dir_before);
         return ddp_fail(DDP_E_FILE_IN_USE, "%s %s; left as it was", r->what, why);
+    }
     return ddp_fail_errno(errno, "%s %s, and putting it back failed (it is in .ddp/Temp/%s)", r->what, why,
                           r->tmpname);
 }
@@ -147,11 +185,13 @@ HRESULT ddp_replace_commit(ddp_volume *v, ddp_replace *r, const struct stat *unc
     hr = ddp_tmpfile_name_at(tdir, r->tmpfd, r->tmpname);
     if (FAILED(hr)) return ddp_fail(hr, "%s: %s", r->what, ddp_error_detail());
     if (!lease_held(r)) return ddp_fail(DDP_E_FILE_IN_USE, "%s was opened by another process; left as it is", r->what);
+    struct stat dir_before;
+    const struct stat *db = fstat(r->dirfd, &dir_before) == 0 ? &dir_before : NULL;
     if (renameat2(tdir, r->tmpname, r->dirfd, r->name, RENAME_EXCHANGE) == 0) {
         struct stat out;
         if (fstatat(tdir, r->tmpname, &out, AT_SYMLINK_NOFOLLOW) != 0 || !ddp_same_file(&out, &r->st))
-            return exchange_back(r, tdir, "was replaced by another file while it was being worked on");
-        if (!lease_held(r)) return exchange_back(r, tdir, "was opened by another process while it was being replaced");
+            return exchange_back(r, tdir, "was replaced by another file while it was being worked on", db);
+        if (!lease_held(r)) return exchange_back(r, tdir, "was opened by another process while it was being replaced", db);
         /* What came out is the old file (this process holds its lock, so no
          * cleaner takes it meanwhile): it goes. */
         if (unlinkat(tdir, r->tmpname, 0) != 0 && errno != ENOENT)
@@ -168,6 +208,7 @@ HRESULT ddp_replace_commit(ddp_volume *v, ddp_replace *r, const struct stat *unc
     }
     r->tmpname[0] = '\0';
     r->installed = 1;
+    if (db) keep_dir_times(r, db);
     if (r->leased) {
         (void)fcntl(r->fd, F_SETLEASE, F_UNLCK);
         r->leased = 0;

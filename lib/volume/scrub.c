@@ -35,8 +35,11 @@
  *    container header is rewritten from the catalog. A stub with one damaged
  *    byte is mended when exactly one byte value at one position makes its
  *    MAC verify (the MAC then vouches for the result; a stub cannot be
- *    forged this way without the key). Everything else is reported as not
- *    mended, with the files it affects.
+ *    forged this way without the key). A stub with bytes appended to it
+ *    (found in pass 2 among the files longer than a stub: its first 232
+ *    bytes a valid stub of this volume) is rebuilt as a regular file, its
+ *    content followed by the appended bytes. Everything else is reported as
+ *    not mended, with the files it affects.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +74,8 @@ enum {
     SUB_PAYLOAD,       /* header valid, payload damaged (or the wrong type) */
     SUB_STUB_MAC,      /* a stub that does not authenticate */
     SUB_STUB_REF,      /* a valid stub whose references are wrong */
-    SUB_UNREADABLE     /* a directory or file that could not be read */
+    SUB_UNREADABLE,    /* a directory or file that could not be read */
+    SUB_STUB_APPENDED  /* a valid stub with bytes appended to it */
 };
 
 typedef struct dmg {
@@ -91,6 +95,7 @@ typedef struct dmg {
     ddp_mcont *src_c;         /* repair: a copy found */
     uint64_t src_off;
     int other_encoding;       /* repair: a copy exists, but encoded differently */
+    struct stat seen;         /* SUB_STUB_APPENDED: the file that was judged */
 } dmg;
 
 typedef struct scrub_ctx {
@@ -509,11 +514,40 @@ static int claims_stub(const uint8_t *buf, size_t n)
     return n >= DDP_STUB_PREFIX_SIZE && n < DDP_STUB_SIZE && ddp_stub_has_prefix(buf, n);
 }
 
+/* A file longer than a stub (open at fd, fst its fstat): a stub with bytes
+ * appended to it (docs/FORMAT.md) is reported; any other is not a stub. */
+static HRESULT scrub_appended(scrub_ctx *s, int fd, const struct stat *fst, const char *path)
+{
+    ddp_stub st;
+    uint64_t appended = 0;
+    HRESULT hr = ddp_volume_read_appended_stub(s->v, fd, fst, path, &st, &appended);
+    ddp_clear_error(); /* a file that cannot be read is not one ddp wrote */
+    if (hr != S_OK) return S_OK;
+    s->rep->stubs++;
+    dmg *d = add_item(s, DDP_SCRUB_STUB, SUB_STUB_APPENDED, NULL, path, 0, 0,
+                      "%llu bytes were appended to this stub (written to it directly, not through ddp mount): "
+                      "its bytes are neither the file's content nor a stub; `ddp scrub --repair` restores the "
+                      "content (%llu bytes) followed by them",
+                      (unsigned long long)appended, (unsigned long long)st.file_size);
+    add_file(d, path);
+    d->seen = *fst;
+    /* What it references is checked like any stub's (and gc keeps it). */
+    char *problem = NULL;
+    hr = check_stub_refs(s, &st, path, 1, &problem);
+    if (problem) {
+        dmg *r = add_item(s, DDP_SCRUB_STUB, SUB_STUB_REF, NULL, path, 0, 0, "%s", problem);
+        add_file(r, path);
+        free(problem);
+    }
+    return hr;
+}
+
 static HRESULT scrub_file(scrub_ctx *s, const char *path, const struct stat *seen)
 {
     /* Beneath the root, never through a link, O_NONBLOCK, the file the walk saw. */
     int fd = -1;
-    HRESULT ho = ddp_volume_open_regular(s->v, path, O_RDONLY, seen, &fd, NULL);
+    struct stat fst;
+    HRESULT ho = ddp_volume_open_regular(s->v, path, O_RDONLY, seen, &fd, &fst);
     if (FAILED(ho)) {
         /* gone, or replaced by something else since the walk: not a stub to check */
         if (ho != HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) && ho != HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED) &&
@@ -521,6 +555,11 @@ static HRESULT scrub_file(scrub_ctx *s, const char *path, const struct stat *see
             add_item(s, DDP_SCRUB_STUB, SUB_UNREADABLE, NULL, path, 0, 0, "cannot open it: %s", ddp_error_detail());
         ddp_clear_error();
         return S_OK;
+    }
+    if (fst.st_size > DDP_STUB_SIZE) {
+        HRESULT hr = scrub_appended(s, fd, &fst, path);
+        close(fd);
+        return hr;
     }
     uint8_t buf[DDP_STUB_SIZE + 1];
     ssize_t got = pread(fd, buf, sizeof buf, 0);
@@ -561,7 +600,9 @@ static HRESULT scrub_file(scrub_ctx *s, const char *path, const struct stat *see
 static HRESULT scrub_one(ddp_volume *v, FTSENT *e, void *ctx)
 {
     (void)v;
-    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
+    /* Stubs, and files longer than a stub (one may be a stub with bytes
+     * appended: its first bytes are read). */
+    if (!ddp_volume_may_be_stub(e->fts_statp) && e->fts_statp->st_size <= DDP_STUB_SIZE) return S_OK;
     scrub_ctx *s = ctx;
     HRESULT hr = scrub_file(s, e->fts_path, e->fts_statp);
     if (s->cb && s->cb->step) s->cb->step(s->cb->ctx, "stubs", s->rep->stubs, 0);
@@ -849,6 +890,29 @@ static HRESULT mend_stub(scrub_ctx *s, dmg *d)
     return hr;
 }
 
+/* A stub with bytes appended: rebuilt as the regular file it stands for,
+ * its content followed by the appended bytes (the one reading that keeps
+ * every byte anyone wrote). */
+static HRESULT restore_appended(scrub_ctx *s, dmg *d)
+{
+    uint64_t content = 0, appended = 0;
+    HRESULT hr = ddp_volume_restore_appended(s->v, d->file, &d->seen, &content, &appended);
+    if (hr == S_OK) {
+        d->repaired = 1;
+        d->repair = ddp_xasprintf("restored as a regular file: its content (%llu bytes) followed by the %llu bytes "
+                                  "appended to the stub (%llu bytes; owner, mode and times kept)",
+                                  (unsigned long long)content, (unsigned long long)appended,
+                                  (unsigned long long)content + (unsigned long long)appended);
+    } else if (hr == S_FALSE || hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) ||
+               hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED)) {
+        d->repair = ddp_strdup("could not restore: it changed since it was checked (run scrub again)");
+    } else {
+        d->repair = ddp_xasprintf("could not restore: %s", ddp_error_detail());
+    }
+    ddp_clear_error();
+    return S_OK;
+}
+
 static HRESULT repair_all(scrub_ctx *s)
 {
     HRESULT hr = S_OK;
@@ -912,6 +976,8 @@ static HRESULT repair_all(scrub_ctx *s)
         case SUB_BADHDR:
         case SUB_STUB_MAC:
             break; /* done above */
+        case SUB_STUB_APPENDED:
+            break; /* below */
         case SUB_MISSING:
             d->repair = ddp_strdup("could not mend: restore the container file from a backup");
             break;
@@ -927,6 +993,10 @@ static HRESULT repair_all(scrub_ctx *s)
             break;
         }
     }
+    /* Last, stubs with bytes appended: their content is read through every
+     * check, so from records mended above. */
+    for (size_t i = 0; SUCCEEDED(hr) && i < n; i++)
+        if (s->d[i].sub == SUB_STUB_APPENDED) hr = restore_appended(s, &s->d[i]);
     return hr;
 }
 

@@ -83,9 +83,25 @@ static HRESULT write_sparse(int fd, const uint8_t *buf, size_t n, uint64_t off, 
     return S_OK;
 }
 
+/* Copy the bytes [from, r->st.st_size) of r->fd to r->tmpfd at `to`. */
+static HRESULT copy_tail(ddp_replace *r, uint64_t from, uint64_t to, uint8_t *buf)
+{
+    uint64_t end = (uint64_t)r->st.st_size;
+    while (from < end) {
+        size_t want = end - from < COPY_BLOCK ? (size_t)(end - from) : COPY_BLOCK;
+        HRESULT hr = ddp_pread_exact(r->fd, buf, want, from, r->what);
+        if (SUCCEEDED(hr)) hr = write_sparse(r->tmpfd, buf, want, to, r->what);
+        if (FAILED(hr)) return hr;
+        from += want;
+        to += want;
+    }
+    return S_OK;
+}
+
 /* Rehydrate the file r has open (a stub of v, authenticated as s) into
- * r's temporary and put it in place. */
-static HRESULT rehydrate(ddp_volume *v, ddp_replace *r, const ddp_stub *s)
+ * r's temporary and put it in place. tail: the file is a stub with bytes
+ * appended (ddp_volume_read_appended_stub), which follow the content. */
+static HRESULT rehydrate(ddp_volume *v, ddp_replace *r, const ddp_stub *s, int tail)
 {
     ddp_file *f = NULL;
     /* The content comes from the chunk store through the stub that was read
@@ -101,6 +117,10 @@ static HRESULT rehydrate(ddp_volume *v, ddp_replace *r, const ddp_stub *s)
             hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: short read at %llu", r->what, (unsigned long long)off);
         if (SUCCEEDED(hr)) hr = write_sparse(r->tmpfd, buf, got, off, r->what);
         off += got;
+    }
+    if (SUCCEEDED(hr) && tail && r->st.st_size > DDP_STUB_SIZE) {
+        hr = copy_tail(r, DDP_STUB_SIZE, size, buf);
+        size += (uint64_t)r->st.st_size - DDP_STUB_SIZE;
     }
     free(buf);
     ddp_file_close(f);
@@ -134,7 +154,7 @@ static HRESULT unoptimize_opened(ddp_volume *v, ddp_replace *r)
     ddp_stub s;
     HRESULT hr = ddp_volume_read_stub(v, r->fd, r->what, &s);
     if (hr != S_OK) return hr;
-    hr = rehydrate(v, r, &s);
+    hr = rehydrate(v, r, &s, 0);
     return SUCCEEDED(hr) ? S_OK : hr;
 }
 
@@ -165,6 +185,27 @@ DDP_API HRESULT ddp_unoptimize_file(ddp_volume *v, const char *path)
     return hr;
 }
 
+HRESULT ddp_volume_restore_appended(ddp_volume *v, const char *path, const struct stat *expect, uint64_t *content,
+                                    uint64_t *appended)
+{
+    *content = *appended = 0;
+    HRESULT hr = ddp_volume_require_writable(v, "restoring a stub with bytes appended");
+    if (FAILED(hr)) return hr;
+    ddp_replace r;
+    hr = ddp_replace_begin(v, path, expect, &r);
+    if (hr != S_OK) return hr;
+    /* Judged again from the fd that is replaced: still such a file? */
+    ddp_stub s;
+    hr = ddp_volume_read_appended_stub(v, r.fd, &r.st, path, &s, appended);
+    if (hr == S_OK) {
+        *content = s.file_size;
+        hr = rehydrate(v, &r, &s, 1);
+        if (SUCCEEDED(hr)) hr = S_OK;
+    }
+    ddp_replace_end(&r);
+    return hr;
+}
+
 typedef struct unopt_ctx {
     const ddp_job_callbacks *cb;
     ddp_job_stats *stats;
@@ -175,6 +216,28 @@ typedef struct unopt_ctx {
 static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
 {
     unopt_ctx *c = arg;
+    if (e->fts_statp->st_size > DDP_STUB_SIZE && !c->measure) {
+        /* A stub with bytes appended: its content is still in the store.
+         * Which content the file should have is scrub --repair's to say
+         * (and to say that it said it); here it is reported and counted as
+         * failed, so the job keeps the store. */
+        int fd = -1;
+        struct stat st;
+        ddp_stub s;
+        uint64_t appended = 0;
+        if (SUCCEEDED(ddp_volume_open_regular(v, e->fts_path, O_RDONLY, e->fts_statp, &fd, &st)) &&
+            ddp_volume_read_appended_stub(v, fd, &st, e->fts_path, &s, &appended) == S_OK) {
+            c->stats->files_failed++;
+            HRESULT hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                                  "%llu bytes were appended to this stub (not through ddp mount); left as it is, "
+                                  "and the chunk store is kept: `ddp scrub --repair` restores its content with them",
+                                  (unsigned long long)appended);
+            if (c->cb && c->cb->file_problem) c->cb->file_problem(c->cb->ctx, e->fts_path, hr, ddp_error_detail());
+        }
+        if (fd >= 0) close(fd);
+        ddp_clear_error();
+        return S_OK;
+    }
     if (e->fts_statp->st_size != DDP_STUB_SIZE) return S_OK;
     /* One open (beneath the root, the file the walk saw) for the check, the
      * read and the replacement. */
@@ -211,7 +274,7 @@ static HRESULT unopt_one(ddp_volume *v, FTSENT *e, void *arg)
         return S_OK;
     }
     c->stats->files_scanned++;
-    hr = rehydrate(v, &r, &s);
+    hr = rehydrate(v, &r, &s, 0);
     ddp_replace_end(&r);
     if (SUCCEEDED(hr)) {
         c->stats->files_optimized++;
@@ -324,11 +387,12 @@ typedef struct left_ctx {
     char first[512];
 } left_ctx;
 
-/* Count files that claim to be stubs of this store (valid or not). */
+/* Count files that claim to be stubs of this store (valid or not, or with
+ * bytes appended). */
 static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
 {
     left_ctx *c = arg;
-    if (!ddp_volume_may_be_stub(e->fts_statp)) return S_OK;
+    if (!ddp_volume_may_be_stub(e->fts_statp) && e->fts_statp->st_size <= DDP_STUB_SIZE) return S_OK;
     int fd = -1;
     struct stat st;
     if (FAILED(ddp_volume_open_regular(v, e->fts_path, O_RDONLY, e->fts_statp, &fd, &st))) {
@@ -340,7 +404,9 @@ static HRESULT count_left(ddp_volume *v, FTSENT *e, void *arg)
     ddp_clear_error();
     /* A stub, or one that is one byte off (whose data scrub could rescue);
      * not a file that no tool could read (reported by the job). */
-    if (hr == S_OK || (hr == DDP_E_INVALID_DATA && mended_stub(v, fd, &st, &s))) {
+    uint64_t appended = 0;
+    if (hr == S_OK || (hr == DDP_E_INVALID_DATA && mended_stub(v, fd, &st, &s)) ||
+        (hr == DDP_E_FILE_CORRUPT && ddp_volume_read_appended_stub(v, fd, &st, e->fts_path, &s, &appended) == S_OK)) {
         if (!c->stubs++) snprintf(c->first, sizeof c->first, "%s", e->fts_path);
     }
     close(fd);

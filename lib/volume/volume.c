@@ -596,6 +596,16 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *
     HRESULT hr = S_FALSE;
     if (fstat(fd, &st) != 0) {
         hr = ddp_fail_errno(errno, "%s", path);
+    } else if (st.st_size > DDP_STUB_SIZE) {
+        /* A stub someone appended to (not through ddp mount): its bytes are
+         * not the file's content, and the content is not all there. */
+        uint64_t appended = 0;
+        hr = ddp_volume_read_appended_stub(v, fd, &st, path, s, &appended);
+        if (hr == S_OK)
+            hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                          "%s: %llu bytes were appended to a stub (written to it directly, not through ddp "
+                          "mount); `ddp scrub --repair` restores its content with them",
+                          path, (unsigned long long)appended);
     } else if (ddp_volume_may_be_stub(&st)) {
         /* A file that begins like a stub claims to be one: if it does not
          * decode it is malformed or forged, and reported as such. */
@@ -615,6 +625,28 @@ HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, ddp_stub *
     }
     if (own) close(fd);
     return hr;
+}
+
+HRESULT ddp_volume_read_appended_stub(ddp_volume *v, int fd, const struct stat *st, const char *path, ddp_stub *s,
+                                      uint64_t *appended)
+{
+    *appended = 0;
+    if (!S_ISREG(st->st_mode) || st->st_size <= DDP_STUB_SIZE) return S_FALSE;
+    uint8_t buf[DDP_STUB_SIZE];
+    size_t n = 0;
+    HRESULT hr = ddp_pread_upto(fd, buf, sizeof buf, 0, &n, path);
+    if (FAILED(hr)) return hr;
+    if (n != sizeof buf || !ddp_stub_has_prefix(buf, n)) return S_FALSE;
+    /* Only a stub this volume wrote (its MAC verifies): a file that merely
+     * begins like one is an ordinary file. */
+    ddp_stub t;
+    if (FAILED(ddp_stub_decode(buf, n, v->id.key, &t)) || memcmp(t.store_id, v->id.store_id, DDP_STORE_ID_SIZE) != 0) {
+        ddp_clear_error();
+        return S_FALSE;
+    }
+    *s = t;
+    *appended = (uint64_t)st->st_size - DDP_STUB_SIZE;
+    return S_OK;
 }
 
 /* The directories a walk went through, as they were when it read them. */

@@ -42,9 +42,19 @@ void ddp_volume_log_job(ddp_volume *v, const char *line);
 int ddp_volume_is_internal(const ddp_volume *v, const char *abspath);
 /* Read the file at path; if it is a valid stub of v (MAC checks), fill *s and
  * return S_OK; a regular file that is not a stub: S_FALSE; a file that looks
- * like a stub but fails authentication: DDP_E_INVALID_DATA. fd >= 0: use it. */
+ * like a stub but fails authentication: DDP_E_INVALID_DATA; a stub with
+ * bytes appended (ddp_volume_read_appended_stub): DDP_E_FILE_CORRUPT, with a
+ * message that says how many and what restores it. fd >= 0: use it. */
 struct ddp_stub;
 HRESULT ddp_volume_read_stub(ddp_volume *v, int fd, const char *path, struct ddp_stub *s);
+/* Is the regular file open at fd (st: its fstat) "a stub with bytes
+ * appended": longer than a stub, its first DDP_STUB_SIZE bytes a valid,
+ * authenticated stub of v (someone wrote to the stub directly, not through
+ * ddp mount; docs/FORMAT.md)? S_OK with *s and *appended (the bytes after
+ * the stub); S_FALSE for any other file (one that only begins like a stub
+ * is an ordinary file); a failure only when reading fails. */
+HRESULT ddp_volume_read_appended_stub(ddp_volume *v, int fd, const struct stat *st, const char *path,
+                                      struct ddp_stub *s, uint64_t *appended);
 
 /* Walk the volume (physical, one file system, never .ddp), calling fn for each
  * regular file (FTSENT from <fts.h>); stops at the first failure fn returns.

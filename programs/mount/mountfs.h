@@ -178,6 +178,12 @@ int mnt_open_noatime(int dirfd, const char *name);
  * with *logical, K_PLAIN, or -errno. */
 int mnt_classify(int fd, const at_path *a, const char *display, struct stat *st, uint64_t *logical);
 
+/* A file longer than a stub open at fd (st its fstat; a's name reads it
+ * when fd is write-only) that is a stub with bytes appended outside the
+ * mount (ddp_volume_read_appended_stub): -EIO, logged, since its bytes are
+ * not its content. 0 for any other file (remembered in the verdict cache). */
+int mnt_refuse_appended(int fd, const at_path *a, const char *display, const struct stat *st);
+
 handle *mnt_handle_new(int kind, int fd, int flags);
 void mnt_handle_free(handle *h);
 

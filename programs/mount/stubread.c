@@ -7,7 +7,10 @@
  * keyed by device, inode, mtime and ctime remembers each verdict, so a stub
  * is read once). A file that begins like a stub but fails authentication
  * (forged, or copied from another volume) is logged and served as the small
- * plain file it is: never as anyone's data.
+ * plain file it is: never as anyone's data. A file longer than a stub whose
+ * first 232 bytes are a stub of this volume (bytes appended to the stub
+ * outside the mount) is not opened: EIO and a log line (its bytes are not
+ * its content; `ddp scrub --repair` restores it).
  *
  * Reading a stub. Open authenticates the stub, reads its stream map and
  * checks it against the stub (hash, size, whole-file hash). Reads are served
@@ -142,6 +145,39 @@ int mnt_classify(int fd, const at_path *a, const char *display, struct stat *st,
     }
     mlog("%s: reading it to see whether it is a stub: %s (0x%08X)", display, ddp_error_detail(), (unsigned)hr);
     return -mnt_hr_errno(hr);
+}
+
+int mnt_refuse_appended(int fd, const at_path *a, const char *display, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode) || st->st_size <= DDP_STUB_SIZE) return 0;
+    uint64_t logical;
+    if (sz_get(st, &logical) == K_PLAIN) return 0;
+    int rfd = fd;
+    if ((fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY) {
+        /* Opened for writing only: read the same inode through its name. */
+        rfd = mnt_open_noatime(a->dirfd, a->name);
+        struct stat now;
+        if (rfd < 0) return 0;  /* cannot read it: not served either */
+        if (fstat(rfd, &now) != 0 || now.st_ino != st->st_ino || now.st_dev != st->st_dev) {
+            close(rfd);
+            return -EIO;
+        }
+    }
+    ddp_stub s;
+    uint64_t appended = 0;
+    HRESULT hr = ddp_volume_read_appended_stub(mnt.v, rfd, st, display, &s, &appended);
+    if (rfd != fd) close(rfd);
+    if (hr == S_OK) {
+        mlog("%s: %llu bytes were appended to this stub outside the mount: not served (EIO); `ddp scrub --repair` "
+             "restores its content with them", display, (unsigned long long)appended);
+        return -EIO;
+    }
+    if (FAILED(hr)) {
+        mlog("%s: reading it to see whether it is a stub: %s (0x%08X)", display, ddp_error_detail(), (unsigned)hr);
+        return -mnt_hr_errno(hr);
+    }
+    sz_put(st, K_PLAIN, (uint64_t)st->st_size);
+    return 0;
 }
 
 /* ---------------------------------------------------------- reading stubs */

@@ -303,6 +303,10 @@ static int open_existing(const char *path, struct fuse_file_info *fi)
             if (r) break;
             continue;
         }
+        if (k == K_PLAIN) {
+            int ra = mnt_refuse_appended(fd, &a, path, &st);
+            if (ra < 0) k = ra;
+        }
         if (k < 0) {
             close(fd);
             r = k;
