@@ -7,7 +7,11 @@
  * byte, u16, u32); and the decoder refuses every stream that does not decode
  * to exactly the expected length, matches reaching before the output start
  * and truncated input, without touching memory outside its buffers (the
- * output buffers are exactly sized, so ASan sees any overrun).
+ * output buffers are exactly sized, so ASan sees any overrun). Streams
+ * written symbol by symbol (sw_*) reach each edge of the decoder's fast loop
+ * and careful step: overlapping matches at distances 1-20 in and out of the
+ * slack, literal runs across flag words, length extensions ending the input,
+ * refusals met inside the fast loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -215,6 +219,260 @@ static void test_roundtrip_lengths(void **state)
     free(buf);
 }
 
+/* ---- a symbol-by-symbol stream writer, with the bytes the stream stands for ---- */
+
+#define SW_CAP (1u << 18)
+typedef struct {
+    uint8_t b[SW_CAP];   /* the stream */
+    size_t n, flag_at;   /* its length, where the current flag word goes */
+    uint32_t fl;         /* flags of the current word so far */
+    unsigned nf;         /* how many */
+    size_t nib;          /* the byte holding an unpaired length nibble, or SIZE_MAX */
+    uint8_t ref[SW_CAP]; /* the decoded bytes */
+    size_t rn;
+    uint64_t seed;
+    int pad_word; /* the last 4 bytes are a flag word with no symbol in it */
+} sw;
+
+static void put32le(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static sw *sw_new(uint64_t seed)
+{
+    sw *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->n = 4;
+    w->nib = SIZE_MAX;
+    w->seed = seed;
+    return w;
+}
+
+static void sw_flag(sw *w, unsigned bit)
+{
+    w->fl = w->fl << 1 | bit;
+    if (++w->nf == 32) {
+        put32le(w->b + w->flag_at, w->fl);
+        w->flag_at = w->n;
+        w->n += 4;
+        w->fl = 0;
+        w->nf = 0;
+    }
+}
+
+/* k random literals */
+static void sw_lits(sw *w, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        uint8_t c;
+        tu_fill_random(&c, 1, w->seed++);
+        assert_true(w->n < SW_CAP && w->rn < SW_CAP);
+        w->b[w->n++] = c;
+        w->ref[w->rn++] = c;
+        sw_flag(w, 0);
+    }
+}
+
+/* A match symbol with the length field L = len - 3 encoded as [MS-XCA] 2.3
+ * says; raw16 (when not 0) is written as the 16-bit length instead, to
+ * make invalid ones. The reference grows by len bytes (when valid). */
+static void sw_match_raw(sw *w, size_t dist, size_t len, uint32_t raw16)
+{
+    assert_true(dist >= 1 && dist <= 8192 && len >= 3);
+    size_t L = len - 3;
+    uint8_t *p = w->b + w->n;
+    uint32_t sym = (uint32_t)(dist - 1) << 3 | (uint32_t)(L < 7 ? L : 7);
+    p[0] = (uint8_t)sym;
+    p[1] = (uint8_t)(sym >> 8);
+    w->n += 2;
+    if (L >= 7) {
+        size_t r = L - 7;
+        uint8_t nib = (uint8_t)(r < 15 ? r : 15);
+        if (w->nib == SIZE_MAX) {
+            w->nib = w->n;
+            w->b[w->n++] = nib;
+        } else {
+            w->b[w->nib] |= (uint8_t)(nib << 4);
+            w->nib = SIZE_MAX;
+        }
+        if (r >= 15) {
+            if (r - 15 < 255 && !raw16) {
+                w->b[w->n++] = (uint8_t)(r - 15);
+            } else {
+                w->b[w->n++] = 255;
+                if (raw16 || L <= 0xFFFF) {
+                    uint32_t v = raw16 ? raw16 : (uint32_t)L;
+                    w->b[w->n++] = (uint8_t)v;
+                    w->b[w->n++] = (uint8_t)(v >> 8);
+                } else {
+                    w->b[w->n++] = 0;
+                    w->b[w->n++] = 0;
+                    put32le(w->b + w->n, (uint32_t)L);
+                    w->n += 4;
+                }
+            }
+        }
+    }
+    if (!raw16 && dist <= w->rn) {
+        assert_true(w->rn + len <= SW_CAP);
+        for (size_t i = 0; i < len; i++, w->rn++) w->ref[w->rn] = w->ref[w->rn - dist];
+    }
+    sw_flag(w, 1);
+}
+
+static void sw_match(sw *w, size_t dist, size_t len) { sw_match_raw(w, dist, len, 0); }
+
+/* Close the stream: the last flag word padded with 1 bits. */
+static void sw_end(sw *w)
+{
+    unsigned pad = 32 - w->nf;
+    w->pad_word = pad == 32;
+    put32le(w->b + w->flag_at, pad == 32 ? 0xFFFFFFFFu : (w->fl << pad) | ((1u << pad) - 1));
+}
+
+/* The stream decodes to exactly ref; one byte more or less expected is
+ * refused; so is every cut of its last `cuts` bytes (each loses output or
+ * truncates a symbol), but for dropping a final flag word that holds no
+ * symbol: the stream then ends where a new word is due, which is valid. */
+static void sw_check(const sw *w, size_t cuts)
+{
+    uint8_t *out;
+    HRESULT hr = dec(w->b, w->n, w->rn, &out);
+    if (FAILED(hr)) fail_msg("decode failed: %s", ddp_error_detail());
+    assert_memory_equal(out, w->ref, w->rn);
+    free(out);
+    assert_int_equal(dec(w->b, w->n, w->rn + 1, &out), DDP_E_FILE_CORRUPT);
+    free(out);
+    if (w->rn > 0) {
+        assert_int_equal(dec(w->b, w->n, w->rn - 1, &out), DDP_E_FILE_CORRUPT);
+        free(out);
+    }
+    for (size_t k = 1; k <= cuts && k <= w->n; k++) {
+        hr = dec(w->b, w->n - k, w->rn, &out);
+        if (k == 4 && w->pad_word) {
+            assert_int_equal(hr, S_OK);
+            assert_memory_equal(out, w->ref, w->rn);
+        } else {
+            assert_int_equal(hr, DDP_E_FILE_CORRUPT);
+        }
+        free(out);
+    }
+}
+
+/* Matches at distances 1-20 (overlapping copies, pattern widening, 8- and
+ * 16-byte steps) of many lengths: once with slack around (fast loop), once
+ * ending exactly at the end of the output (careful step). */
+static void test_match_copies(void **state)
+{
+    (void)state;
+    static const size_t lens[] = { 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 23, 24,
+                                   25, 26, 31, 32, 33, 40, 47, 48, 49, 64, 100, 279, 280, 1000, 70000 };
+    for (size_t d = 1; d <= 20; d++) {
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            sw *w = sw_new(d * 1000 + k);
+            sw_lits(w, 100);
+            sw_match(w, d, lens[k]);
+            sw_lits(w, 150);
+            sw_match(w, d, lens[k]);
+            sw_end(w);
+            sw_check(w, 12);
+            /* The same match right after the first literals, the only one. */
+            free(w);
+            w = sw_new(d * 1000 + k + 500);
+            sw_lits(w, d);
+            sw_match(w, d, lens[k]);
+            sw_end(w);
+            sw_check(w, 12);
+            free(w);
+        }
+    }
+}
+
+/* Literal runs of 1-70 bytes starting at every position of a flag word
+ * (0-35 matches before them), so runs end in, at and across word
+ * boundaries; and runs that end the output. */
+static void test_literal_runs(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k <= 35; k++) {
+        for (size_t r = 1; r <= 70; r++) {
+            sw *w = sw_new(k * 100 + r);
+            sw_lits(w, 100);
+            for (size_t i = 0; i < k; i++) sw_match(w, 50 + i, 3 + i % 7);
+            sw_lits(w, r);
+            sw_match(w, 20, 5);
+            sw_lits(w, 150);
+            sw_lits(w, r);
+            sw_end(w);
+            sw_check(w, 4);
+            free(w);
+        }
+    }
+}
+
+/* A match in each length encoding (3 bits, nibble alone or shared, byte,
+ * u16, u32) as the last symbol: the input ends right after its length
+ * bytes; every cut into them is refused. */
+static void test_length_ends(void **state)
+{
+    (void)state;
+    static const size_t lens[] = { 9, 10, 24, 25, 26, 279, 280, 281, 65538, 65539, 65540, 200000 };
+    for (int shared = 0; shared < 2; shared++) {
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            for (size_t before = 0; before < 120; before += 119) {
+                sw *w = sw_new(k + 77);
+                sw_lits(w, 40 + before);
+                if (shared) sw_match(w, 13, 12); /* leaves a nibble for the last match */
+                sw_match(w, 7, lens[k]);
+                sw_end(w);
+                sw_check(w, 10);
+                free(w);
+            }
+        }
+    }
+}
+
+/* Refusals met inside the fast loop (slack on both sides): a match reaching
+ * before the start, a match longer than the output left, a u16 length below
+ * 22; each names what was wrong. */
+static void test_fast_refusals(void **state)
+{
+    (void)state;
+    uint8_t *out;
+    sw *w = sw_new(1);
+    sw_lits(w, 200);
+    sw_match(w, 201, 5); /* reaches before the start */
+    sw_lits(w, 200);
+    sw_end(w);
+    assert_int_equal(dec(w->b, w->n, 405, &out), DDP_E_FILE_CORRUPT);
+    assert_non_null(strstr(ddp_error_detail(), "before the start"));
+    free(out);
+    free(w);
+
+    w = sw_new(2);
+    sw_lits(w, 200);
+    sw_match(w, 10, 500);
+    sw_lits(w, 200);
+    sw_end(w);
+    for (size_t n = 200; n < 700; n += 37) {
+        assert_int_equal(dec(w->b, w->n, n, &out), DDP_E_FILE_CORRUPT);
+        assert_non_null(strstr(ddp_error_detail(), "more bytes"));
+        free(out);
+    }
+    free(w);
+
+    w = sw_new(3);
+    sw_lits(w, 200);
+    sw_match_raw(w, 10, 300, 21); /* a u16 length of 21 */
+    sw_lits(w, 200);
+    sw_end(w);
+    assert_int_equal(dec(w->b, w->n, 1000, &out), DDP_E_FILE_CORRUPT);
+    assert_non_null(strstr(ddp_error_detail(), "below 22"));
+    free(out);
+    free(w);
+}
+
 /* Every single-bit flip of an encoded chunk: refused, or decodes to n bytes
  * (a flipped literal), never out of bounds (ASan). */
 static void test_flips(void **state)
@@ -250,7 +508,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spec_vectors),      cmocka_unit_test(test_hand_streams),
         cmocka_unit_test(test_roundtrip_kinds),   cmocka_unit_test(test_roundtrip_lengths),
-        cmocka_unit_test(test_flips),
+        cmocka_unit_test(test_flips),             cmocka_unit_test(test_match_copies),
+        cmocka_unit_test(test_literal_runs),      cmocka_unit_test(test_length_ends),
+        cmocka_unit_test(test_fast_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
