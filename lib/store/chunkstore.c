@@ -11,7 +11,8 @@
  * appending at a time. A put looks the hash up under the store lock; on a
  * miss it compresses outside the lock (so threads compress in parallel), then
  * takes the lock again, re-checks (another thread may have stored the same
- * chunk meanwhile), appends the record (a memcpy into the container's write
+ * chunk meanwhile; a put that meets a chunk another put is compressing, listed
+ * in a small in-flight table, waits for it instead of compressing it again), appends the record (a memcpy into the container's write
  * buffer) and adds it to the index. When a record would take a container past
  * the size limit, the container is sealed (SEAL record + fsync), a new one is
  * created (header + fsync of file and directory) and the catalog is rewritten

@@ -16,6 +16,11 @@
  *      checked unchanged (device, inode, size, mtime, ctime) under a write
  *      lease (volume/replace.h: a file anyone has open is left as it is),
  *      the stub is exchanged with it, and every touched directory is synced.
+ *   4. the replaced originals' last close (which frees their blocks and may
+ *      wait for the device's discards) is left to reaper threads.
+ * Where the time goes (walk, read, chunk, hash, store, the commit's steps,
+ * waits, CPU of each kind of thread) is written to the job log as an
+ * "optimize-timing" line (bench/bench_optimize.sh prints it).
  * A crash at any point leaves each file either as it was or as a complete
  * stub; chunks written for files that never got their stub are found again by
  * the next run (the store re-indexes a container's tail on open).
