@@ -11,8 +11,7 @@
  * appending at a time. A put looks the hash up under the store lock; on a
  * miss it compresses outside the lock (so threads compress in parallel), then
  * takes the lock again, re-checks (another thread may have stored the same
- * chunk meanwhile; a put that meets a chunk another put is compressing, listed
- * in a small in-flight table, waits for it instead of compressing it again), appends the record (a memcpy into the container's write
+ * chunk meanwhile), appends the record (a memcpy into the container's write
  * buffer) and adds it to the index. When a record would take a container past
  * the size limit, the container is sealed (SEAL record + fsync), a new one is
  * created (header + fsync of file and directory) and the catalog is rewritten
@@ -77,8 +76,6 @@
 #define DEFAULT_CONTAINER_LIMIT ((uint64_t)1 << 30)
 #define CATALOG_MAX_BYTES ((size_t)32 + (size_t)24 * DDP_CATALOG_MAX_ENTRIES + 8)
 #define SEALED_FLAG 1u
-/* New chunks being compressed outside the lock (see ddp_chunkstore_put). */
-#define INFLIGHT_MAX 64
 
 enum { W_DATA = 0, W_STREAM = 1 };
 
@@ -113,9 +110,6 @@ struct ddp_chunkstore {
     uint64_t next_auto_checkpoint;  /* delta count below which no automatic checkpoint is tried */
     uint8_t *cat_written;           /* the catalog's bytes as last written (or read) */
     size_t cat_written_len;
-    uint8_t inflight[INFLIGHT_MAX][DDP_HASH_SIZE]; /* hashes some put is compressing */
-    uint8_t inflight_used[INFLIGHT_MAX];
-    pthread_cond_t inflight_done;   /* a put let go of its inflight slot (with lock) */
 
     pthread_mutex_t fdlock;
     fd_entry **fds;
@@ -557,7 +551,6 @@ static void chunkstore_free(ddp_chunkstore *cs)
     ddp_index_free(cs->ix);
     ddp_catalog_free(&cs->cat);
     pthread_mutex_destroy(&cs->lock);
-    pthread_cond_destroy(&cs->inflight_done);
     pthread_mutex_destroy(&cs->fdlock);
     free(cs->store_dir);
     free(cs->state_dir);
@@ -650,7 +643,6 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
 
     ddp_chunkstore *cs = ddp_xcalloc(1, sizeof *cs);
     pthread_mutex_init(&cs->lock, NULL);
-    pthread_cond_init(&cs->inflight_done, NULL);
     pthread_mutex_init(&cs->fdlock, NULL);
     cs->store_dir = ddp_strdup(store_dir);
     cs->state_dir = state_dir ? ddp_strdup(state_dir) : NULL;
@@ -721,36 +713,10 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
     if (len == 0 || len > CHUNK_MAX_LOGICAL)
         return ddp_fail(E_INVALIDARG, "chunk of %u bytes (1..%u allowed)", len, CHUNK_MAX_LOGICAL);
 
-    /* A chunk another put is compressing right now (versions of one file
-     * optimized side by side meet the same new chunks at the same time) is
-     * waited for, not compressed twice; the others claim a slot while they
-     * compress (when all are taken, the re-check below keeps one copy). */
     pthread_mutex_lock(&cs->lock);
-    int slot = -1;
-    for (;;) {
-        if (ddp_index_lookup(cs->ix, hash, loc)) {
-            pthread_mutex_unlock(&cs->lock);
-            return S_OK;
-        }
-        int busy = 0, free_slot = -1;
-        for (int i = 0; i < INFLIGHT_MAX && !busy; i++) {
-            if (!cs->inflight_used[i]) {
-                if (free_slot < 0) free_slot = i;
-            } else if (memcmp(cs->inflight[i], hash, DDP_HASH_SIZE) == 0) {
-                busy = 1;
-            }
-        }
-        if (!busy) {
-            slot = free_slot;
-            if (slot >= 0) {
-                memcpy(cs->inflight[slot], hash, DDP_HASH_SIZE);
-                cs->inflight_used[slot] = 1;
-            }
-            break;
-        }
-        pthread_cond_wait(&cs->inflight_done, &cs->lock);
-    }
+    int found = ddp_index_lookup(cs->ix, hash, loc);
     pthread_mutex_unlock(&cs->lock);
+    if (found) return S_OK;
 
     /* Compress outside the lock. */
     uint8_t *cbuf = NULL;
@@ -795,10 +761,6 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
                 ddp_clear_error();
             }
         }
-    }
-    if (slot >= 0) {
-        cs->inflight_used[slot] = 0;
-        pthread_cond_broadcast(&cs->inflight_done);
     }
     pthread_mutex_unlock(&cs->lock);
     free(cbuf);
