@@ -640,6 +640,7 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     pthread_mutex_init(&j.reap_mu, NULL);
     pthread_cond_init(&j.reap_more, NULL);
     pthread_t reap_tid[REAPERS];
+    memset(reap_tid, 0, sizeof reap_tid);
     for (; j.reapers < REAPERS; j.reapers++)
         if (pthread_create(&reap_tid[j.reapers], NULL, reaper, &j) != 0) break;
     pthread_t commit_tid;
