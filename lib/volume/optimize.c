@@ -16,6 +16,11 @@
  *      checked unchanged (device, inode, size, mtime, ctime) under a write
  *      lease (volume/replace.h: a file anyone has open is left as it is),
  *      the stub is exchanged with it, and every touched directory is synced.
+ *   4. the replaced originals' last close (which frees their blocks and may
+ *      wait for the device's discards) is left to reaper threads.
+ * Where the time goes (walk, read, chunk, hash, store, the commit's steps,
+ * waits, CPU of each kind of thread) is written to the job log as an
+ * "optimize-timing" line (bench/bench_optimize.sh prints it).
  * A crash at any point leaves each file either as it was or as a complete
  * stub; chunks written for files that never got their stub are found again by
  * the next run (the store re-indexes a container's tail on open).
@@ -45,6 +50,37 @@
 #define QUEUE_CAP 256
 #define BATCH_FILES 64
 #define BATCH_BYTES ((uint64_t)128 << 20)
+/* Replaced originals waiting for their last close (see reaper()), and the
+ * threads that close them. */
+#define REAP_MAX 256
+#define REAPERS 4
+
+/* Where a job's time goes (seconds; summed over threads), written to the
+ * job log as an "optimize-timing" line (bench/bench_optimize.sh prints it). */
+enum {
+    T_OPEN, T_READ, T_CHUNK, T_HASH, T_PUT_NEW, T_PUT_DUP, T_QUEUE_WAIT, T_BATCH_WAIT, T_WORKER_OTHER,
+    T_WALK, T_FEED_WAIT,
+    T_CWAIT, T_SYNC_DATA, T_STREAMS, T_SYNC_STREAMS, T_PREPARE, T_SYNC_STUBS, T_REPLACE, T_SYNC_DIRS, T_END,
+    T_JOIN_WORKERS, T_JOIN_COMMIT, T_JOIN_REAPERS, T_HOTSPOT, T_STORE_COMMIT,
+    T_CPU_WORKERS, T_CPU_COMMITTER, T_CPU_MAIN, /* CPU time of the threads */
+    T_COUNT
+};
+static const char *const t_name[T_COUNT] = {
+    "open", "read", "chunk", "hash", "put_new", "put_dup", "queue_wait", "batch_wait", "worker_other",
+    "walk", "feed_wait",
+    "commit_wait", "sync_data", "streammaps", "sync_streams", "stub_prepare", "sync_stubs", "replace",
+    "sync_dirs", "replace_end",
+    "join_workers", "join_committer", "join_reapers", "hotspot", "store_commit",
+    "cpu_workers", "cpu_committer", "cpu_main",
+};
+
+/* CPU seconds the calling thread has used. */
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 typedef struct work_item {
     char *path;
@@ -83,7 +119,30 @@ typedef struct job {
     uint64_t batch_bytes;
     int workers_done;
     time_t now;                  /* the policy's "now" (minimum age) */
+
+    pthread_mutex_t reap_mu;     /* replaced originals to close */
+    pthread_cond_t reap_more;
+    int reap[REAP_MAX];
+    size_t reap_len;
+    int reap_done;
+    unsigned reapers;
+    double t[T_COUNT];           /* under mu */
 } job;
+
+/* Adds the time since *mark to slot k of a thread's own table; moves *mark. */
+static void tick(double *t, int k, double *mark)
+{
+    double now = ddp_now();
+    t[k] += now - *mark;
+    *mark = now;
+}
+
+static void add_times(job *j, const double *t)
+{
+    pthread_mutex_lock(&j->mu);
+    for (int k = 0; k < T_COUNT; k++) j->t[k] += t[k];
+    pthread_mutex_unlock(&j->mu);
+}
 
 static void report(job *j, const char *path, HRESULT hr, const char *reason)
 {
@@ -112,6 +171,43 @@ static int is_fatal_error(HRESULT hr)
     return hr == HRESULT_FROM_WIN32(ERROR_DISK_FULL) || hr == HRESULT_FROM_WIN32(ERROR_DISK_QUOTA_EXCEEDED) ||
            hr == HRESULT_FROM_WIN32(ERROR_WRITE_PROTECT) || hr == DDP_E_FILE_SYSTEM_CORRUPT ||
            hr == E_OUTOFMEMORY;
+}
+
+/* ---- freeing the replaced originals ---- */
+
+/* The last close of a replaced original frees its blocks and page cache,
+ * and may wait for the device (ext4 with -o discard discards synchronously
+ * there): the reapers do it, so the committer goes on with the next batch.
+ * The original is already out of the tree (exchanged and unlinked, the
+ * exchange synced); only space comes back here. */
+static void *reaper(void *arg)
+{
+    job *j = arg;
+    pthread_mutex_lock(&j->reap_mu);
+    for (;;) {
+        while (j->reap_len == 0 && !j->reap_done) pthread_cond_wait(&j->reap_more, &j->reap_mu);
+        if (j->reap_len == 0) break;
+        int fd = j->reap[--j->reap_len];
+        pthread_mutex_unlock(&j->reap_mu);
+        close(fd);
+        pthread_mutex_lock(&j->reap_mu);
+    }
+    pthread_mutex_unlock(&j->reap_mu);
+    return NULL;
+}
+
+/* Hand r's original (installed: replaced) to the reapers, or close it here
+ * when they have enough to do or there are none. */
+static void reap_original(job *j, ddp_replace *r)
+{
+    if (!r->installed || r->fd < 0 || r->leased || j->reapers == 0) return;
+    pthread_mutex_lock(&j->reap_mu);
+    if (j->reap_len < REAP_MAX) {
+        j->reap[j->reap_len++] = r->fd;
+        r->fd = -1;
+        pthread_cond_signal(&j->reap_more);
+    }
+    pthread_mutex_unlock(&j->reap_mu);
 }
 
 /* ---- step 3: the stubs ---- */
@@ -158,9 +254,11 @@ static HRESULT stub_prepare(job *j, const pending *p, uint32_t sc, uint64_t soff
 #define SLICE 128
 
 /* Put the stubs of n files (n <= SLICE) in place; their stream maps are synced. */
-static HRESULT commit_slice(job *j, pending *batch, const uint32_t *sc, const uint64_t *soff, size_t n)
+static HRESULT commit_slice(job *j, pending *batch, const uint32_t *sc, const uint64_t *soff, size_t n,
+                            double *t)
 {
     HRESULT hr = S_OK;
+    double mark = ddp_now();
     ddp_replace r[SLICE];
     HRESULT fh[SLICE];
     for (size_t i = 0; i < n; i++) {
@@ -178,6 +276,7 @@ static HRESULT commit_slice(job *j, pending *batch, const uint32_t *sc, const ui
             pthread_mutex_unlock(&j->mu);
         }
     }
+    tick(t, T_PREPARE, &mark);
     size_t ready = 0;
     for (size_t i = 0; i < n; i++) ready += SUCCEEDED(fh[i]);
     if (SUCCEEDED(hr) && ready >= SYNCFS_THRESHOLD) {
@@ -186,6 +285,7 @@ static HRESULT commit_slice(job *j, pending *batch, const uint32_t *sc, const ui
         for (size_t i = 0; i < n; i++)
             if (SUCCEEDED(fh[i])) fh[i] = ddp_fsync_fd(r[i].tmpfd, batch[i].path);
     }
+    tick(t, T_SYNC_STUBS, &mark);
     size_t done = 0;
     for (size_t i = 0; i < n; i++) {
         pending *p = &batch[i];
@@ -208,27 +308,36 @@ static HRESULT commit_slice(job *j, pending *batch, const uint32_t *sc, const ui
         if (j->cb && j->cb->progress) j->cb->progress(j->cb->ctx, j->stats);
         pthread_mutex_unlock(&j->mu);
     }
+    tick(t, T_REPLACE, &mark);
     /* One flush makes every exchange of the slice durable. */
     if (SUCCEEDED(hr) && done && ready >= SYNCFS_THRESHOLD && syncfs(j->v->root_fd) != 0)
         hr = ddp_fail_errno(errno, "syncing the directories of %s", j->v->root);
-    for (size_t i = 0; i < n; i++)
+    tick(t, T_SYNC_DIRS, &mark);
+    for (size_t i = 0; i < n; i++) {
+        reap_original(j, &r[i]);
         ddp_replace_end(&r[i]);
+    }
+    tick(t, T_END, &mark);
     return hr;
 }
 
 /* Commit n finished files (the committer thread). */
-static HRESULT commit_batch(job *j, pending *batch, size_t n)
+static HRESULT commit_batch(job *j, pending *batch, size_t n, double *t)
 {
     if (n == 0) return S_OK;
+    double mark = ddp_now();
     HRESULT hr = ddp_chunkstore_sync_data(j->cs);
+    tick(t, T_SYNC_DATA, &mark);
     uint32_t *sc = ddp_xcalloc(n, sizeof *sc);
     uint64_t *soff = ddp_xcalloc(n, sizeof *soff);
     for (size_t i = 0; SUCCEEDED(hr) && i < n; i++)
         hr = ddp_chunkstore_put_streammap(j->cs, batch[i].map, (uint32_t)batch[i].map_len,
                                           batch[i].map_hash, &sc[i], &soff[i]);
+    tick(t, T_STREAMS, &mark);
     if (SUCCEEDED(hr)) hr = ddp_chunkstore_sync_streams(j->cs);
+    tick(t, T_SYNC_STREAMS, &mark);
     for (size_t i = 0; SUCCEEDED(hr) && i < n; i += SLICE)
-        hr = commit_slice(j, batch + i, sc + i, soff + i, n - i < SLICE ? n - i : SLICE);
+        hr = commit_slice(j, batch + i, sc + i, soff + i, n - i < SLICE ? n - i : SLICE, t);
     free(sc);
     free(soff);
     return hr;
@@ -247,7 +356,9 @@ static void free_pending(pending *batch, size_t n)
 static void *committer(void *arg)
 {
     job *j = arg;
+    double t[T_COUNT] = { 0 };
     for (;;) {
+        double mark = ddp_now();
         pthread_mutex_lock(&j->commit_mu);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -262,21 +373,25 @@ static void *committer(void *arg)
         j->batch_bytes = 0;
         pthread_cond_broadcast(&j->batch_room);
         pthread_mutex_unlock(&j->commit_mu);
+        tick(t, T_CWAIT, &mark);
         if (SUCCEEDED(j->fatal)) {
-            HRESULT hr = commit_batch(j, take, n);
+            HRESULT hr = commit_batch(j, take, n, t);
             if (FAILED(hr)) set_fatal(j, hr);
         }
         free_pending(take, n);
         free(take);
         if (last) break;
     }
+    t[T_CPU_COMMITTER] = thread_cpu();
+    add_times(j, t);
     return NULL;
 }
 
 /* ---- steps 1 and 2 for one file ---- */
 
-static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t cap)
+static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t cap, double *t)
 {
+    double mark = ddp_now();
     const char *path = w->path;
     /* Beneath the root, no link or mount point on the way, O_NONBLOCK, a
      * regular file, the one the walk saw; every byte is read from this fd. */
@@ -304,6 +419,7 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
                         "--repair` restores its content with them",
                         path, (unsigned long long)appended);
     }
+    tick(t, T_OPEN, &mark);
     int level = ddp_settings_no_compress(&j->v->settings, path) ? 0 : j->v->settings.compression_level;
     ddp_streammap map;
     ddp_streammap_init(&map);
@@ -324,14 +440,18 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
             if (r == 0) eof = 1;
             have += (size_t)r;
         }
+        tick(t, T_READ, &mark);
         if (FAILED(hr)) break;
         size_t pos = 0;
         while (SUCCEEDED(hr) && (have - pos >= DDP_CHUNK_MAX || (eof && pos < have))) {
             size_t n = ddp_chunker_cut(buf + pos, have - pos);
+            tick(t, T_CHUNK, &mark);
             ddp_streammap_entry e;
             int was_new = 0;
             ddp_sha256(buf + pos, n, e.hash);
+            tick(t, T_HASH, &mark);
             hr = ddp_chunkstore_put(j->cs, e.hash, buf + pos, (uint32_t)n, level, &e.loc, &was_new);
+            tick(t, was_new ? T_PUT_NEW : T_PUT_DUP, &mark);
             if (FAILED(hr)) break;
             if (was_new) { new_chunks++; new_stored += e.loc.stored_len + 64; }
             ddp_streammap_add(&map, &e);
@@ -374,6 +494,7 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
     ddp_streammap_free(&map);
 
     if (j->cb && j->cb->file_chunked) j->cb->file_chunked(j->cb->ctx, path);
+    tick(t, T_WORKER_OTHER, &mark);
     pthread_mutex_lock(&j->commit_mu);
     while (j->batch_len >= 64 * BATCH_FILES && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->batch_room, &j->commit_mu);
     if (j->batch_len == j->batch_cap) {
@@ -384,6 +505,7 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
     j->batch_bytes += p.size;
     if (j->batch_len >= BATCH_FILES || j->batch_bytes >= BATCH_BYTES) pthread_cond_signal(&j->batch_full);
     pthread_mutex_unlock(&j->commit_mu);
+    tick(t, T_BATCH_WAIT, &mark);
     return S_OK;
 }
 
@@ -392,7 +514,9 @@ static void *worker(void *arg)
     job *j = arg;
     size_t cap = READ_BLOCK + DDP_CHUNK_MAX;
     uint8_t *buf = ddp_xmalloc(cap);
+    double t[T_COUNT] = { 0 };
     for (;;) {
+        double mark = ddp_now();
         pthread_mutex_lock(&j->mu);
         while (j->qlen == 0 && !j->done_feeding && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->not_empty, &j->mu);
         if (j->qlen == 0 || FAILED(j->fatal)) {
@@ -404,9 +528,10 @@ static void *worker(void *arg)
         j->qlen--;
         pthread_cond_signal(&j->not_full);
         pthread_mutex_unlock(&j->mu);
+        tick(t, T_QUEUE_WAIT, &mark);
 
         ddp_clear_error();
-        HRESULT hr = optimize_file(j, &w, buf, cap);
+        HRESULT hr = optimize_file(j, &w, buf, cap, t);
         if (FAILED(hr)) {
             pthread_mutex_lock(&j->mu);
             if (hr == DDP_E_FILE_IN_USE) j->stats->files_changed++;
@@ -417,6 +542,8 @@ static void *worker(void *arg)
         }
         free(w.path);
     }
+    t[T_CPU_WORKERS] = thread_cpu();
+    add_times(j, t);
     free(buf);
     return NULL;
 }
@@ -424,7 +551,11 @@ static void *worker(void *arg)
 static int feed(job *j, const char *path, const struct stat *st)
 {
     pthread_mutex_lock(&j->mu);
-    while (j->qlen == QUEUE_CAP && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->not_full, &j->mu);
+    if (j->qlen == QUEUE_CAP) {
+        double mark = ddp_now();
+        while (j->qlen == QUEUE_CAP && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->not_full, &j->mu);
+        j->t[T_FEED_WAIT] += ddp_now() - mark;
+    }
     int ok = SUCCEEDED(j->fatal);
     if (ok) {
         work_item *w = &j->queue[(j->qhead + j->qlen) % QUEUE_CAP];
@@ -519,6 +650,12 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     pthread_mutex_init(&j.commit_mu, NULL);
     pthread_cond_init(&j.batch_full, NULL);
     pthread_cond_init(&j.batch_room, NULL);
+    pthread_mutex_init(&j.reap_mu, NULL);
+    pthread_cond_init(&j.reap_more, NULL);
+    pthread_t reap_tid[REAPERS];
+    memset(reap_tid, 0, sizeof reap_tid);
+    for (; j.reapers < REAPERS; j.reapers++)
+        if (pthread_create(&reap_tid[j.reapers], NULL, reaper, &j) != 0) break;
     pthread_t commit_tid;
     int committing = pthread_create(&commit_tid, NULL, committer, &j) == 0;
     if (!committing) hr = ddp_fail(E_OUTOFMEMORY, "cannot start the committer thread");
@@ -539,16 +676,20 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     j.now = time(NULL);
     /* The walk ends early (E_ABORT from walk_one) once the job has failed;
      * j.fatal then says why. */
+    double mark = ddp_now();
     if (SUCCEEDED(hr)) {
         HRESULT hw = ddp_volume_walk(v, walk_one, walk_unreadable, &j);
         if (FAILED(hw) && hw != E_ABORT) hr = hw;
     }
+    double t[T_COUNT] = { 0 };
+    tick(t, T_WALK, &mark);
 
     pthread_mutex_lock(&j.mu);
     j.done_feeding = 1;
     pthread_cond_broadcast(&j.not_empty);
     pthread_mutex_unlock(&j.mu);
     for (unsigned i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    tick(t, T_JOIN_WORKERS, &mark);
     /* Workers stopped by a fatal error leave the rest of the queue. */
     for (; j.qlen; j.qlen--, j.qhead = (j.qhead + 1) % QUEUE_CAP) free(j.queue[j.qhead].path);
 
@@ -557,6 +698,13 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     pthread_cond_signal(&j.batch_full);
     pthread_mutex_unlock(&j.commit_mu);
     if (committing) pthread_join(commit_tid, NULL);
+    tick(t, T_JOIN_COMMIT, &mark);
+    pthread_mutex_lock(&j.reap_mu);
+    j.reap_done = 1;
+    pthread_cond_broadcast(&j.reap_more);
+    pthread_mutex_unlock(&j.reap_mu);
+    for (unsigned i = 0; i < j.reapers; i++) pthread_join(reap_tid[i], NULL);
+    tick(t, T_JOIN_REAPERS, &mark);
     free_pending(j.batch, j.batch_len);
     free(j.batch);
     if (SUCCEEDED(hr) && FAILED(j.fatal)) hr = ddp_fail(j.fatal, "%s", j.fatal_detail);
@@ -565,11 +713,13 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
         HRESULT hh = ddp_hotspot_update(v);
         if (FAILED(hh)) hr = hh; /* the files are safe; the disk said no: say so */
     }
+    tick(t, T_HOTSPOT, &mark);
     /* Containers synced, index checkpointed, catalog written: a failure
      * here is this job's failure (the files are safe; the disk said no). */
     ddp_saved_error se;
     ddp_error_save(&se);
     hr = ddp_first_error(hr, &se, ddp_chunkstore_commit(j.cs));
+    tick(t, T_STORE_COMMIT, &mark);
     stats->seconds = ddp_now() - j.t0;
     if (SUCCEEDED(hr) && (stats->files_failed > 0)) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
 
@@ -579,6 +729,15 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
              (unsigned)hr, (unsigned long long)stats->files_optimized, (unsigned long long)stats->files_failed,
              (unsigned long long)stats->files_changed, (unsigned long long)stats->bytes_scanned, stats->seconds);
     ddp_volume_log_job(v, line);
+    /* Where the time went: the calling thread's phases, then the sums over
+     * the workers and the committer. */
+    t[T_CPU_MAIN] = thread_cpu();
+    add_times(&j, t);
+    char timing[1024];
+    int len = snprintf(timing, sizeof timing, "optimize-timing threads=%u wall=%.3f", started, stats->seconds);
+    for (int k = 0; k < T_COUNT && len > 0 && (size_t)len < sizeof timing; k++)
+        len += snprintf(timing + len, sizeof timing - (size_t)len, " %s=%.3f", t_name[k], j.t[k]);
+    ddp_volume_log_job(v, timing);
 
     pthread_cond_destroy(&j.not_empty);
     pthread_cond_destroy(&j.not_full);
@@ -586,5 +745,7 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     pthread_mutex_destroy(&j.commit_mu);
     pthread_cond_destroy(&j.batch_full);
     pthread_cond_destroy(&j.batch_room);
+    pthread_mutex_destroy(&j.reap_mu);
+    pthread_cond_destroy(&j.reap_more);
     return hr;
 }
