@@ -1,6 +1,7 @@
 /*
  * testutil.c: helpers shared by the unit tests (see testutil.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include <ddp/ddp.h>
 
+#include "base/fileattr.h"
 #include "testutil.h"
 
 void tu_fill_random(void *buf, size_t n, uint64_t seed)
@@ -65,6 +67,47 @@ static void mkparents(const char *path)
         }
     }
     free(p);
+}
+
+char *tu_xprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0);
+    return s;
+}
+
+void tu_mkdirs(const char *path)
+{
+    char *p = strdup(path);
+    assert_non_null(p);
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char ch = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) != 0) assert_int_equal(errno, EEXIST);
+            *s = ch;
+            if (!ch) break;
+        }
+    }
+    free(p);
+}
+
+void tu_assert_no_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (ddp_is_temp_name(e->d_name) || strstr(e->d_name, ".ddp-tmp.")) {
+            fprintf(stderr, "leftover temporary file %s/%s\n", dir, e->d_name);
+            fail();
+        }
+    }
+    closedir(d);
 }
 
 void tu_write_file(const char *path, const void *data, size_t n)
