@@ -3,6 +3,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +118,64 @@ void tu_write_file(const char *path, const void *data, size_t n)
     if (!f) { perror(path); abort(); }
     if (n && fwrite(data, 1, n, f) != n) { perror(path); abort(); }
     if (fclose(f) != 0) { perror(path); abort(); }
+}
+
+tu_tree *tu_tree_new(void)
+{
+    tu_tree *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->dir = tu_mkdtemp();
+    char *p = tu_tree_path(t, "outside");
+    tu_mkdirs(p);
+    free(p);
+    p = tu_tree_path(t, "root");
+    tu_mkdirs(p);
+    t->rootfd = open(p, O_RDONLY | O_DIRECTORY);
+    free(p);
+    assert_true(t->rootfd >= 0);
+    return t;
+}
+
+char *tu_tree_path(const tu_tree *t, const char *rel) { return tu_xprintf("%s/%s", t->dir, rel); }
+
+void tu_tree_put(const tu_tree *t, const char *rel, const char *text)
+{
+    char *p = tu_tree_path(t, rel);
+    tu_write_file(p, text, strlen(text));
+    free(p);
+}
+
+void tu_tree_link_out(const tu_tree *t, const char *rel)
+{
+    char *p = tu_tree_path(t, rel);
+    char *target = tu_tree_path(t, "outside");
+    assert_int_equal(symlink(target, p), 0);
+    free(target);
+    free(p);
+}
+
+int tu_tree_exists(const tu_tree *t, const char *rel)
+{
+    char *p = tu_tree_path(t, rel);
+    struct stat st;
+    int r = lstat(p, &st) == 0;
+    free(p);
+    return r;
+}
+
+void tu_tree_free(tu_tree *t)
+{
+    if (!t) return;
+    close(t->rootfd);
+    tu_rmrf(t->dir);
+    free(t->dir);
+    free(t);
+}
+
+int tu_tree_teardown(void **state)
+{
+    tu_tree_free(*state);
+    return 0;
 }
 
 uint8_t *tu_read_file(const char *path, size_t *n)
