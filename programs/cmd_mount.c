@@ -42,6 +42,35 @@ static void opt_append_escaped(char *dst, size_t cap, const char *s)
     dst[n] = '\0';
 }
 
+/* The option string of a mount (at least OPTS_CAP bytes): base,
+ * fsname's volume path escaped, then the user's options (useropts, under
+ * 2048 bytes). */
+#define OPTS_CAP (PATH_MAX * 2 + 2200)
+static void mount_opts(char *opts, const char *base, const char *root, const char *useropts)
+{
+    snprintf(opts, OPTS_CAP, "%s", base);
+    opt_append_escaped(opts, OPTS_CAP, root);
+    if (useropts[0]) {
+        strcat(opts, ",");
+        strcat(opts, useropts);
+    }
+}
+
+/* libfuse's argv (8 slots) for mounting at mabs with options opts. */
+static int mount_argv(char *fargv[8], char *mabs, char *opts, int fg, int debug, int single)
+{
+    int fargc = 0;
+    fargv[fargc++] = (char *)"ddp-mount";
+    fargv[fargc++] = mabs;
+    fargv[fargc++] = (char *)"-o";
+    fargv[fargc++] = opts;
+    if (fg) fargv[fargc++] = (char *)"-f";
+    if (debug) fargv[fargc++] = (char *)"-d";
+    if (single) fargv[fargc++] = (char *)"-s";
+    fargv[fargc] = NULL;
+    return fargc;
+}
+
 static int parse_mib(const char *cmd, const char *opt, const char *s, uint64_t *out)
 {
     char *end;
@@ -69,23 +98,10 @@ static int mount_windows(const char *vol, const char *mnt, const char *useropts,
         free(mabs);
         return DDP_EXIT_FAIL;
     }
-    char opts[PATH_MAX * 2 + 2200];
-    snprintf(opts, sizeof opts, "ro,default_permissions,max_idle_threads=16,subtype=ddp-windows,fsname=ddpwin:");
-    opt_append_escaped(opts, sizeof opts, root);
-    if (useropts[0]) {
-        strcat(opts, ",");
-        strcat(opts, useropts);
-    }
+    char opts[OPTS_CAP];
+    mount_opts(opts, "ro,default_permissions,max_idle_threads=16,subtype=ddp-windows,fsname=ddpwin:", root, useropts);
     char *fargv[8];
-    int fargc = 0;
-    fargv[fargc++] = (char *)"ddp-mount";
-    fargv[fargc++] = mabs;
-    fargv[fargc++] = (char *)"-o";
-    fargv[fargc++] = opts;
-    if (fg) fargv[fargc++] = (char *)"-f";
-    if (debug) fargv[fargc++] = (char *)"-d";
-    if (single) fargv[fargc++] = (char *)"-s";
-    fargv[fargc] = NULL;
+    int fargc = mount_argv(fargv, mabs, opts, fg, debug, single);
     int rc = winfs_main(root, fargc, fargv);
     free(root);
     free(mabs);
@@ -200,24 +216,13 @@ int cmd_mount(int argc, char **argv)
     free(type);
 
     /* max_idle_threads: libfuse 3.14 complains when it is left unset. */
-    char opts[PATH_MAX * 2 + 2200];
-    snprintf(opts, sizeof opts, "default_permissions,max_idle_threads=16,max_read=%u,subtype=ddp,fsname=ddp:",
+    char base[128];
+    snprintf(base, sizeof base, "default_permissions,max_idle_threads=16,max_read=%u,subtype=ddp,fsname=ddp:",
              DDPFS_MAX_READ);
-    opt_append_escaped(opts, sizeof opts, root);
-    if (useropts[0]) {
-        strcat(opts, ",");
-        strcat(opts, useropts);
-    }
+    char opts[OPTS_CAP];
+    mount_opts(opts, base, root, useropts);
     char *fargv[8];
-    int fargc = 0;
-    fargv[fargc++] = (char *)"ddp-mount";
-    fargv[fargc++] = mabs;
-    fargv[fargc++] = (char *)"-o";
-    fargv[fargc++] = opts;
-    if (foreground) fargv[fargc++] = (char *)"-f";
-    if (debug) fargv[fargc++] = (char *)"-d";
-    if (single) fargv[fargc++] = (char *)"-s";
-    fargv[fargc] = NULL;
+    int fargc = mount_argv(fargv, mabs, opts, foreground, debug, single);
 
     o.mountpoint = mabs;
     int rc = ddpfs_main(v, &o, fargc, fargv);

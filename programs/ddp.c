@@ -12,6 +12,16 @@
 
 #include "cli.h"
 
+/* "ddp: WHAT: DETAIL (0xHR: what HR means)", or without a detail
+ * "ddp: WHAT: what HR means (0xHR)". */
+static void report(HRESULT hr, const char *what, const char *detail)
+{
+    if (detail && *detail)
+        fprintf(stderr, "ddp: %s: %s (0x%08X: %s)\n", what, detail, (unsigned)hr, ddp_strerror(hr));
+    else
+        fprintf(stderr, "ddp: %s: %s (0x%08X)\n", what, ddp_strerror(hr), (unsigned)hr);
+}
+
 void cli_error(HRESULT hr, const char *fmt, ...)
 {
     char what[1024];
@@ -19,11 +29,7 @@ void cli_error(HRESULT hr, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    const char *detail = ddp_error_detail();
-    if (detail && *detail)
-        fprintf(stderr, "ddp: %s: %s (0x%08X: %s)\n", what, detail, (unsigned)hr, ddp_strerror(hr));
-    else
-        fprintf(stderr, "ddp: %s: %s (0x%08X)\n", what, ddp_strerror(hr), (unsigned)hr);
+    report(hr, what, ddp_error_detail());
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -46,8 +52,7 @@ void cli_error_errno(int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    HRESULT hr = ddp_hresult_from_errno(err);
-    fprintf(stderr, "ddp: %s: %s (0x%08X: %s)\n", what, strerror(err), (unsigned)hr, ddp_strerror(hr));
+    report(ddp_hresult_from_errno(err), what, strerror(err));
 }
 
 int cli_parse_uint(const char *cmd, const char *opt, const char *s, unsigned long long min, unsigned long long max,

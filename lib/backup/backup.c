@@ -81,6 +81,18 @@ void ddp_backup_progress(bctx *b, uint64_t n)
     if (b->opt && b->opt->progress) b->opt->progress(b->opt->progress_ctx, b->done, b->total);
 }
 
+/* The attributes of a manifest entry from the file's stat. */
+static void entry_attrs(ddp_mf_entry *e, const struct stat *st)
+{
+    e->mode = st->st_mode & 07777;
+    e->uid = st->st_uid;
+    e->gid = st->st_gid;
+    e->mtime_sec = st->st_mtim.tv_sec;
+    e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    e->ctime_sec = st->st_ctim.tv_sec;
+    e->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+}
+
 static ddp_mf_entry *add_entry(bctx *b, char type, const char *path, const struct stat *st)
 {
     if (b->m.count == b->m.cap) {
@@ -96,13 +108,7 @@ static ddp_mf_entry *add_entry(bctx *b, char type, const char *path, const struc
     e->member = -1;
     e->level = b->m.level;
     e->path = ddp_strdup(path);
-    e->mode = st->st_mode & 07777;
-    e->uid = st->st_uid;
-    e->gid = st->st_gid;
-    e->mtime_sec = st->st_mtim.tv_sec;
-    e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
-    e->ctime_sec = st->st_ctim.tv_sec;
-    e->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+    entry_attrs(e, st);
     return e;
 }
 
@@ -213,13 +219,8 @@ static int cmp_names(const void *a, const void *b)
 /* Walk the directory dfd (store path rel, "" for the root) in name order. */
 static HRESULT walk_dir(bctx *b, int dfd, const char *rel)
 {
-    int dup_fd = dup(dfd);
-    if (dup_fd < 0) return ddp_fail_errno(errno, "listing %s/", rel);
-    DIR *d = fdopendir(dup_fd);
-    if (!d) {
-        close(dup_fd);
-        return ddp_fail_errno(errno, "listing %s/", rel);
-    }
+    DIR *d = ddp_opendir_held(dfd);
+    if (!d) return ddp_fail_errno(errno, "listing %s/", rel);
     char **names = NULL;
     size_t nn = 0, cap = 0;
     struct dirent *de;
@@ -422,13 +423,7 @@ void ddp_backup_refresh_entry(bctx *b, ddp_mf_entry *e, const struct stat *st, i
         return;
     b->st->changed_during++;
     e->size = (uint64_t)st->st_size;
-    e->mode = st->st_mode & 07777;
-    e->uid = st->st_uid;
-    e->gid = st->st_gid;
-    e->mtime_sec = st->st_mtim.tv_sec;
-    e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
-    e->ctime_sec = st->st_ctim.tv_sec;
-    e->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+    entry_attrs(e, st);
     int was = e->is_stub;
     e->is_stub = 0;
     if (e->size == DDP_STUB_SIZE) {

@@ -38,13 +38,8 @@
 static int remove_contents(int dfd, int depth)
 {
     if (depth > REMOVE_MAX_DEPTH) return -1;
-    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
-    if (!d) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
+    DIR *d = ddp_opendir_held(dfd);
+    if (!d) return -1;
     int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -74,13 +69,8 @@ static int is_unfinished(int dfd)
 
 static int is_empty(int dfd)
 {
-    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
-    if (!d) {
-        if (fd >= 0) close(fd);
-        return 0;
-    }
+    DIR *d = ddp_opendir_held(dfd);
+    if (!d) return 0;
     struct dirent *de;
     int empty = 1;
     while ((de = readdir(d)) != NULL)

@@ -214,13 +214,8 @@ static void plain_entry(xent *x, const char *sp, const struct stat *st)
 static void collect_plain_dir(xlist *l, int dfd, const char *sp, int depth)
 {
     if (depth > PATH_MAX / 2) return;
-    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
-    if (!d) {
-        if (fd >= 0) close(fd);
-        return;
-    }
+    DIR *d = ddp_opendir_held(dfd);
+    if (!d) return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
@@ -572,13 +567,8 @@ static void remove_stage_dir(int destfd, const char *name, int fd)
 
 static void remove_abandoned_stages(int destfd)
 {
-    int fd = fcntl(destfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (d) rewinddir(d); /* a dup shares the offset of a directory read before */
-    if (!d) {
-        if (fd >= 0) close(fd);
-        return;
-    }
+    DIR *d = ddp_opendir_held(destfd);
+    if (!d) return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (strncmp(de->d_name, STAGE_PREFIX, sizeof STAGE_PREFIX - 1) != 0 ||

@@ -139,8 +139,5 @@ HRESULT ddp_fail_errno(int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    char msg[sizeof detail];
-    snprintf(msg, sizeof msg, "%s: %s", head, strerror(err));
-    memcpy(detail, msg, sizeof detail);
-    return ddp_hresult_from_errno(err);
+    return ddp_fail(ddp_hresult_from_errno(err), "%s: %s", head, strerror(err));
 }

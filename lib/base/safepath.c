@@ -418,3 +418,18 @@ int ddp_tmpdir_sweep(int dirfd)
     closedir(d);
     return removed;
 }
+
+DIR *ddp_opendir_held(int dfd)
+{
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return NULL;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    rewinddir(d); /* a dup shares the offset of a directory read before */
+    return d;
+}

@@ -8,6 +8,7 @@
 #ifndef DDP_SAFEPATH_H
 #define DDP_SAFEPATH_H
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <ddp/ddperror.h>
 
@@ -92,5 +93,11 @@ HRESULT ddp_tmpfile_name_at(int dirfd, int fd, char name[DDP_TMPNAME_MAX]);
  * "tmp.*" whose lock is free. Never follows a link, never removes anything
  * else. Returns how many were removed. */
 int ddp_tmpdir_sweep(int dirfd);
+
+/* A directory stream over the held directory dfd, read from its start: over
+ * a duplicate of dfd (closedir closes the duplicate only), rewound since a
+ * duplicate shares the offset of any read before. NULL (errno set) when it
+ * cannot be opened. */
+DIR *ddp_opendir_held(int dfd);
 
 #endif /* DDP_SAFEPATH_H */

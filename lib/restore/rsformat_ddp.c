@@ -245,21 +245,33 @@ static void accept_map(rs_ctx *c, uint32_t i, const uint8_t *buf, size_t n, cons
     rs_file_mapped(c, i, s->map.count);
 }
 
+/* The header of record r (bytes): a record of the given type that fills r
+ * exactly and decodes to at most max_logical bytes, else r fails (every file
+ * that uses it, the detail naming where and "not the <what>") and 0 is
+ * returned. */
+static int record_header(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes, uint16_t type,
+                         uint32_t max_logical, const char *what, const char *where, ddp_record_header *h)
+{
+    if (FAILED(ddp_record_header_decode(bytes, h))) {
+        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
+        return 0;
+    }
+    if (h->type != type || (uint64_t)h->stored_len + DDP_RECORD_HEADER_SIZE != r->len || h->logical_len > max_logical) {
+        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: not the %s (type %u, %u stored bytes)", where, what,
+                                          h->type, h->stored_len));
+        return 0;
+    }
+    return 1;
+}
+
 static void ddp_stream_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes)
 {
     char where[160];
     snprintf(where, sizeof where, "offset %llu of %s", (unsigned long long)r->off, ph->conts[r->cont].st->path);
     ddp_record_header h;
-    if (FAILED(ddp_record_header_decode(bytes, &h))) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
+    if (!record_header(c, ph, r, bytes, DDP_RECORD_STREAMMAP, UINT32_MAX, "stream-map record the stub names", where,
+                       &h))
         return;
-    }
-    if (h.type != DDP_RECORD_STREAMMAP || (uint64_t)h.stored_len + DDP_RECORD_HEADER_SIZE != r->len) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT,
-                                          "%s: not the stream-map record the stub names (type %u, %u stored bytes)",
-                                          where, h.type, h.stored_len));
-        return;
-    }
     int wanted = 0;
     for (size_t u = r->use_first; u < r->use_first + r->use_count; u++) {
         uint32_t i = ph->uses[u].file;
@@ -298,17 +310,8 @@ static void ddp_chunk_record(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_
     snprintf(where, sizeof where, "chunk at offset %llu of %s", (unsigned long long)r->off,
              ph->conts[r->cont].st->path);
     ddp_record_header h;
-    if (FAILED(ddp_record_header_decode(bytes, &h))) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT, "%s: %s", where, ddp_error_detail()));
+    if (!record_header(c, ph, r, bytes, DDP_RECORD_CHUNK, RS_CHUNK_MAX, "chunk record the stream map names", where, &h))
         return;
-    }
-    if (h.type != DDP_RECORD_CHUNK || (uint64_t)h.stored_len + DDP_RECORD_HEADER_SIZE != r->len ||
-        h.logical_len > RS_CHUNK_MAX) {
-        rs_record_fail(c, ph, r, ddp_fail(DDP_E_FILE_CORRUPT,
-                                          "%s: not the chunk record the stream map names (type %u, %u stored bytes)",
-                                          where, h.type, h.stored_len));
-        return;
-    }
     /* The stream map's hash and length must be the record's; the codec is
      * the record's business (the sha256 of the decoded bytes decides). */
     int wanted = 0;

@@ -43,6 +43,23 @@ count_stubs() { local n=0 f; while IFS= read -r -d '' f; do is_stub "$f" && n=$(
 # try_mount_tmpfs DIR SIZE: a small file system (for disk-full tests); fails if not permitted.
 try_mount_tmpfs() { mkdir -p "$1" && mount -t tmpfs -o "size=$2" tmpfs "$1" 2>/dev/null && MOUNTS+=("$1"); }
 
+# on_small_fs VAR DIR SIZE SCRIPT ARGS...: run the bash SCRIPT (ARGS as $1...)
+# with a tmpfs of SIZE at DIR, mounted here when permitted, else inside an
+# unprivileged user and mount namespace; its output goes to the variable VAR
+# ("skip" when neither can mount). The mount is made outside the command
+# substitution so that cleanup() unmounts it.
+on_small_fs() {
+  local var=$1 dir=$2 size=$3 script=$4; shift 4
+  if try_mount_tmpfs "$dir" "$size"; then
+    printf -v "$var" '%s' "$(bash -c "$script" _ "$@")"
+  elif unshare -rm true 2>/dev/null; then
+    mkdir -p "$dir"
+    printf -v "$var" '%s' "$(unshare -rm bash -c "mount -t tmpfs -o size=$size tmpfs '$dir' && $script" _ "$@")"
+  else
+    printf -v "$var" '%s' skip
+  fi
+}
+
 finish() { echo "$PASS passed, $FAIL failed"; [[ $FAIL -eq 0 ]]; }
 
 # fault_shim: the path of the fault-injection shim CMake built

@@ -73,14 +73,7 @@ enospc_test='D=$1; V=$2; M=$3
   mount -o remount,size=64m "$M" || echo REMOUNT_FAILED
   "$D" backup "$V" "$M/B" > /dev/null 2>&1; echo "rc2=$?"
   [[ -s "$M/B/.ddp-backup/manifest" ]] && echo COMPLETE; true'
-if try_mount_tmpfs "$T/full" 200k; then
-  eout=$(bash -c "$enospc_test" _ "$DDP" "$V" "$T/full")
-elif unshare -rm true 2>/dev/null; then
-  mkdir -p "$T/full"
-  eout=$(unshare -rm bash -c "mount -t tmpfs -o size=200k tmpfs '$T/full' && $enospc_test" _ "$DDP" "$V" "$T/full")
-else
-  eout=skip
-fi
+on_small_fs eout "$T/full" 200k "$enospc_test" "$DDP" "$V" "$T/full"
 if [[ $eout == skip ]]; then echo "skip - backup on a full disk: cannot mount a small file system here"
 else
   check "a backup on a full disk fails" grep -q "^rc1=1" <<<"$eout"
@@ -93,14 +86,7 @@ fi
 ro_test='D=$1; B=$2; M=$3
   mount -o remount,ro "$M" || { echo REMOUNT_FAILED; exit 0; }
   "$D" restore --from "$B" --to "$M" docs/a.bin 2>&1; echo "rc=$?"'
-if try_mount_tmpfs "$T/ro" 4m; then
-  rout=$(bash -c "$ro_test" _ "$DDP" "$T/B" "$T/ro")
-elif unshare -rm true 2>/dev/null; then
-  mkdir -p "$T/ro"
-  rout=$(unshare -rm bash -c "mount -t tmpfs -o size=4m tmpfs '$T/ro' && $ro_test" _ "$DDP" "$T/B" "$T/ro")
-else
-  rout=skip
-fi
+on_small_fs rout "$T/ro" 4m "$ro_test" "$DDP" "$T/B" "$T/ro"
 if [[ $rout == skip || $rout == *REMOUNT_FAILED* ]]; then echo "skip - restore into a read-only target: cannot mount here"
 else
   check "a read-only target fails (rc=1)" grep -q "^rc=1" <<<"$rout"

@@ -178,14 +178,7 @@ check "the symlink is restored as a symlink" test "$(readlink "$T/rds/link")" = 
 # half-done is left: neither the stub nor a partial file (issue 15).
 full_test='out=$("$1" restore --from "$2" --to "$3" a.bin 2>&1); rc=$?; echo "$out"; echo "rc=$rc";
   [[ -e "$3/a.bin" ]] && echo LEFT_AT_PATH; [[ -n "$(find "$3" -mindepth 1 -print -quit)" ]] && echo LEFT_IN_TARGET; true'
-if try_mount_tmpfs "$T/full" 1m; then
-  full_out=$(bash -c "$full_test" _ "$DDP" "$B" "$T/full")
-elif unshare -rm true 2>/dev/null; then
-  mkdir -p "$T/full"
-  full_out=$(unshare -rm bash -c "mount -t tmpfs -o size=1m tmpfs '$T/full' && $full_test" _ "$DDP" "$B" "$T/full")
-else
-  full_out=skip
-fi
+on_small_fs full_out "$T/full" 1m "$full_test" "$DDP" "$B" "$T/full"
 if [[ $full_out == skip ]]; then
   echo "skip - restoring into a full disk: cannot mount a small file system here"
 else

@@ -9,28 +9,12 @@
 # file must come back byte for byte; a missing data container and a broken
 # reparse file give their codes and leave the reparse file as it was.
 source "$(dirname "$0")/lib.sh"
-B=${DDP_BUILD_DIR:-$(dirname "$DDP")}
-MK=$B/mkwinstore RS=$B/rsfiles
-[[ -x $MK && -x $RS ]] || { echo "test_restore_windows: $MK or $RS not built"; exit 1; }
+source "$(dirname "$0")/winlib.sh"
+need_tools mkwinstore rsfiles
+MK=$TOOLS/mkwinstore RS=$TOOLS/rsfiles
 
 S=$T/src V=$T/vol
-mkdir -p "$S"
-python3 - "$S" <<'PY'
-import random, sys
-s = sys.argv[1]
-r = random.Random(29)
-words = b"backup restore reparse stream chunk container generation table".split()
-def text(n):
-    out = bytearray()
-    while len(out) < n: out += r.choice(words) + b" "
-    return bytes(out[:n])
-open(f"{s}/text.txt", "wb").write(text(800_000))
-open(f"{s}/rand.bin", "wb").write(r.randbytes(500_000))
-a = text(300_000)
-open(f"{s}/shared1.txt", "wb").write(a)
-open(f"{s}/shared2.txt", "wb").write(a + r.randbytes(100_000))
-open(f"{s}/small.txt", "wb").write(b"small\n")
-PY
+win_sources "$S" 29 800000 500000 300000 100000 small "backup restore reparse stream chunk container generation table"
 "$MK" "$V" --decoy-gen --stream-gen 2 --data-gen 0x10000 --maps-per-stream 3 \
   --format 0103 "$S/text.txt:t0103.txt" --raw "$S/rand.bin:r0103.bin" --compress \
   --format 0102 "$S/shared1.txt:s1.txt" "$S/shared2.txt:s2.txt" --parts 3 "$S/text.txt:p0102.txt" --parts 1 \

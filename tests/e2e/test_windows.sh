@@ -12,31 +12,15 @@
 # copied in, remounted, every file read back (skipped with a message when
 # mkntfs, ntfs-3g, setfattr or FUSE are not available).
 source "$(dirname "$0")/lib.sh"
-MK=${DDP_BUILD_DIR:-$(dirname "$DDP")}/mkwinstore
-[[ -x $MK ]] || { echo "test_windows: $MK not built"; exit 1; }
+source "$(dirname "$0")/winlib.sh"
+need_tools mkwinstore
+MK=$TOOLS/mkwinstore
 
 S=$T/src V=$T/vol
-mkdir -p "$S"
-python3 - "$S" <<'PY'
-import random, sys
-s = sys.argv[1]
-r = random.Random(13)
-words = b"volume chunk stream map reparse point data dedup windows server restore".split()
-def text(n):
-    out = bytearray()
-    while len(out) < n: out += r.choice(words) + b" "
-    return bytes(out[:n])
-open(f"{s}/text.txt", "wb").write(text(900_000))
-open(f"{s}/rand.bin", "wb").write(r.randbytes(700_000))
-a = text(400_000)
-open(f"{s}/shared1.txt", "wb").write(a)
-open(f"{s}/shared2.txt", "wb").write(a + r.randbytes(150_000))
-open(f"{s}/small.txt", "wb").write(b"tiny file\n")
-open(f"{s}/empty", "wb").write(b"")
+win_sources "$S" 13 900000 700000 400000 150000 "tiny file" "volume chunk stream map reparse point data dedup windows server restore"
+: > "$S/empty"
 # a large map: 2100 chunks of 32 KiB (compressible, distinct)
-with open(f"{s}/big.dat", "wb") as f:
-    for i in range(2100): f.write((b"%08d" % i) * 4096)
-PY
+python3 -c 'import sys; sys.stdout.buffer.write(b"".join((b"%08d" % i) * 4096 for i in range(2100)))' > "$S/big.dat"
 "$MK" "$V" --decoy-gen --stream-gen 2 --data-gen 0x10000 --data-max 1000000 --maps-per-stream 5 \
   --format 0103 "$S/text.txt:docs/text.txt" "$S/rand.bin:bin/rand.bin" --raw "$S/text.txt:docs/text-raw.txt" --compress \
   --format 0102 "$S/shared1.txt:s/shared1.txt" "$S/shared2.txt:s/shared2.txt" --parts 3 "$S/text.txt:docs/parts.txt" --parts 1 \

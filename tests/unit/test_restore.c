@@ -11,17 +11,14 @@
  * restored them before calling RestoreFiles. Chunks are deduplicated by hash
  * across the fixture, so files can share chunks.
  *
- * The backup store is a test IDedupReadFileCallback that serves reads from
- * the backup directory and RECORDS every call (reads with path, offset, size
- * and result; the container lists handed to OrderContainersRestore and the
- * plans it answered; every preview list). It can fail reads of chosen paths,
- * shorten them, fail OrderContainersRestore, answer with read plans of many
- * shapes, and run a hook on each read. check_sequence() then checks R5-R7 on
- * the recorded calls: two OrderContainersRestore calls, stream-map
- * containers first, no path twice in a list; every container read announced
- * by the preview just before it, in the announced order, inside the current
- * plan extent; reads going forward, none over 4 MiB, and no container byte
- * read twice in the call.
+ * The backup store is the recording IDedupReadFileCallback of rsrecord.h,
+ * which serves reads from the backup directory and records every call; the
+ * read plans of many shapes it answers with are here. rs_check_sequence()
+ * then checks R5-R7 on the recorded calls: two OrderContainersRestore calls,
+ * stream-map containers first, no path twice in a list; every container
+ * read announced by the preview just before it, in the announced order,
+ * inside the current plan extent; reads going forward, none over 4 MiB, and
+ * no container byte read twice in the call.
  *
  * A write failure (disk full) is simulated by this test program's own
  * pwrite(), which takes precedence over the C library's and can be told to
@@ -60,12 +57,12 @@
 #include "restore/restore.h"
 #include "store/streammap.h"
 #include "store/stub.h"
+#include "rsrecord.h"
 #include "testutil.h"
 #include "base/util.h"
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
-#define READ_MAX ((int64_t)4 << 20)
 
 /* ======================================================================
  * Fault injection: this program's pwrite() wins over the C library's.
@@ -136,46 +133,19 @@ static char *xstrdup(const char *s)
     return d;
 }
 
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    return s;
-}
-
-static void mkdirs(const char *path)
-{
-    char *p = xstrdup(path);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char ch = *s;
-            *s = '\0';
-            if (mkdir(p, 0755) != 0) assert_int_equal(errno, EEXIST);
-            *s = ch;
-            if (!ch) break;
-        }
-    }
-    free(p);
-}
-
 static fx *fx_new(void)
 {
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->root = tu_mkdtemp();
-    f->backup = xprintf("%s/backup", f->root);
-    f->target = xprintf("%s/target", f->root);
-    mkdirs(f->backup);
-    mkdirs(f->target);
+    f->backup = tu_xprintf("%s/backup", f->root);
+    f->target = tu_xprintf("%s/target", f->root);
+    tu_mkdirs(f->backup);
+    tu_mkdirs(f->target);
     assert_int_equal(ddp_identity_generate(&f->id), S_OK);
     char guid[39];
     ddp_guid_format(f->id.store_id, guid);
-    f->store_dir = xprintf("%s/.ddp/ChunkStore/%s.ddp", f->backup, guid);
+    f->store_dir = tu_xprintf("%s/.ddp/ChunkStore/%s.ddp", f->backup, guid);
     f->cur_data = f->cur_stream = -1;
     f->tabcap = 1024;
     f->tab = calloc(f->tabcap, sizeof *f->tab);
@@ -323,7 +293,7 @@ static int fx_add_cuts(fx *f, const char *name, const uint8_t *data, size_t len,
     int i = f->nfiles++;
     fx_file *ff = &f->files[i];
     memset(ff, 0, sizeof *ff);
-    ff->path = xprintf("%s/%s", f->target, name);
+    ff->path = tu_xprintf("%s/%s", f->target, name);
     ff->data = malloc(len ? len : 1);
     assert_non_null(ff->data);
     if (len) memcpy(ff->data, data, len);
@@ -404,7 +374,7 @@ static char *fx_cont_path(const fx *f, uint32_t kind, uint32_t id)
 {
     char rel[40];
     ddp_container_relpath(kind, id, 1, rel);
-    return xprintf("%s/%s", f->store_dir, rel);
+    return tu_xprintf("%s/%s", f->store_dir, rel);
 }
 
 /* The container path as the backup store names it ("/.ddp/..."). */
@@ -419,12 +389,12 @@ static char *fx_cont_bpath(const fx *f, uint32_t kind, uint32_t id)
 /* Write the backup: identity, containers, catalog. */
 static void fx_flush(fx *f)
 {
-    char *p = xprintf("%s/.ddp/Settings", f->backup);
-    mkdirs(p);
+    char *p = tu_xprintf("%s/.ddp/Settings", f->backup);
+    tu_mkdirs(p);
     free(p);
     uint8_t idb[DDP_IDENTITY_SIZE];
     ddp_identity_encode(&f->id, idb);
-    p = xprintf("%s/.ddp/Settings/identity", f->backup);
+    p = tu_xprintf("%s/.ddp/Settings/identity", f->backup);
     tu_write_file(p, idb, sizeof idb);
     free(p);
     ddp_catalog cat;
@@ -441,7 +411,7 @@ static void fx_flush(fx *f)
     uint8_t *cb;
     size_t cn;
     assert_int_equal(ddp_catalog_encode(&cat, &cb, &cn), S_OK);
-    p = xprintf("%s/catalog", f->store_dir);
+    p = tu_xprintf("%s/catalog", f->store_dir);
     tu_write_file(p, cb, cn);
     free(p);
     f->catalog_bytes = cn;
@@ -512,332 +482,7 @@ static void assert_stub_intact(const fx *f, int i)
     assert_int_equal(st.st_mtim.tv_nsec, ff->mtime.tv_nsec);
 }
 
-/* No temporary file left in dir. */
-static void assert_no_temps(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (ddp_is_temp_name(e->d_name) || strstr(e->d_name, ".ddp-tmp.")) {
-            fprintf(stderr, "leftover temporary file %s/%s\n", dir, e->d_name);
-            fail();
-        }
-    }
-    closedir(d);
-}
-
-/* ======================================================================
- * The recording backup store
- * ====================================================================== */
-
-enum { EV_READ = 1, EV_ORDER, EV_PREVIEW };
-
-typedef struct ev {
-    int type;
-    char *path;
-    int64_t off;
-    uint32_t size, got;
-    HRESULT hr;
-    ULONG n;                     /* ORDER: containers; PREVIEW: reads */
-    char **paths;
-    DDP_FILE_EXTENT *ext;
-    ULONG nplan;
-    DEDUP_CONTAINER_EXTENT *plan;
-} ev;
-
-typedef struct rstore rstore;
-typedef void (*plan_fn)(rstore *s, int call, ULONG n, BSTR *paths, ULONG *np, DEDUP_CONTAINER_EXTENT **plan);
-
-struct rstore {
-    IDedupReadFileCallback iface;
-    char *root;
-    ev *evs;
-    size_t nev, cap;
-    int orders;
-    plan_fn plan;
-    int plan_arg;
-    const char *fail_sub;        /* reads of paths containing this fail with fail_hr */
-    HRESULT fail_hr;
-    const char *short_sub;       /* reads of paths containing this return one byte short */
-    int order_fail_call;         /* OrderContainersRestore call number that fails with order_hr */
-    HRESULT order_hr;
-    void (*on_read)(rstore *s, const char *path, int64_t off);
-    void *hook;
-    int hook_done;
-    uint64_t cont_bytes, meta_bytes;
-    uint64_t cont_reads;
-};
-
-static int is_container(const char *p)
-{
-    return strstr(p, "/Data/") || strstr(p, "/Stream/") || strstr(p, "/Hotspot/");
-}
-
-static ev *ev_push(rstore *s, int type)
-{
-    if (s->nev == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 256;
-        s->evs = realloc(s->evs, s->cap * sizeof *s->evs);
-        assert_non_null(s->evs);
-    }
-    ev *e = &s->evs[s->nev++];
-    memset(e, 0, sizeof *e);
-    e->type = type;
-    return e;
-}
-
-static HRESULT st_qi(IDedupReadFileCallback *This, REFIID riid, void **ppv)
-{
-    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IDedupReadFileCallback)) {
-        *ppv = This;
-        return S_OK;
-    }
-    *ppv = NULL;
-    return E_NOINTERFACE;
-}
-static ULONG st_addref(IDedupReadFileCallback *This) { (void)This; return 1; }
-static ULONG st_release(IDedupReadFileCallback *This) { (void)This; return 1; }
-
-static HRESULT st_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, ULONG size, BYTE *buf, ULONG *got,
-                       DWORD flags)
-{
-    rstore *s = (rstore *)This;
-    assert_int_equal(flags, 0);
-    assert_non_null(path);
-    assert_true(path[0] == '/');
-    assert_null(strstr(path, ".."));
-    assert_true(strncmp(path, "/.ddp/", 6) == 0);
-    assert_true(off >= 0);
-    assert_true(size > 0);
-    ev *e = ev_push(s, EV_READ);
-    e->path = xstrdup(path);
-    e->off = off;
-    e->size = size;
-    *got = 0;
-    if (s->on_read) s->on_read(s, path, off);
-    if (s->fail_sub && strstr(path, s->fail_sub)) {
-        e->hr = s->fail_hr;
-        return s->fail_hr;
-    }
-    char *local = xprintf("%s%s", s->root, path);
-    int fd = open(local, O_RDONLY | O_CLOEXEC);
-    free(local);
-    if (fd < 0) {
-        e->hr = HRESULT_FROM_WIN32(errno == ENOENT ? ERROR_FILE_NOT_FOUND : ERROR_ACCESS_DENIED);
-        return e->hr;
-    }
-    size_t done = 0;
-    while (done < size) {
-        ssize_t r = pread(fd, buf + done, size - done, off + (off_t)done);
-        assert_true(r >= 0);
-        if (r == 0) break;
-        done += (size_t)r;
-    }
-    close(fd);
-    if (s->short_sub && strstr(path, s->short_sub) && done > 0) done--;
-    *got = (ULONG)done;
-    e->got = (uint32_t)done;
-    if (is_container(path)) {
-        s->cont_bytes += done;
-        s->cont_reads++;
-    } else {
-        s->meta_bytes += done;
-    }
-    return S_OK;
-}
-
-static HRESULT st_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULONG *np, DEDUP_CONTAINER_EXTENT **plan)
-{
-    rstore *s = (rstore *)This;
-    assert_non_null(np);
-    assert_non_null(plan);
-    s->orders++;
-    ev *e = ev_push(s, EV_ORDER);
-    e->n = n;
-    e->paths = calloc((size_t)n + 1, sizeof *e->paths);
-    assert_non_null(e->paths);
-    for (ULONG i = 0; i < n; i++) {
-        assert_non_null(paths[i]);
-        e->paths[i] = xstrdup(paths[i]);
-    }
-    *np = 0;
-    *plan = NULL;
-    if (s->order_fail_call == s->orders) {
-        e->hr = s->order_hr;
-        return s->order_hr;
-    }
-    if (s->plan) s->plan(s, s->orders, n, paths, np, plan);
-    if (*np && *plan) {
-        e->nplan = *np;
-        e->plan = malloc(*np * sizeof **plan);
-        assert_non_null(e->plan);
-        memcpy(e->plan, *plan, *np * sizeof **plan);
-    }
-    return S_OK;
-}
-
-static HRESULT st_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
-{
-    rstore *s = (rstore *)This;
-    ev *e = ev_push(s, EV_PREVIEW);
-    e->path = xstrdup(path);
-    e->n = n;
-    e->ext = malloc((n ? n : 1) * sizeof *ext);
-    assert_non_null(e->ext);
-    if (n) memcpy(e->ext, ext, n * sizeof *ext);
-    return S_OK;
-}
-
-static const IDedupReadFileCallbackVtbl st_vtbl = { st_qi, st_addref, st_release, st_read, st_order, st_preview };
-
-static void st_init(rstore *s, const char *root)
-{
-    memset(s, 0, sizeof *s);
-    s->iface.lpVtbl = &st_vtbl;
-    s->root = xstrdup(root);
-}
-
-static void st_clear(rstore *s)
-{
-    for (size_t i = 0; i < s->nev; i++) {
-        ev *e = &s->evs[i];
-        free(e->path);
-        if (e->paths)
-            for (ULONG k = 0; k < e->n; k++) free(e->paths[k]);
-        free(e->paths);
-        free(e->ext);
-        free(e->plan);
-    }
-    s->nev = 0;
-    s->orders = 0;
-    s->cont_bytes = s->meta_bytes = s->cont_reads = 0;
-    s->hook_done = 0;
-}
-
-static void st_free(rstore *s)
-{
-    st_clear(s);
-    free(s->evs);
-    free(s->root);
-}
-
-static size_t st_count(const rstore *s, int type, const char *sub)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->nev; i++)
-        if (s->evs[i].type == type && (!sub || (s->evs[i].path && strstr(s->evs[i].path, sub)))) n++;
-    return n;
-}
-
-/* ---- R5-R7 on the recorded calls ---- */
-
-typedef struct rd { const char *path; int64_t off, end; } rd;
-
-static int rd_cmp(const void *pa, const void *pb)
-{
-    const rd *a = pa, *b = pb;
-    int c = strcmp(a->path, b->path);
-    if (c) return c;
-    return a->off < b->off ? -1 : a->off > b->off;
-}
-
-static int64_t ext_end(const DEDUP_CONTAINER_EXTENT *x)
-{
-    if (x->Length == INT64_MAX || x->StartOffset > INT64_MAX - x->Length) return INT64_MAX;
-    return x->StartOffset + x->Length;
-}
-
-/* expect_orders: how many OrderContainersRestore calls there must be (-1: any). */
-static void check_sequence(const rstore *s, int expect_orders)
-{
-    int orders = 0;
-    const ev *order = NULL, *preview = NULL;
-    size_t next = 0, cur_k = 0;
-    int leftover = 0;
-    rd *reads = calloc(s->nev + 1, sizeof *reads);
-    assert_non_null(reads);
-    size_t nreads = 0;
-    for (size_t i = 0; i < s->nev; i++) {
-        const ev *e = &s->evs[i];
-        if (e->type == EV_ORDER) {
-            orders++;
-            /* R5: stream-map containers first, data containers second, no path twice. */
-            for (ULONG a = 0; a < e->n; a++) {
-                assert_non_null(strstr(e->paths[a], orders == 1 ? "/Stream/" : "/Data/"));
-                for (ULONG b = a + 1; b < e->n; b++) assert_string_not_equal(e->paths[a], e->paths[b]);
-            }
-            order = e;
-            preview = NULL;
-            cur_k = 0;
-            leftover = 0;
-        } else if (e->type == EV_PREVIEW) {
-            assert_true(e->n > 0);
-            assert_true(is_container(e->path));
-            for (ULONG k = 0; k < e->n; k++) {
-                assert_true(e->ext[k].Length > 0 && e->ext[k].Length <= READ_MAX);
-                assert_true(e->ext[k].Offset >= 0);
-                if (k > 0) assert_true(e->ext[k].Offset >= e->ext[k - 1].Offset + e->ext[k - 1].Length);
-            }
-            if (order) {
-                int listed = 0;
-                for (ULONG a = 0; a < order->n; a++) listed |= strcmp(order->paths[a], e->path) == 0;
-                assert_true(listed);
-                if (order->nplan > 0 && !leftover) {
-                    /* The reads of one extent of the plan, in plan order - or, once
-                     * no extent fits, the reads after the plan. */
-                    size_t k;
-                    for (k = cur_k; k < order->nplan; k++) {
-                        const DEDUP_CONTAINER_EXTENT *x = &order->plan[k];
-                        if (strcmp(order->paths[x->ContainerIndex], e->path) != 0) continue;
-                        int inside = 1;
-                        for (ULONG r = 0; r < e->n; r++)
-                            inside &= e->ext[r].Offset >= x->StartOffset &&
-                                      e->ext[r].Offset + e->ext[r].Length <= ext_end(x);
-                        if (inside) break;
-                    }
-                    if (k < order->nplan) cur_k = k;
-                    else leftover = 1;
-                }
-            }
-            preview = e;
-            next = 0;
-        } else if (is_container(e->path)) {
-            /* R7: announced by the preview just before, in its order. */
-            assert_non_null(preview);
-            assert_string_equal(preview->path, e->path);
-            while (next < preview->n && !(preview->ext[next].Offset == e->off && preview->ext[next].Length == e->size))
-                next++;
-            assert_true(next < preview->n);
-            next++;
-            assert_true(e->size <= READ_MAX);
-            reads[nreads].path = e->path;
-            reads[nreads].off = e->off;
-            reads[nreads].end = e->off + e->size;
-            nreads++;
-        } else {
-            /* Metadata is read before any container is ordered. */
-            assert_null(order);
-        }
-    }
-    if (expect_orders >= 0) assert_int_equal(orders, expect_orders);
-    /* R7: no container byte read twice. */
-    qsort(reads, nreads, sizeof *reads, rd_cmp);
-    for (size_t i = 1; i < nreads; i++)
-        if (strcmp(reads[i].path, reads[i - 1].path) == 0) assert_true(reads[i].off >= reads[i - 1].end);
-    free(reads);
-}
-
 /* ---- read plans ---- */
-
-static int64_t cont_size(rstore *s, const char *bpath)
-{
-    char *p = xprintf("%s%s", s->root, bpath);
-    struct stat st;
-    int r = stat(p, &st);
-    free(p);
-    return r == 0 ? st.st_size : 4096;
-}
 
 static DEDUP_CONTAINER_EXTENT *plan_alloc(size_t n)
 {
@@ -864,7 +509,7 @@ static void plan_pieces_reversed(rstore *s, int call, ULONG n, BSTR *paths, ULON
     DEDUP_CONTAINER_EXTENT *p = plan_alloc((size_t)n * k);
     ULONG m = 0;
     for (ULONG i = n; i-- > 0;) {
-        int64_t size = cont_size(s, paths[i]);
+        int64_t size = rs_file_size(s, paths[i]);
         for (ULONG j = k; j-- > 0;) {
             int64_t a = size * j / k, b = size * (j + 1) / k;
             p[m++] = (DEDUP_CONTAINER_EXTENT){ i, a, j + 1 == k ? INT64_MAX : b - a };
@@ -874,35 +519,13 @@ static void plan_pieces_reversed(rstore *s, int call, ULONG n, BSTR *paths, ULON
     *plan = p;
 }
 
-/* Pieces of 64 KiB, in a scrambled (but fixed) order, every container. */
-static void plan_small_scrambled(rstore *s, int call, ULONG n, BSTR *paths, ULONG *np, DEDUP_CONTAINER_EXTENT **plan)
-{
-    (void)call;
-    size_t total = 0;
-    for (ULONG i = 0; i < n; i++) total += (size_t)(cont_size(s, paths[i]) / (int64_t)(64 * KiB)) + 1;
-    DEDUP_CONTAINER_EXTENT *p = plan_alloc(total);
-    size_t m = 0;
-    for (ULONG i = 0; i < n; i++) {
-        int64_t size = cont_size(s, paths[i]);
-        for (int64_t a = 0; a < size; a += 64 * KiB) p[m++] = (DEDUP_CONTAINER_EXTENT){ i, a, 64 * KiB };
-    }
-    for (size_t i = 0; i + 1 < m; i++) { /* deterministic scramble */
-        size_t j = i + (i * 7919 + 13) % (m - i);
-        DEDUP_CONTAINER_EXTENT t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-    *np = (ULONG)m;
-    *plan = p;
-}
-
 /* Overlapping extents: [0, 2/3) and [1/3, end) of every container. */
 static void plan_overlapping(rstore *s, int call, ULONG n, BSTR *paths, ULONG *np, DEDUP_CONTAINER_EXTENT **plan)
 {
     (void)call;
     DEDUP_CONTAINER_EXTENT *p = plan_alloc((size_t)n * 2);
     for (ULONG i = 0; i < n; i++) {
-        int64_t size = cont_size(s, paths[i]);
+        int64_t size = rs_file_size(s, paths[i]);
         p[2 * i] = (DEDUP_CONTAINER_EXTENT){ i, 0, size * 2 / 3 + 1 };
         p[2 * i + 1] = (DEDUP_CONTAINER_EXTENT){ i, size / 3, INT64_MAX };
     }
@@ -918,7 +541,7 @@ static void plan_hole_first(rstore *s, int call, ULONG n, BSTR *paths, ULONG *np
     (void)call;
     DEDUP_CONTAINER_EXTENT *p = plan_alloc((size_t)n * 2);
     for (ULONG i = 0; i < n; i++) {
-        int64_t size = cont_size(s, paths[i]);
+        int64_t size = rs_file_size(s, paths[i]);
         p[i] = (DEDUP_CONTAINER_EXTENT){ i, size / 2, 2000 };
         p[n + i] = (DEDUP_CONTAINER_EXTENT){ i, 0, INT64_MAX };
     }
@@ -932,7 +555,7 @@ static void plan_partial(rstore *s, int call, ULONG n, BSTR *paths, ULONG *np, D
     (void)call;
     if (n == 0) return;
     DEDUP_CONTAINER_EXTENT *p = plan_alloc(1);
-    p[0] = (DEDUP_CONTAINER_EXTENT){ 0, 0, cont_size(s, paths[0]) / 2 + 1 };
+    p[0] = (DEDUP_CONTAINER_EXTENT){ 0, 0, rs_file_size(s, paths[0]) / 2 + 1 };
     *np = 1;
     *plan = p;
 }
@@ -1034,7 +657,7 @@ static void test_r1_invalid_arguments(void **state)
     fx_add_random(f, "a", 1000, 1, 64 * KiB);
     fx_flush(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     IDedupBackupSupport *bs = NULL;
     assert_int_equal(DedupCreateBackupSupport(&bs), S_OK);
 
@@ -1066,7 +689,7 @@ static void test_r1_invalid_arguments(void **state)
     assert_int_equal(s.nev, 0);
     free(many);
     IDedupBackupSupport_Release(bs);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1077,7 +700,7 @@ static void test_restore_all_and_r2(void **state)
     fx *f = fx_standard();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[8];
     for (int i = 0; i < 8; i++) res[i] = 77;
     assert_int_equal(restore(paths, (ULONG)f->nfiles, &s, res), S_OK);
@@ -1087,22 +710,22 @@ static void test_restore_all_and_r2(void **state)
         assert_restored(f, i);
     }
     assert_int_equal(res[f->nfiles], 77);
-    assert_no_temps(f->target);
-    check_sequence(&s, 2);
+    tu_assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
     /* Stored bytes of data: coalesced into few reads, none over 4 MiB. */
-    assert_true(st_count(&s, EV_READ, "/Data/") <= 6);
-    assert_int_equal(st_count(&s, EV_READ, "/Settings/identity"), 1);
-    assert_int_equal(st_count(&s, EV_READ, "/catalog"), 2); /* head, then the rest */
+    assert_true(rs_count(&s, RS_READ, "/Data/") <= 6);
+    assert_int_equal(rs_count(&s, RS_READ, "/Settings/identity"), 1);
+    assert_int_equal(rs_count(&s, RS_READ, "/catalog"), 2); /* head, then the rest */
 
     /* R2: FileResults NULL. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     assert_int_equal(restore(paths, (ULONG)f->nfiles, &s, NULL), S_OK);
     for (int i = 0; i < f->nfiles; i++) assert_restored(f, i);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
 
     /* Restoring a restored file: it is not a stub any more. */
-    st_clear(&s);
+    rs_clear(&s);
     assert_int_equal(restore(paths, (ULONG)f->nfiles, &s, res), S_OK);
     for (int i = 0; i < f->nfiles; i++) {
         /* The empty file and the 1-byte file are too short to begin like a stub. */
@@ -1110,7 +733,7 @@ static void test_restore_all_and_r2(void **state)
     }
     assert_int_equal(s.nev, 0);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1124,18 +747,18 @@ static void test_r3_kinds_of_path(void **state)
     fx *f = fx_new();
     fx_add_random(f, "good", 150 * KiB, 9, 64 * KiB);
     fx_flush(f);
-    char *p_missing = xprintf("%s/missing", f->target);
-    char *p_missing_dir = xprintf("%s/nodir/missing", f->target);
-    char *p_regular = xprintf("%s/regular", f->target);
-    char *p_short = xprintf("%s/short", f->target);
-    char *p_dir = xprintf("%s/dir", f->target);
-    char *p_link = xprintf("%s/link", f->target);
-    char *p_trunc = xprintf("%s/truncated-stub", f->target);
-    char *p_long = xprintf("%s/long-stub", f->target);
-    char *p_badver = xprintf("%s/badversion-stub", f->target);
-    char *p_forged = xprintf("%s/forged-stub", f->target);
-    char *p_foreign = xprintf("%s/foreign-stub", f->target);
-    char *p_lookalike = xprintf("%s/lookalike", f->target);
+    char *p_missing = tu_xprintf("%s/missing", f->target);
+    char *p_missing_dir = tu_xprintf("%s/nodir/missing", f->target);
+    char *p_regular = tu_xprintf("%s/regular", f->target);
+    char *p_short = tu_xprintf("%s/short", f->target);
+    char *p_dir = tu_xprintf("%s/dir", f->target);
+    char *p_link = tu_xprintf("%s/link", f->target);
+    char *p_trunc = tu_xprintf("%s/truncated-stub", f->target);
+    char *p_long = tu_xprintf("%s/long-stub", f->target);
+    char *p_badver = tu_xprintf("%s/badversion-stub", f->target);
+    char *p_forged = tu_xprintf("%s/forged-stub", f->target);
+    char *p_foreign = tu_xprintf("%s/foreign-stub", f->target);
+    char *p_lookalike = tu_xprintf("%s/lookalike", f->target);
 
     uint8_t junk[5000];
     tu_fill_random(junk, sizeof junk, 5);
@@ -1164,7 +787,7 @@ static void test_r3_kinds_of_path(void **state)
     const ULONG n = sizeof paths / sizeof paths[0];
     HRESULT res[sizeof paths / sizeof paths[0]];
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     assert_int_equal(restore(paths, n, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     for (ULONG i = 0; i < n; i++) {
         if (res[i] != want[i]) fprintf(stderr, "path %s: 0x%08X, expected 0x%08X\n", paths[i], res[i], want[i]);
@@ -1172,7 +795,7 @@ static void test_r3_kinds_of_path(void **state)
     }
     /* The detail names the first failed file. */
     assert_non_null(strstr(ddp_error_detail(), p_missing));
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     assert_restored(f, 0);
     /* The symlink was not followed: it is still a link, to the (now restored) file. */
     struct stat st;
@@ -1187,11 +810,11 @@ static void test_r3_kinds_of_path(void **state)
     d = tu_read_file(p_forged, &n2);
     assert_int_equal(n2, DDP_STUB_SIZE);
     free(d);
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
 
     /* Only a symlink to a stub: S_FALSE, no store access, stub untouched. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     char *only_link[] = { p_link };
     assert_int_equal(restore(only_link, 1, &s, res), S_OK);
     assert_int_equal(res[0], S_FALSE);
@@ -1199,7 +822,7 @@ static void test_r3_kinds_of_path(void **state)
     assert_stub_intact(f, 0);
 
     /* Only bad stubs: the first failure, in order; no OrderContainersRestore. */
-    st_clear(&s);
+    rs_clear(&s);
     char *bad[] = { p_regular, p_forged, p_missing, p_foreign };
     assert_int_equal(restore(bad, 4, &s, res), DDP_E_INVALID_DATA);
     assert_int_equal(res[0], S_FALSE);
@@ -1212,7 +835,7 @@ static void test_r3_kinds_of_path(void **state)
     char *all[] = { p_missing, p_missing_dir, p_regular, p_short, p_dir, p_link, p_trunc, p_long,
                     p_badver, p_forged, p_foreign, p_lookalike };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1240,12 +863,12 @@ static void test_r3_identity_and_catalog(void **state)
     fx *f = fx_two_containers();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[3];
 
     /* The backup has no identity: it does not hold the store. */
-    char *idp = xprintf("%s/.ddp/Settings/identity", f->backup);
-    char *idp2 = xprintf("%s.away", idp);
+    char *idp = tu_xprintf("%s/.ddp/Settings/identity", f->backup);
+    char *idp2 = tu_xprintf("%s.away", idp);
     assert_int_equal(rename(idp, idp2), 0);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_NOT_FOUND);
     for (int i = 0; i < 3; i++) {
@@ -1256,7 +879,7 @@ static void test_r3_identity_and_catalog(void **state)
     assert_int_equal(rename(idp2, idp), 0);
 
     /* A damaged identity. */
-    st_clear(&s);
+    rs_clear(&s);
     uint8_t idb[DDP_IDENTITY_SIZE];
     ddp_identity_encode(&f->id, idb);
     idb[40] ^= 1;
@@ -1266,7 +889,7 @@ static void test_r3_identity_and_catalog(void **state)
     fx_flush(f);
 
     /* The store fails the identity read: its HRESULT. */
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/identity";
     s.fail_hr = E_FAIL;
     assert_int_equal(restore(paths, 3, &s, res), E_FAIL);
@@ -1275,30 +898,30 @@ static void test_r3_identity_and_catalog(void **state)
 
     /* No catalog: the store is not in the backup. The stubs are valid, so
      * OrderContainersRestore is still called twice (with no containers). */
-    st_clear(&s);
-    char *catp = xprintf("%s/catalog", f->store_dir);
+    rs_clear(&s);
+    char *catp = tu_xprintf("%s/catalog", f->store_dir);
     assert_int_equal(unlink(catp), 0);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_NOT_FOUND);
     assert_int_equal(res[1], DDP_E_NOT_FOUND);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     for (size_t i = 0; i < s.nev; i++)
-        if (s.evs[i].type == EV_ORDER) assert_int_equal(s.evs[i].n, 0);
+        if (s.evs[i].type == RS_ORDER) assert_int_equal(s.evs[i].n, 0);
     assert_int_equal(s.cont_reads, 0);
     /* A catalog read that fails with E_FAIL. */
     fx_flush(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/catalog";
     s.fail_hr = E_FAIL;
     assert_int_equal(restore(paths, 3, &s, res), E_FAIL);
     s.fail_sub = NULL;
     for (int i = 0; i < 3; i++) assert_stub_intact(f, i);
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
 
     free(catp);
     free(idp);
     free(idp2);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1308,10 +931,10 @@ static void test_r3_missing_containers(void **state)
     fx *f = fx_two_containers();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[3];
     char *c2 = fx_cont_path(f, DDP_KIND_DATA, 2);
-    char *c2away = xprintf("%s.away", c2);
+    char *c2away = tu_xprintf("%s.away", c2);
     assert_int_equal(rename(c2, c2away), 0);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], S_OK);
@@ -1320,16 +943,16 @@ static void test_r3_missing_containers(void **state)
     assert_restored(f, 0);
     assert_stub_intact(f, 1);
     assert_stub_intact(f, 2);
-    assert_no_temps(f->target);
-    check_sequence(&s, 2);
+    tu_assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
     /* The missing container was asked for once, then given up. */
-    assert_int_equal(st_count(&s, EV_READ, "/Data/00000002"), 1);
+    assert_int_equal(rs_count(&s, RS_READ, "/Data/00000002"), 1);
     assert_non_null(strstr(ddp_error_detail(), f->files[1].path));
     assert_int_equal(rename(c2away, c2), 0);
 
     /* The stream-map container missing: every file fails, PATH_NOT_FOUND. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     char *s1 = fx_cont_path(f, DDP_KIND_STREAM, 1);
     assert_int_equal(unlink(s1), 0);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_PATH_NOT_FOUND);
@@ -1337,11 +960,11 @@ static void test_r3_missing_containers(void **state)
         assert_int_equal(res[i], DDP_E_PATH_NOT_FOUND);
         assert_stub_intact(f, i);
     }
-    check_sequence(&s, 2); /* the second call names no container */
-    assert_int_equal(st_count(&s, EV_READ, "/Data/"), 0);
+    rs_check_sequence(&s, 2); /* the second call names no container */
+    assert_int_equal(rs_count(&s, RS_READ, "/Data/"), 0);
     /* The store answers ERROR_PATH_NOT_FOUND: the same. */
     fx_flush(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/Data/00000001";
     s.fail_hr = HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
@@ -1354,7 +977,7 @@ static void test_r3_missing_containers(void **state)
     free(c2);
     free(c2away);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1378,7 +1001,7 @@ static void test_r3_corruption(void **state)
     fx *f = fx_two_containers();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[3];
 
     /* A byte of B's last chunk (C does not use it). */
@@ -1390,12 +1013,12 @@ static void test_r3_corruption(void **state)
     assert_int_equal(res[2], S_OK);
     assert_stub_intact(f, 1);
     assert_restored(f, 2);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     fx_flush(f);
 
     /* A byte of the chunk B and C share: both fail. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     l = &f->files[1].map.entries[0].loc;
     poke(f, DDP_KIND_DATA, 2, l->offset + DDP_RECORD_HEADER_SIZE + 5);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
@@ -1405,7 +1028,7 @@ static void test_r3_corruption(void **state)
 
     /* A byte of a record header. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     poke(f, DDP_KIND_DATA, 1, f->files[0].map.entries[1].loc.offset + 20);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], DDP_E_FILE_CORRUPT);
@@ -1413,7 +1036,7 @@ static void test_r3_corruption(void **state)
 
     /* A byte of a stream map: FILE_CORRUPT for that file. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     poke(f, DDP_KIND_STREAM, 1, f->files[2].smap_off + DDP_RECORD_HEADER_SIZE + 60);
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], S_OK);
@@ -1424,7 +1047,7 @@ static void test_r3_corruption(void **state)
 
     /* A truncated container: B's last chunk is cut off. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     char *c2 = fx_cont_path(f, DDP_KIND_DATA, 2);
     l = &f->files[1].map.entries[4].loc;
     assert_int_equal(truncate(c2, (off_t)(l->offset + 100)), 0);
@@ -1432,12 +1055,12 @@ static void test_r3_corruption(void **state)
     assert_int_equal(res[0], S_OK);
     assert_int_equal(res[1], DDP_E_FILE_CORRUPT);
     assert_stub_intact(f, 1);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     fx_flush(f);
 
     /* A short read from the store. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.short_sub = "/Data/00000001";
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], DDP_E_FILE_CORRUPT);
@@ -1448,7 +1071,7 @@ static void test_r3_corruption(void **state)
 
     /* Any other failure of the store: its HRESULT, for the files that needed the read. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/Data/00000002";
     s.fail_hr = E_FAIL;
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
@@ -1457,18 +1080,18 @@ static void test_r3_corruption(void **state)
     assert_int_equal(res[2], E_FAIL);
     assert_stub_intact(f, 1);
     assert_stub_intact(f, 2);
-    assert_no_temps(f->target);
-    check_sequence(&s, 2);
+    tu_assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
     /* Everyone fails: the first failure. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/Stream/";
     s.fail_hr = HRESULT_FROM_WIN32(ERROR_IO_DEVICE);
     assert_int_equal(restore(paths, 3, &s, res), HRESULT_FROM_WIN32(ERROR_IO_DEVICE));
     s.fail_sub = NULL;
     free(c2);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1484,7 +1107,7 @@ static void test_r3_inconsistent_metadata(void **state)
     f->bad_filehash = 0;
     fx_flush(f);
     /* A stub of A (signed with the right key) that points at B's stream map. */
-    char *swapped = xprintf("%s/swapped", f->target);
+    char *swapped = tu_xprintf("%s/swapped", f->target);
     ddp_stub st;
     assert_int_equal(ddp_stub_decode(f->files[0].stub, DDP_STUB_SIZE, f->id.key, &st), S_OK);
     st.stream_offset = f->files[1].smap_off;
@@ -1493,14 +1116,14 @@ static void test_r3_inconsistent_metadata(void **state)
     ddp_stub_encode(&st, f->id.key, out);
     tu_write_file(swapped, out, sizeof out);
     /* A stub that names a stream-map container the catalog does not have. */
-    char *nowhere = xprintf("%s/nowhere", f->target);
+    char *nowhere = tu_xprintf("%s/nowhere", f->target);
     st.stream_container = 99;
     ddp_stub_encode(&st, f->id.key, out);
     tu_write_file(nowhere, out, sizeof out);
 
     char *paths[] = { f->files[e].path, swapped, nowhere, f->files[2].path };
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[4];
     assert_int_equal(restore(paths, 4, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], DDP_E_FILE_CORRUPT);
@@ -1513,11 +1136,11 @@ static void test_r3_inconsistent_metadata(void **state)
     uint8_t *d = tu_read_file(swapped, &n);
     assert_int_equal(n, DDP_STUB_SIZE);
     free(d);
-    assert_no_temps(f->target);
-    check_sequence(&s, 2);
+    tu_assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
     free(swapped);
     free(nowhere);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1540,15 +1163,13 @@ static void test_r3_access_denied(void **state)
     if (pid == 0) {
         if (as_root && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
         rstore s;
-        memset(&s, 0, sizeof s);
-        s.iface.lpVtbl = &st_vtbl;
-        s.root = f->backup;
+        rs_init(&s, f->backup, 0); /* the child _exits: nothing to free */
         HRESULT res[3] = { 0, 0, 0 };
         HRESULT hr = ddp_restore_files(3, paths, &s.iface, DEDUP_RECONSTRUCT_UNOPTIMIZED, res);
         int ok = hr == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED);
         for (int i = 0; i < 3; i++) ok &= res[i] == HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED);
         /* Nothing asked of the data containers: the targets failed first. */
-        ok &= st_count(&s, EV_READ, "/Data/") == 0;
+        ok &= rs_count(&s, RS_READ, "/Data/") == 0;
         _exit(ok ? 0 : 1);
     }
     int status = 0;
@@ -1557,7 +1178,7 @@ static void test_r3_access_denied(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
     if (!as_root) assert_int_equal(chmod(f->target, 0755), 0);
     for (int i = 0; i < 3; i++) assert_stub_intact(f, i);
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
     free(paths);
     fx_free(f);
 }
@@ -1568,7 +1189,7 @@ static void test_r3_disk_full(void **state)
     (void)state;
     /* Does this program's pwrite() take the library's calls? */
     char *probe_dir = tu_mkdtemp();
-    char *probe = xprintf("%s/probe", probe_dir);
+    char *probe = tu_xprintf("%s/probe", probe_dir);
     int fd = open(probe, O_RDWR | O_CREAT, 0600);
     assert_true(fd >= 0);
     g_pwrite_enospc = 1;
@@ -1583,7 +1204,7 @@ static void test_r3_disk_full(void **state)
     fx *f = fx_two_containers();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[3];
     g_pwrite_enospc = 1;
     HRESULT hr = restore(paths, 3, &s, res);
@@ -1593,10 +1214,10 @@ static void test_r3_disk_full(void **state)
         assert_int_equal(res[i], HRESULT_FROM_WIN32(ERROR_DISK_FULL));
         assert_stub_intact(f, i);
     }
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
     assert_non_null(strstr(ddp_error_detail(), f->files[0].path));
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1609,10 +1230,10 @@ static void test_r4_overall_result(void **state)
     (void)state;
     fx *f = fx_two_containers();
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[4];
-    char *reg1 = xprintf("%s/plain1", f->target), *reg2 = xprintf("%s/plain2", f->target);
-    char *missing = xprintf("%s/missing", f->target);
+    char *reg1 = tu_xprintf("%s/plain1", f->target), *reg2 = tu_xprintf("%s/plain2", f->target);
+    char *missing = tu_xprintf("%s/missing", f->target);
     uint8_t junk[300];
     tu_fill_random(junk, sizeof junk, 1);
     tu_write_file(reg1, junk, sizeof junk);
@@ -1626,7 +1247,7 @@ static void test_r4_overall_result(void **state)
     assert_int_equal(s.nev, 0);
 
     /* S_FALSE is not a failure. */
-    st_clear(&s);
+    rs_clear(&s);
     char *mix[] = { reg1, f->files[0].path };
     assert_int_equal(restore(mix, 2, &s, res), S_OK);
     assert_int_equal(res[0], S_FALSE);
@@ -1636,7 +1257,7 @@ static void test_r4_overall_result(void **state)
     /* The first failure in FileFullPaths order, not in time: B's corruption
      * is found after the missing file, but B comes first. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     const ddp_chunk_loc *l = &f->files[1].map.entries[3].loc;
     poke(f, DDP_KIND_DATA, 2, l->offset + DDP_RECORD_HEADER_SIZE + 1);
     char *fails[] = { reg1, f->files[1].path, missing };
@@ -1647,7 +1268,7 @@ static void test_r4_overall_result(void **state)
     assert_non_null(strstr(ddp_error_detail(), f->files[1].path));
 
     /* One restored, one failed: partial success. */
-    st_clear(&s);
+    rs_clear(&s);
     char *partial[] = { f->files[1].path, f->files[2].path };
     assert_int_equal(restore(partial, 2, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], DDP_E_FILE_CORRUPT);
@@ -1656,18 +1277,18 @@ static void test_r4_overall_result(void **state)
 
     /* The same file named twice (two spellings): restored once, both S_OK. */
     fx_restub(f);
-    st_clear(&s);
-    char *again = xprintf("%s/./%s", f->target, "B");
+    rs_clear(&s);
+    char *again = tu_xprintf("%s/./%s", f->target, "B");
     char *twice[] = { f->files[1].path, again, f->files[1].path };
     assert_int_equal(restore(twice, 3, &s, res), S_OK);
     for (int i = 0; i < 3; i++) assert_int_equal(res[i], S_OK);
     assert_restored(f, 1);
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
     free(again);
     free(reg1);
     free(reg2);
     free(missing);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1685,13 +1306,13 @@ static void test_r5_two_orders(void **state)
     fx_flush(f);
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[6];
     assert_int_equal(restore(paths, 6, &s, res), S_OK);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     int k = 0;
     for (size_t i = 0; i < s.nev; i++) {
-        if (s.evs[i].type != EV_ORDER) continue;
+        if (s.evs[i].type != RS_ORDER) continue;
         if (k++ == 0) assert_int_equal(s.evs[i].n, 2);
         else assert_true(s.evs[i].n >= 2);
     }
@@ -1699,19 +1320,19 @@ static void test_r5_two_orders(void **state)
 
     /* Every stream map bad: the data containers are still asked for, as an empty list. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/Stream/";
     s.fail_hr = E_FAIL;
     assert_int_equal(restore(paths, 6, &s, res), E_FAIL);
-    check_sequence(&s, 2);
-    assert_int_equal(s.evs[s.nev - 1].type, EV_ORDER);
+    rs_check_sequence(&s, 2);
+    assert_int_equal(s.evs[s.nev - 1].type, RS_ORDER);
     assert_int_equal(s.evs[s.nev - 1].n, 0);
     s.fail_sub = NULL;
 
     /* OrderContainersRestore fails: that HRESULT for every file, the call ends. */
     for (int call = 1; call <= 2; call++) {
         fx_restub(f);
-        st_clear(&s);
+        rs_clear(&s);
         s.order_fail_call = call;
         s.order_hr = (HRESULT)0x80004004; /* E_ABORT */
         assert_int_equal(restore(paths, 6, &s, res), (HRESULT)0x80004004);
@@ -1720,13 +1341,13 @@ static void test_r5_two_orders(void **state)
             assert_stub_intact(f, i);
         }
         assert_int_equal(s.orders, call);
-        assert_int_equal(st_count(&s, EV_READ, "/Data/"), 0);
-        assert_int_equal(st_count(&s, EV_READ, "/Stream/"), call == 1 ? 0 : 2);
-        assert_no_temps(f->target);
+        assert_int_equal(rs_count(&s, RS_READ, "/Data/"), 0);
+        assert_int_equal(rs_count(&s, RS_READ, "/Stream/"), call == 1 ? 0 : 2);
+        tu_assert_no_temps(f->target);
     }
     s.order_fail_call = 0;
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1736,12 +1357,12 @@ static void test_r6_invalid_plans(void **state)
     fx *f = fx_two_containers();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     s.plan = plan_bad;
     HRESULT res[3];
     for (int call = 1; call <= 2; call++) {
         for (int kind = 1; kind <= 4; kind++) {
-            st_clear(&s);
+            rs_clear(&s);
             s.plan_arg = call * 10 + kind;
             assert_int_equal(restore(paths, 3, &s, res), E_INVALIDARG);
             for (int i = 0; i < 3; i++) {
@@ -1750,9 +1371,9 @@ static void test_r6_invalid_plans(void **state)
             }
             /* The call ended there: no second order, no read after the bad plan. */
             assert_int_equal(s.orders, call);
-            assert_int_equal(s.evs[s.nev - 1].type, EV_ORDER);
+            assert_int_equal(s.evs[s.nev - 1].type, RS_ORDER);
             assert_non_null(strstr(ddp_error_detail(), "plan"));
-            assert_no_temps(f->target);
+            tu_assert_no_temps(f->target);
         }
     }
     /* A file restored before the bad plan keeps its S_OK (an empty file needs
@@ -1760,7 +1381,7 @@ static void test_r6_invalid_plans(void **state)
     int e = fx_add_random(f, "empty", 0, 1, 64 * KiB);
     fx_flush(f);
     char *with_empty[] = { f->files[0].path, f->files[e].path };
-    st_clear(&s);
+    rs_clear(&s);
     s.plan_arg = 21;
     assert_int_equal(restore(with_empty, 2, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_int_equal(res[0], E_INVALIDARG);
@@ -1768,7 +1389,7 @@ static void test_r6_invalid_plans(void **state)
     assert_restored(f, e);
     assert_stub_intact(f, 0);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1776,12 +1397,12 @@ static void test_r6_invalid_plans(void **state)
  * R6/R7: plans of every shape
  * ====================================================================== */
 
-static void run_plan(plan_fn fn, int arg, const char *what)
+static void run_plan(rs_plan_fn fn, int arg, const char *what)
 {
     fx *f = fx_standard();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     s.plan = fn;
     s.plan_arg = arg;
     HRESULT res[8];
@@ -1789,10 +1410,10 @@ static void run_plan(plan_fn fn, int arg, const char *what)
     if (hr != S_OK) fprintf(stderr, "plan %s: 0x%08X %s\n", what, hr, ddp_error_detail());
     assert_int_equal(hr, S_OK);
     for (int i = 0; i < f->nfiles; i++) assert_restored(f, i);
-    check_sequence(&s, 2);
-    assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
+    tu_assert_no_temps(f->target);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1803,7 +1424,7 @@ static void test_plans(void **state)
     run_plan(plan_pieces_reversed, 1, "containers reversed");
     run_plan(plan_pieces_reversed, 3, "three pieces each, reversed");
     run_plan(plan_pieces_reversed, 7, "seven pieces each, reversed");
-    run_plan(plan_small_scrambled, 0, "64 KiB pieces, scrambled");
+    run_plan(rs_plan_scrambled, 0, "64 KiB pieces, scrambled");
     run_plan(plan_overlapping, 0, "overlapping extents");
     run_plan(plan_partial, 0, "partial plan");
     run_plan(plan_hole_first, 0, "a hole first, then everything");
@@ -1817,16 +1438,16 @@ static void test_plan_details(void **state)
     fx *f = fx_standard();
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     s.plan = plan_pieces_reversed;
     s.plan_arg = 4;
     HRESULT res[8];
     assert_int_equal(restore(paths, (ULONG)f->nfiles, &s, res), S_OK);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     /* Data containers, reversed: the first data read is in the last container. */
     const char *first_data = NULL;
     for (size_t i = 0; i < s.nev && !first_data; i++)
-        if (s.evs[i].type == EV_READ && strstr(s.evs[i].path, "/Data/")) first_data = s.evs[i].path;
+        if (s.evs[i].type == RS_READ && strstr(s.evs[i].path, "/Data/")) first_data = s.evs[i].path;
     assert_non_null(first_data);
     char last[64];
     int ndata = 0;
@@ -1835,19 +1456,19 @@ static void test_plan_details(void **state)
     assert_non_null(strstr(first_data, last));
     /* Several previews for one container (one per piece with something needed). */
     char *c1 = fx_cont_bpath(f, DDP_KIND_DATA, 1);
-    assert_true(st_count(&s, EV_PREVIEW, c1) >= 2);
+    assert_true(rs_count(&s, RS_PREVIEW, c1) >= 2);
     free(c1);
 
     /* A partial plan: the first stream container's first half only. What the
      * plan leaves out is read after it, container by container. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.plan = plan_partial;
     assert_int_equal(restore(paths, (ULONG)f->nfiles, &s, res), S_OK);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     for (int i = 0; i < f->nfiles; i++) assert_restored(f, i);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1857,11 +1478,11 @@ static void plan_odd_pieces(rstore *s, int call, ULONG n, BSTR *paths, ULONG *np
 {
     (void)call;
     size_t total = 0;
-    for (ULONG i = 0; i < n; i++) total += (size_t)(cont_size(s, paths[i]) / 10007) + 1;
+    for (ULONG i = 0; i < n; i++) total += (size_t)(rs_file_size(s, paths[i]) / 10007) + 1;
     DEDUP_CONTAINER_EXTENT *p = plan_alloc(total);
     size_t m = 0;
     for (ULONG i = n; i-- > 0;) {
-        int64_t size = cont_size(s, paths[i]);
+        int64_t size = rs_file_size(s, paths[i]);
         /* Backwards through the container: every record arrives tail first. */
         for (int64_t a = (size / 10007) * 10007; a >= 0; a -= 10007)
             p[m++] = (DEDUP_CONTAINER_EXTENT){ i, a, a + 10007 >= size ? INT64_MAX : 10007 };
@@ -1885,19 +1506,19 @@ static void test_r7_read_size(void **state)
     fx_flush(f);
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[1];
     assert_int_equal(restore(paths, 1, &s, res), S_OK);
     assert_restored(f, 0);
-    check_sequence(&s, 2);
-    assert_int_equal(st_count(&s, EV_READ, "/Data/"), 2);
+    rs_check_sequence(&s, 2);
+    assert_int_equal(rs_count(&s, RS_READ, "/Data/"), 2);
     for (size_t i = 0; i < s.nev; i++)
-        if (s.evs[i].type == EV_READ && strstr(s.evs[i].path, "/Data/")) {
-            assert_int_equal(s.evs[i].size, READ_MAX);
+        if (s.evs[i].type == RS_READ && strstr(s.evs[i].path, "/Data/")) {
+            assert_int_equal(s.evs[i].size, RS_READ_MAX);
             break;
         }
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1927,17 +1548,17 @@ static void test_shared_chunks(void **state)
     fx_flush(f);
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[10];
     assert_int_equal(restore(paths, 10, &s, res), S_OK);
     for (int i = 0; i < 10; i++) assert_restored(f, i);
-    check_sequence(&s, 2); /* includes: no container byte twice */
+    rs_check_sequence(&s, 2); /* includes: no container byte twice */
     /* X's record: in exactly one read. */
     uint64_t xoff = f->files[0].map.entries[0].loc.offset;
     int covering = 0;
     for (size_t i = 0; i < s.nev; i++) {
-        const ev *e = &s.evs[i];
-        if (e->type == EV_READ && strstr(e->path, "/Data/") && (uint64_t)e->off <= xoff &&
+        const rs_event *e = &s.evs[i];
+        if (e->type == RS_READ && strstr(e->path, "/Data/") && (uint64_t)e->off <= xoff &&
             xoff < (uint64_t)e->off + e->size)
             covering++;
     }
@@ -1948,12 +1569,12 @@ static void test_shared_chunks(void **state)
         if (f->conts[i].kind == DDP_KIND_DATA) stored += f->conts[i].len - DDP_CONTAINER_HEADER_SIZE;
     uint64_t data_read = 0;
     for (size_t i = 0; i < s.nev; i++)
-        if (s.evs[i].type == EV_READ && strstr(s.evs[i].path, "/Data/")) data_read += s.evs[i].got;
+        if (s.evs[i].type == RS_READ && strstr(s.evs[i].path, "/Data/")) data_read += s.evs[i].got;
     assert_int_equal(data_read, stored);
     free(x);
     free(buf);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -1976,12 +1597,12 @@ static void test_r8_small_from_large(void **state)
     int small = 15;
     assert_non_null(strstr(f->files[small].path, "small"));
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     char *one[] = { f->files[small].path };
     HRESULT res[1];
     assert_int_equal(restore(one, 1, &s, res), S_OK);
     assert_restored(f, small);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     uint64_t need = DDP_RECORD_HEADER_SIZE + f->files[small].smap_stored;
     for (uint32_t k = 0; k < f->files[small].map.count; k++)
         need += DDP_RECORD_HEADER_SIZE + f->files[small].map.entries[k].loc.stored_len;
@@ -1991,7 +1612,7 @@ static void test_r8_small_from_large(void **state)
     assert_true(store_size > 15 * MiB);
     assert_int_equal(s.meta_bytes, meta);
     assert_true((double)(s.cont_bytes + s.meta_bytes) < 1.1 * (double)need + (double)meta);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -2023,7 +1644,7 @@ static void test_r9_attributes_and_atomicity(void **state)
     int have_xattr = setxattr(f->files[0].path, "user.ddp-test", "v1", 2, 0) == 0;
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT res[3];
     assert_int_equal(restore(paths, 3, &s, res), S_OK);
     for (int i = 0; i < 3; i++) assert_restored(f, i);
@@ -2038,11 +1659,11 @@ static void test_r9_attributes_and_atomicity(void **state)
         assert_int_equal(getxattr(f->files[0].path, "user.ddp-test", v, sizeof v), 2);
         assert_memory_equal(v, "v1", 2);
     }
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
 
     /* A stub changed while its data was being read: left alone (as changed). */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.on_read = touch_stub_hook;
     s.hook = f->files[1].path;
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
@@ -2056,24 +1677,24 @@ static void test_r9_attributes_and_atomicity(void **state)
     free(d);
     assert_int_equal(stat(f->files[1].path, &st), 0);
     assert_int_equal(st.st_mtim.tv_sec, 1234567);
-    assert_no_temps(f->target);
+    tu_assert_no_temps(f->target);
     s.on_read = NULL;
 
     /* A failed file is exactly its stub again, ready for a retry that works. */
     fx_restub(f);
-    st_clear(&s);
+    rs_clear(&s);
     s.fail_sub = "/Data/00000002";
     s.fail_hr = E_FAIL;
     assert_int_equal(restore(paths, 3, &s, res), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
     assert_stub_intact(f, 1);
     assert_stub_intact(f, 2);
     s.fail_sub = NULL;
-    st_clear(&s);
+    rs_clear(&s);
     assert_int_equal(restore(paths + 1, 2, &s, res), S_OK);
     assert_restored(f, 1);
     assert_restored(f, 2);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -2108,7 +1729,7 @@ static void test_ten_thousand_files(void **state)
     fx_flush(f);
     char **paths = fx_paths(f);
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     HRESULT *res = calloc(N + 1, sizeof *res);
     assert_non_null(res);
 
@@ -2125,12 +1746,12 @@ static void test_ten_thousand_files(void **state)
     for (int i = 0; i < N; i++) assert_int_equal(res[i], S_OK);
     for (int i = 0; i < N; i += 97) assert_restored(f, i);
     assert_restored(f, N - 1);
-    check_sequence(&s, 2);
-    assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
+    tu_assert_no_temps(f->target);
     free(more);
     free(res);
     free(paths);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -2166,10 +1787,10 @@ static void test_plan_list(void **state)
     int d = fx_add(f, "D", b, 2 * 64 * KiB, 64 * KiB);
     free(b);
     fx_flush(f);
-    char *missing = xprintf("%s/missing", f->target);
+    char *missing = tu_xprintf("%s/missing", f->target);
     char *paths[] = { f->files[0].path, f->files[1].path, f->files[2].path, f->files[d].path, missing };
     rstore s;
-    st_init(&s, f->backup);
+    rs_init(&s, f->backup, 0);
     emits e;
     memset(&e, 0, sizeof e);
     HRESULT res[5];
@@ -2177,7 +1798,7 @@ static void test_plan_list(void **state)
     for (int i = 0; i < 4; i++) assert_int_equal(res[i], S_OK);
     assert_int_equal(res[4], DDP_E_NOT_FOUND);
     assert_int_equal(s.orders, 0);
-    check_sequence(&s, 0);
+    rs_check_sequence(&s, 0);
     for (int i = 0; i < f->nfiles; i++) assert_stub_intact(f, i);
 
     /* Stream maps of A, B, C and D, one range: filler's map lies between C's
@@ -2218,7 +1839,7 @@ static void test_plan_list(void **state)
     free(d2);
     free(d3);
     free(missing);
-    st_free(&s);
+    rs_free(&s);
     fx_free(f);
 }
 
@@ -2230,9 +1851,9 @@ static void test_with_optimize_job(void **state)
 {
     (void)state;
     char *root = tu_mkdtemp();
-    char *vol = xprintf("%s/vol", root), *target = xprintf("%s/target", root);
-    mkdirs(vol);
-    mkdirs(target);
+    char *vol = tu_xprintf("%s/vol", root), *target = tu_xprintf("%s/target", root);
+    tu_mkdirs(vol);
+    tu_mkdirs(target);
     if (FAILED(ddp_volume_enable(vol, "Backup"))) {
         tu_rmrf(root);
         free(root); free(vol); free(target);
@@ -2246,8 +1867,8 @@ static void test_with_optimize_job(void **state)
         data[i] = malloc(len[i]);
         assert_non_null(data[i]);
         tu_fill_random(data[i], len[i], 900 + (uint64_t)(i == 2 ? 0 : i)); /* file 2 duplicates file 0 */
-        src[i] = xprintf("%s/file%d", vol, i);
-        dst[i] = xprintf("%s/file%d", target, i);
+        src[i] = tu_xprintf("%s/file%d", vol, i);
+        dst[i] = tu_xprintf("%s/file%d", target, i);
         tu_write_file(src[i], data[i], len[i]);
         struct timespec t[2] = { { 1400000000, 0 }, { 1400000000 + i, 5000 } };
         assert_int_equal(utimensat(AT_FDCWD, src[i], t, 0), 0);
@@ -2289,7 +1910,7 @@ static void test_with_optimize_job(void **state)
     }
     if (ran) {
         rstore s;
-        st_init(&s, vol); /* the volume itself plays the backup */
+        rs_init(&s, vol, 0); /* the volume itself plays the backup */
         HRESULT res[NF];
         HRESULT hr = restore(dst, NF, &s, res);
         if (hr != S_OK) fprintf(stderr, "restore after ddp_optimize: 0x%08X %s\n", hr, ddp_error_detail());
@@ -2304,8 +1925,8 @@ static void test_with_optimize_job(void **state)
             assert_int_equal(stat(dst[i], &st), 0);
             assert_int_equal(st.st_mtim.tv_sec, 1400000000 + i);
         }
-        check_sequence(&s, 2);
-        st_free(&s);
+        rs_check_sequence(&s, 2);
+        rs_free(&s);
     }
     for (int i = 0; i < NF; i++) {
         free(data[i]);

@@ -13,9 +13,10 @@
  * files of the three formats (0x0201, 0x0102, 0x0103) in a separate
  * "restore target" directory.
  *
- * The backup store is a recording IDedupReadFileCallback over the volume,
- * with or without ddp's listing interface (IDdpListBackupFolder); the
- * recorded calls are checked for R5-R7 as test_restore.c does: two
+ * The backup store is the recording IDedupReadFileCallback of rsrecord.h
+ * over the volume, with or without ddp's listing interface
+ * (IDdpListBackupFolder); rs_check_sequence() checks R5-R7 on the recorded
+ * calls, as for test_restore.c: two
  * OrderContainersRestore calls, stream-map containers first, no path twice;
  * every container read announced by the preview just before it, inside the
  * current plan extent; no read over 4 MiB; no container byte read twice;
@@ -43,6 +44,7 @@
 #include "base/hash.h"
 #include "base/util.h"
 #include "restore/restore.h"
+#include "rsrecord.h"
 #include "testutil.h"
 #include "winbuild.h"
 #include "windows/container.h"
@@ -50,36 +52,7 @@
 #include "xpress_enc.h"
 
 #define KiB ((size_t)1024)
-#define READ_MAX ((int64_t)4 << 20)
-#define SVI "/System Volume Information/Dedup/ChunkStore/"
-
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    return s;
-}
-
-static void mkdirs(const char *path)
-{
-    char *p = strdup(path);
-    assert_non_null(p);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char ch = *s;
-            *s = '\0';
-            if (mkdir(p, 0755) != 0) assert_int_equal(errno, EEXIST);
-            *s = ch;
-            if (!ch) break;
-        }
-    }
-    free(p);
-}
+#define SVI RS_SVI
 
 /* ======================================================================
  * A Windows-format volume
@@ -116,8 +89,8 @@ static wvol *wv_new(void)
     wvol *v = calloc(1, sizeof *v);
     assert_non_null(v);
     v->root = tu_mkdtemp();
-    v->target = xprintf("%s/target", v->root);
-    mkdirs(v->target);
+    v->target = tu_xprintf("%s/target", v->root);
+    tu_mkdirs(v->target);
     static const uint8_t g[16] = { 0xFA, 0x7B, 0x1B, 0x5D, 0x3E, 0xB7, 0xA0, 0x42, 0x95, 0xCB, 0x91, 0xCE, 0x19, 0x21, 0xCF, 0xB2 };
     memcpy(v->guid, g, 16);
     ddp_win_guid_format(v->guid, v->guid_s);
@@ -179,7 +152,7 @@ static char *wv_cont_path(const wvol *v, const wcont *c)
 {
     char name[22];
     ddp_win_ccc_name(c->cid, c->gen, name);
-    return xprintf("%s" SVI "%s.ddp/%s/%s", v->root, v->guid_s, c->kind == 2 ? "Stream" : "Data", name);
+    return tu_xprintf("%s" SVI "%s.ddp/%s/%s", v->root, v->guid_s, c->kind == 2 ? "Stream" : "Data", name);
 }
 
 /* Write every container (Cthr at 0, stream containers' Rrtl at 0x3000). */
@@ -198,7 +171,7 @@ static void wv_flush(wvol *v)
         char *p = wv_cont_path(v, c);
         char *slash = strrchr(p, '/');
         *slash = '\0';
-        mkdirs(p);
+        tu_mkdirs(p);
         *slash = '/';
         tu_write_file(p, c->buf, c->len);
         free(p);
@@ -318,7 +291,7 @@ static int wv_file(wvol *v, const char *name, const uint8_t *data, size_t len, c
     }
     wfile *f = &v->files[v->nfiles];
     f->name = strdup(name);
-    f->path = xprintf("%s/%s", v->target, name);
+    f->path = tu_xprintf("%s/%s", v->target, name);
     f->data = malloc(len + 1);
     assert_non_null(f->data);
     if (len) memcpy(f->data, data, len);
@@ -360,362 +333,14 @@ static void assert_stub_intact(const wvol *v, int i)
     free(got);
 }
 
-static void assert_no_temps(const char *dir)
+/* The recording store of rsrecord.h over the volume, reading Windows' paths too. */
+static void ws_init(rstore *s, const char *root, int can_list)
 {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) assert_null(strstr(e->d_name, ".ddp-tmp."));
-    closedir(d);
+    rs_init(s, root, can_list);
+    s->windows_paths = 1;
 }
 
-/* ======================================================================
- * The recording backup store, with or without IDdpListBackupFolder
- * ====================================================================== */
-
-enum { EV_READ = 1, EV_ORDER, EV_PREVIEW, EV_LIST };
-
-typedef struct ev {
-    int type;
-    char *path;
-    int64_t off;
-    uint32_t size, got;
-    HRESULT hr;
-    ULONG n;
-    char **paths;
-    DDP_FILE_EXTENT *ext;
-    ULONG nplan;
-    DEDUP_CONTAINER_EXTENT *plan;
-} ev;
-
-typedef struct wstore wstore;
-struct wstore {
-    IDedupReadFileCallback iface;
-    IDdpListBackupFolder lister;
-    int can_list;
-    char *root;
-    ev *evs;
-    size_t nev, cap;
-    int orders;
-    int scramble;                /* answer OrderContainersRestore with 16 KiB pieces in a scrambled order */
-    const char *fail_sub;
-    HRESULT fail_hr;
-    int releases_due;            /* lister AddRefs not yet released */
-};
-
-static int is_container(const char *p)
-{
-    return strstr(p, "/Data/") || strstr(p, "/Stream/");
-}
-
-static ev *ev_push(wstore *s, int type)
-{
-    if (s->nev == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 256;
-        s->evs = realloc(s->evs, s->cap * sizeof *s->evs);
-        assert_non_null(s->evs);
-    }
-    ev *e = &s->evs[s->nev++];
-    memset(e, 0, sizeof *e);
-    e->type = type;
-    return e;
-}
-
-static wstore *of_lister(IDdpListBackupFolder *l)
-{
-    return (wstore *)((char *)l - offsetof(wstore, lister));
-}
-
-static HRESULT ws_qi(IDedupReadFileCallback *This, REFIID riid, void **ppv)
-{
-    wstore *s = (wstore *)This;
-    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_IDedupReadFileCallback)) {
-        *ppv = This;
-        return S_OK;
-    }
-    if (s->can_list && IsEqualIID(riid, &IID_IDdpListBackupFolder)) {
-        s->releases_due++;
-        *ppv = &s->lister;
-        return S_OK;
-    }
-    *ppv = NULL;
-    return E_NOINTERFACE;
-}
-static ULONG ws_addref(IDedupReadFileCallback *This) { (void)This; return 1; }
-static ULONG ws_release(IDedupReadFileCallback *This) { (void)This; return 1; }
-
-static HRESULT ws_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, ULONG size, BYTE *buf, ULONG *got,
-                       DWORD flags)
-{
-    wstore *s = (wstore *)This;
-    assert_int_equal(flags, 0);
-    assert_true(path[0] == '/');
-    assert_null(strstr(path, ".."));
-    assert_true(strncmp(path, "/.ddp/", 6) == 0 || strncmp(path, SVI, strlen(SVI)) == 0);
-    assert_true(off >= 0 && size > 0);
-    ev *e = ev_push(s, EV_READ);
-    e->path = strdup(path);
-    e->off = off;
-    e->size = size;
-    *got = 0;
-    if (s->fail_sub && strstr(path, s->fail_sub)) return e->hr = s->fail_hr;
-    char *local = xprintf("%s%s", s->root, path);
-    int fd = open(local, O_RDONLY | O_CLOEXEC);
-    free(local);
-    if (fd < 0) return e->hr = HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND);
-    size_t done = 0;
-    while (done < size) {
-        ssize_t r = pread(fd, buf + done, size - done, off + (off_t)done);
-        assert_true(r >= 0);
-        if (r == 0) break;
-        done += (size_t)r;
-    }
-    close(fd);
-    *got = (ULONG)done;
-    e->got = (uint32_t)done;
-    return S_OK;
-}
-
-static int64_t file_size_of(const wstore *s, const char *bpath)
-{
-    char *p = xprintf("%s%s", s->root, bpath);
-    struct stat st;
-    int r = stat(p, &st);
-    free(p);
-    return r == 0 ? st.st_size : 4096;
-}
-
-static HRESULT ws_order(IDedupReadFileCallback *This, ULONG n, BSTR *paths, ULONG *np, DEDUP_CONTAINER_EXTENT **plan)
-{
-    wstore *s = (wstore *)This;
-    s->orders++;
-    ev *e = ev_push(s, EV_ORDER);
-    e->n = n;
-    e->paths = calloc((size_t)n + 1, sizeof *e->paths);
-    assert_non_null(e->paths);
-    for (ULONG i = 0; i < n; i++) e->paths[i] = strdup(paths[i]);
-    *np = 0;
-    *plan = NULL;
-    if (!s->scramble || n == 0) return S_OK;
-    size_t total = 0;
-    for (ULONG i = 0; i < n; i++) total += (size_t)(file_size_of(s, paths[i]) / (int64_t)(16 * KiB)) + 1;
-    DEDUP_CONTAINER_EXTENT *p = malloc(total * sizeof *p);
-    assert_non_null(p);
-    size_t m = 0;
-    for (ULONG i = 0; i < n; i++) {
-        int64_t size = file_size_of(s, paths[i]);
-        for (int64_t a = 0; a < size; a += 16 * KiB) p[m++] = (DEDUP_CONTAINER_EXTENT){ i, a, 16 * KiB };
-    }
-    for (size_t i = 0; i + 1 < m; i++) {
-        size_t j = i + (i * 7919 + 13) % (m - i);
-        DEDUP_CONTAINER_EXTENT t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-    *np = (ULONG)m;
-    *plan = p;
-    e->nplan = (ULONG)m;
-    e->plan = malloc(m * sizeof *p);
-    assert_non_null(e->plan);
-    memcpy(e->plan, p, m * sizeof *p);
-    return S_OK;
-}
-
-static HRESULT ws_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
-{
-    wstore *s = (wstore *)This;
-    ev *e = ev_push(s, EV_PREVIEW);
-    e->path = strdup(path);
-    e->n = n;
-    e->ext = malloc((n ? n : 1) * sizeof *ext);
-    assert_non_null(e->ext);
-    if (n) memcpy(e->ext, ext, n * sizeof *ext);
-    return S_OK;
-}
-
-static HRESULT wl_qi(IDdpListBackupFolder *This, REFIID riid, void **ppv)
-{
-    return ws_qi(&of_lister(This)->iface, riid, ppv);
-}
-static ULONG wl_addref(IDdpListBackupFolder *This)
-{
-    of_lister(This)->releases_due++;
-    return 2;
-}
-static ULONG wl_release(IDdpListBackupFolder *This)
-{
-    of_lister(This)->releases_due--;
-    return 1;
-}
-
-static HRESULT wl_list(IDdpListBackupFolder *This, BSTR folder, ULONG *n, BSTR **names)
-{
-    wstore *s = of_lister(This);
-    ev *e = ev_push(s, EV_LIST);
-    e->path = strdup(folder);
-    *n = 0;
-    *names = NULL;
-    char *local = xprintf("%s%s", s->root, folder);
-    DIR *d = opendir(local);
-    free(local);
-    if (!d) return HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND);
-    BSTR *v = NULL;
-    ULONG m = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.') continue;
-        v = realloc(v, ((size_t)m + 1) * sizeof *v);
-        assert_non_null(v);
-        v[m++] = strdup(de->d_name);
-    }
-    closedir(d);
-    *n = m;
-    *names = v;
-    return S_OK;
-}
-
-static const IDedupReadFileCallbackVtbl ws_vtbl = { ws_qi, ws_addref, ws_release, ws_read, ws_order, ws_preview };
-static const IDdpListBackupFolderVtbl wl_vtbl = { wl_qi, wl_addref, wl_release, wl_list };
-
-static void ws_init(wstore *s, const char *root, int can_list)
-{
-    memset(s, 0, sizeof *s);
-    s->iface.lpVtbl = &ws_vtbl;
-    s->lister.lpVtbl = &wl_vtbl;
-    s->can_list = can_list;
-    s->root = strdup(root);
-}
-
-static void ws_clear(wstore *s)
-{
-    for (size_t i = 0; i < s->nev; i++) {
-        ev *e = &s->evs[i];
-        free(e->path);
-        if (e->paths)
-            for (ULONG k = 0; k < e->n; k++) free(e->paths[k]);
-        free(e->paths);
-        free(e->ext);
-        free(e->plan);
-    }
-    s->nev = 0;
-    s->orders = 0;
-}
-
-static void ws_free(wstore *s)
-{
-    ws_clear(s);
-    free(s->evs);
-    free(s->root);
-}
-
-static size_t ws_count(const wstore *s, int type, const char *sub)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < s->nev; i++)
-        if (s->evs[i].type == type && (!sub || (s->evs[i].path && strstr(s->evs[i].path, sub)))) n++;
-    return n;
-}
-
-typedef struct rd { const char *path; int64_t off, end; } rd;
-
-static int rd_cmp(const void *pa, const void *pb)
-{
-    const rd *a = pa, *b = pb;
-    int c = strcmp(a->path, b->path);
-    if (c) return c;
-    return a->off < b->off ? -1 : a->off > b->off;
-}
-
-static int64_t ext_end(const DEDUP_CONTAINER_EXTENT *x)
-{
-    if (x->Length == INT64_MAX || x->StartOffset > INT64_MAX - x->Length) return INT64_MAX;
-    return x->StartOffset + x->Length;
-}
-
-/* R5-R7 on the recorded calls (as test_restore.c's check_sequence). Probe
- * reads of a store that cannot list come before the first order, each
- * previewed. */
-static void check_sequence(const wstore *s, int expect_orders)
-{
-    int orders = 0, leftover = 0;
-    const ev *order = NULL, *preview = NULL;
-    size_t next = 0, cur_k = 0, nreads = 0;
-    rd *reads = calloc(s->nev + 1, sizeof *reads);
-    assert_non_null(reads);
-    for (size_t i = 0; i < s->nev; i++) {
-        const ev *e = &s->evs[i];
-        if (e->type == EV_ORDER) {
-            orders++;
-            for (ULONG a = 0; a < e->n; a++) {
-                assert_non_null(strstr(e->paths[a], orders == 1 ? "/Stream/" : "/Data/"));
-                for (ULONG b = a + 1; b < e->n; b++) assert_string_not_equal(e->paths[a], e->paths[b]);
-            }
-            order = e;
-            preview = NULL;
-            cur_k = 0;
-            leftover = 0;
-        } else if (e->type == EV_LIST) {
-            assert_null(order); /* listing is metadata: before any order */
-        } else if (e->type == EV_PREVIEW) {
-            assert_true(e->n > 0);
-            assert_true(is_container(e->path));
-            for (ULONG k = 0; k < e->n; k++) {
-                assert_true(e->ext[k].Length > 0 && e->ext[k].Length <= READ_MAX);
-                if (k > 0) assert_true(e->ext[k].Offset >= e->ext[k - 1].Offset + e->ext[k - 1].Length);
-            }
-            if (order) {
-                int listed = 0;
-                for (ULONG a = 0; a < order->n; a++) listed |= strcmp(order->paths[a], e->path) == 0;
-                assert_true(listed);
-                if (order->nplan > 0 && !leftover) {
-                    size_t k;
-                    for (k = cur_k; k < order->nplan; k++) {
-                        const DEDUP_CONTAINER_EXTENT *x = &order->plan[k];
-                        if (strcmp(order->paths[x->ContainerIndex], e->path) != 0) continue;
-                        int inside = 1;
-                        for (ULONG r = 0; r < e->n; r++)
-                            inside &= e->ext[r].Offset >= x->StartOffset &&
-                                      e->ext[r].Offset + e->ext[r].Length <= ext_end(x);
-                        if (inside) break;
-                    }
-                    if (k < order->nplan) cur_k = k;
-                    else leftover = 1;
-                }
-            } else {
-                /* Before any order: only the generation probe of a store that cannot list. */
-                assert_false(s->can_list);
-                assert_non_null(strstr(e->path, "/Stream/"));
-                assert_true(e->n == 1 && e->ext[0].Offset == 0 && e->ext[0].Length == 64);
-            }
-            preview = e;
-            next = 0;
-        } else if (is_container(e->path)) {
-            assert_non_null(preview);
-            assert_string_equal(preview->path, e->path);
-            while (next < preview->n && !(preview->ext[next].Offset == e->off && preview->ext[next].Length == e->size))
-                next++;
-            assert_true(next < preview->n);
-            next++;
-            assert_true(e->size <= READ_MAX);
-            if (e->hr == S_OK) {
-                reads[nreads].path = e->path;
-                reads[nreads].off = e->off;
-                reads[nreads].end = e->off + e->size;
-                nreads++;
-            }
-        } else {
-            assert_null(order);
-        }
-    }
-    if (expect_orders >= 0) assert_int_equal(orders, expect_orders);
-    qsort(reads, nreads, sizeof *reads, rd_cmp);
-    for (size_t i = 1; i < nreads; i++)
-        if (strcmp(reads[i].path, reads[i - 1].path) == 0) assert_true(reads[i].off >= reads[i - 1].end);
-    free(reads);
-    assert_int_equal(s->releases_due, 0); /* the lister was released */
-}
-
-static HRESULT restore_all(wvol *v, wstore *s, HRESULT *res)
+static HRESULT restore_all(wvol *v, rstore *s, HRESULT *res)
 {
     BSTR paths[32];
     for (int i = 0; i < v->nfiles; i++) paths[i] = v->files[i].path;
@@ -759,30 +384,33 @@ static void test_formats_shared_parts(void **state)
         wv_file(v, "f-empty.bin", (const uint8_t *)"", 0, &o);
         wv_flush(v);
 
-        wstore s;
+        rstore s;
         ws_init(&s, v->root, mode & 1);
-        s.scramble = (mode & 2) != 0;
+        if (mode & 2) { /* 16 KiB pieces in a scrambled order */
+            s.plan = rs_plan_scrambled;
+            s.plan_arg = 16 * KiB;
+        }
         HRESULT res[32];
         assert_int_equal(restore_all(v, &s, res), S_OK);
         for (int i = 0; i < v->nfiles; i++) {
             assert_int_equal(res[i], S_OK);
             assert_restored(v, i);
         }
-        check_sequence(&s, 2);
-        assert_no_temps(v->target);
+        rs_check_sequence(&s, 2);
+        tu_assert_no_temps(v->target);
         if (mode & 1) {
-            assert_int_equal(ws_count(&s, EV_LIST, NULL), 2); /* Stream and Data, once */
+            assert_int_equal(rs_count(&s, RS_LIST, NULL), 2); /* Stream and Data, once */
         } else {
             /* The probe is bounded: one stream container, 12 candidate generations. */
             size_t probes = 0;
             for (size_t i = 0; i < s.nev; i++)
-                if (s.evs[i].type == EV_READ && s.evs[i].off == 0 && s.evs[i].size == 64) probes++;
+                if (s.evs[i].type == RS_READ && s.evs[i].off == 0 && s.evs[i].size == 64) probes++;
             assert_int_equal(probes, 12);
         }
         /* The shared chunks of a and c are read once (R7 checked above), and
          * no metadata file was read: Windows has none to read. */
-        assert_int_equal(ws_count(&s, EV_READ, "/.ddp/"), 0);
-        ws_free(&s);
+        assert_int_equal(rs_count(&s, RS_READ, "/.ddp/"), 0);
+        rs_free(&s);
         wv_free(v);
     }
 }
@@ -799,11 +427,11 @@ static void test_mixed_with_ddp(void **state)
     assert_non_null(d2);
     tu_fill_random(d1, n1, 77);
     tu_fill_random(d2, n2, 78);
-    char *p1 = xprintf("%s/ddp1.bin", v->root), *p2 = xprintf("%s/ddp2.bin", v->root);
+    char *p1 = tu_xprintf("%s/ddp1.bin", v->root), *p2 = tu_xprintf("%s/ddp2.bin", v->root);
     tu_write_file(p1, d1, n1);
     tu_write_file(p2, d2, n2);
     tu_optimize_volume(v->root, NULL, 2);
-    char *t1 = xprintf("%s/ddp1.bin", v->target), *t2 = xprintf("%s/ddp2.bin", v->target);
+    char *t1 = tu_xprintf("%s/ddp1.bin", v->target), *t2 = tu_xprintf("%s/ddp2.bin", v->target);
     assert_int_equal(rename(p1, t1), 0);
     assert_int_equal(rename(p2, t2), 0);
     wopts o = STD;
@@ -812,7 +440,7 @@ static void test_mixed_with_ddp(void **state)
     int w2 = wv_file_random(v, "w2.bin", 130 * KiB, 10, &o);
     wv_flush(v);
 
-    wstore s;
+    rstore s;
     ws_init(&s, v->root, 1);
     BSTR paths[4] = { t1, v->files[w1].path, t2, v->files[w2].path };
     HRESULT res[4];
@@ -829,11 +457,11 @@ static void test_mixed_with_ddp(void **state)
     assert_int_equal(n, n2);
     assert_memory_equal(got, d2, n2);
     free(got);
-    check_sequence(&s, 2);
+    rs_check_sequence(&s, 2);
     /* One order of each kind lists both formats' containers. */
-    const ev *first = NULL;
+    const rs_event *first = NULL;
     for (size_t i = 0; i < s.nev && !first; i++)
-        if (s.evs[i].type == EV_ORDER) first = &s.evs[i];
+        if (s.evs[i].type == RS_ORDER) first = &s.evs[i];
     assert_non_null(first);
     int ddp_seen = 0, win_seen = 0;
     for (ULONG k = 0; k < first->n; k++) {
@@ -841,7 +469,7 @@ static void test_mixed_with_ddp(void **state)
         win_seen |= strncmp(first->paths[k], SVI, strlen(SVI)) == 0;
     }
     assert_true(ddp_seen && win_seen);
-    ws_free(&s);
+    rs_free(&s);
     free(d1);
     free(d2);
     free(p1);
@@ -875,24 +503,24 @@ static void test_stale_offsets_and_generations(void **state)
         wc_put(&v->conts[old], 0x100, junk, sizeof junk);
         wv_flush(v);
 
-        wstore s;
+        rstore s;
         ws_init(&s, v->root, can_list);
         HRESULT res[32];
         assert_int_equal(restore_all(v, &s, res), S_OK);
         for (int i = 0; i < v->nfiles; i++) assert_restored(v, i);
-        check_sequence(&s, 2);
+        rs_check_sequence(&s, 2);
         /* The Rrtl was read (header, then its items), the old generation never past a probe. */
         size_t rrtl = 0;
         for (size_t i = 0; i < s.nev; i++)
-            if (s.evs[i].type == EV_READ && strstr(s.evs[i].path, "/Stream/00010000.00000002.ccc") &&
+            if (s.evs[i].type == RS_READ && strstr(s.evs[i].path, "/Stream/00010000.00000002.ccc") &&
                 s.evs[i].off <= (int64_t)DDP_WIN_RRTL_OFFSET &&
                 s.evs[i].off + s.evs[i].size > (int64_t)DDP_WIN_RRTL_OFFSET)
                 rrtl++;
         assert_int_equal(rrtl, 1);
         for (size_t i = 0; i < s.nev; i++)
-            if (s.evs[i].type == EV_READ && strstr(s.evs[i].path, "/Stream/00010000.00000001.ccc"))
+            if (s.evs[i].type == RS_READ && strstr(s.evs[i].path, "/Stream/00010000.00000001.ccc"))
                 assert_true(s.evs[i].off == 0 && s.evs[i].size == 64 && !can_list);
-        ws_free(&s);
+        rs_free(&s);
         wv_free(v);
     }
 }
@@ -943,10 +571,10 @@ static void test_corruption_codes(void **state)
     v->files[badcrc].stub[v->files[badcrc].stub_len - 1] ^= 1;
     tu_write_file(v->files[badcrc].path, v->files[badcrc].stub, v->files[badcrc].stub_len);
     /* Remove the stream container of nostream and the data container of nodata. */
-    char *p = xprintf("%s" SVI "%s.ddp/Stream/00020000.00000001.ccc", v->root, v->guid_s);
+    char *p = tu_xprintf("%s" SVI "%s.ddp/Stream/00020000.00000001.ccc", v->root, v->guid_s);
     assert_int_equal(unlink(p), 0);
     free(p);
-    p = xprintf("%s" SVI "%s.ddp/Data/00000007.00000001.ccc", v->root, v->guid_s);
+    p = tu_xprintf("%s" SVI "%s.ddp/Data/00000007.00000001.ccc", v->root, v->guid_s);
     assert_int_equal(unlink(p), 0);
     free(p);
     /* A compressed chunk's payload, and a raw chunk's hash in its header. */
@@ -955,7 +583,7 @@ static void test_corruption_codes(void **state)
     poke_cont(v, "Data/00000009.", 0x1000 + 0x28, 0x01);
 
     for (int can_list = 0; can_list < 2; can_list++) {
-        wstore s;
+        rstore s;
         ws_init(&s, v->root, can_list);
         BSTR paths[8];
         HRESULT res[8];
@@ -972,11 +600,11 @@ static void test_corruption_codes(void **state)
         assert_int_equal(res[6], S_OK);
         for (int i = 0; i < 6; i++) assert_stub_intact(v, order[i]);
         assert_restored(v, good);
-        check_sequence(&s, 2);
-        assert_no_temps(v->target);
+        rs_check_sequence(&s, 2);
+        tu_assert_no_temps(v->target);
         /* The detail names the first failed file and what was wrong. */
         assert_non_null(strstr(ddp_error_detail(), "badcrc.bin"));
-        ws_free(&s);
+        rs_free(&s);
         /* Put the good file's stub back for the second round. */
         tu_write_file(v->files[good].path, v->files[good].stub, v->files[good].stub_len);
     }
@@ -993,12 +621,12 @@ static void test_recognition(void **state)
     uint8_t buf[20000];
     memset(buf, 0x11, sizeof buf);
     ddp_put_le32(buf, DDP_WIN_REPARSE_TAG);
-    char *a = xprintf("%s/a", dir), *b = xprintf("%s/b", dir), *c = xprintf("%s/c", dir);
+    char *a = tu_xprintf("%s/a", dir), *b = tu_xprintf("%s/b", dir), *c = tu_xprintf("%s/c", dir);
     tu_write_file(a, buf, 16384);
     tu_write_file(b, buf, sizeof buf);
     buf[0] = 0;
     tu_write_file(c, buf, 100);
-    wstore s;
+    rstore s;
     ws_init(&s, dir, 0);
     BSTR paths[3] = { a, b, c };
     HRESULT res[3];
@@ -1007,7 +635,7 @@ static void test_recognition(void **state)
     assert_int_equal(res[1], S_FALSE);
     assert_int_equal(res[2], S_FALSE);
     assert_int_equal(s.nev, 0); /* nothing valid: no callback at all */
-    ws_free(&s);
+    rs_free(&s);
     tu_rmrf(dir);
     free(dir);
     free(a);

@@ -23,64 +23,25 @@
 #include "base/util.h"
 #include "testutil.h"
 
-typedef struct fx {
-    char *dir;
-    int rootfd;
-} fx;
-
-static char *at(const fx *f, const char *rel) { return ddp_path_join(f->dir, rel); }
-
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    char *p = at(f, "root/have/x");
-    tu_write_file(p, "x", 1);
-    free(p);
-    p = at(f, "outside/keep");
-    tu_write_file(p, "keep", 4);
-    free(p);
-    p = at(f, "root/out");
-    char *target = at(f, "outside");
-    assert_int_equal(symlink(target, p), 0);
-    free(target);
-    free(p);
-    p = at(f, "root");
-    f->rootfd = open(p, O_RDONLY | O_DIRECTORY);
-    free(p);
-    assert_true(f->rootfd >= 0);
+    tu_tree *f = tu_tree_new();
+    tu_tree_put(f, "root/have/x", "x");
+    tu_tree_put(f, "outside/keep", "keep");
+    tu_tree_link_out(f, "root/out");
     *state = f;
     return 0;
 }
 
-static int teardown(void **state)
-{
-    fx *f = *state;
-    close(f->rootfd);
-    tu_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
-static int exists(const fx *f, const char *rel)
-{
-    char *p = at(f, rel);
-    struct stat st;
-    int r = lstat(p, &st) == 0;
-    free(p);
-    return r;
-}
-
 static void test_mkdirs(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     int created = 0;
     int fd = ddp_mkdirs_beneath(f->rootfd, "have/new/deeper", 0755, &created);
     assert_true(fd >= 0);
     assert_int_equal(created, 2);
     close(fd);
-    assert_true(exists(f, "root/have/new/deeper"));
+    assert_true(tu_tree_exists(f, "root/have/new/deeper"));
     fd = ddp_mkdirs_beneath(f->rootfd, "have/new/deeper", 0755, &created); /* there: one lookup */
     assert_true(fd >= 0);
     assert_int_equal(created, 2);
@@ -92,14 +53,14 @@ static void test_mkdirs(void **state)
 
 static void test_mkdirs_refused(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     /* through a link: nothing is made on the far side */
     errno = 0;
     assert_int_equal(ddp_mkdirs_beneath(f->rootfd, "out/made", 0755, NULL), -1);
     assert_true(errno == ELOOP || errno == EXDEV || errno == ENOTDIR);
-    assert_false(exists(f, "outside/made"));
+    assert_false(tu_tree_exists(f, "outside/made"));
     assert_int_equal(ddp_mkdirs_beneath(f->rootfd, "new/../../outside/made", 0755, NULL), -1);
-    assert_false(exists(f, "outside/made"));
+    assert_false(tu_tree_exists(f, "outside/made"));
     assert_int_equal(ddp_mkdirs_beneath(f->rootfd, "/abs", 0755, NULL), -1);
     /* a file in the way */
     errno = 0;
@@ -109,11 +70,11 @@ static void test_mkdirs_refused(void **state)
 
 static void test_rename_noreplace(void **state)
 {
-    fx *f = *state;
-    char *p = at(f, "root/a");
+    tu_tree *f = *state;
+    char *p = tu_tree_path(f, "root/a");
     tu_write_file(p, "a", 1);
     free(p);
-    p = at(f, "root/b");
+    p = tu_tree_path(f, "root/b");
     tu_write_file(p, "b", 1);
     free(p);
     errno = 0;
@@ -123,9 +84,9 @@ static void test_rename_noreplace(void **state)
     assert_int_equal(ddp_rename_noreplace(f->rootfd, "a", f->rootfd, "out"), -1);
     assert_int_equal(errno, EEXIST);
     assert_int_equal(ddp_rename_noreplace(f->rootfd, "a", f->rootfd, "c"), 0);
-    assert_false(exists(f, "root/a"));
+    assert_false(tu_tree_exists(f, "root/a"));
     size_t n;
-    p = at(f, "root/c");
+    p = tu_tree_path(f, "root/c");
     uint8_t *d = tu_read_file(p, &n);
     free(p);
     assert_int_equal(n, 1);
@@ -135,7 +96,7 @@ static void test_rename_noreplace(void **state)
 
 static void test_sparse(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     int fd = openat(f->rootfd, "sparse", O_RDWR | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     /* 1 MiB of zeros with data in two places, written in odd-sized pieces
@@ -179,10 +140,10 @@ static void test_sparse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mkdirs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mkdirs_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rename_noreplace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mkdirs, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_mkdirs_refused, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_rename_noreplace, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_sparse, setup, tu_tree_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,61 +21,25 @@
 #include "base/util.h"
 #include "testutil.h"
 
-typedef struct fx {
-    char *dir;
-    int rootfd;
-} fx;
-
-static char *at(const fx *f, const char *rel)
-{
-    char *p = malloc(strlen(f->dir) + strlen(rel) + 2);
-    sprintf(p, "%s/%s", f->dir, rel);
-    return p;
-}
-
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    char *p;
-    p = at(f, "root/a/b/file");
-    tu_write_file(p, "inside", 6);
-    free(p);
-    p = at(f, "outside/secret");
-    tu_write_file(p, "secret", 6);
-    free(p);
-    p = at(f, "root/a/link-out");
-    char *target = at(f, "outside");
-    assert_int_equal(symlink(target, p), 0);
-    free(p);
-    free(target);
-    p = at(f, "root/a/filelink");
+    tu_tree *f = tu_tree_new();
+    tu_tree_put(f, "root/a/b/file", "inside");
+    tu_tree_put(f, "outside/secret", "secret");
+    tu_tree_link_out(f, "root/a/link-out");
+    char *p = tu_tree_path(f, "root/a/filelink");
     assert_int_equal(symlink("b/file", p), 0);
     free(p);
-    p = at(f, "root/a/fifo");
+    p = tu_tree_path(f, "root/a/fifo");
     assert_int_equal(mkfifo(p, 0600), 0);
     free(p);
-    p = at(f, "root");
-    f->rootfd = open(p, O_RDONLY | O_DIRECTORY);
-    free(p);
-    assert_true(f->rootfd >= 0);
     *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    close(f->rootfd);
-    tu_rmrf(f->dir);
-    free(f->dir);
-    free(f);
     return 0;
 }
 
 static void test_inside_ok(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     int fd = ddp_openat_beneath(f->rootfd, "a/b/file", O_RDONLY, 0);
     assert_true(fd >= 0);
     char buf[8] = { 0 };
@@ -86,7 +50,7 @@ static void test_inside_ok(void **state)
 
 typedef int (*open_fn)(int, const char *, int, mode_t);
 
-static void escapes_refused(fx *f, open_fn fn)
+static void escapes_refused(tu_tree *f, open_fn fn)
 {
     const char *bad[] = { "a/link-out/secret", "a/filelink", "../outside/secret", "a/../../outside/secret",
                           "/etc/passwd", "" };
@@ -106,7 +70,7 @@ static void test_escapes_refused_walk(void **state) { escapes_refused(*state, dd
 
 static void test_parent(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     int dfd;
     const char *base;
     assert_int_equal(ddp_open_parent_beneath(f->rootfd, "a/b/file", &dfd, &base), S_OK);
@@ -126,7 +90,7 @@ static void test_parent(void **state)
 
 static void test_regular_only(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     int fd;
     struct stat st;
     /* A FIFO with no writer: must come back at once, refused. */
@@ -146,14 +110,14 @@ static void test_regular_only(void **state)
 
 static void test_replaced_caught(void **state)
 {
-    fx *f = *state;
+    tu_tree *f = *state;
     int fd;
     struct stat checked, st;
     assert_int_equal(ddp_open_regular_at(f->rootfd, "a/b/file", O_RDONLY, NULL, &fd, &checked), S_OK);
     close(fd);
     /* The file is swapped for another one between the check and the open. */
-    char *p = at(f, "root/a/b/file");
-    char *q = at(f, "root/a/b/other");
+    char *p = tu_tree_path(f, "root/a/b/file");
+    char *q = tu_tree_path(f, "root/a/b/other");
     tu_write_file(q, "other", 5);
     assert_int_equal(rename(q, p), 0);
     assert_int_equal(ddp_open_regular_at(f->rootfd, "a/b/file", O_RDONLY, &checked, &fd, &st),
@@ -167,12 +131,12 @@ static void test_replaced_caught(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_inside_ok, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_escapes_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_escapes_refused_walk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_parent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_regular_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replaced_caught, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inside_ok, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_escapes_refused, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_escapes_refused_walk, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_parent, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_regular_only, setup, tu_tree_teardown),
+        cmocka_unit_test_setup_teardown(test_replaced_caught, setup, tu_tree_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * testutil.c: helpers shared by the unit tests (see testutil.h).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 
 #include <ddp/ddp.h>
 
+#include "base/fileattr.h"
 #include "testutil.h"
 
 void tu_fill_random(void *buf, size_t n, uint64_t seed)
@@ -67,6 +70,47 @@ static void mkparents(const char *path)
     free(p);
 }
 
+char *tu_xprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0);
+    return s;
+}
+
+void tu_mkdirs(const char *path)
+{
+    char *p = strdup(path);
+    assert_non_null(p);
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char ch = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) != 0) assert_int_equal(errno, EEXIST);
+            *s = ch;
+            if (!ch) break;
+        }
+    }
+    free(p);
+}
+
+void tu_assert_no_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (ddp_is_temp_name(e->d_name) || strstr(e->d_name, ".ddp-tmp.")) {
+            fprintf(stderr, "leftover temporary file %s/%s\n", dir, e->d_name);
+            fail();
+        }
+    }
+    closedir(d);
+}
+
 void tu_write_file(const char *path, const void *data, size_t n)
 {
     mkparents(path);
@@ -74,6 +118,64 @@ void tu_write_file(const char *path, const void *data, size_t n)
     if (!f) { perror(path); abort(); }
     if (n && fwrite(data, 1, n, f) != n) { perror(path); abort(); }
     if (fclose(f) != 0) { perror(path); abort(); }
+}
+
+tu_tree *tu_tree_new(void)
+{
+    tu_tree *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->dir = tu_mkdtemp();
+    char *p = tu_tree_path(t, "outside");
+    tu_mkdirs(p);
+    free(p);
+    p = tu_tree_path(t, "root");
+    tu_mkdirs(p);
+    t->rootfd = open(p, O_RDONLY | O_DIRECTORY);
+    free(p);
+    assert_true(t->rootfd >= 0);
+    return t;
+}
+
+char *tu_tree_path(const tu_tree *t, const char *rel) { return tu_xprintf("%s/%s", t->dir, rel); }
+
+void tu_tree_put(const tu_tree *t, const char *rel, const char *text)
+{
+    char *p = tu_tree_path(t, rel);
+    tu_write_file(p, text, strlen(text));
+    free(p);
+}
+
+void tu_tree_link_out(const tu_tree *t, const char *rel)
+{
+    char *p = tu_tree_path(t, rel);
+    char *target = tu_tree_path(t, "outside");
+    assert_int_equal(symlink(target, p), 0);
+    free(target);
+    free(p);
+}
+
+int tu_tree_exists(const tu_tree *t, const char *rel)
+{
+    char *p = tu_tree_path(t, rel);
+    struct stat st;
+    int r = lstat(p, &st) == 0;
+    free(p);
+    return r;
+}
+
+void tu_tree_free(tu_tree *t)
+{
+    if (!t) return;
+    close(t->rootfd);
+    tu_rmrf(t->dir);
+    free(t->dir);
+    free(t);
+}
+
+int tu_tree_teardown(void **state)
+{
+    tu_tree_free(*state);
+    return 0;
 }
 
 uint8_t *tu_read_file(const char *path, size_t *n)
