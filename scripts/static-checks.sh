@@ -115,7 +115,7 @@ TIDY_KNOWN=(
   # a manifest of level > 0 always names its previous backup (manifest.c checks)
   'lib/backup/backupchain.c|clang-analyzer-core.NullDereference|if (previous[0] =='
   # d->wanted is only set for a damage whose header is known (wanted(d) != NULL)
-  'lib/volume/scrub.c|clang-analyzer-core.NonNullParamChecker|memcmp(w->hash, h->hash'
+  'lib/volume/scrub_repair.c|clang-analyzer-core.NonNullParamChecker|memcmp(w->hash, h->hash'
   # the memcpy into s->store_id makes the analyzer forget the memset of *s,
   # after which it invents duplicate entries and double frees
   'lib/store/storewalk.c|clang-analyzer-unix.Malloc|free(s->c[w - 1].path)'
