@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_chunker.c: throughput of the content-defined chunker (chunker.h).
  * Chunks 256 MiB of pseudo-random data held in memory, five times, and

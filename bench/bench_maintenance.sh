@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_maintenance.sh [RUNS]: throughput of garbage collection and
 # integrity scrubbing, in MB of chunk store per second, on a real versioned
 # data set (the 20 typescript nightlies of ../shared/bench/dataset-ts.sh).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_mount.sh: reading through `ddp mount`, against the same files
 # unoptimized through the same mount, and against `borg mount` and
 # `restic mount` serving the same files from their repositories.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_optimize.sh [RUNS]: ddp optimize against restic, borg and casync on the
 # same data (the typescript nightlies of ../shared/bench/dataset-ts.sh, 20
 # releases, ~516 MB), each on a fresh copy, RUNS times (default 3). Prints a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_restore.sh: selective restore from optimized backups, ddp against
 # restic and borg, on a real versioned data set (20 typescript nightlies,
 # /work/shared/bench/dataset-ts.sh).

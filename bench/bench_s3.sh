@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_s3.sh: backups to S3, ddp against restic (its S3 backend), on the
 # same single-node Ceph RADOS Gateway (scripts/ceph/start-cluster.sh,
 # bluestore) and the same data (20 typescript nightlies,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench_windows.sh [BUILD_DIR]: reading Windows-optimized files with ddp.
 #
 #   1. the Xpress (MS-XCA Plain LZ77) decoder alone, GB/s of output per core

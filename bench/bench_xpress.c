@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_xpress.c: decoder speed of lib/windows/xpress.c ([MS-XCA] Plain
  * LZ77), in GB/s of output per core, on 64 KiB chunks of several kinds of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # crash_stress.sh [TRIALS] [SEED]: crash consistency under SIGKILL.
 #
 # One volume lives through TRIALS trials. Each trial changes some files (new

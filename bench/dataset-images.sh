@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # dataset-images.sh DEST [N] [MIB]: a set of large files like VM images: N
 # versions (default 4) of a MIB MiB image (default 256), side by side in DEST
 # (1 GiB by default). The image is a deterministic mix of zero runs (30%),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_common.h: what the libFuzzer targets in fuzz/ share.
  *

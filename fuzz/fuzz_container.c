@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_container.c: libFuzzer target for the container parsers
  * (lib/container.c) and, through stream-map records, the stream-map parser.

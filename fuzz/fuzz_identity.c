@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_identity.c: libFuzzer target for the identity file parser and the
  * GUID text form (lib/identity.c).

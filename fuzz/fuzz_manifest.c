@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_manifest.c: libFuzzer target for the backup manifest parser
  * (ddp_manifest_parse, lib/manifest.c), the text every backup store reads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_restore.c: libFuzzer target for the restore engine: RestoreFiles
  * (and the plan listing behind `ddp restore --list-containers`) driven by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_settings.c: libFuzzer target for the settings file parser
  * (lib/settings.c), settings.conf of a volume.

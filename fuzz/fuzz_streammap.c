@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_streammap.c: libFuzzer target for the stream-map parser
  * (lib/streammap.c).

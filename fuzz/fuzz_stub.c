@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_stub.c: libFuzzer target for the stub parser (lib/stub.c).
  *

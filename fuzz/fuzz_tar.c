@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_tar.c: libFuzzer target for the tar backup store (lib/backupstore_tar.c,
  * with the manifest parser behind it): the archive is the fuzzer's input.

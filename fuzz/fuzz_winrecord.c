@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_winrecord.c: libFuzzer target for the record parsers of Windows'
  * dedup containers (lib/windows/container.c): Cthr, Ckhr data and stream-map

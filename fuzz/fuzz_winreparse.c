@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_winreparse.c: libFuzzer target for the parser of Windows' dedup
  * reparse point (lib/windows/reparse.c).

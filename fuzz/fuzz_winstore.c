@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_winstore.c: libFuzzer target for the Windows chunk-store reader
  * (lib/windows/winstore.c) as a whole: a reparse point and the containers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_xpress.c: libFuzzer target for the [MS-XCA] Plain LZ77 decoder
  * (lib/windows/xpress.c).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # make-corpus.sh [OUTDIR]: seed corpora for the fuzz targets, taken from a
 # real volume that the ddp CLI enables, optimizes and backs up.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run.sh SECONDS [TARGET...]: run every fuzz target (or the ones named, e.g.
 # "stub restore") for SECONDS each, from the seed corpora, and report.
 #

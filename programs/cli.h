@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli.h: the pieces shared by the ddp program's subcommands: each
  * subcommand is `int cmd_NAME(int argc, char **argv)` (argv[0] is the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_backup.c: `ddp backup VOLUME DEST [--tar] [--incremental PREV] [--endpoint URL]`.
  *

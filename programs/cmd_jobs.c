@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_jobs.c: the commands that run jobs and read files: `ddp optimize`,
  * `ddp unoptimize`, `ddp cat`, `ddp index rebuild`.

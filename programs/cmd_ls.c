@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_ls.c: `ddp ls [-l] [--json] PATH...`: what each file holds and what it
  * takes, without the mount (an optimized file's own size is its stub's 232

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_maint.c: the maintenance commands: `ddp gc VOLUME [--full]` (garbage
  * collection) and `ddp scrub VOLUME [--repair] [--json]` (integrity

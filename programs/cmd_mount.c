@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_mount.c: `ddp mount VOLUME MOUNTPOINT [-o OPTIONS] [-f]` and
  * `ddp umount MOUNTPOINT`.

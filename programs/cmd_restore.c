@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_restore.c: `ddp restore --from BACKUP [--to DIR] [--list-containers] [--endpoint URL] PATH...`
  *

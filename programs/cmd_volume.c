@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_volume.c: the commands that set a volume up and look at it:
  * `ddp enable`, `ddp set`, `ddp get`, `ddp status`, `ddp index rebuild`.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cmd_windows.c: the ddp commands on Windows Server dedup volumes read on
  * Linux (an ntfs-3g mount or a copied tree; programs/winsrc.c finds the

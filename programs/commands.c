@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * commands.c: the ddp program's command table: each command's name, the
  * function that runs it, its synopsis and its help (`ddp COMMAND --help`,

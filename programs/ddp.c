@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ddp.c: the ddp program: dispatches `ddp COMMAND ...` to programs/cmd_*.c,
  * and holds the helpers they share (messages, sizes).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * readprogress.c: an IDedupReadFileCallback that passes every call on to
  * the backup store it wraps and draws `ddp restore`'s progress line from the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * winsrc.c: reparse points and chunk stores of Windows dedup volumes on
  * Linux, for the ddp program (winsrc.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * winsrc.h: Windows dedup volumes as the ddp program meets them on Linux
  * (winsrc.c): an ntfs-3g mount (a dedup file is a symlink carrying the

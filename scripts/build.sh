@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # build.sh [release|asan]: configure and build ddp into build/ (release) or
 # build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer).
 set -euo pipefail

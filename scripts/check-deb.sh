@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # check-deb.sh: build the Debian packages (ddp, libddp0, libddp-dev) from this
 # tree with dpkg-buildpackage, install them on this machine (apt-get install
 # ./*.deb), then check what was installed: the demo (scripts/demo.sh) against

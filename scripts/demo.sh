@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # demo.sh: the one command that installs what is missing, builds ddp, and runs
 # the main job on the built-in sample: enable a volume holding 12 nightly
 # releases of a generated project, optimize it, print the savings, and read

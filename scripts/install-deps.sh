@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # install-deps.sh: install what ddp needs to build and test, from Debian
 # packages (apt-get; sudo when not root). With --bench, also the peers the
 # benchmarks measure against (restic, borgbackup with python3-llfuse for

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """make-sample.py DEST [RELEASES]: build ddp's built-in sample data set.
 
 A project's nightly releases side by side, as a file server holds them:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # static-checks.sh: the static checks of lib/ and programs/: cppcheck and
 # clang-tidy with a chosen set of checks. Exits non-zero on any finding.
 #

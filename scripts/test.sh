@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test.sh: the one command that installs what is missing, builds ddp twice
 # (release, and ASan+UBSan) and runs every test on both builds with ctest,
 # then the robustness checks of docs/ROBUSTNESS.md: cppcheck and clang-tidy

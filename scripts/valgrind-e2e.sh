@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # valgrind-e2e.sh [ctest args...]: the end-to-end tests with every ddp
 # command under valgrind (memcheck: --leak-check=full,
 # --errors-for-leak-kinds=definite,indirect). Fails on any definite or

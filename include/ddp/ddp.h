@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ddp/ddp.h: libddp, Data Deduplication for Linux: volumes, jobs, reading.
  *

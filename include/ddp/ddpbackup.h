@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ddp/ddpbackup.h: the backup-support API, with Windows' names and numbers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ddp/ddperror.h: the one error type of libddp.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backup.c: `ddp backup`: an optimized backup of a volume (the manifest is
  * in manifest.c, the first step of a restore in extract.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backup.h: `ddp backup`: an optimized backup of a volume (stubs as the
  * small files they are, the chunk store's containers copied once), as a

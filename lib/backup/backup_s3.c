@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backup_s3.c: writing an optimized backup into S3 (backup_s3.h).
  *

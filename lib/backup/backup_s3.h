@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backup_s3.h: `ddp backup VOLUME s3://BUCKET/PREFIX [--incremental PREV]`
  * (backup_s3.c): the writer of a backup into S3, called by ddp_backup()

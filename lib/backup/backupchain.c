@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupchain.c: the chain of directory backups behind an incremental one
  * (backupchain.h): from the newest backup's manifest, each "previous"

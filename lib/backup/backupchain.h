@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupchain.h: the chain of directory backups behind an incremental one
  * (backupchain.c): the newest manifest and every earlier backup it builds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupdest.c: the destination of a backup (backupdest.h).
  *

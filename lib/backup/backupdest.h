@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupdest.h: where `ddp backup` writes (backupdest.c): a directory
  * destination that is empty, new, or what an unfinished backup left (marked

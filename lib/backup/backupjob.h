@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupjob.h: the state of one `ddp backup` run (backup.c), shared with
  * the writer of backups to S3 (backup_s3.c): the volume, the manifest being

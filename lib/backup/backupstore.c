@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore.c: the front of the backup stores (backupstore.h): tells the
  * kinds of backup apart (an s3:// name, a tar archive, a plain directory copy or full

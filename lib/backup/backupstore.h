@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore.h: the backup stores in the box, each an IDedupReadFileCallback
  * over one kind of optimized backup written by `ddp backup`: a plain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore_common.c: what the three backup stores (dir, tar, set) share
  * (backupstore_common.h): QueryInterface and the reference count of the

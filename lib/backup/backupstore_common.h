@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore_common.h: what the three backup stores (backupstore_dir.c,
  * backupstore_tar.c, backupstore_set.c) share, from backupstore_common.c:

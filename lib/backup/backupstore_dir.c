@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore_dir.c: the plain-directory backup store.
  *

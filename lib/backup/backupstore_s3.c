@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore_s3.c: the backup store over S3: an IDedupReadFileCallback on a
  * backup that `ddp backup VOLUME s3://BUCKET/PREFIX` wrote (full or

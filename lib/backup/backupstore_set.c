@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore_set.c: the incremental backup set store, over the chain of
  * backups behind it (backupchain.c).

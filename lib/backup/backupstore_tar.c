@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupstore_tar.c: the tar backup store, read in one forward pass like a
  * tape.

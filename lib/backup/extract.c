@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * extract.c: the backup application's half of a selective restore
  * (ddp_backup_extract): copy the requested paths (stubs, plain files,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * extract_internal.h: what the first step of a restore (extract.c) shares
  * with its S3 source (extract_s3.c). extract.c keeps all the writing (beneath

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * extract_s3.c: the S3 source of the first step of a restore
  * (ddp_backup_extract on s3://BUCKET/PREFIX, extract_internal.h): the

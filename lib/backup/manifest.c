@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * manifest.c: the manifest of an optimized backup (.ddp-backup/manifest,
  * docs/BACKUP.md): encoding, and a parser that checks the checksum, every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * manifest.h: a backup's manifest in memory (docs/BACKUP.md has the text
  * format): what every entry of the backed-up tree was, and where each piece

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3chain.c: the manifest of a backup in S3 and the chain of backups behind
  * an incremental one (s3chain.h). A backup's "previous" is the name of the

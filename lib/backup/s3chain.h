@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3chain.h: an optimized backup in S3 and the chain behind it (s3chain.c):
  * its manifest (the object PREFIX/.ddp-backup/manifest), and for an

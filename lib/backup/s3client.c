@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3client.c: the S3 client (s3client.h) on libcurl's multi interface.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3client.h: an S3 client on libcurl (s3client.c): requests signed with
  * SigV4 (s3sign.c) to the endpoint of s3config.c, many in flight at once on

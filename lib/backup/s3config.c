@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3config.c: the S3 settings (s3config.h), read as the AWS CLI reads them.
  *

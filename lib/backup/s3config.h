@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3config.h: where and as whom ddp talks S3 (s3config.c): the s3://BUCKET/PREFIX
  * form of a backup's name; the endpoint, region and addressing style; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3sign.c: AWS Signature Version 4 (s3sign.h), as the AWS documentation
  * describes it:

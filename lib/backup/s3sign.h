@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3sign.h: AWS Signature Version 4 for S3 requests (s3sign.c), signed by
  * ddp itself with OpenSSL's SHA-256 and HMAC-SHA256: the canonical request,

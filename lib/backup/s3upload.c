@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3upload.c: the upload pipeline (s3upload.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3upload.h: putting objects into S3 with bounded memory (s3upload.c):
  * several uploads in flight at once, an object larger than the part size in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3xml.c: finding elements in S3's XML answers (s3xml.h). The input is
  * bounded by the caller (an error body, one page of a listing); everything

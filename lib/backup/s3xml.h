@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3xml.h: the little XML that S3 answers with (s3xml.c): the text of an
  * element found by name (<Code>, <Key>, <UploadId>, ...), entities decoded,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tarreader.c: reading a tar backup forward, member by member, as a tape is
  * read (tarreader.h). The first member is the manifest, read and checked at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tarreader.h: reading a tar backup forward, member by member (tarreader.c).
  */

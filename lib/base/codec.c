@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec.c: zstd compression of chunks, with one compression and one
  * decompression context per thread (kept in pthread keys so that they are

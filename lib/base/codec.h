@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * codec.h: chunk compression. zstd for chunks that shrink; chunks that do
  * not shrink (or of no-compression file types) are stored raw. Each thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * error.c: HRESULT messages, errno mapping, and the thread-local detail
  * message that names what went wrong (see util.h).

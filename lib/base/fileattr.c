@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fileattr.c: owner, mode, times and xattrs carried from a file to its
  * replacement (see fileattr.h), and the temporary files that replacements

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fileattr.h: carrying a file's identity from one inode to its replacement:
  * owner, mode, access and modification times, and extended attributes

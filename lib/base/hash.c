@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hash.c: SHA-256 and HMAC-SHA256 through OpenSSL's libcrypto, the
  * whole-file hash built on chunk hashes, and XXH3-64 checksums through

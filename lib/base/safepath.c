@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * safepath.c: reaching a file beneath a directory that is held open, never
  * outside it, and never by name twice (safepath.h; docs/SECURITY.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * safepath.h: the one way ddp reaches a path in a tree that others write:
  * from a held directory fd, beneath it, never through a symbolic link or a

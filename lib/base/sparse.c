@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sparse.c: writes that leave holes where the data is zeros (sparse.h).
  *

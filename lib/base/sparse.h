@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sparse.h: writing a file so that its holes stay holes (sparse.c). A
  * restore rebuilds a file from its bytes; every aligned block of zeros (or

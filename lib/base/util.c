@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.c: whole reads and writes, fsync of files and directories, atomic
  * file replacement, paths and allocation helpers (see util.h).

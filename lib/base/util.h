@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.h: small pieces every module uses: little-endian encoding, whole
  * reads and writes that retry on EINTR and short counts, fsync of files and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backupsupport.c: the IDedupBackupSupport COM object (<ddp/ddpbackup.h>),
  * Windows Server's backup-support API for Linux.

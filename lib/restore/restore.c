@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * restore.c: IDedupBackupSupport::RestoreFiles (ddp_restore_files) and its
  * planning step on its own (ddp_restore_plan_list). The rules R1-R10 are

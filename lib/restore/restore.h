@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * restore.h: the restore engine behind IDedupBackupSupport::RestoreFiles,
  * and its planning step on its own (for `ddp restore --list-containers`).

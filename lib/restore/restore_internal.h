@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * restore_internal.h: the pieces of the restore engine shared by its files:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * restore_plan.c: the read engine of the restore (RestoreFiles rules R5-R8,
  * R10): how the bytes the files need are fetched from a backup store.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * restore_write.c: where restored data goes (RestoreFiles rule R9, and the
  * "nothing written outside FileFullPaths' directories" part of R10).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rsformat.h: the one interface an on-disk format implements for the
  * restore engine (restore.c, restore_plan.c, restore_write.c), which knows

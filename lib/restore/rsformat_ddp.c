@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rsformat_ddp.c: ddp's own on-disk format behind the restore engine's
  * format interface (rsformat.h). The engine reads; this file says what ddp's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rsformat_windows.c: Windows Server Data Deduplication's on-disk format
  * behind the restore engine's format interface (rsformat.h), over the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * catalog.c: the catalog of a chunk store: which containers exist, of what
  * kind, at which generation, whether they are sealed, and how many bytes of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * catalog.h: the list of a chunk store's containers (kind, id, generation,
  * sealed, length), so that a reader, including the restore engine reading

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunker.c: content-defined chunking. Splits a byte stream into chunks of
  * 32..128 KiB whose boundaries depend only on nearby content, so that an

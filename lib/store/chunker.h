@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunker.h: content-defined chunking (FastCDC-style gear hash with
  * normalized chunking), with Windows' bounds: min 32 KiB, average 64 KiB,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunkread.c: reading an optimized file's data, shared by ddp_file_*
  * (file.c) and the mount (programs/mount/), so that `ddp cat`, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunkread.h: the reader of optimized files' data that ddp_file_* (file.c)
  * and the mount (programs/mount/) share: an authenticated stub's stream

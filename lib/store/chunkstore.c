@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunkstore.c: a volume's chunk store (chunkstore.h): the data and
  * stream-map containers, the catalog that lists them, and the chunk index,

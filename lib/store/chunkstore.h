@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunkstore.h: a volume's chunk store: data and stream-map containers, the
  * catalog, and the chunk index, behind one handle.

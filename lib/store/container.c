@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * container.c: the append-only container files that hold chunks (Data/) and
  * stream maps (Stream/). Byte layout in docs/FORMAT.md; summary:

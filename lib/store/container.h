@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * container.h: append-only container files: the 64-byte header, the 64-byte
  * record header, and the record payloads after it (docs/FORMAT.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * identity.c: a volume's identity file and the text form of GUIDs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * identity.h: a volume's identity: the store id (a GUID naming its chunk
  * store) and the stub key (HMAC key of every stub). Stored in

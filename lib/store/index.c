@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * index.c: the persistent chunk index (index.h): SHA-256 -> chunk location,
  * a few bytes of RAM per chunk.

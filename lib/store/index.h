@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * index.h: the persistent chunk index: SHA-256 of a chunk -> where its record
  * is (ddp_chunk_loc). It lives in VOLUME/.ddp/State/index (format in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * settings.c: a volume's policy and its text file, settings.conf.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * settings.h: a volume's policy (Windows: Set-DedupVolume): usage type,
  * minimum file age and size, excluded folders and file types, file types

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * storewalk.c: walking a chunk store's container files (storewalk.h): the
  * container view (catalog + Hotspot/), sorted offset vectors, the header

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * storewalk.h: walking a chunk store's container files, what the maintenance
  * jobs (volume/gc.c, volume/scrub.c, volume/hotspot.c) and the reader's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * streammap.c: the stream map of an optimized file (docs/FORMAT.md), the
  * logical payload of a type-2 container record:

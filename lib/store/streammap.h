@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * streammap.h: the stream map of an optimized file: its chunks in file order
  * (hash, data container, record offset, stored and logical length), its size

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stub.c: the 232-byte stub that replaces an optimized file (docs/FORMAT.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stub.h: the stub (Windows: reparse point) that replaces an optimized file:
  * 232 bytes that say plainly what they are, name the store and the stream

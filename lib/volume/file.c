@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * file.c: reading a file of a volume, optimized or not (ddp_file_*).
  *

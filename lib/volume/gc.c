@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gc.c: garbage collection (Windows: Start-DedupJob -Type GarbageCollection),
  * over the store walk of store/storewalk.h, and the resume of an interrupted

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hotspot.c: second copies of hot chunks (Windows: the hotspot container).
  *

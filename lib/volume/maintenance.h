@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * maintenance.h: the maintenance jobs' entry points that the rest of the
  * volume layer calls (docs/MAINTENANCE.md): finishing an interrupted

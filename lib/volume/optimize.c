@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * optimize.c: the optimization job (Windows: Start-DedupJob -Type
  * Optimization). Walks the volume, and for each file in policy: chunks it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replace.c: replacing a file of a volume by a new one through held
  * directory fds (replace.h; docs/SECURITY.md).

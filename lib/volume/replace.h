@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * replace.h: replacing a file of a volume with a new one (a stub for the
  * file, the file for its stub, a mended stub) so that nobody who can write

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scrub.c: integrity scrubbing (Windows: Start-DedupJob -Type Scrubbing).
  * Design in docs/MAINTENANCE.md. Three passes:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scrub_internal.h: what the scrub job's two files share: the damage list
  * and the job's context (scrub.c checks containers and stubs and builds the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scrub_repair.c: pass 3 of the scrub job, `ddp scrub --repair`
  * (docs/MAINTENANCE.md): a damaged record is mended in place from an intact

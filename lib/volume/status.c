@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * status.c: what a volume holds and saves (Windows: Get-DedupStatus):
  * stubs and their logical bytes, other files, the chunk store's size and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unoptimize.c: rehydration (Windows: Expand-DedupFile, and the
  * Unoptimization job): a stub becomes its file again, in place.

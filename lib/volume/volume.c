@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * volume.c: enabling, opening and locking a volume; its settings; the
  * chunk store behind it; the jobs log.

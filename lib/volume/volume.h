@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * volume.h: the inside of a ddp_volume handle: where things are, its
  * identity and settings, the job lock, and the chunk store (opened on first use).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/container.c: parsers of the records in Windows' dedup containers
  * (Cthr, Rrtl, Ckhr data and stream-map headers, Smap entries) and of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/container.h: the records of Windows' dedup chunk-store containers
  * (`Data/` and `Stream/` files named %08X.%08X.ccc = ContainerId.Generation).

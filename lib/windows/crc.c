@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/crc.c: CRC-32/IEEE and the CRC-64 of Windows' dedup containers,
  * table driven (slicing by 8 for CRC-32, which guards reparse points; one

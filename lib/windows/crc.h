@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/crc.h: the two checksums of Windows Server Data Deduplication's
  * on-disk format (docs/WINDOWS.md, "Checksums").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/reparse.c: parser of Windows' dedup reparse point in its three
  * formats (0x0201 fixed, 0x0102 property table, 0x0103 FeRp/RbRp/DdRp

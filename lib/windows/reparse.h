@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/reparse.h: Windows Server Data Deduplication's reparse point
  * (REPARSE_DATA_BUFFER with tag IO_REPARSE_TAG_DEDUP = 0x80000013), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/winstore.c: the reader of Windows dedup chunk stores
  * (windows/winstore.h): generation discovery, stream-map resolution with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/winstore.h: reading files out of a Windows Server Data
  * Deduplication chunk store, given their reparse points (windows/reparse.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/xpress.c: our own [MS-XCA] Plain LZ77 decoder (windows/xpress.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows/xpress.h: decoder of [MS-XCA] Plain LZ77 ("Xpress" without
  * Huffman), the compression of Windows' dedup data chunks.

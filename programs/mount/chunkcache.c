@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunkcache.c: the cache of decoded, verified chunks behind `ddp mount`,
  * shared by every open optimized file, and its read-ahead threads.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chunkcache.h: the cache of decoded, verified chunks behind `ddp mount`
  * (programs/mount/chunkcache.c), shared by every open optimized file, with its

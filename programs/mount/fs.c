@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fs.c: the FUSE file system behind `ddp mount` (libfuse3, high-level
  * API, multithreaded): the volume's tree passed through, with every

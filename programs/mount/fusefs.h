@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fusefs.h: the entry point of the FUSE file system behind `ddp mount`
  * (programs/mount/, mountfs.h says what is where; cmd_mount.c calls it):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mountfs.h: what the files of the FUSE file system behind `ddp mount`
  * share: the mount's state, the open-file handles, the writers, path

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rehydrate.c: files open for writing through the mount (programs/mount/,
  * mountfs.h says what is where): the writers, rehydrating a stub before it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stubread.c: reading through the mount (programs/mount/, mountfs.h says
  * what is where): which files are stubs, and the reads of open files.

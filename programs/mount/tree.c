@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tree.c: the FUSE operations on the volume's tree (programs/mount/,
  * mountfs.h says what is where), passed through: each resolves its path

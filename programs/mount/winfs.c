@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * winfs.c: a read-only FUSE file system over a Windows Server dedup volume
  * (winfs.h). A Windows dedup file (ntfs-3g symlink with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * winfs.h: the read-only FUSE view of a Windows Server dedup volume
  * (`ddp mount WINVOL MNT`, winfs.c): optimized files read as themselves.

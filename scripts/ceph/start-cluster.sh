@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Throwaway single-node Ceph (Debian 12: ceph 16.2.15 "pacific") + RADOS Gateway (S3),
 # started as root WITHOUT systemd. Everything lives under $CEPH_DIR, binds 127.0.0.1 only.
 # (Taken into ddp from the shared notes; tests/e2e/test_s3.sh and bench/bench_s3.sh use it.)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/memfs.c: in-memory files for the Windows store tests (memfs.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/memfs.h: an in-memory set of files for the tests of the
  * Windows store reader: a winvol sink (memfs_sink) and a ddp_win_io over it

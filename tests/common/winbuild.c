@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/winbuild.c: writers of Windows dedup structures for tests
  * and the generator (winbuild.h). Layouts: docs/WINDOWS.md.

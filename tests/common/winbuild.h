@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/winbuild.h: writers of Windows dedup structures for the tests
  * and the test-volume generator (tests/tools/mkwinstore.c), written from

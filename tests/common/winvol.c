@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/winvol.c: the test writer of Windows-format chunk stores
  * (winvol.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/winvol.h: a writer of Windows-format dedup chunk stores for
  * tests, from docs/WINDOWS.md only: data and stream containers

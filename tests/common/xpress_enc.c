@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/xpress_enc.c: greedy [MS-XCA] Plain LZ77 encoder for tests
  * (xpress_enc.h). One hash slot per 3-byte prefix, distances up to 8192,

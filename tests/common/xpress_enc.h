@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/common/xpress_enc.h: a simple greedy [MS-XCA] Plain LZ77 encoder
  * (section 2.3), written for the tests and the test-volume generator only:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # lib.sh: shared helpers of the end-to-end tests (sourced, not run).
 # Each test script drives the real ddp binary ($DDP) on real file trees,
 # counts its checks, and ends with the line "N passed, N failed".

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mountlib.sh: helpers of the end-to-end tests that mount a volume with
 # `ddp mount` (sourced after lib.sh, not run): mount in the background and
 # wait for it, unmount and require the daemon to exit 0 without sanitizer

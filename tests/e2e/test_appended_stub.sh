@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_appended_stub.sh: a stub someone appended to directly (`echo x >> stub`,
 # not through ddp mount) is "a stub with bytes appended" (docs/FORMAT.md,
 # docs/MAINTENANCE.md; issue 15). Its bytes are not the file's content:

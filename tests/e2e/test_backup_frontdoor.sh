@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_backup_frontdoor.sh: what an administrator meets when backing up and
 # restoring (issues 12 and 15, the smaller ones): tar backups of non-ASCII
 # names under LANG=C.UTF-8 and LANG=C; the incremental summary counts the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_backup_restore.sh: `ddp backup` and `ddp restore` end to end through the
 # real CLI: a volume with shared content is optimized, backed up as a
 # directory and as a tar archive; one file, several files and every file are

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_badinput.sh: bad input to the core engine, through the real CLI. Each
 # case must give a clear error with the HRESULT the spec names, and leave
 # nothing lost on disk: not a volume, a tampered / truncated / forged stub, a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_cli.sh: the front door (issue 15). The conventions every command
 # keeps (--help, -h, `ddp help COMMAND`, exit 2 and the HRESULT for a bad
 # command line), the messages a new administrator meets (a non-root user on a

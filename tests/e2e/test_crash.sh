@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_crash.sh: the short CI run of bench/crash_stress.sh: 15 seeded
 # trials of ddp jobs killed with SIGKILL (after a delay or at an exact
 # file-system call), each followed by the checks that nothing was lost and

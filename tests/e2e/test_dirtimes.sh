@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_dirtimes.sh: optimize and unoptimize leave the directories' times as
 # they were (issue 15). Replacing a file by its stub, or a stub by its file,
 # is an exchange of names in the file's directory, which sets the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_engine.sh: the core engine end to end through the real CLI: enable,
 # settings, optimize a real tree, read every file back (ddp cat), stubs keep
 # owner/mode/times, unoptimize one file and the whole volume, resume after

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_fault.sh: fault injection through whole jobs. The LD_PRELOAD shim
 # tests/fault/faultshim.c makes the N-th call of one family of file-system
 # calls (write, fsync, rename, open with O_CREAT, close, ftruncate) fail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_maintenance.sh: the maintenance jobs through the CLI (docs/MAINTENANCE.md).
 # Garbage collection after deleting half the files: the bytes reclaimed are
 # reported, du of the store shrinks, every remaining file reads back through

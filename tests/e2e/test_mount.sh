@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_mount.sh: `ddp mount`, mounted for real (needs /dev/fuse and
 # fusermount3; skipped with a message where they are absent).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_pkgconfig.sh: libddp installs with its headers and pkg-config file, and
 # a program outside the tree builds against it (shared and static) and runs:
 # it enables a volume, optimizes it, reads a file back, and creates the

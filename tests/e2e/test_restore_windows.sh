@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_restore_windows.sh: IDedupBackupSupport::RestoreFiles over Windows
 # Server dedup data, end to end: a Windows volume written by
 # tests/tools/mkwinstore, copied as a directory backup; its reparse files

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_s3.sh: backups to S3 on a real Ceph cluster. A single-node cluster
 # (monitor, one OSD with bluestore on a sparse file, radosgw on 127.0.0.1)
 # is started with scripts/ceph/start-cluster.sh and stopped by PID at the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_samba.sh: a deduplicated file server for real: Samba (smbd, on the
 # loopback interface) shares a `ddp mount` of an optimized volume, and a
 # client (smbclient) uses it over SMB.

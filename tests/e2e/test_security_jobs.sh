@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_security_jobs.sh: root's jobs in a tree that untrusted users write
 # (issue 12, docs/SECURITY.md). Runs as root with two real unprivileged users
 # made here (removed at the end): alice keeps a 0600 secret in a 0700

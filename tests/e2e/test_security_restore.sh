@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_security_restore.sh: restore never writes outside --to and never
 # follows a link (issue 12, findings 3 and 4; docs/SECURITY.md, restore side).
 #

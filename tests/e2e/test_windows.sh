@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_windows.sh: ddp on Windows Server dedup volumes, end to end.
 #
 # Trees written by tests/tools/mkwinstore (from docs/WINDOWS.md): all three

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # winlib.sh: helpers of the end-to-end tests on Windows dedup volumes
 # (sourced after lib.sh, not run): the test tools CMake built, and the
 # source files the volumes are written from.

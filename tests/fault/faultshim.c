@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * faultshim.c: an LD_PRELOAD shim that makes one file-system call of a
  * process fail on demand, so the tests can walk a failure point through a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ddp_manifest_seal.c: a test tool (tests/e2e/test_security_restore.sh) that
  * gives an edited backup manifest a valid checksum line again, so that tests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ddp_racer.c: the hostile user of tests/e2e/test_security_jobs.sh. Drops to
  * the given uid and gid, then swaps names as fast as it can while root's jobs

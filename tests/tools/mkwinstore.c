@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mkwinstore.c: writes a Windows Server dedup volume tree for tests and
  * benchmarks, from docs/WINDOWS.md only (tests/common/winvol.c does the

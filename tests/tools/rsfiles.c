@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rsfiles.c: IDedupBackupSupport::RestoreFiles from the command line, for
  * the e2e tests: restore the stubs or Windows reparse files at FILE... from

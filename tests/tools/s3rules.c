@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3rules.c: RestoreFiles through a recording wrapper around a backup store
  * (in the tests: the S3 store, ddp_backupstore_open("s3://...")), checking the

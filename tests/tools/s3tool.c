@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * s3tool.c: a small S3 command line on ddp's own client (lib/backup/s3client.c),
  * for the tests and the benchmark: make a bucket, list, put, get, delete, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rsrecord.c: the recording backup store of the RestoreFiles unit tests and
  * the checker of R5-R7 on its record (rsrecord.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rsrecord.h: the recording backup store of the RestoreFiles unit tests
  * (test_restore.c, test_restore_windows.c) and the checker of rules R5-R7

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_backupstore.c: unit tests for the backup stores (backupstore.h) and
  * the backup manifest (backupstore_internal.h), on synthetic backups built

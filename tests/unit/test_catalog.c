@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_catalog.c: unit tests for the chunk store's catalog (catalog.h):
  * round trips, the pinned byte layout of docs/FORMAT.md, rejection of every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_chunkcache.c: the mount's cache of decoded chunks
  * (programs/mount/chunkcache.c), driven directly on an optimized volume.

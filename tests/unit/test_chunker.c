@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_chunker.c: unit tests for the content-defined chunker (chunker.h).
  * Checks the size bounds, pins the exact cut points on fixed pseudo-random

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_chunkstore.c: unit tests for the chunk store (chunkstore.h): store
  * once (a second put of the same chunk writes nothing), concurrent puts and

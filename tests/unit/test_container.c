@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_container.c: unit tests for container files (container.h): the
  * pinned byte layout of the container and record headers, every limit of

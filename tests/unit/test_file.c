@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_file.c: the read path (lib/file.c, lib/chunkread.c): ddp_file_* on
  * plain and optimized files, and the fallback to a chunk's hotspot copy

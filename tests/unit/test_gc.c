@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_gc.c: garbage collection through the library API (lib/gc.c,
  * docs/MAINTENANCE.md): files are deleted and overwritten, gc retires what

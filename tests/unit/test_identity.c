@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_identity.c: unit tests for the identity file and GUID text
  * (identity.h). Pins the 72-byte layout of docs/FORMAT.md (magic, version,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_index.c: unit tests for the persistent chunk index (index.h):
  * 200,000 random hashes inserted, checkpointed and reloaded all hit with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_optimize.c: the optimization job and the read path through the
  * library API: files become stubs and read back exactly (whole and at

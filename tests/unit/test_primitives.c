@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_primitives.c: the hashes (SHA-256, HMAC-SHA256 against published
  * vectors; the whole-file hash's definition), the zstd codec (round trips,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_regress_fuzz.c: regression tests for the parsers the fuzz targets
  * drive (fuzz/fuzz_*.c). Every input that ever crashed a fuzz target, or

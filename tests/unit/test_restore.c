@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_restore.c: unit tests of the backup-support API: IDedupBackupSupport
  * (the COM object) and RestoreFiles with every rule of the contract, R1-R10

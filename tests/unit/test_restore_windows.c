@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_restore_windows.c: RestoreFiles over Windows Server Data
  * Deduplication data (lib/restore/rsformat_windows.c): reparse files at

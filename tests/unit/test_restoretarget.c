@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_restoretarget.c: the pieces a restore writes its target with:
  * ddp_mkdirs_beneath and ddp_rename_noreplace (lib/base/safepath.c, added

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_s3config.c: the S3 settings (lib/backup/s3config.c) as the AWS CLI
  * reads them: s3:// names, the environment, profiles in the credentials and

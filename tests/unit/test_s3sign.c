@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_s3sign.c: AWS Signature Version 4 (lib/backup/s3sign.c) against the
  * example signatures AWS publishes: the four S3 header-signing examples of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_safepath.c: the one way to reach a path beneath a held directory
  * (lib/base/safepath.c): symbolic links anywhere on the way, "..", absolute

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_scrub.c: integrity scrubbing and hotspot copies through the library
  * API (lib/scrub.c, lib/hotspot.c, docs/MAINTENANCE.md). Bytes are flipped

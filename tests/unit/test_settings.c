@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_settings.c: unit tests for the volume settings (settings.h). Checks
  * the defaults of each usage type, the key list and file order, the text

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_streammap.c: unit tests for the stream map (streammap.h). Pins the
  * header and entry layout of docs/FORMAT.md, checks the round trip, checks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_stub.c: unit tests for the stub (stub.h). Pins the 232-byte layout of
  * docs/FORMAT.md byte by byte (the 80-byte text, the magic, every field and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_win_format.c: unit tests for the parsers of Windows' dedup format
  * (lib/windows: crc, reparse, container). The real bytes of

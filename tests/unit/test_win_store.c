@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_win_store.c: unit tests for the Windows chunk-store reader
  * (lib/windows/winstore.c) on stores written by the test writer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_win_xpress.c: unit tests for the [MS-XCA] Plain LZ77 decoder
  * (lib/windows/xpress.c): the two examples of [MS-XCA] 3.1 decode exactly

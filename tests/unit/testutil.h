@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.h: helpers shared by the cmocka unit tests: deterministic
  * pseudo-random data, temporary directories, small file and string
