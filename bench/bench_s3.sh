@@ -21,7 +21,8 @@
 # --bench for restic), npm for the data set.
 # Environment: DDP_BENCH_BUILD (a build dir with ddp and tests/tools s3tool;
 # default <source>/build-bench), DDP_BENCH_DATA (a data set to reuse),
-# DDP_BENCH_DIR (work dir), DDP_BENCH_KEEP=1.
+# DDP_BENCH_DIR (work dir), DDP_BENCH_KEEP=1, RGW_TCP_NODELAY=1 (the gateway without
+# Nagle's delay: scripts/ceph/start-cluster.sh).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 DATASET_SCRIPT=${DDP_DATASET_SCRIPT:-/work/shared/bench/dataset-ts.sh}
