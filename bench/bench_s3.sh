@@ -9,7 +9,10 @@
 # apart), then `ddp backup VOL s3://ddpb/full`. restic: `restic backup DATA`
 # into s3:ENDPOINT/resticb. Then restores of one file (the largest of the last
 # nightly), of 1% of the files (every 100th) and of every file, each checked
-# byte for byte against the data.
+# byte for byte against the data. ddp makes every restored file durable
+# before it is in place (fsync/syncfs); restic does not sync, so each restic
+# restore has a second row, "+ sync": its restore followed by `sync -f` of the
+# target file system, timed together (the same durability as ddp's).
 #
 # Columns: wall seconds; bytes stored in the bucket after the backup; for
 # restores, bytes the gateway sent (its usage log: every GET body and
@@ -19,7 +22,8 @@
 # --bench for restic), npm for the data set.
 # Environment: DDP_BENCH_BUILD (a build dir with ddp and tests/tools s3tool;
 # default <source>/build-bench), DDP_BENCH_DATA (a data set to reuse),
-# DDP_BENCH_DIR (work dir), DDP_BENCH_KEEP=1.
+# DDP_BENCH_DIR (work dir), DDP_BENCH_KEEP=1, RGW_TCP_NODELAY=1 (the gateway without
+# Nagle's delay: scripts/ceph/start-cluster.sh).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 DATASET_SCRIPT=${DDP_DATASET_SCRIPT:-/work/shared/bench/dataset-ts.sh}
@@ -113,10 +117,13 @@ case_run() { # NAME FILE...
   if [[ $name == all* ]]; then restic restore -q latest --target "$out" > /dev/null
   else restic restore -q latest --target "$out" "${inc[@]}" > /dev/null; fi
   local tr2; tr2=$(echo "$(now) - $t" | bc)
+  sync -f "$out"  # restic does not sync what it restored: the same durability as ddp's costs this much more
+  local ts2; ts2=$(echo "$(now) - $t" | bc)
   f=$(( $(sent resticb) - s0 ))
   check_same "$out$DATA" "$@"
   row restic "$name ($n)" "$tr2" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)"
-  echo "# $name: ddp $(echo "scale=2; $tr2 / $td" | bc)x faster than restic"
+  row restic "  + sync" "$ts2" - - -
+  echo "# $name: ddp $(echo "scale=2; $tr2 / $td" | bc)x faster than restic, $(echo "scale=2; $ts2 / $td" | bc)x than restic + sync"
 }
 case_run "one file" "$ONE"
 case_run "1% of the files" "${PCT[@]}"

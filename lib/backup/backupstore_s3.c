@@ -19,7 +19,8 @@
  * bytes from its GET, waiting for it if needed, and a GET's buffer is freed
  * as soon as every byte of it was read. A read outside the announced ones is
  * a GET of its own. Small metadata files (under /.ddp/, up to 16 MiB) are
- * fetched whole once and kept (at most 64 MiB).
+ * fetched whole once and kept (at most 64 MiB); the first one asked for
+ * brings the other small ones (up to 64 KiB each) in the same round trip.
  *
  * OrderContainersRestore answers with one extent per piece, by container
  * and offset: an object store has no seek cost, so the plan only keeps each
@@ -44,6 +45,7 @@
 #define META_MAX_FILE ((uint64_t)16 << 20)
 #define META_MAX_TOTAL ((uint64_t)64 << 20)
 #define META_SLOTS 8
+#define META_PREFETCH_MAX ((uint64_t)64 << 10)
 
 typedef struct pf_group {
     const ddp_mf_piece *piece;   /* the piece (object) it reads */
@@ -67,6 +69,7 @@ typedef struct s3_store {
     /* whole metadata files */
     struct { const ddp_mf_entry *e; uint8_t *data; uint64_t used; } meta[META_SLOTS];
     uint64_t meta_bytes, tick;
+    int meta_prefetched;
 } s3_store;
 
 /* The object key of piece or file path at a level of the chain. */
@@ -268,20 +271,9 @@ static HRESULT s3_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_
 
 /* ---- metadata files kept whole ---- */
 
-static HRESULT meta_get(s3_store *s, const ddp_mf_entry *e, const uint8_t **data)
+/* Keep buf (e's whole bytes) in the cache, evicting the least recently used. */
+static void meta_put(s3_store *s, const ddp_mf_entry *e, uint8_t *buf)
 {
-    for (int i = 0; i < META_SLOTS; i++)
-        if (s->meta[i].e == e) {
-            s->meta[i].used = ++s->tick;
-            *data = s->meta[i].data;
-            return S_OK;
-        }
-    uint8_t *buf = ddp_xmalloc(e->size ? (size_t)e->size : 1);
-    HRESULT hr = e->size ? get_exact(s, e->level, e->path, 0, (size_t)e->size, e->size, buf) : S_OK;
-    if (FAILED(hr)) {
-        free(buf);
-        return hr;
-    }
     int victim = 0;
     for (int i = 1; i < META_SLOTS; i++)
         if (s->meta[i].used < s->meta[victim].used) victim = i;
@@ -305,6 +297,87 @@ static HRESULT meta_get(s3_store *s, const ddp_mf_entry *e, const uint8_t **data
     s->meta[victim].data = buf;
     s->meta[victim].used = ++s->tick;
     s->meta_bytes += e->size;
+}
+
+/* The first metadata file asked for brings the other small ones (under
+ * /.ddp/, at most META_PREFETCH_MAX bytes each, META_SLOTS - 1 of them) in
+ * the same round trip: a restore reads the settings and the catalog one
+ * after the other, and each GET is a round trip. Best effort: a prefetch that
+ * fails or comes back with another length is dropped, and the file is
+ * fetched again (and its error reported) when it is read. */
+static void meta_prefetch(s3_store *s, const ddp_mf_entry *first)
+{
+    const ddp_manifest *m = &s->chain.newest;
+    const ddp_mf_entry *want[META_SLOTS - 1];
+    ddp_s3_req *req[META_SLOTS - 1];
+    uint8_t *buf[META_SLOTS - 1];
+    char *key[META_SLOTS - 1];
+    int n = 0;
+    for (size_t i = 0; i < m->count && n < META_SLOTS - 1; i++) {
+        const ddp_mf_entry *e = &m->entries[i];
+        if (e == first || e->type != 'F' || e->size == 0 || e->size > META_PREFETCH_MAX ||
+            strncmp(e->path, "/.ddp/", 6) != 0)
+            continue;
+        want[n] = e;
+        buf[n] = ddp_xmalloc((size_t)e->size);
+        key[n] = key_of(s, e->level, e->path);
+        req[n] = ddp_s3_req_new("GET", s->chain.bucket[e->level], key[n], NULL);
+        ddp_s3_req_range(req[n], 0, e->size);
+        ddp_s3_req_into(req[n], buf[n], (size_t)e->size);
+        ddp_s3_start(s->s3, req[n]);
+        n++;
+    }
+    for (int k = 0; k < n; k++) {
+        HRESULT hr = ddp_s3_wait(s->s3, req[k]);
+        if (SUCCEEDED(hr) && ddp_s3_req_got(req[k]) == want[k]->size) {
+            meta_put(s, want[k], buf[k]);
+            buf[k] = NULL;
+        }
+        ddp_s3_req_free(req[k]);
+        free(buf[k]);
+        free(key[k]);
+    }
+    ddp_clear_error();
+}
+
+static HRESULT meta_get(s3_store *s, const ddp_mf_entry *e, const uint8_t **data)
+{
+    for (int i = 0; i < META_SLOTS; i++)
+        if (s->meta[i].e == e) {
+            s->meta[i].used = ++s->tick;
+            *data = s->meta[i].data;
+            return S_OK;
+        }
+    uint8_t *buf = ddp_xmalloc(e->size ? (size_t)e->size : 1);
+    ddp_s3_req *r = NULL;
+    char *key = NULL;
+    if (e->size) { /* sent first, so it travels with the prefetch */
+        key = key_of(s, e->level, e->path);
+        r = ddp_s3_req_new("GET", s->chain.bucket[e->level], key, NULL);
+        ddp_s3_req_range(r, 0, e->size);
+        ddp_s3_req_into(r, buf, (size_t)e->size);
+        ddp_s3_start(s->s3, r);
+    }
+    if (!s->meta_prefetched) {
+        s->meta_prefetched = 1;
+        meta_prefetch(s, e);
+    }
+    HRESULT hr = S_OK;
+    if (r) {
+        hr = ddp_s3_wait(s->s3, r);
+        if (SUCCEEDED(hr) && ddp_s3_req_got(r) != e->size)
+            hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                          "backup store: s3://%s/%s is truncated: %zu of the %" PRIu64
+                          " bytes at 0 came back, the manifest says it has %" PRIu64 " bytes",
+                          s->chain.bucket[e->level], key, ddp_s3_req_got(r), e->size, e->size);
+        ddp_s3_req_free(r);
+        free(key);
+    }
+    if (FAILED(hr)) {
+        free(buf);
+        return hr;
+    }
+    meta_put(s, e, buf);
     *data = buf;
     return S_OK;
 }

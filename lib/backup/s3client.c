@@ -65,6 +65,7 @@ struct ddp_s3_req {
     int state; /* 0 new, 1 running, 2 waiting to retry, 3 done */
     int attempts, max_attempts;
     double due;
+    double t_start; /* when the attempt began (DDP_S3_TRACE) */
     int overflow, range_ignored;
     uint64_t skip;
     long status;
@@ -88,6 +89,8 @@ struct ddp_s3 {
     double down_until;
     uint64_t jitter;   /* xorshift state for the backoff's jitter */
     ddp_s3_stats stats;
+    int trace;         /* DDP_S3_TRACE=1: one line per request on stderr */
+    double t_open;
 };
 
 static int g_curl_ready;
@@ -116,6 +119,9 @@ HRESULT ddp_s3_open(ddp_s3 **out)
     s->max_attempts = 5;
     s->jitter = (uint64_t)(ddp_now() * 1e9) ^ (uint64_t)(uintptr_t)s ^ 0x9E3779B97F4A7C15ull;
     if (!s->jitter) s->jitter = 1;
+    const char *tr = getenv("DDP_S3_TRACE");
+    s->trace = tr && *tr == '1';
+    s->t_open = ddp_now();
     const char *a = getenv("DDP_S3_ATTEMPTS");
     if (a && *a) {
         long v = strtol(a, NULL, 10);
@@ -469,6 +475,7 @@ static void begin_attempt(ddp_s3 *s, ddp_s3_req *r)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
     r->state = 1;
+    if (s->trace) r->t_start = ddp_now();
     s->running++;
     s->stats.requests++;
     curl_multi_add_handle(s->multi, e);
@@ -565,6 +572,14 @@ static void finish_attempt(ddp_s3 *s, ddp_s3_req *r, CURLcode cc)
     r->easy = NULL;
     s->running--;
     r->status = code;
+    if (s->trace) {
+        double now = ddp_now();
+        /* seconds since the client opened, seconds taken, method, status, bytes sent and received, requests
+         * still in flight, object */
+        fprintf(stderr, "s3trace %9.4f %7.4f %-6s %3ld out=%zu in=%zu inflight=%d %s%s%.60s\n", r->t_start - s->t_open,
+                now - r->t_start, r->method, code, r->body_len, r->got, s->running, r->key, *r->query ? "?" : "",
+                r->query);
+    }
     int transient = 0, conn = 0;
     HRESULT hr = S_OK;
     char *tail = NULL;

@@ -11,7 +11,9 @@
 #        RGW_PORT (7480), S3_ACCESS_KEY / S3_SECRET_KEY, BLUESTORE_SIZE (10G, sparse file),
 #        NO_MGR=1 (skip ceph-mgr), PAXOS_PROPOSE_INTERVAL (0.1; Ceph default 1 => ~2x slower start),
 #        RGW_USAGE_LOG=1 (the gateway logs bytes sent and received per bucket at once:
-#        `radosgw-admin usage show`, for bench/bench_s3.sh)
+#        `radosgw-admin usage show`, for bench/bench_s3.sh),
+#        RGW_TCP_NODELAY=1 (the gateway's beast frontend sends without Nagle's delay, tcp_nodelay=1:
+#        without it a small answer can wait ~40 ms for the client's delayed ACK)
 # needs: apt-get install --no-install-recommends ceph-mon ceph-osd ceph-mgr radosgw ceph-common
 # after: source $CEPH_DIR/env ; stop with stop-cluster.sh (kills the PIDs in $CEPH_DIR/pids)
 set -euo pipefail
@@ -119,7 +121,7 @@ osd memory target = 1073741824
 [client.rgw.a]
 keyring = $D/rgw/keyring
 rgw data = $D/rgw
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT$([ "${RGW_TCP_NODELAY:-0}" = 1 ] && printf ' tcp_nodelay=1')
 rgw thread pool size = 64
 $([ "${RGW_USAGE_LOG:-0}" = 1 ] && printf 'rgw enable usage log = true\nrgw usage log tick interval = 1\nrgw usage log flush threshold = 1\n')
 EOF
