@@ -66,10 +66,13 @@ ctest --test-dir "$build" --output-on-failure -j"$jobs" -R "$tests" "$@" || rc=1
 # Each test's finish() already fails on a report; look again here in case a
 # test stopped before its finish().
 runs=$(find "$logs" -name '*.log' | wc -l)
-reports=$(find "$logs" -name '*.log' -size +0 | sort)
+# A report is a log with anything in it but the openat2 warning of
+# valgrind 3.19 (tests/valgrind/vg-report says why).
+reports=$(find "$logs" -name '*.log' -size +0 | sort | while IFS= read -r r; do
+  [[ -z $(tests/valgrind/vg-report "$r") ]] || echo "$r"; done)
 if [[ -n $reports ]]; then
   echo "valgrind-e2e: $(wc -l <<<"$reports") of $runs ddp runs have a valgrind report:"
-  while IFS= read -r r; do echo "--- $r"; cat "$r"; done <<<"$reports"
+  while IFS= read -r r; do echo "--- $r"; tests/valgrind/vg-report "$r"; done <<<"$reports"
   rc=1
 fi
 ((runs > 0)) || { echo "valgrind-e2e: no ddp run went through valgrind" >&2; rc=1; }

@@ -99,8 +99,8 @@ if [[ ${DDP_VALGRIND:-0} == 1 ]]; then
   finish() {
     local r n=0
     for r in "$VALGRIND_LOG_DIR"/*.log; do
-      [[ -s $r ]] || continue
-      n=$((n + 1)); bad "valgrind report $r:"; sed 's/^/    /' "$r"
+      [[ -n $("$DDP_SOURCE_DIR/tests/valgrind/vg-report" "$r") ]] || continue
+      n=$((n + 1)); bad "valgrind report $r:"; "$DDP_SOURCE_DIR/tests/valgrind/vg-report" "$r" | sed 's/^/    /'
     done
     echo "valgrind: $(find "$VALGRIND_LOG_DIR" -name '*.log' | wc -l) ddp runs, $n with a report ($VALGRIND_LOG_DIR)"
     echo "$PASS passed, $FAIL failed"; [[ $FAIL -eq 0 ]]
