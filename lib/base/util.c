@@ -172,20 +172,43 @@ HRESULT ddp_mkdir_p(const char *path, mode_t mode)
     return S_OK;
 }
 
+/* An unnamed file in path's directory (O_TMPFILE), or -1 where the file
+ * system has none. */
+static int open_unnamed_beside(const char *path, mode_t mode)
+{
+    char *copy = ddp_strdup(path);
+    int fd = open(dirname(copy), O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+    free(copy);
+    return fd;
+}
+
 HRESULT ddp_write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
 {
     char *tmp = ddp_xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* The temporary is locked from before it has its name until the rename
+     * is done, so a job's sweep of crash leftovers (volume.c) can take any
+     * unlocked NAME.tmp.PID for a dead writer's: it is written unnamed
+     * (O_TMPFILE), locked, and only then linked to its name. Where the file
+     * system has no O_TMPFILE it is created by name and locked at once. */
+    int fd = open_unnamed_beside(path, mode);
+    int unnamed = fd >= 0;
+    if (!unnamed) fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
         HRESULT hr = ddp_fail_errno(errno, "creating %s", tmp);
         free(tmp);
         return hr;
     }
-    /* Held until the rename is done: a job's sweep of crash leftovers
-     * (volume.c) never takes a temporary someone is still writing. */
     (void)flock(fd, LOCK_EX);
+    if (unnamed) (void)fchmod(fd, mode); /* O_TMPFILE's mode went through the umask */
     HRESULT hr = ddp_write_all(fd, data, n, tmp);
     if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
+    if (SUCCEEDED(hr) && unnamed) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        (void)unlink(tmp); /* a dead writer's leftover of this PID */
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0)
+            hr = ddp_fail_errno(errno, "naming %s", tmp);
+    }
     if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "renaming %s", tmp);
     if (FAILED(hr)) unlink(tmp);
     if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "closing %s", path);

@@ -193,10 +193,11 @@ static time_t process_start(long pid)
  * is gone: a catalog, stamp or plan being rewritten when a crash came. The
  * file they were to replace is intact (the rename never happened). A writer
  * holds an flock on its temporary until the rename, so one that nobody
- * holds is a leftover when its PID is dead, or when the process that has
- * that PID now started after the file was written (the PID was reused:
- * pid_max is often 32768), or, where /proc cannot tell, when it is older
- * than a minute. */
+ * holds is a leftover when its PID is dead, when the process that has that
+ * PID now started after the file was written (the PID was reused: pid_max
+ * is often 32768), or when it is more than two seconds old: a writer locks
+ * its temporary before it has a name (O_TMPFILE), or, on a file system
+ * without O_TMPFILE, microseconds after creating it. */
 static void sweep_atomic_temps(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -220,7 +221,7 @@ static void sweep_atomic_temps(const char *dir)
         int gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
         if (!gone) {
             time_t started = process_start(pid);
-            gone = started ? started > st.st_mtime + 1 : st.st_mtime < now - 60;
+            gone = (started && started > st.st_mtime + 1) || st.st_mtime < now - 2;
         }
         if (gone) (void)unlinkat(dirfd(d), de->d_name, 0);
         close(fd);

@@ -119,18 +119,20 @@ fi
 
 # Temporaries of a writer that died (NAME.tmp.PID in .ddp/) go at the next
 # job's open; one whose PID now names another, newer process goes too (the
-# PID was reused); one a live writer may still hold is kept.
+# PID was reused); one its live writer holds (flock) is kept.
 S=$T/sweep; mkdir -p "$S"; "$DDP" enable "$S" --usage Backup >/dev/null
 st=$S/.ddp/State
 sleep 30 & sleeper=$!
 echo dead > "$st/dead.tmp.4194303"
 echo reused > "$st/reused.tmp.$sleeper"; touch -d '-1 hour' "$st/reused.tmp.$sleeper"
-echo live > "$st/live.tmp.$sleeper"
+flock "$st/live.tmp.$sleeper" sleep 30 & holder=$!
+for _ in $(seq 50); do [[ -e $st/live.tmp.$sleeper ]] && break; sleep 0.1; done
+sleep 0.2
 "$DDP" index rebuild "$S" >/dev/null
 check "a dead writer's temporary is removed" test ! -e "$st/dead.tmp.4194303"
 check "a temporary older than the process that now has its PID is removed" test ! -e "$st/reused.tmp.$sleeper"
-check "a temporary its live writer may hold is kept" test -e "$st/live.tmp.$sleeper"
-kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null
+check "a temporary its live writer holds is kept" test -e "$st/live.tmp.$sleeper"
+kill "$sleeper" "$holder" 2>/dev/null; wait "$sleeper" "$holder" 2>/dev/null
 
 # unoptimize the whole volume
 check "unoptimize the volume" "$DDP" unoptimize "$V"
