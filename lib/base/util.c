@@ -192,7 +192,10 @@ HRESULT ddp_write_file_atomic(const char *path, const void *data, size_t n, mode
      * system has no O_TMPFILE it is created by name and locked at once. */
     int fd = open_unnamed_beside(path, mode);
     int unnamed = fd >= 0;
-    if (!unnamed) fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* Only a file system (or kernel) without O_TMPFILE takes the named way;
+     * any other failure (no space, no permission) is the write's failure. */
+    if (!unnamed && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
         HRESULT hr = ddp_fail_errno(errno, "creating %s", tmp);
         free(tmp);
