@@ -223,3 +223,19 @@ HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int or
     *entries = (ULONG)k;
     return S_OK;
 }
+
+HRESULT ddp_bs_manifest_lookup(const ddp_manifest *m, const char *path, const ddp_mf_entry **out)
+{
+    const ddp_mf_entry *e = ddp_manifest_find(m, path);
+    *out = e;
+    if (!e) {
+        if (ddp_manifest_has_parent(m, path))
+            return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "backup store: %s is not in the backup", path);
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND),
+                        "backup store: the directory of %s is not in the backup", path);
+    }
+    if (e->type == 'D') return ddp_fail(ddp_hresult_from_errno(EISDIR), "backup store: %s is a directory", path);
+    if (e->type == 'L')
+        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "backup store: %s is a symbolic link: refused", path);
+    return S_OK;
+}

@@ -67,4 +67,9 @@ enum { DDP_BS_ORDER_BY_LEVEL = 0, DDP_BS_ORDER_BY_MEMBER = 1, DDP_BS_ORDER_BY_CO
 HRESULT ddp_bs_check_preview(ddp_bs_base *b, const char *path, ULONG n, const DDP_FILE_EXTENT *ext);
 HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int order, ULONG n, BSTR *paths,
                                    ULONG *entries, DEDUP_CONTAINER_EXTENT **plan);
+/* The entry of store path in manifest m, for a ReadBackupFile: a file or
+ * container (ERROR_FILE_NOT_FOUND when absent, ERROR_PATH_NOT_FOUND when its
+ * directory is; a directory or a symbolic link is refused). */
+HRESULT ddp_bs_manifest_lookup(const ddp_manifest *m, const char *path, const ddp_mf_entry **out);
+
 #endif /* DDP_BACKUPSTORE_COMMON_H */

@@ -78,36 +78,6 @@ static char *key_of(s3_store *s, uint32_t level, const char *path)
     return ddp_s3_key_of_path(s->chain.prefix[level], path);
 }
 
-static HRESULT lookup(s3_store *s, const char *path, const ddp_mf_entry **out)
-{
-    const ddp_manifest *m = &s->chain.newest;
-    const ddp_mf_entry *e = ddp_manifest_find(m, path);
-    *out = e;
-    if (!e) {
-        if (ddp_manifest_has_parent(m, path))
-            return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "backup store: %s is not in the backup", path);
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND),
-                        "backup store: the directory of %s is not in the backup", path);
-    }
-    if (e->type == 'D') return ddp_fail(ddp_hresult_from_errno(EISDIR), "backup store: %s is a directory", path);
-    if (e->type == 'L')
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "backup store: %s is a symbolic link: refused", path);
-    return S_OK;
-}
-
-static const ddp_mf_piece *piece_at(const ddp_mf_entry *e, uint64_t off)
-{
-    uint32_t lo = 0, hi = e->npieces;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        const ddp_mf_piece *p = &e->pieces[mid];
-        if (off < p->offset) hi = mid;
-        else if (off - p->offset >= p->length) lo = mid + 1;
-        else return p;
-    }
-    return NULL;
-}
-
 /* GET [at, at + want) of an object whose manifest length is objlen (the
  * range lies inside it): anything shorter is a truncated object. */
 static HRESULT get_exact(s3_store *s, uint32_t level, const char *file, uint64_t at, size_t want, uint64_t objlen,
@@ -255,7 +225,7 @@ static HRESULT s3_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_
         if (at >= e->size) continue;
         if (left > e->size - at) left = e->size - at;
         while (left > 0) {
-            const ddp_mf_piece *p = piece_at(e, at);
+            const ddp_mf_piece *p = ddp_manifest_piece_at(e, at);
             if (!p) break;
             uint64_t in_piece = p->length - (at - p->offset);
             uint64_t len = left < in_piece ? left : in_piece;
@@ -393,7 +363,7 @@ static HRESULT s3_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, UL
     HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
     if (FAILED(hr)) return hr;
     const ddp_mf_entry *e;
-    hr = lookup(s, path, &e);
+    hr = ddp_bs_manifest_lookup(&s->chain.newest, path, &e);
     if (FAILED(hr)) return hr;
     uint64_t at = (uint64_t)off;
     size_t want = at >= e->size ? 0 : (e->size - at < n ? (size_t)(e->size - at) : n);
@@ -410,7 +380,7 @@ static HRESULT s3_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, UL
         hr = S_OK;
         size_t done = 0;
         while (done < want && SUCCEEDED(hr)) {
-            const ddp_mf_piece *p = piece_at(e, at + done);
+            const ddp_mf_piece *p = ddp_manifest_piece_at(e, at + done);
             if (!p) break;
             uint64_t in_piece = p->length - (at + done - p->offset);
             size_t k = want - done < in_piece ? want - done : (size_t)in_piece;

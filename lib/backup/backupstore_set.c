@@ -77,37 +77,6 @@ static HRESULT set_get_fd(set_store *s, uint32_t level, const char *file, int *f
     return S_OK;
 }
 
-static HRESULT set_lookup(set_store *s, const char *path, const ddp_mf_entry **out)
-{
-    const ddp_manifest *m = &s->chain.newest;
-    const ddp_mf_entry *e = ddp_manifest_find(m, path);
-    *out = e;
-    if (!e) {
-        if (ddp_manifest_has_parent(m, path))
-            return ddp_fail(HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "backup store: %s is not in the backup", path);
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND),
-                        "backup store: the directory of %s is not in the backup", path);
-    }
-    if (e->type == 'D') return ddp_fail(ddp_hresult_from_errno(EISDIR), "backup store: %s is a directory", path);
-    if (e->type == 'L')
-        return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "backup store: %s is a symbolic link: refused", path);
-    return S_OK;
-}
-
-/* The piece of container e holding byte off, or NULL past the end. */
-static const ddp_mf_piece *piece_at(const ddp_mf_entry *e, uint64_t off)
-{
-    uint32_t lo = 0, hi = e->npieces;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        const ddp_mf_piece *p = &e->pieces[mid];
-        if (off < p->offset) hi = mid;
-        else if (off - p->offset >= p->length) lo = mid + 1;
-        else return p;
-    }
-    return NULL;
-}
-
 static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, ULONG n, BYTE *buf, ULONG *got,
                         DWORD flags)
 {
@@ -117,7 +86,7 @@ static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
     HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
     if (FAILED(hr)) return hr;
     const ddp_mf_entry *e;
-    hr = set_lookup(s, path, &e);
+    hr = ddp_bs_manifest_lookup(&s->chain.newest, path, &e);
     if (FAILED(hr)) return hr;
     size_t done = 0;
     if (e->type == 'F') {
@@ -127,7 +96,7 @@ static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
     } else {
         while (done < n && SUCCEEDED(hr)) {
             uint64_t at = (uint64_t)off + done;
-            const ddp_mf_piece *p = piece_at(e, at);
+            const ddp_mf_piece *p = ddp_manifest_piece_at(e, at);
             if (!p) break; /* past the end */
             uint64_t in_piece = p->length - (at - p->offset);
             size_t want = n - done < in_piece ? n - done : (size_t)in_piece;
@@ -163,7 +132,7 @@ static HRESULT set_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP
     for (ULONG i = 0; i < n; i++) {
         uint64_t at = (uint64_t)ext[i].Offset, left = (uint64_t)ext[i].Length;
         while (left > 0) {
-            const ddp_mf_piece *p = piece_at(e, at);
+            const ddp_mf_piece *p = ddp_manifest_piece_at(e, at);
             if (!p) break;
             uint64_t in_piece = p->length - (at - p->offset);
             uint64_t len = left < in_piece ? left : in_piece;

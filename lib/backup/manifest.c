@@ -695,3 +695,16 @@ void ddp_backup_set_attrs_fd(int fd, const ddp_mf_entry *e)
     struct timespec ts[2] = { { e->mtime_sec, e->mtime_nsec }, { e->mtime_sec, e->mtime_nsec } };
     (void)futimens(fd, ts);
 }
+
+const ddp_mf_piece *ddp_manifest_piece_at(const ddp_mf_entry *e, uint64_t off)
+{
+    uint32_t lo = 0, hi = e->npieces;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const ddp_mf_piece *p = &e->pieces[mid];
+        if (off < p->offset) hi = mid;
+        else if (off - p->offset >= p->length) lo = mid + 1;
+        else return p;
+    }
+    return NULL;
+}

@@ -89,4 +89,7 @@ const ddp_mf_entry *ddp_manifest_find(const ddp_manifest *m, const char *path);
 /* Does the manifest know the parent directory of path? ("/" always.) */
 int ddp_manifest_has_parent(const ddp_manifest *m, const char *path);
 
+/* The piece of container entry e holding byte off, or NULL past the end. */
+const ddp_mf_piece *ddp_manifest_piece_at(const ddp_mf_entry *e, uint64_t off);
+
 #endif /* DDP_MANIFEST_H */
