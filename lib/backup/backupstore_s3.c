@@ -16,7 +16,8 @@
  *
  * Read-ahead: PreviewContainerRead lists the reads that follow, in order
  * (SPEC rule R7). They are merged into GETs (neighbours less than 256 KiB
- * apart, at most 8 MiB a GET, never across pieces) and sent ahead, in plan
+ * apart while the gaps fetched along stay under 1/5 of the bytes announced,
+ * at most 8 MiB a GET, never across pieces) and sent ahead, in plan
  * order, at most 8 at once and at most 64 MiB fetched and not yet read, so
  * memory stays bounded whatever the backup's size; each read then takes its
  * bytes from its GET, waiting for it if needed, and a GET's buffer is freed
@@ -60,6 +61,7 @@ typedef struct pf_group {
     ddp_s3_req *req;             /* NULL: not started (or freed) */
     int state;                   /* 0 waiting, 1 fetching, 2 fetched, 3 failed, 4 freed */
     uint64_t consumed;
+    uint64_t useful;             /* bytes of it announced (the rest: gaps fetched with them) */
 } pf_group;
 
 typedef struct s3_store {
@@ -207,14 +209,18 @@ static void pf_add(s3_store *s, const ddp_mf_piece *p, uint64_t off, uint64_t le
     if (s->ng > 0) {
         pf_group *last = &s->g[s->ng - 1];
         uint64_t end = last->off + last->len;
-        if (last->piece == p && off >= end && off - end <= PF_MERGE_GAP && off + len - last->off <= PF_MAX_GET) {
+        /* a gap is fetched along only while the gaps stay under 1/5 of what is read (at most 1.2x) */
+        uint64_t waste = last->len - last->useful + (off >= end ? off - end : 0);
+        if (last->piece == p && off >= end && off - end <= PF_MERGE_GAP && off + len - last->off <= PF_MAX_GET &&
+            waste <= (last->useful + len) / 5) {
             last->len = off + len - last->off;
+            last->useful += len;
             return;
         }
     }
     if (s->ng >= PF_MAX_GROUPS) return; /* advisory: later reads go on their own */
     if (s->ng % 256 == 0) s->g = ddp_xrealloc(s->g, (s->ng + 256) * sizeof *s->g);
-    s->g[s->ng++] = (pf_group){ p, off, len, NULL, NULL, 0, 0 };
+    s->g[s->ng++] = (pf_group){ p, off, len, NULL, NULL, 0, 0, len };
 }
 
 static HRESULT s3_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
