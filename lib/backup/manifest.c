@@ -756,6 +756,10 @@ HRESULT ddp_manifest_load(const char *dir, int header_only, ddp_manifest *m)
     hr = ddp_pread_exact(fd, buf, n, 0, what);
     close(fd);
     if (SUCCEEDED(hr)) hr = ddp_manifest_parse(buf, n, what, header_only, m);
+    if (SUCCEEDED(hr) && m->npacks > 0) { /* packs are objects of an S3 backup: a local copy has none to read */
+        ddp_manifest_free(m);
+        hr = ddp_fail(DDP_E_INVALID_DATA, "backup manifest %s: its files lie in S3 pack objects; restore it from S3", what);
+    }
     free(what);
     free(buf);
     return hr;
