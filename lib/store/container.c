@@ -60,11 +60,13 @@
 #include "store/catalog.h"
 #include "base/codec.h"
 #include "store/container.h"
+#include "store/redirect.h"
 #include "base/util.h"
 
 static const char container_magic[8] = { 'D', 'D', 'P', 'C', 'N', 'T', 'R', '1' };
 
 #define CONTAINER_VERSION 1u
+#define CONTAINER_VERSION_COMPACTED 2u
 #define CHUNK_MAX_LOGICAL 131072u
 #define WRITE_BUFFER_SIZE ((size_t)1 << 20)
 #define IO_PIECE ((size_t)1 << 20)
@@ -77,12 +79,13 @@ void ddp_container_header_encode(const ddp_container_header *h, uint8_t out[DDP_
 {
     memset(out, 0, DDP_CONTAINER_HEADER_SIZE);
     memcpy(out, container_magic, 8);
-    ddp_put_le32(out + 8, CONTAINER_VERSION);
+    ddp_put_le32(out + 8, h->redirect_len ? CONTAINER_VERSION_COMPACTED : CONTAINER_VERSION);
     ddp_put_le32(out + 12, h->kind);
     memcpy(out + 16, h->store_id, DDP_STORE_ID_SIZE);
     ddp_put_le32(out + 32, h->id);
     ddp_put_le32(out + 36, h->generation);
     ddp_put_le64(out + 40, h->created);
+    ddp_put_le64(out + 48, h->redirect_len);
     ddp_put_le64(out + 56, ddp_checksum64(out, 56));
 }
 
@@ -93,7 +96,8 @@ static const char *container_header_check(const uint8_t in[DDP_CONTAINER_HEADER_
     *bad_version = 0;
     if (memcmp(in, container_magic, 8) != 0) return "bad container magic";
     if (ddp_get_le64(in + 56) != ddp_checksum64(in, 56)) return "container header checksum mismatch";
-    if (ddp_get_le32(in + 8) != CONTAINER_VERSION) {
+    uint32_t version = ddp_get_le32(in + 8);
+    if (version != CONTAINER_VERSION && version != CONTAINER_VERSION_COMPACTED) {
         *bad_version = 1;
         return "unsupported container version";
     }
@@ -101,12 +105,19 @@ static const char *container_header_check(const uint8_t in[DDP_CONTAINER_HEADER_
     if (kind < DDP_KIND_DATA || kind > DDP_KIND_HOTSPOT) return "unknown container kind";
     if (ddp_get_le32(in + 32) == 0) return "container id 0";
     if (ddp_get_le32(in + 36) == 0) return "generation 0";
-    if (ddp_get_le64(in + 48) != 0) return "nonzero reserved field in the container header";
+    uint64_t redirect_len = ddp_get_le64(in + 48);
+    if (version == CONTAINER_VERSION && redirect_len != 0) return "nonzero reserved field in the container header";
+    if (version == CONTAINER_VERSION_COMPACTED &&
+        (redirect_len == 0 || redirect_len % DDP_REDIRECT_ENTRY_SIZE != 0 || redirect_len > DDP_REDIRECT_MAX_LEN))
+        return "redirection table length out of range in a compacted container's header";
+    if (version == CONTAINER_VERSION_COMPACTED && ddp_get_le32(in + 36) < 2)
+        return "compacted container of generation 1";
     h->kind = kind;
     memcpy(h->store_id, in + 16, DDP_STORE_ID_SIZE);
     h->id = ddp_get_le32(in + 32);
     h->generation = ddp_get_le32(in + 36);
     h->created = ddp_get_le64(in + 40);
+    h->redirect_len = redirect_len;
     return NULL;
 }
 
@@ -116,8 +127,8 @@ HRESULT ddp_container_header_decode(const uint8_t in[DDP_CONTAINER_HEADER_SIZE],
     const char *why = container_header_check(in, h, &bad_version);
     if (!why) return S_OK;
     if (bad_version)
-        return ddp_fail(DDP_E_UNSUPPORTED_VERSION, "container header: version %u (this build reads version %u)",
-                        ddp_get_le32(in + 8), CONTAINER_VERSION);
+        return ddp_fail(DDP_E_UNSUPPORTED_VERSION, "container header: version %u (this build reads versions %u and %u)",
+                        ddp_get_le32(in + 8), CONTAINER_VERSION, CONTAINER_VERSION_COMPACTED);
     return ddp_fail(DDP_E_FILE_CORRUPT, "container header: %s", why);
 }
 
@@ -169,6 +180,11 @@ static const char *record_header_check(const uint8_t in[DDP_RECORD_HEADER_SIZE],
     case DDP_RECORD_DEAD:
         /* Was a chunk or a stream map: the larger limit of the two. */
         if (logical > DDP_STREAMMAP_MAX_LOGICAL) return "dead record length out of range";
+        break;
+    case DDP_RECORD_REDIRECT:
+        if (codec != DDP_CODEC_NONE || logical == 0 || logical % DDP_REDIRECT_ENTRY_SIZE != 0 ||
+            logical > DDP_REDIRECT_MAX_LEN)
+            return "redirection-table record of a bad codec or length";
         break;
     default:
         return "unknown record type";

@@ -26,13 +26,27 @@
  * codec, lengths, hash and payload checksum of the record it was, so scans
  * step over it; its payload is never checked (it is partly or wholly
  * punched out of the file) and nothing may reference it. */
-enum ddp_record_type { DDP_RECORD_CHUNK = 1, DDP_RECORD_STREAMMAP = 2, DDP_RECORD_SEAL = 3, DDP_RECORD_DEAD = 4 };
+/* DDP_RECORD_REDIRECT: the redirection table of a compacted container
+ * (store/redirect.h): always the first record (offset 64) of a version-2
+ * container, never anywhere else. */
+enum ddp_record_type {
+    DDP_RECORD_CHUNK = 1,
+    DDP_RECORD_STREAMMAP = 2,
+    DDP_RECORD_SEAL = 3,
+    DDP_RECORD_DEAD = 4,
+    DDP_RECORD_REDIRECT = 5
+};
 
 typedef struct ddp_container_header {
     uint32_t kind;
     uint8_t store_id[DDP_STORE_ID_SIZE];
     uint32_t id, generation;
     uint64_t created;
+    /* 0: a version-1 container (records where they were first written: a
+     * record's local id is its offset). Else a version-2 (compacted)
+     * container: the payload length of its redirection table, the record at
+     * offset 64 (docs/FORMAT.md, store/redirect.h). */
+    uint64_t redirect_len;
 } ddp_container_header;
 
 typedef struct ddp_record_header {

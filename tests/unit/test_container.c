@@ -239,7 +239,8 @@ static void test_container_header_layout(void **state)
     }
     /* A valid checksum over an unsupported version, kind, id, generation or reserved. */
     struct { int off; uint32_t val; HRESULT want; } cases[] = {
-        { 8, 2, DDP_E_UNSUPPORTED_VERSION }, { 12, 0, DDP_E_FILE_CORRUPT }, { 12, 4, DDP_E_FILE_CORRUPT },
+        { 8, 3, DDP_E_UNSUPPORTED_VERSION }, { 8, 2, DDP_E_FILE_CORRUPT /* version 2 without a table */ },
+        { 12, 0, DDP_E_FILE_CORRUPT },       { 12, 4, DDP_E_FILE_CORRUPT },
         { 32, 0, DDP_E_FILE_CORRUPT },       { 36, 0, DDP_E_FILE_CORRUPT }, { 48, 1, DDP_E_FILE_CORRUPT },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
