@@ -6,7 +6,11 @@
  * have yet (compressed when they shrink), and replaces the file with a stub.
  *
  * Threads: the calling thread walks the tree and feeds a bounded queue;
- * one worker per core reads, chunks, hashes and stores. Finished files wait
+ * one worker per core takes a file, reads it in blocks and cuts each block
+ * into chunks; the block's chunks are hashed and stored by the owner and by
+ * every worker with no file to take (see "steps 1 and 2" below), so one
+ * large file keeps every core busy, and its chunks are those of one pass
+ * over the file. Finished files wait
  * in a commit batch; a committer thread commits each batch (so workers never
  * wait for the disk), in the durability order of DESIGN.md:
  *   1. the chunks of every file in the batch are synced (sync_data),
