@@ -715,8 +715,10 @@ fail:
 
 /* ----------------------------------------------------------------- put */
 
-HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
-                           uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+/* A put; with wait 0, a hash another put is storing now answers S_FALSE
+ * (nothing done) instead of waiting for it. */
+static HRESULT put_chunk(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data, uint32_t len,
+                         int compress_level, ddp_chunk_loc *loc, int *was_new, int wait)
 {
     if (!cs || !hash || !data || !loc) return E_POINTER;
     if (was_new) *was_new = 0;
@@ -734,6 +736,10 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
         size_t k = 0;
         while (k < cs->nflight && memcmp(cs->flight[k], hash, DDP_HASH_SIZE) != 0) k++;
         if (k == cs->nflight) break;
+        if (!wait) {
+            pthread_mutex_unlock(&cs->lock);
+            return S_FALSE;
+        }
         pthread_cond_wait(&cs->flight_done, &cs->lock);
     }
     if (!found && cs->nflight < FLIGHT_MAX) {
@@ -797,6 +803,18 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
     pthread_mutex_unlock(&cs->lock);
     free(cbuf);
     return hr;
+}
+
+HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                           uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+{
+    return put_chunk(cs, hash, data, len, compress_level, loc, was_new, 1);
+}
+
+HRESULT ddp_chunkstore_try_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                               uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+{
+    return put_chunk(cs, hash, data, len, compress_level, loc, was_new, 0);
 }
 
 HRESULT ddp_chunkstore_put_streammap(ddp_chunkstore *cs, const void *map, uint32_t len,

@@ -429,7 +429,12 @@ typedef struct block {
     char detail[512];            /* its detail line */
 } block;
 
-/* Hash and store chunk i of b (any worker). */
+static size_t take_chunk(job *j, block *b);
+
+/* Hash and store chunk i of b (any worker). A chunk another worker is
+ * storing right now (the same new chunk met in two files at once) is left
+ * for later: this worker stores the block's next chunk first, and only then
+ * waits for the other put, if it is still not done. */
 static void store_chunk(job *j, block *b, size_t i, double *t, double *mark)
 {
     ddp_streammap_entry *e = &b->e[i];
@@ -438,7 +443,18 @@ static void store_chunk(job *j, block *b, size_t i, double *t, double *mark)
     tick(t, T_HASH, mark);
     int was_new = 0;
     ddp_clear_error();
-    HRESULT hr = FAILED(j->fatal) ? j->fatal : ddp_chunkstore_put(j->cs, e->hash, p, b->len[i], b->level, &e->loc, &was_new);
+    HRESULT hr = FAILED(j->fatal) ? j->fatal
+                                  : ddp_chunkstore_try_put(j->cs, e->hash, p, b->len[i], b->level, &e->loc, &was_new);
+    if (hr == S_FALSE) {
+        tick(t, T_PUT_DUP, mark);
+        pthread_mutex_lock(&j->mu);
+        int other = b->next < b->n;
+        size_t k = other ? take_chunk(j, b) : 0;
+        pthread_mutex_unlock(&j->mu);
+        if (other) store_chunk(j, b, k, t, mark);
+        ddp_clear_error();
+        hr = FAILED(j->fatal) ? j->fatal : ddp_chunkstore_put(j->cs, e->hash, p, b->len[i], b->level, &e->loc, &was_new);
+    }
     tick(t, was_new ? T_PUT_NEW : T_PUT_DUP, mark);
     b->was_new[i] = (uint8_t)was_new;
     pthread_mutex_lock(&j->mu);
