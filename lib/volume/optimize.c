@@ -51,7 +51,9 @@
 #include "volume/replace.h"
 #include "volume/volume.h"
 
-#define READ_BLOCK ((size_t)4 << 20)
+/* A file is read in blocks of this size (see "steps 1 and 2": small enough
+ * to be still in the cache when its chunks are hashed and compressed). */
+#define READ_BLOCK ((size_t)1 << 20)
 #define QUEUE_CAP 256
 #define BATCH_FILES 64
 #define BATCH_BYTES ((uint64_t)128 << 20)

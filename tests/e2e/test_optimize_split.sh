@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# test_optimize_split.sh: the optimizer reads a file in 4 MiB blocks, cuts
+# test_optimize_split.sh: the optimizer reads a file in 1 MiB blocks, cuts
 # each block into chunks in its owning worker and has the chunks hashed and
 # stored by every idle worker (lib/volume/optimize.c). Its chunks must be
 # exactly those of one pass over the whole file: for files of random,
-# repetitive and mixed data with sizes around the block boundaries (4 MiB,
-# 4 MiB + 128 KiB, and multiples), each stub's whole-file hash (a hash of the
+# repetitive and mixed data with sizes around the block boundaries (1 MiB,
+# 1 MiB + 128 KiB, and multiples; also 4 MiB), each stub's whole-file hash (a hash of the
 # chunk hashes and lengths in order) equals tests/tools/chunkref's, with one
 # worker and with four, and every file reads back byte for byte.
 source "$(dirname "$0")/lib.sh"
@@ -14,7 +14,7 @@ need_tools chunkref
 
 D=$T/data
 mkdir -p "$D"
-M=$((4 << 20)) K=$((128 << 10))
+M=$((1 << 20)) K=$((128 << 10))
 # gen NAME SIZE KIND: random, zero, pattern (a 1000-byte period) or mixed.
 gen() {
   python3 - "$D/$1" "$2" "$3" <<'PY'
@@ -39,7 +39,7 @@ open(path, "wb").write(b)
 PY
 }
 i=0
-for size in $((M - 1)) $M $((M + 1)) $((M + K - 1)) $((M + K)) $((M + K + 1)) $((2 * M + 2 * K)) $((2 * M + 2 * K + 7)) $((3 * M + 12345)); do
+for size in $((M - 1)) $M $((M + 1)) $((M + K - 1)) $((M + K)) $((M + K + 1)) $((2 * M + 2 * K)) $((2 * M + 2 * K + 7)) $((3 * M + 12345)) $((4 * M + K)) $((4 * M + K + 1)); do
   for kind in random zero pattern mixed; do
     i=$((i + 1)); gen "f$i.$kind" "$size" "$kind"
   done
