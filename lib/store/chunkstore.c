@@ -77,6 +77,9 @@
 #define DEFAULT_CONTAINER_LIMIT ((uint64_t)1 << 30)
 #define CATALOG_MAX_BYTES ((size_t)32 + (size_t)24 * DDP_CATALOG_MAX_ENTRIES + 8)
 #define SEALED_FLAG 1u
+/* Chunks being compressed at once (one per putting thread; past this many a
+ * put goes on without announcing itself). */
+#define FLIGHT_MAX 64
 
 enum { W_DATA = 0, W_STREAM = 1 };
 
@@ -109,6 +112,11 @@ struct ddp_chunkstore {
     ddp_index *ix;
     writer_slot ws[2];
     uint64_t next_auto_checkpoint;  /* delta count below which no automatic checkpoint is tried */
+    /* Chunks a put is compressing now (under lock): a second put of the same
+     * hash waits for the first instead of compressing it again. */
+    uint8_t flight[FLIGHT_MAX][DDP_HASH_SIZE];
+    size_t nflight;
+    pthread_cond_t flight_done;
     uint8_t *cat_written;           /* the catalog's bytes as last written (or read) */
     size_t cat_written_len;
 
@@ -552,6 +560,7 @@ static void chunkstore_free(ddp_chunkstore *cs)
     ddp_index_free(cs->ix);
     ddp_catalog_free(&cs->cat);
     pthread_mutex_destroy(&cs->lock);
+    pthread_cond_destroy(&cs->flight_done);
     pthread_mutex_destroy(&cs->fdlock);
     free(cs->store_dir);
     free(cs->state_dir);
@@ -644,6 +653,7 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
 
     ddp_chunkstore *cs = ddp_xcalloc(1, sizeof *cs);
     pthread_mutex_init(&cs->lock, NULL);
+    pthread_cond_init(&cs->flight_done, NULL);
     pthread_mutex_init(&cs->fdlock, NULL);
     cs->store_dir = ddp_strdup(store_dir);
     cs->state_dir = state_dir ? ddp_strdup(state_dir) : NULL;
@@ -705,8 +715,10 @@ fail:
 
 /* ----------------------------------------------------------------- put */
 
-HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
-                           uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+/* A put; with wait 0, a hash another put is storing now answers S_FALSE
+ * (nothing done) instead of waiting for it. */
+static HRESULT put_chunk(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data, uint32_t len,
+                         int compress_level, ddp_chunk_loc *loc, int *was_new, int wait)
 {
     if (!cs || !hash || !data || !loc) return E_POINTER;
     if (was_new) *was_new = 0;
@@ -714,8 +726,26 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
     if (len == 0 || len > CHUNK_MAX_LOGICAL)
         return ddp_fail(E_INVALIDARG, "chunk of %u bytes (1..%u allowed)", len, CHUNK_MAX_LOGICAL);
 
+    /* Found, or being stored by another put: wait for that one (two workers
+     * meeting the same new chunk compress it once). */
     pthread_mutex_lock(&cs->lock);
-    int found = ddp_index_lookup(cs->ix, hash, loc);
+    int found, mine = 0;
+    for (;;) {
+        found = ddp_index_lookup(cs->ix, hash, loc);
+        if (found) break;
+        size_t k = 0;
+        while (k < cs->nflight && memcmp(cs->flight[k], hash, DDP_HASH_SIZE) != 0) k++;
+        if (k == cs->nflight) break;
+        if (!wait) {
+            pthread_mutex_unlock(&cs->lock);
+            return S_FALSE;
+        }
+        pthread_cond_wait(&cs->flight_done, &cs->lock);
+    }
+    if (!found && cs->nflight < FLIGHT_MAX) {
+        memcpy(cs->flight[cs->nflight++], hash, DDP_HASH_SIZE);
+        mine = 1;
+    }
     pthread_mutex_unlock(&cs->lock);
     if (found) return S_OK;
 
@@ -763,9 +793,28 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
             }
         }
     }
+    if (mine) { /* no longer in flight: stored, or failed (a waiter then tries itself) */
+        size_t k = 0;
+        while (k < cs->nflight && memcmp(cs->flight[k], hash, DDP_HASH_SIZE) != 0) k++;
+        if (k < cs->nflight) memmove(cs->flight[k], cs->flight[cs->nflight - 1], DDP_HASH_SIZE);
+        cs->nflight--;
+        pthread_cond_broadcast(&cs->flight_done);
+    }
     pthread_mutex_unlock(&cs->lock);
     free(cbuf);
     return hr;
+}
+
+HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                           uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+{
+    return put_chunk(cs, hash, data, len, compress_level, loc, was_new, 1);
+}
+
+HRESULT ddp_chunkstore_try_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                               uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+{
+    return put_chunk(cs, hash, data, len, compress_level, loc, was_new, 0);
 }
 
 HRESULT ddp_chunkstore_put_streammap(ddp_chunkstore *cs, const void *map, uint32_t len,

@@ -209,6 +209,12 @@ static void test_put_dedup_read(void **state)
     int was_new;
     assert_int_equal(ddp_chunkstore_put(cs, c.hash, c.data, 0, 3, &l, &was_new), E_INVALIDARG);
     assert_int_equal(ddp_chunkstore_put(cs, c.hash, c.data, 131073, 3, &l, &was_new), E_INVALIDARG);
+    assert_int_equal(ddp_chunkstore_try_put(cs, c.hash, c.data, 0, 3, &l, &was_new), E_INVALIDARG);
+    /* try_put: a chunk nobody else is storing is stored (or found) at once. */
+    was_new = -1;
+    assert_int_equal(ddp_chunkstore_try_put(cs, c.hash, c.data, c.len, 3, &l, &was_new), S_OK);
+    assert_int_equal(was_new, 0);
+    assert_same_loc(&l, &first);
     assert_int_equal(ddp_chunkstore_close(cs), S_OK);
 
     counter n = count_records(f);
@@ -239,6 +245,28 @@ static void test_put_dedup_read(void **state)
     free(out);
     assert_int_equal(ddp_chunkstore_close(cs), S_OK);
     free(c.data);
+}
+
+/* try_put stores a chunk nobody else is storing at once, like put (the
+ * S_FALSE of a chunk in flight elsewhere is in test_concurrent's threads). */
+static void test_try_put(void **state)
+{
+    fixture *f = *state;
+    ddp_chunkstore *cs = open_store(f, DDP_STORE_WRITABLE, 0);
+    chunk d;
+    make_chunk(&d, 40000, 2, 1);
+    int was_new = -1;
+    assert_int_equal(ddp_chunkstore_try_put(cs, d.hash, d.data, d.len, 3, &d.loc, &was_new), S_OK);
+    assert_int_equal(was_new, 1);
+    assert_true(d.loc.stored_len < d.len); /* compressed as put compresses */
+    ddp_chunk_loc first = d.loc;
+    assert_int_equal(ddp_chunkstore_try_put(cs, d.hash, d.data, d.len, 3, &d.loc, &was_new), S_OK);
+    assert_int_equal(was_new, 0);
+    assert_same_loc(&d.loc, &first);
+    read_ok(cs, &d);
+    assert_int_equal(ddp_chunkstore_close(cs), S_OK);
+    assert_true(count_records(f).chunks == 1);
+    free(d.data);
 }
 
 static void test_codec_choice(void **state)
@@ -307,6 +335,8 @@ typedef struct thread_arg {
     ddp_chunk_loc shared_locs[SHARED];
     int new_count;
     int failures;
+    int try_first;   /* ddp_chunkstore_try_put first, ddp_chunkstore_put on S_FALSE */
+    int deferred;    /* try_puts that answered S_FALSE (another thread had the chunk in flight) */
 } thread_arg;
 
 static void *put_thread(void *p)
@@ -319,7 +349,16 @@ static void *put_thread(void *p)
         chunk *c = is_shared ? &a->shared[si] : &a->own[oi];
         ddp_chunk_loc loc;
         int was_new = 0;
-        if (FAILED(ddp_chunkstore_put(a->cs, c->hash, c->data, c->len, 1 + i % 3, &loc, &was_new))) {
+        HRESULT hr = S_FALSE;
+        if (a->try_first) {
+            hr = ddp_chunkstore_try_put(a->cs, c->hash, c->data, c->len, 1 + i % 3, &loc, &was_new);
+            if (hr == S_FALSE) {
+                a->deferred++;
+                if (was_new) a->failures++; /* nothing was done */
+            }
+        }
+        if (hr == S_FALSE) hr = ddp_chunkstore_put(a->cs, c->hash, c->data, c->len, 1 + i % 3, &loc, &was_new);
+        if (FAILED(hr)) {
             a->failures++;
             continue;
         }
@@ -350,6 +389,7 @@ static void test_concurrent(void **state)
         args[t].cs = cs;
         args[t].shared = shared;
         args[t].own = own[t];
+        args[t].try_first = t % 2;
     }
     for (int t = 0; t < NTHREADS; t++) assert_int_equal(pthread_create(&th[t], NULL, put_thread, &args[t]), 0);
     for (int t = 0; t < NTHREADS; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
@@ -908,7 +948,8 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_put_dedup_read),       T(test_codec_choice),
+        T(test_put_dedup_read),       T(test_try_put),
+        T(test_codec_choice),
         T(test_concurrent),           T(test_sealing),
         T(test_streammaps),           T(test_crash_no_index),
         T(test_crash_after_checkpoint), T(test_crash_torn_tail),
