@@ -1015,6 +1015,7 @@ HRESULT ddp_chunkstore_read_streammap(ddp_chunkstore *cs, uint32_t container, ui
     fd_entry *fe;
     if (FAILED(hr = fd_get(cs, DDP_KIND_STREAM, container, &fe))) return hr;
     ddp_record_header h;
+    memset(&h, 0, sizeof h);
     uint8_t *buf = NULL;
     uint64_t at = 0; /* offset is the record's local id */
     hr = resolve(fe, offset, &at);
