@@ -44,9 +44,14 @@
  *
  * Reading. Each container is opened lazily (O_RDONLY) into a small cache of
  * descriptors (at most 128, least recently used ones closed) with reference
- * counts, the file named through the catalog's generation; a read-only store
+ * counts, the file named through the catalog's generation, its redirection
+ * table loaded with it (store/redirect.h: references hold local ids, which a
+ * compacted container translates; 16 bytes per record); a read-only store
  * reloads the catalog when asked for a container it does not list (a writer
- * may have added it). A chunk that is still in the active container's write
+ * may have added it) or whose file is gone (gc compacted it into the next
+ * generation and removed the old one), once. The index and its rebuild
+ * name local ids too; gc deletes the index before it switches a container
+ * to a new generation, so it is rebuilt afterwards. A chunk that is still in the active container's write
  * buffer is written out first (checked without the lock through two atomics
  * that publish the active container id and how much of it is in the file).
  * Every read goes through ddp_container_read_record*, which checks both
