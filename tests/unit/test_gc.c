@@ -6,10 +6,12 @@
  * back exactly, a second run finds nothing, the regular run's threshold, a
  * re-optimization after gc stores again what gc retired, a copy of a stub
  * keeps its data, a stub of collected data fails cleanly, DEAD records in
- * the container format; and crash safety: gc is stopped (_exit) after each
- * of its durable steps in turn (DDP_GC_CRASH_AFTER), and every time every
- * live file still reads back, the next writable open finishes the job, and
- * a following gc completes and removes State/gc.plan.
+ * the container format; an old volume (DEAD records and holes of the
+ * in-place gc) compacted by the regular run; and crash safety: gc is
+ * stopped (_exit) after each of its durable steps in turn
+ * (DDP_GC_CRASH_AFTER; data, stream-map and hotspot containers), and every
+ * time every live file still reads back, the next writable open finishes or
+ * undoes the job, and a following gc completes and removes State/gc.plan.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -520,10 +522,31 @@ static int gc_child(const char *dir, long n)
     return WEXITSTATUS(status);
 }
 
-static void test_crash_points(void **state)
+static int hotspot_files(const char *dir)
 {
-    fixture *f = *state;
+    char *cmd = malloc(strlen(dir) + 64);
+    sprintf(cmd, "ls '%s'/.ddp/ChunkStore/*/Hotspot | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    int n = -1;
+    if (!p || fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+/* all_base: f0, f1 and f3 go too, so the hotspot copies of the shared base
+ * die (a volume optimized with hotspot_threshold 2): the hotspot container's
+ * steps are crash points as well. */
+static void crash_points(fixture *f, int all_base)
+{
     kill_some(f);
+    if (all_base) {
+        static const int more[] = { 0, 1, 3 };
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(unlink(f->path[more[k]]), 0);
+            f->alive[more[k]] = 0;
+        }
+    }
     char *work = malloc(strlen(f->dir) + 16);
     sprintf(work, "%s.work", f->dir);
     fixture *g = fixture_new(work); /* the same files, paths under work */
@@ -578,6 +601,7 @@ static void test_crash_points(void **state)
         all_read_back(v, g);
         assert_int_equal(ddp_gc(v, 1, NULL, &st), S_OK);
         assert_false(file_exists(work, ".ddp/State/gc.plan"));
+        if (all_base) assert_int_equal(hotspot_files(work), 0); /* the dead copies' container went */
         all_read_back(v, g);
         /* The index names live chunks only: f4 is stored again. */
         tu_write_file(g->path[4], g->data[4], g->size[4]);
@@ -594,6 +618,27 @@ static void test_crash_points(void **state)
     fixture_free(g);
 }
 
+static void test_crash_points(void **state) { crash_points(*state, 0); }
+
+/* A fresh volume with every file optimized, hotspot copies at 2 references. */
+static int setup_hot(void **state)
+{
+    char *dir = tu_mkdtemp();
+    fixture *f = fixture_new(dir);
+    free(dir);
+    for (int i = 0; i < NF; i++) tu_write_file(f->path[i], f->data[i], f->size[i]);
+    tu_optimize_volume(f->dir, "2", NF);
+    *state = f;
+    return 0;
+}
+
+static void test_crash_points_hotspot(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(hotspot_files(f->dir), 1);
+    crash_points(f, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +648,7 @@ int main(void)
         cmocka_unit_test(test_dead_record_format),
         cmocka_unit_test_setup_teardown(test_old_volume_compacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_points_hotspot, setup_hot, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
