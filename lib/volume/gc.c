@@ -71,7 +71,6 @@
  * each old file removed; then plan removed, index rebuilt). It is read by ddp_gc
  * only, never by the resume path.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
@@ -333,10 +332,26 @@ static HRESULT resume_one(const char *store_dir, const ddp_catalog *cat, const p
             hr = remove_at(dirfd, dir, new_name); /* not switched: undo */
         }
     }
-    (void)ddp_tmpdir_sweep(dirfd);
     close(dirfd);
     free(dir);
     return hr;
+}
+
+/* The unnamed temporaries of compactions that stopped (a "tmp.*" file whose
+ * writer is dead, where the file system has no O_TMPFILE). */
+static void sweep_temporaries(const char *store_dir)
+{
+    static const uint32_t kinds[] = { DDP_KIND_DATA, DDP_KIND_STREAM, DDP_KIND_HOTSPOT };
+    for (size_t i = 0; i < 3; i++) {
+        int dirfd;
+        char *dir;
+        if (SUCCEEDED(open_dir(store_dir, kinds[i], &dirfd, &dir))) {
+            (void)ddp_tmpdir_sweep(dirfd);
+            close(dirfd);
+        }
+        ddp_clear_error();
+        free(dir);
+    }
 }
 
 HRESULT ddp_gc_resume(const char *store_dir, const char *state_dir, const uint8_t store_id[DDP_STORE_ID_SIZE])
@@ -365,6 +380,7 @@ HRESULT ddp_gc_resume(const char *store_dir, const char *state_dir, const uint8_
         ddp_catalog_free(&cat);
     }
     free(es);
+    if (SUCCEEDED(hr)) sweep_temporaries(store_dir);
     if (SUCCEEDED(hr)) hr = remove_plan(state_dir);
     return hr;
 }
