@@ -613,6 +613,14 @@ HRESULT ddp_restore_plan_list(ULONG n, BSTR *paths, IDedupReadFileCallback *stor
             size_t nuse = collect_chunk_uses(&c, &uses);
             rs_phase ph;
             rs_phase_build(&c, &ph, RS_KIND_DATA, uses, nuse);
+            /* A compacted container's records are placed once its header and
+             * redirection table are read: those are read (and listed) first. */
+            rs_phase_preludes(&c, &ph);
+            for (uint32_t ci = 0; ci < ph.ncont; ci++) {
+                const rs_cstate *k = ph.conts[ci].st;
+                for (size_t j = 0; j < k->read.n; j++)
+                    emit(ctx, (int)RS_KIND_DATA, k->path, k->read.v[j].a, k->read.v[j].b - k->read.v[j].a);
+            }
             for (uint32_t ci = 0; ci < ph.ncont; ci++) {
                 rs_interval *v;
                 size_t m = rs_needed_ranges(&c, &ph, ci, 0, RS_OFF_END, &v);
