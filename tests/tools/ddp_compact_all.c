@@ -7,6 +7,7 @@
  * redirection table:
  *
  *   ddp_compact_all VOLUME [--drop KIND:ID:LOCALID]... [--only KIND:ID]...
+ *   ddp_compact_all --set-redirect-len CONTAINER_FILE N
  *
  * With the volume's job lock held, each data and stream container of the
  * catalog (or only those named by --only; KIND is data or stream) is written
@@ -16,6 +17,9 @@
  * lengths), then the old files and State/index (which names offsets of the
  * old generation's records: a cache, rebuilt) are removed. Prints one line
  * per container: "KIND ID GEN -> GEN kept N dropped M".
+ *
+ * --set-redirect-len rewrites the header of a container file (a hostile
+ * backup) to claim a redirection table of N bytes, its checksum made good.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +33,7 @@
 #include "base/util.h"
 #include "store/catalog.h"
 #include "store/compact.h"
+#include "store/container.h"
 #include "volume/volume.h"
 
 #define MAX_ARGS 64
@@ -71,8 +76,26 @@ static int fail(const char *what, HRESULT hr)
     return 1;
 }
 
+static int set_redirect_len(const char *path, const char *len)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return fail(path, ddp_fail_errno(errno, "opening %s", path));
+    uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
+    ddp_container_header h;
+    HRESULT hr = ddp_pread_exact(fd, hb, sizeof hb, 0, path);
+    if (SUCCEEDED(hr)) hr = ddp_container_header_decode(hb, &h);
+    if (SUCCEEDED(hr)) {
+        h.redirect_len = strtoull(len, NULL, 0);
+        ddp_container_header_encode(&h, hb);
+        hr = ddp_pwrite_all(fd, hb, sizeof hb, 0, path);
+    }
+    close(fd);
+    return FAILED(hr) ? fail(path, hr) : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "--set-redirect-len") == 0) return set_redirect_len(argv[2], argv[3]);
     if (argc < 2) {
         fprintf(stderr, "usage: ddp_compact_all VOLUME [--drop KIND:ID:LOCALID]... [--only KIND:ID]...\n");
         return 2;
