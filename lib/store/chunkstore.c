@@ -70,6 +70,7 @@
 #include "base/codec.h"
 #include "store/container.h"
 #include "store/index.h"
+#include "store/redirect.h"
 #include "base/util.h"
 
 #define CHUNK_MAX_LOGICAL 131072u
@@ -96,6 +97,8 @@ typedef struct fd_entry {
     int refs;
     uint64_t last_use;
     char *path;
+    ddp_redirect redir;   /* local id -> offset in this generation (identity for version 1) */
+    int emptied;          /* a later generation without a table: gc left it empty */
 } fd_entry;
 
 struct ddp_chunkstore {
@@ -442,39 +445,52 @@ static HRESULT ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, 
 typedef struct index_scan {
     ddp_index *ix;
     uint32_t container;
+    const ddp_redirect *r; /* the container's table: entries name local ids */
 } index_scan;
 
 static void index_found(void *ctx, const ddp_record_header *h, uint64_t off)
 {
     index_scan *s = ctx;
     if (h->type != DDP_RECORD_CHUNK) return;
-    ddp_chunk_loc loc = { s->container, h->codec, off, h->stored_len, h->logical_len };
+    uint64_t id;
+    if (!ddp_redirect_id_at(s->r, off, &id)) return; /* no name a reference could use: never indexed */
+    ddp_chunk_loc loc = { s->container, h->codec, id, h->stored_len, h->logical_len };
     (void)ddp_index_insert(s->ix, h->hash, &loc);
 }
 
 /* Is the file at path the container the catalog says (store, kind, id,
  * generation)? A misplaced or foreign file is DDP_E_FILE_CORRUPT and is
- * neither indexed nor appended to. */
-static HRESULT check_container_header(const ddp_chunkstore *cs, const char *path, const ddp_catalog_entry *e)
+ * neither indexed nor appended to. *r gets its redirection table (identity
+ * for version 1); free it with ddp_redirect_free in every case. */
+static HRESULT check_container_header(const ddp_chunkstore *cs, const char *path, const ddp_catalog_entry *e,
+                                      ddp_redirect *r)
 {
+    memset(r, 0, sizeof *r);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ddp_fail_errno(errno, "opening container %s", path);
     uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
     HRESULT hr = ddp_pread_exact(fd, hb, sizeof hb, 0, path);
-    close(fd);
-    if (FAILED(hr)) return hr;
+    if (FAILED(hr)) {
+        close(fd);
+        return hr;
+    }
     ddp_container_header h;
     if (FAILED(hr = ddp_container_header_decode(hb, &h))) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", ddp_error_detail());
+        close(fd);
         return ddp_fail(hr == DDP_E_UNSUPPORTED_VERSION ? hr : DDP_E_FILE_CORRUPT, "container %s: %s", path, inner);
     }
     if (memcmp(h.store_id, cs->store_id, DDP_STORE_ID_SIZE) != 0 || h.kind != e->kind || h.id != e->id ||
-        h.generation != e->generation)
+        h.generation != e->generation) {
+        close(fd);
         return ddp_fail(DDP_E_FILE_CORRUPT, "container %s: its header names another container (kind %u, id %u, "
                         "generation %u%s)", path, h.kind, h.id, h.generation,
                         memcmp(h.store_id, cs->store_id, DDP_STORE_ID_SIZE) ? ", another store" : "");
-    return S_OK;
+    }
+    hr = ddp_redirect_load(fd, path, &h, r);
+    close(fd);
+    return hr;
 }
 
 /* Persist the index: data first, so that it names only durable records. */
@@ -519,10 +535,12 @@ static HRESULT rebuild_locked(ddp_chunkstore *cs, ddp_index **out, HRESULT *firs
         const ddp_catalog_entry *e = &cs->cat.entries[i];
         if (e->kind != DDP_KIND_DATA) continue;
         char *path = container_file(cs, e->kind, e->id, e->generation);
-        index_scan s = { ix, e->id };
+        ddp_redirect r;
+        index_scan s = { ix, e->id, &r };
         uint64_t end = 0;
-        HRESULT hr = check_container_header(cs, path, e);
+        HRESULT hr = check_container_header(cs, path, e, &r);
         if (SUCCEEDED(hr)) hr = ddp_container_scan(path, NULL, index_found, &s, &end);
+        ddp_redirect_free(&r);
         free(path);
         if (hr == DDP_E_FILE_CORRUPT) {
             if (SUCCEEDED(*first_damage)) *first_damage = hr;
@@ -545,6 +563,7 @@ static void chunkstore_free(ddp_chunkstore *cs)
     for (size_t i = 0; i < cs->nfds; i++) {
         close(cs->fds[i]->fd);
         free(cs->fds[i]->path);
+        ddp_redirect_free(&cs->fds[i]->redir);
         free(cs->fds[i]);
     }
     free(cs->fds);
@@ -574,9 +593,10 @@ static HRESULT reopen_newest(ddp_chunkstore *cs, writer_slot *ws, int *catalog_d
         start = e->length;
     }
     char *path = container_file(cs, e->kind, e->id, e->generation);
-    index_scan s = { cs->ix, e->id };
+    ddp_redirect r;
+    index_scan s = { cs->ix, e->id, &r };
     ddp_container_writer *w = NULL;
-    HRESULT hr = check_container_header(cs, path, e);
+    HRESULT hr = check_container_header(cs, path, e, &r);
     int foreign = hr == DDP_E_FILE_CORRUPT;
     if (SUCCEEDED(hr))
         hr = ddp_container_open_append(path, start, ws->kind == DDP_KIND_DATA ? index_found : NULL, &s, &w);
@@ -605,6 +625,7 @@ static HRESULT reopen_newest(ddp_chunkstore *cs, writer_slot *ws, int *catalog_d
         *catalog_dirty = 1;
         hr = S_OK;
     }
+    ddp_redirect_free(&r);
     free(path);
     return hr;
 }
@@ -622,10 +643,12 @@ static HRESULT catch_up_index(ddp_chunkstore *cs)
         if (ddp_index_get_covered(cs->ix, e->id, &c) && c.generation == e->generation) start = c.length;
         if (start && (e->flags & SEALED_FLAG) && start >= e->length) continue;
         char *path = container_file(cs, e->kind, e->id, e->generation);
-        index_scan s = { cs->ix, e->id };
+        ddp_redirect r;
+        index_scan s = { cs->ix, e->id, &r };
         uint64_t end = 0;
-        HRESULT hr = check_container_header(cs, path, e);
+        HRESULT hr = check_container_header(cs, path, e, &r);
         if (SUCCEEDED(hr)) hr = ddp_container_scan_from(path, start, NULL, index_found, &s, &end);
+        ddp_redirect_free(&r);
         free(path);
         if (FAILED(hr) && hr != DDP_E_FILE_CORRUPT) return hr;
         if (end >= DDP_CONTAINER_HEADER_SIZE) ddp_index_set_covered(cs->ix, e->id, e->generation, end);
@@ -822,6 +845,15 @@ HRESULT ddp_chunkstore_checkpoint(ddp_chunkstore *cs)
 
 /* ---------------------------------------------------------------- read */
 
+/* Where the record of local id `id` lies in the container open as fe. */
+static HRESULT resolve(const fd_entry *fe, uint64_t id, uint64_t *at)
+{
+    if (fe->emptied)
+        return ddp_fail(DDP_E_FILE_CORRUPT, "record %llu of %s: garbage collection removed it (the container is empty)",
+                        (unsigned long long)id, fe->path);
+    return ddp_redirect_resolve(&fe->redir, id, fe->path, at);
+}
+
 static void fd_release(ddp_chunkstore *cs, fd_entry *fe)
 {
     pthread_mutex_lock(&cs->fdlock);
@@ -853,26 +885,56 @@ static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry *
         return S_OK;
     }
 
-    /* Name the file through the catalog. */
-    pthread_mutex_lock(&cs->lock);
-    ddp_catalog_entry *e = ddp_catalog_find(&cs->cat, kind, id);
-    if (!e && !cs->writable) {
-        ddp_catalog fresh;
-        if (SUCCEEDED(catalog_read(cs->catalog_path, cs->store_id, &fresh))) {
-            ddp_catalog_free(&cs->cat);
-            cs->cat = fresh;
-            e = ddp_catalog_find(&cs->cat, kind, id);
+    /* Name the file through the catalog. A read-only store reloads it when
+     * the container is not listed (a writer added it) or its file is gone
+     * (garbage collection compacted it into the next generation), once. */
+    char *path = NULL;
+    int fd = -1;
+    ddp_redirect redir;
+    memset(&redir, 0, sizeof redir);
+    HRESULT hr = S_OK;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&cs->lock);
+        ddp_catalog_entry *e = ddp_catalog_find(&cs->cat, kind, id);
+        if ((!e || attempt > 0) && !cs->writable) {
+            ddp_catalog fresh;
+            if (SUCCEEDED(catalog_read(cs->catalog_path, cs->store_id, &fresh))) {
+                ddp_catalog_free(&cs->cat);
+                cs->cat = fresh;
+                e = ddp_catalog_find(&cs->cat, kind, id);
+            }
+            ddp_clear_error();
         }
+        uint32_t generation = e ? e->generation : 0;
+        pthread_mutex_unlock(&cs->lock);
+        if (!generation)
+            return ddp_fail(DDP_E_FILE_CORRUPT, "store %s: %s container %u is not in the catalog", cs->store_dir,
+                            kind_name(kind), id);
+        path = container_file(cs, kind, id, generation);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) break;
+        hr = ddp_fail_errno(errno, "opening container %s", path);
+        if (errno != ENOENT || cs->writable || attempt > 0) {
+            free(path);
+            return hr;
+        }
+        free(path);
+        path = NULL;
     }
-    uint32_t generation = e ? e->generation : 0;
-    pthread_mutex_unlock(&cs->lock);
-    if (!generation)
-        return ddp_fail(DDP_E_FILE_CORRUPT, "store %s: %s container %u is not in the catalog", cs->store_dir,
-                        kind_name(kind), id);
-    char *path = container_file(cs, kind, id, generation);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        HRESULT hr = ddp_fail_errno(errno, "opening container %s", path);
+    /* Its header (the generation the catalog names) and redirection table. */
+    uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
+    ddp_container_header ch;
+    hr = ddp_pread_exact(fd, hb, sizeof hb, 0, path);
+    if (SUCCEEDED(hr) && FAILED(hr = ddp_container_header_decode(hb, &ch)))
+        hr = ddp_fail(hr == DDP_E_UNSUPPORTED_VERSION ? hr : DDP_E_FILE_CORRUPT, "container %s: %s", path,
+                      ddp_error_detail());
+    if (SUCCEEDED(hr) && (ch.kind != kind || ch.id != id))
+        hr = ddp_fail(DDP_E_FILE_CORRUPT, "container %s: its header names another container (kind %u, id %u)", path,
+                      ch.kind, ch.id);
+    if (SUCCEEDED(hr)) hr = ddp_redirect_load(fd, path, &ch, &redir);
+    int emptied = SUCCEEDED(hr) && ch.generation > 1 && ch.redirect_len == 0;
+    if (FAILED(hr)) {
+        close(fd);
         free(path);
         return hr;
     }
@@ -884,6 +946,7 @@ static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry *
         pthread_mutex_unlock(&cs->fdlock);
         close(fd);
         free(path);
+        ddp_redirect_free(&redir);
         *out = fe;
         return S_OK;
     }
@@ -896,6 +959,7 @@ static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry *
             fd_entry *old = cs->fds[victim];
             close(old->fd);
             free(old->path);
+            ddp_redirect_free(&old->redir);
             free(old);
             cs->fds[victim] = cs->fds[--cs->nfds];
         }
@@ -911,6 +975,8 @@ static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry *
     fe->refs = 1;
     fe->last_use = ++cs->use_clock;
     fe->path = path;
+    fe->redir = redir;
+    fe->emptied = emptied;
     cs->fds[cs->nfds++] = fe;
     pthread_mutex_unlock(&cs->fdlock);
     *out = fe;
@@ -930,8 +996,10 @@ HRESULT ddp_chunkstore_read_chunk(ddp_chunkstore *cs, const ddp_chunk_loc *loc, 
     fd_entry *fe;
     if (FAILED(hr = fd_get(cs, DDP_KIND_DATA, loc->container, &fe))) return hr;
     ddp_record_header h;
-    hr = ddp_container_read_record_into(fe->fd, fe->path, loc->offset, DDP_RECORD_CHUNK, hash, &h, out,
-                                        loc->logical_len);
+    uint64_t at = 0; /* loc->offset is the record's local id */
+    hr = resolve(fe, loc->offset, &at);
+    if (SUCCEEDED(hr))
+        hr = ddp_container_read_record_into(fe->fd, fe->path, at, DDP_RECORD_CHUNK, hash, &h, out, loc->logical_len);
     fd_release(cs, fe);
     return hr;
 }
@@ -948,7 +1016,10 @@ HRESULT ddp_chunkstore_read_streammap(ddp_chunkstore *cs, uint32_t container, ui
     if (FAILED(hr = fd_get(cs, DDP_KIND_STREAM, container, &fe))) return hr;
     ddp_record_header h;
     uint8_t *buf = NULL;
-    hr = ddp_container_read_record(fe->fd, fe->path, offset, DDP_RECORD_STREAMMAP, expect_hash, &h, &buf);
+    uint64_t at = 0; /* offset is the record's local id */
+    hr = resolve(fe, offset, &at);
+    if (SUCCEEDED(hr))
+        hr = ddp_container_read_record(fe->fd, fe->path, at, DDP_RECORD_STREAMMAP, expect_hash, &h, &buf);
     if (SUCCEEDED(hr)) {
         hr = ddp_streammap_decode(buf, h.logical_len, m);
         if (FAILED(hr)) {

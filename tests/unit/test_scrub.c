@@ -410,7 +410,9 @@ static void test_hotspot(void **state)
     /* Once no file references the base, gc retires the copies too. */
     for (int i = 0; i < NF; i++) assert_int_equal(unlink(f->path[i]), 0);
     ddp_gc_stats gs;
-    assert_int_equal(ddp_gc(v, 1, NULL, &gs), S_OK);
+    HRESULT ghr = ddp_gc(v, 1, NULL, &gs);
+    if (ghr != S_OK) print_message("gc: %s\n", ddp_error_detail());
+    assert_int_equal(ghr, S_OK);
     assert_int_equal(gs.stubs, 0);
     assert_int_equal(ddp_mstore_load(v->store_dir, v->id.store_id, &ms), S_OK);
     assert_int_equal(ddp_hotset_load(&ms, &hs), S_OK);
