@@ -26,8 +26,9 @@
  *    generation 1. A container the catalog gives generation 2 or more is
  *    read first from its start (the engine's prelude, rsformat.h): its
  *    64-byte header, which must be this container of this store (kind, id,
- *    generation, store id) and gives redirect_len; version 1 (0) means ids
- *    are offsets. Then [64, 128 + redirect_len): the REDIRECT record (good
+ *    generation, store id) and gives redirect_len; version 1 (0) is a
+ *    container gc emptied (no record left: every reference to it fails as
+ *    garbage-collected). Then [64, 128 + redirect_len): the REDIRECT record (good
  *    header and payload checksums, the sha256 of the table its header
  *    names) and the table, checked whole (store/redirect.h) against the
  *    container's catalog length; a header claiming a table that cannot fit
@@ -91,7 +92,7 @@ typedef struct ddp_fstate {
 typedef struct ddp_cstate {
     uint64_t cat_len;     /* its length in the catalog */
     uint64_t redirect_len;
-    int identity;         /* a version-1 header: ids are offsets */
+    int emptied;          /* a version-1 header at generation >= 2: gc left no record */
     int have;             /* the table (or identity) is known */
     ddp_redirect tab;
 } ddp_cstate;
@@ -271,8 +272,8 @@ static HRESULT prelude_header(rs_ctx *c, uint32_t fmt, rs_cstate *k, ddp_cstate 
                         "one the catalog names",
                         k->path, h.id, h.kind, h.generation,
                         memcmp(h.store_id, x->id.store_id, DDP_STORE_ID_SIZE) == 0 ? "yes" : "no");
-    if (h.redirect_len == 0) { /* version 1: ids are offsets */
-        st->identity = 1;
+    if (h.redirect_len == 0) { /* version 1 at generation >= 2: gc emptied it (no record is left) */
+        st->emptied = 1;
         st->have = 1;
         *len = 0;
         return S_OK;
@@ -328,10 +329,13 @@ static HRESULT ddp_place(rs_ctx *c, uint32_t fmt, rs_cstate *k, uint64_t id, uin
     (void)fmt;
     (void)len;
     const ddp_cstate *st = k->fstate;
-    if (!st || st->identity) {
+    if (!st) { /* generation 1: ids are offsets */
         *off = id;
         return S_OK;
     }
+    if (st->emptied)
+        return ddp_fail(DDP_E_FILE_CORRUPT, "record %llu of %s: garbage collection removed it (the container is empty)",
+                        (unsigned long long)id, k->path);
     if (!st->have) return ddp_fail(DDP_E_UNEXPECTED, "%s: a record placed before its redirection table", k->path);
     return ddp_redirect_resolve(&st->tab, id, k->path, off);
 }
