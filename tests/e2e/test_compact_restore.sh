@@ -153,4 +153,49 @@ check "hostile: ... the other files are restored" \
   diff <(expected_of a.bin d/b.bin d/c.bin e/small.bin new.bin) <(sums_of "$T/rc" a.bin d/b.bin d/c.bin e/small.bin new.bin | sort -k2)
 check "hostile: ... exit status 1" test $rc -eq 1
 
+# ------------------------------------------------------ real gc: ddp gc --full after deleting files
+W=$T/wvol
+mkdir -p "$W"
+head -c 1000000 /dev/urandom > "$T/wbase"
+for i in 1 2 3; do
+  { head -c $((300000 * i)) "$T/wbase"; head -c 700000 /dev/urandom; } > "$W/keep$i.bin"
+  head -c 700000 /dev/urandom > "$W/gone$i.bin"
+done
+(cd "$W" && sha256sum keep1.bin keep2.bin keep3.bin gone1.bin gone2.bin gone3.bin) | sort -k2 > "$T/wsums"
+"$DDP" enable "$W" --usage Backup > /dev/null
+"$DDP" set "$W" container_size_limit 1M > /dev/null
+"$DDP" optimize "$W" > /dev/null
+"$DDP" backup "$W" "$T/W0" > /dev/null
+rm "$W/gone1.bin" "$W/gone2.bin" "$W/gone3.bin"
+"$DDP" gc "$W" --full > "$T/wgc.out"
+WSTORE=$(echo "$W"/.ddp/ChunkStore/*.ddp)
+check "gc --full compacted containers (generation 2)" bash -c "ls '$WSTORE/Data' | grep -q '\.00000002\.ccc$'"
+"$DDP" backup "$W" "$T/W1" > /dev/null
+"$DDP" backup "$W" "$T/W2" --incremental "$T/W0" > /dev/null
+"$DDP" backup "$W" "$T/W3.tar" --tar > /dev/null
+wrestore_ok() { # WHAT BACKUP DIR FILE...
+  local what=$1 from=$2 dir=$3; shift 3
+  local rc=0 f
+  "$DDP" restore --from "$from" --to "$dir" "$@" > "$T/wrestore.out" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then bad "$what: exit $rc: $(cat "$T/wrestore.out")"; return; fi
+  if diff <(for f in "$@"; do grep " $f\$" "$T/wsums"; done | sort -k2) <(cd "$dir" && sha256sum "$@" | sort -k2) > /dev/null
+  then ok "$what"; else bad "$what: content differs"; fi
+}
+wrestore_ok "gc: the backup before gc restores every file, deleted ones too" "$T/W0" "$T/w0" keep1.bin keep2.bin keep3.bin gone1.bin gone2.bin gone3.bin
+wrestore_ok "gc: a full backup after gc restores every file" "$T/W1" "$T/w1" keep1.bin keep2.bin keep3.bin
+wrestore_ok "gc: a tar backup after gc restores every file" "$T/W3.tar" "$T/w3" keep1.bin keep2.bin keep3.bin
+wrestore_ok "gc: an incremental across gc restores every file" "$T/W2" "$T/w2" keep1.bin keep2.bin keep3.bin
+wrestore_ok "gc: an incremental across gc restores one file" "$T/W2" "$T/w2b" keep2.bin
+no_old_gen() { # the incremental lists no generation 1 of a container gc compacted
+  local id
+  for id in $(cd "$T/W1" && ls .ddp/ChunkStore/*/Data | grep -E '\.00000002\.ccc$' | cut -d. -f1); do
+    grep -q "Data/$id\.00000001\.ccc" "$T/W2/.ddp-backup/manifest" && return 1
+  done
+  return 0
+}
+check "gc: the incremental lists no removed generation" no_old_gen
+mkdir -p "$T/wrs"; cp -a "$W"/keep*.bin "$T/wrs/"
+check "gc: RestoreFiles from the incremental across gc" "$RS" "$T/W2" "$T/wrs/keep1.bin" "$T/wrs/keep2.bin" "$T/wrs/keep3.bin"
+check "gc: ... byte for byte" diff <(grep keep "$T/wsums") <(cd "$T/wrs" && sha256sum keep1.bin keep2.bin keep3.bin | sort -k2)
+
 finish
