@@ -34,6 +34,10 @@
  *     may ask for further records (a redirection table, then the record it
  *     points to): up to RS_MAX_ROUNDS rounds, the later ones read after the
  *     plan (R6: bytes no extent covers), previewed, never a byte twice.
+ *     In both phases, a container with a prelude (ddp: a compacted
+ *     container's header, then its redirection table) has it read first,
+ *     inside the plan like any container read, and its records placed by
+ *     it (restore_plan.c).
  *  5. Phase 2, chunks: a temporary file beside each mapped stub (so a
  *     target that cannot be written fails before its data is read), then
  *     OrderContainersRestore with the data containers, then the reads. Each

@@ -51,6 +51,20 @@
  * not read, so a failed file stops costing reads. A read announced by a
  * preview is skipped only when everything it was for has failed meanwhile.
  *
+ * Preludes. A container whose records cannot be placed before some of its
+ * bytes are read (ddp: a compacted container, whose records are named by
+ * local ids its redirection table maps to offsets; rsformat.h) has a
+ * prelude: ranges its format asks for one after another (ddp: the 64-byte
+ * header, then the table). Until the prelude is complete, only its current
+ * range is needed from that container, read exactly (never coalesced), with
+ * its own preview, in the extent that holds it; each step may name the next
+ * range, and the last one places the container's records (the ids and the
+ * offsets are in the same order, so the records stay sorted), which are
+ * then read in the same extent, again after their own preview. Bytes are
+ * never read twice, so a range split over extents is assembled by count. A
+ * failed prelude (a read, or what the format found in it) fails every
+ * record of the container, in this phase and in later ones.
+ *
  * PreviewContainerRead is advisory: its result is ignored (a store may well
  * answer E_NOTIMPL).
  */
