@@ -55,17 +55,34 @@ static int keep_fn(void *ctx, const ddp_record_header *h, uint64_t id)
     return 1;
 }
 
+/* A number of the selector s at *p, then sep (or the end when sep is 0). */
+static int parse_num(const char **p, char sep, uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(*p, &end, 10);
+    if (end == *p || errno != 0 || v > max || *end != sep) return 0;
+    *out = v;
+    *p = sep ? end + 1 : end;
+    return 1;
+}
+
 static int parse_sel(const char *s, sel *out, int with_local)
 {
-    char kind[16];
-    unsigned id = 0;
-    unsigned long long local = 0;
-    int n = with_local ? sscanf(s, "%15[a-z]:%u:%llu", kind, &id, &local) : sscanf(s, "%15[a-z]:%u", kind, &id);
-    if (n != (with_local ? 3 : 2)) return 0;
-    if (strcmp(kind, "data") == 0) out->kind = DDP_KIND_DATA;
-    else if (strcmp(kind, "stream") == 0) out->kind = DDP_KIND_STREAM;
-    else return 0;
-    out->id = id;
+    const char *p = s;
+    if (strncmp(p, "data:", 5) == 0) {
+        out->kind = DDP_KIND_DATA;
+        p += 5;
+    } else if (strncmp(p, "stream:", 7) == 0) {
+        out->kind = DDP_KIND_STREAM;
+        p += 7;
+    } else {
+        return 0;
+    }
+    uint64_t id = 0, local = 0;
+    if (!parse_num(&p, with_local ? ':' : 0, UINT32_MAX, &id)) return 0;
+    if (with_local && !parse_num(&p, 0, UINT64_MAX, &local)) return 0;
+    out->id = (uint32_t)id;
     out->local = local;
     return 1;
 }
