@@ -16,12 +16,16 @@
 #     after new files were optimized;
 #   - hostile backups of a compacted store: a damaged table, a header that
 #     claims a huge table, a stub whose stream map was garbage-collected: the
-#     files that need them fail with 0x80565355, the others are restored.
+#     files that need them fail with 0x80565355, the others are restored;
+#   - R1-R10 hold over compacted stores (directory, tar, incremental set)
+#     through the recording wrapper of tests/tools/s3rules;
+#   - and the same with real garbage collection: files deleted, `ddp gc
+#     --full`, backups before and after, an incremental across it.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/winlib.sh"
 set -euo pipefail
-need_tools ddp_compact_all rsfiles
-CA=$TOOLS/ddp_compact_all RS=$TOOLS/rsfiles
+need_tools ddp_compact_all rsfiles s3rules
+CA=$TOOLS/ddp_compact_all RS=$TOOLS/rsfiles RULES=$TOOLS/s3rules
 
 V=$T/vol
 mkdir -p "$V/d" "$V/e"
@@ -110,6 +114,20 @@ head -c 400000 /dev/urandom > "$V/new.bin"
 check "new.bin was optimized" is_stub "$V/new.bin"
 "$DDP" backup "$V" "$T/I2" --incremental "$T/I1" > /dev/null
 restore_ok "second incremental: restore every file" "$T/I2" "$T/rall-I2" "${ALL[@]}" new.bin
+
+# ------------------------------------------------------ R1-R10 through the recording wrapper
+# (tests/tools/s3rules over ddp's own stores: a directory, a tar archive, an
+# incremental set whose newest pieces are compacted generations)
+rules_ok() { # WHAT BACKUP FILE...
+  local what=$1 from=$2 r; shift 2
+  rm -rf "$T/rules"
+  "$RULES" rules "$from" "$T/rules" "$@" > "$T/rules.out" 2>&1 || true
+  for r in R1 R2 R3 R4 R5 R6 R7 R8 R10; do check "$what: $r through the recording wrapper" grep -q "^RULE $r ok" "$T/rules.out"; done
+  check "$what: the wrapper's restores are byte-identical" diff <(expected_of "$@") <(sums_of "$T/rules" "$@" | sort -k2)
+}
+rules_ok "B1 (compacted, directory)" "$T/B1" a.bin d/b.bin d/c.bin e/u.bin e/small.bin
+rules_ok "T1.tar (compacted, tar)" "$T/T1.tar" d/c.bin e/u.bin
+rules_ok "I2 (incremental across the compaction)" "$T/I2" a.bin d/b.bin e/small.bin new.bin
 
 # ------------------------------------------------------ hostile backups of a compacted store
 hostile() { rm -rf "$T/H"; cp -a "$T/B1" "$T/H"; }
