@@ -884,8 +884,9 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
     if (SUCCEEDED(hr)) {
         /* Counts changed or the threshold did: refresh the hotspot copies
          * (cheap when nothing changed). Not this job's failure if it fails. */
-        if (FAILED(ddp_hotspot_update(v))) {
-            problem(&g, v->root, E_FAIL, ddp_error_detail());
+        HRESULT hh = ddp_hotspot_update(v);
+        if (FAILED(hh)) {
+            problem(&g, v->root, hh, ddp_error_detail());
             ddp_clear_error();
         }
     }
