@@ -94,6 +94,7 @@ for src in B1 T1.tar; do
   restore_ok "$src (of the compacted store): restore some files" "$T/$src" "$T/r2-$src" a.bin d/b.bin plain.txt
   restore_ok "$src (of the compacted store): restore every file" "$T/$src" "$T/rall-$src" "${ALL[@]}"
 done
+check "T1.tar: headers, tables and records are read in one pass of the archive" grep -q " 1 archive passes" "$T/restore.out"
 rsfiles_ok "B1 (of the compacted store): RestoreFiles" "$T/B1"
 "$DDP" restore --from "$T/B1" --to "$T/rl" --list-containers "${ALL[@]}" > "$T/list.out"
 check "--list-containers lists the header and table reads (offset 0)" grep -qE 'Data/[0-9A-F.]+ccc 0 [0-9]+$' "$T/list.out"
