@@ -761,7 +761,6 @@ static void read_extent(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     }
 }
 
-
 void rs_phase_preludes(rs_ctx *c, rs_phase *ph)
 {
     ph->on_record = NULL;
