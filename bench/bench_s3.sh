@@ -16,7 +16,10 @@
 #
 # Columns: wall seconds; bytes stored in the bucket after the backup; for
 # restores, bytes the gateway sent (its usage log: every GET body and
-# listing, what each tool really fetched) per byte restored.
+# listing, what each tool really fetched) per byte restored; requests the
+# gateway served for the tool's bucket (its usage log's ops); the tool's own
+# CPU seconds (user + system). The load average is printed at the start and
+# the end: the machine may be shared.
 #
 # Needs: root, the Ceph packages and restic (scripts/install-deps.sh, with
 # --bench for restic), npm for the data set.
@@ -64,16 +67,24 @@ export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=s3:$S3_ENDPOINT/resticb
 "$S3T" mb ddpb; "$S3T" mb resticb
 
 now() { date +%s.%N; }
-# bytes the gateway sent for bucket $1 so far (GET bodies, listings)
-sent() {
+# "<bytes the gateway sent> <requests>" for bucket $1 so far (GET bodies, listings; every op)
+usage() {
   sleep 2  # the usage log flushes every second
   radosgw-admin -c "$CEPH_CONF" usage show --uid=ddp 2>/dev/null | python3 -c "
 import json,sys
-d=json.load(sys.stdin); t=0
+d=json.load(sys.stdin); t=0; o=0
 for e in d.get('entries',[]):
   for b in e.get('buckets',[]):
-    if b.get('bucket')=='$1': t+=sum(c.get('bytes_sent',0) for c in b.get('categories',[]))
-print(t)"
+    if b.get('bucket')=='$1':
+      t+=sum(c.get('bytes_sent',0) for c in b.get('categories',[]))
+      o+=sum(c.get('ops',0) for c in b.get('categories',[]))
+print(t, o)"
+}
+# run a command; its CPU seconds (user + system) in $W/cpu
+cpu() {
+  local TIMEFORMAT='%U %S'
+  { time "$@" 2> "$W/cmd.err"; } 2> "$W/time.out" || { cat "$W/cmd.err" >&2; return 1; }
+  tail -1 "$W/time.out" | awk '{printf "%.2f", $1 + $2}' > "$W/cpu"
 }
 stored() { "$S3T" du "$1" | awk '{print $3}'; }
 check_same() { # DIR FILE...: byte-identical to the data
@@ -82,19 +93,24 @@ check_same() { # DIR FILE...: byte-identical to the data
   (cd "$d" && printf '%s\0' "$@" | xargs -0 sha256sum) > "$W/got" 2>/dev/null || true
   cmp -s "$W/want" "$W/got" || { echo "bench_s3: restored bytes differ in $d" >&2; exit 1; }
 }
-printf '%-8s %-24s %9s %14s %14s %10s\n' tool case seconds bytes restored "fetched/B"
-row() { printf '%-8s %-24s %9.2f %14s %14s %10s\n' "$@"; }
+echo "# load at the start: $(uptime)"
+printf '%-8s %-24s %9s %14s %14s %10s %9s %7s\n' tool case seconds bytes restored "fetched/B" requests "cpu s"
+row() { printf '%-8s %-24s %9.2f %14s %14s %10s %9s %7s\n' "$@"; }
 
 # ---- backups
 V=$W/vol
 cp -a "$DATA" "$V"
 t=$(now); "$DDP" enable "$V" --usage Backup > /dev/null; "$DDP" optimize "$V" > "$W/opt.out"; opt=$(echo "$(now) - $t" | bc)
-row ddp "optimize (local)" "$opt" "$(du -sb "$V" | cut -f1)" - -
-t=$(now); "$DDP" backup "$V" s3://ddpb/full > "$W/ddp-backup.out"; tb=$(echo "$(now) - $t" | bc)
-row ddp "backup to S3" "$tb" "$(stored ddpb)" - -
+row ddp "optimize (local)" "$opt" "$(du -sb "$V" | cut -f1)" - - - -
+read -r _ o0 < <(usage ddpb)
+t=$(now); cpu "$DDP" backup "$V" s3://ddpb/full > "$W/ddp-backup.out"; tb=$(echo "$(now) - $t" | bc)
+read -r _ o1 < <(usage ddpb)
+row ddp "backup to S3" "$tb" "$(stored ddpb)" - - $((o1 - o0)) "$(cat "$W/cpu")"
 restic init > /dev/null 2>&1
-t=$(now); restic backup -q "$DATA" > /dev/null; tr=$(echo "$(now) - $t" | bc)
-row restic "backup to S3" "$tr" "$(stored resticb)" - -
+read -r _ o0 < <(usage resticb)
+t=$(now); cpu restic backup -q "$DATA" > /dev/null; tr=$(echo "$(now) - $t" | bc)
+read -r _ o1 < <(usage resticb)
+row restic "backup to S3" "$tr" "$(stored resticb)" - - $((o1 - o0)) "$(cat "$W/cpu")"
 echo "# data: $NF files, $DATA_BYTES bytes; ddp backup $(echo "scale=2; $tr / $tb" | bc)x faster than restic (optimize excluded)"
 
 # ---- restores
@@ -103,28 +119,31 @@ case_run() { # NAME FILE...
   local name=$1; shift
   local n=$# b; b=$(bytes_of "$@")
   local out=$W/out-ddp; rm -rf "$out"
-  local s0; s0=$(sent ddpb)
+  local s0 o0 s1 o1; read -r s0 o0 < <(usage ddpb)
   local t; t=$(now)
-  "$DDP" restore --from s3://ddpb/full --to "$out" "$@" > "$W/ddp-restore.out"
+  cpu "$DDP" restore --from s3://ddpb/full --to "$out" "$@" > "$W/ddp-restore.out"
   local td; td=$(echo "$(now) - $t" | bc)
-  local f=$(( $(sent ddpb) - s0 ))
+  read -r s1 o1 < <(usage ddpb)
+  local f=$((s1 - s0))
   check_same "$out" "$@"
-  row ddp "$name ($n)" "$td" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)"
+  row ddp "$name ($n)" "$td" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)" $((o1 - o0)) "$(cat "$W/cpu")"
   out=$W/out-restic; rm -rf "$out"
-  s0=$(sent resticb)
+  read -r s0 o0 < <(usage resticb)
   local inc=(); local x; for x in "$@"; do inc+=(--include "$DATA/$x"); done
   t=$(now)
-  if [[ $name == all* ]]; then restic restore -q latest --target "$out" > /dev/null
-  else restic restore -q latest --target "$out" "${inc[@]}" > /dev/null; fi
+  if [[ $name == all* ]]; then cpu restic restore -q latest --target "$out" > /dev/null
+  else cpu restic restore -q latest --target "$out" "${inc[@]}" > /dev/null; fi
   local tr2; tr2=$(echo "$(now) - $t" | bc)
   sync -f "$out"  # restic does not sync what it restored: the same durability as ddp's costs this much more
   local ts2; ts2=$(echo "$(now) - $t" | bc)
-  f=$(( $(sent resticb) - s0 ))
+  read -r s1 o1 < <(usage resticb)
+  f=$((s1 - s0))
   check_same "$out$DATA" "$@"
-  row restic "$name ($n)" "$tr2" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)"
-  row restic "  + sync" "$ts2" - - -
+  row restic "$name ($n)" "$tr2" "$f" "$b" "$(echo "scale=3; $f / $b" | bc)" $((o1 - o0)) "$(cat "$W/cpu")"
+  row restic "  + sync" "$ts2" - - - - -
   echo "# $name: ddp $(echo "scale=2; $tr2 / $td" | bc)x faster than restic, $(echo "scale=2; $ts2 / $td" | bc)x than restic + sync"
 }
 case_run "one file" "$ONE"
 case_run "1% of the files" "${PCT[@]}"
 case_run "all files" "${FILES[@]}"
+echo "# load at the end: $(uptime)"

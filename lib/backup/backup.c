@@ -286,6 +286,8 @@ static HRESULT walk_dir(bctx *b, int dfd, const char *rel)
                 const ddp_mf_entry *p = b->prev ? ddp_manifest_find(b->prev, child) : NULL;
                 if (same_file(e, p)) {
                     e->level = p->level;
+                    e->pack = p->pack; /* an S3 backup's file stays where it is */
+                    e->pack_off = p->pack_off;
                     if (strncmp(child, "/.ddp/", 6) != 0) b->st->files_unchanged++;
                 } else {
                     b->copy_piece[idx] = 1;

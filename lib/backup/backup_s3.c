@@ -2,9 +2,12 @@
 /*
  * backup_s3.c: writing an optimized backup into S3 (backup_s3.h).
  *
- * Layout (docs/BACKUP.md): below PREFIX, every file the backup holds is one
- * object named by its store path (escaped: s3client.c ddp_s3_key_of_path),
- * every container piece written now one object named by its piece file
+ * Layout (docs/BACKUP.md): below PREFIX, every file of at most 1 MiB the
+ * backup holds goes into a pack object, PREFIX/.ddp-backup/pack/NNNNNNNN
+ * (up to 32 MiB each: the store's metadata first, then the rest in walk
+ * order; the manifest, version 2, says each file's pack and offset); a larger
+ * file is one object named by its store path (escaped: s3client.c
+ * ddp_s3_key_of_path), every container piece written now one object named by its piece file
  * (the container's path, or "<path>.@<hex offset>" for a tail appended since
  * the previous backup), and the manifest is PREFIX/.ddp-backup/manifest.
  * Directories and symlinks live only in the manifest.
@@ -16,7 +19,10 @@
  * exists with the size the manifest gives, and only then is the manifest
  * put. A prefix without a manifest is not a backup; running the same
  * command again reuses every object that already holds the same bytes (same
- * size and ETag) and finishes it.
+ * size and ETag) and finishes it: packs are filled in a fixed order from the
+ * volume's bytes, so the same volume gives the same packs again.
+ * DDP_S3_PACKS=0 writes the old layout (version 1: one object per file) when
+ * the previous backup has no packs either.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +42,8 @@
 #include "store/stub.h"
 
 #define UPLOAD_SLOTS 32
+#define PACK_FILE_MAX ((uint64_t)1 << 20)   /* files up to this go into packs */
+#define PACK_MAX ((size_t)32 << 20)         /* a pack holds at most this much */
 
 typedef struct obj_info {
     char *key;        /* below the prefix */
@@ -200,18 +208,117 @@ static HRESULT fd_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got
     return ddp_pread_upto(s->fd, buf, n, s->base + off, got, s->what);
 }
 
-static HRESULT upload_one(ddp_backup_s3 *u, ddp_s3_uploader *up, const char *path, int fd, uint64_t base,
+typedef struct mem_src {
+    const uint8_t *p;
+    size_t n;
+} mem_src;
+
+static HRESULT mem_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    const mem_src *m = ctx;
+    size_t k = off >= m->n ? 0 : (m->n - (size_t)off < n ? m->n - (size_t)off : n);
+    if (k) memcpy(buf, m->p + off, k);
+    *got = k;
+    return S_OK;
+}
+
+static HRESULT upload_src(ddp_backup_s3 *u, ddp_s3_uploader *up, const char *path, ddp_s3_source_fn fn, void *ctx,
                           uint64_t size, uint64_t *taken, int *skipped)
 {
     char *rk = rel_key(path);
     char *key = ddp_s3_key_join(u->prefix, rk);
     obj_info *ex = list_find(&u->existing, rk);
     if (ex) ex->named = 1;
-    fd_src src = { fd, base, path };
-    HRESULT hr = ddp_s3_upload(up, key, size, fd_read, &src, ex ? ex->etag : NULL, ex ? ex->size : 0, taken, skipped);
+    HRESULT hr = ddp_s3_upload(up, key, size, fn, ctx, ex ? ex->etag : NULL, ex ? ex->size : 0, taken, skipped);
     free(key);
     free(rk);
     return hr;
+}
+
+static HRESULT upload_one(ddp_backup_s3 *u, ddp_s3_uploader *up, const char *path, int fd, uint64_t base,
+                          uint64_t size, uint64_t *taken, int *skipped)
+{
+    fd_src src = { fd, base, path };
+    return upload_src(u, up, path, fd_read, &src, size, taken, skipped);
+}
+
+/* ---- packs ---- */
+
+typedef struct packer {
+    uint8_t *buf;          /* the pack being filled */
+    size_t n, cap;
+    uint32_t number;       /* its number (1, 2, ...) */
+    ddp_mf_pack *done;     /* packs written, in number order */
+    size_t ndone;
+} packer;
+
+/* Send the pack being filled (when it holds anything or a file points at it). */
+static HRESULT pack_flush(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, packer *pk, int used)
+{
+    if (!used && pk->n == 0) return S_OK;
+    char *path = ddp_manifest_pack_path(pk->number);
+    mem_src src = { pk->buf, pk->n };
+    uint64_t taken = 0;
+    int skipped = 0;
+    HRESULT hr = upload_src(u, up, path, mem_read, &src, pk->n, &taken, &skipped);
+    free(path);
+    if (FAILED(hr)) return hr;
+    if (!skipped) b->st->bytes_written += pk->n;
+    pk->done = ddp_xrealloc(pk->done, (pk->ndone + 1) * sizeof *pk->done);
+    pk->done[pk->ndone++] = (ddp_mf_pack){ b->m.level, pk->number, pk->n };
+    pk->number++;
+    pk->n = 0;
+    return S_OK;
+}
+
+static HRESULT upload_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_entry *e);
+
+/* A small file into the pack being filled (a file that grew past the bound
+ * since the walk is an object of its own). */
+static HRESULT pack_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_entry *e, packer *pk, int *used)
+{
+    int fd;
+    struct stat st;
+    HRESULT hr = ddp_open_beneath(b->vfd, e->path + 1, 0, &fd, &st);
+    if (FAILED(hr)) return hr;
+    ddp_backup_refresh_entry(b, e, &st, fd);
+    if (e->size > PACK_FILE_MAX) {
+        close(fd);
+        e->pack = 0;
+        return upload_file(u, up, b, e);
+    }
+    if (pk->n + e->size > PACK_MAX) {
+        hr = pack_flush(u, up, b, pk, *used);
+        *used = 0;
+        if (FAILED(hr)) { close(fd); return hr; }
+    }
+    if (pk->cap < pk->n + e->size) {
+        size_t cap = pk->cap ? pk->cap : (size_t)1 << 20;
+        while (cap < pk->n + e->size) cap *= 2;
+        if (cap > PACK_MAX) cap = PACK_MAX;
+        pk->buf = ddp_xrealloc(pk->buf, cap);
+        pk->cap = cap;
+    }
+    size_t taken = 0;
+    hr = ddp_pread_upto(fd, pk->buf + pk->n, (size_t)e->size, 0, &taken, e->path);
+    close(fd);
+    if (FAILED(hr)) return hr;
+    if (taken != e->size) { /* shrank while being read: keep what was read, say so */
+        b->st->changed_during++;
+        e->size = taken;
+        if (e->is_stub && taken != DDP_STUB_SIZE) {
+            e->is_stub = 0;
+            b->st->stubs--;
+        }
+    }
+    e->pack = pk->number;
+    e->pack_off = pk->n;
+    pk->n += taken;
+    *used = 1;
+    if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
+    else b->st->files_copied++;
+    ddp_backup_progress(b, taken);
+    return S_OK;
 }
 
 static HRESULT upload_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_entry *e)
@@ -290,29 +397,89 @@ static HRESULT verify(ddp_backup_s3 *u, const ddp_manifest *m)
         hr = list_all(u->s3, bucket, prefix, &l);
         for (size_t i = 0; i < m->count && SUCCEEDED(hr); i++) {
             const ddp_mf_entry *e = &m->entries[i];
-            if (e->type == 'F' && e->level == level) hr = expect(&l, bucket, prefix, e->path, e->size);
+            if (e->type == 'F' && e->level == level && !e->pack) hr = expect(&l, bucket, prefix, e->path, e->size);
             for (uint32_t j = 0; e->type == 'C' && j < e->npieces && SUCCEEDED(hr); j++)
                 if (e->pieces[j].level == level)
                     hr = expect(&l, bucket, prefix, e->pieces[j].file, e->pieces[j].length);
+        }
+        for (size_t k = 0; k < m->npacks && SUCCEEDED(hr); k++) {
+            if (m->packs[k].level != level) continue;
+            char *path = ddp_manifest_pack_path(m->packs[k].number);
+            hr = expect(&l, bucket, prefix, path, m->packs[k].size);
+            free(path);
         }
         list_free(&l);
     }
     return hr;
 }
 
+/* The manifest's pack list: the packs of earlier backups that unchanged
+ * files still point at (from the previous manifest), then this backup's. */
+static void set_packs(ddp_backup_s3 *u, bctx *b, const packer *pk)
+{
+    const ddp_manifest *prev = u->have_prev ? &u->prev.newest : NULL;
+    size_t np = prev ? prev->npacks : 0;
+    uint8_t *keep = ddp_xcalloc(np ? np : 1, 1);
+    for (size_t i = 0; i < b->m.count; i++) {
+        const ddp_mf_entry *e = &b->m.entries[i];
+        if (e->type != 'F' || !e->pack || e->level == b->m.level || !prev) continue;
+        const ddp_mf_pack *k = ddp_manifest_pack(prev, e->level, e->pack);
+        if (k) keep[k - prev->packs] = 1;
+    }
+    free(b->m.packs);
+    b->m.packs = ddp_xmalloc((np + pk->ndone + 1) * sizeof *b->m.packs);
+    b->m.npacks = 0;
+    for (size_t i = 0; i < np; i++)
+        if (keep[i]) b->m.packs[b->m.npacks++] = prev->packs[i];
+    for (size_t i = 0; i < pk->ndone; i++) b->m.packs[b->m.npacks++] = pk->done[i];
+    free(keep);
+}
+
+/* Pack small files? Yes, unless DDP_S3_PACKS=0 (the version 1 layout) and
+ * the previous backup has no packs. */
+static int use_packs(const ddp_backup_s3 *u)
+{
+    const char *env = getenv("DDP_S3_PACKS");
+    if (!env || strcmp(env, "0") != 0) return 1;
+    return u->have_prev && u->prev.newest.version >= DDP_MANIFEST_VERSION_PACKS;
+}
+
+static int packable(const ddp_mf_entry *e) { return e->type == 'F' && e->size <= PACK_FILE_MAX; }
+
 HRESULT ddp_backup_s3_write(ddp_backup_s3 *u, bctx *b)
 {
     ddp_s3_uploader *up = ddp_s3_uploader_new(u->s3, u->bucket, UPLOAD_SLOTS);
     HRESULT hr = S_OK;
+    int packs = use_packs(u);
+    const char *env = getenv("DDP_S3_PACKS");
+    int pack_new = packs && !(env && strcmp(env, "0") == 0);
+    b->m.version = packs ? DDP_MANIFEST_VERSION_PACKS : DDP_MANIFEST_VERSION;
+    packer pk = { NULL, 0, 0, 1, NULL, 0 };
+    int used = 0;
+    /* the store's metadata first, contiguous in the first pack: one ranged GET brings it all */
+    for (size_t i = 0; i < b->m.count && SUCCEEDED(hr) && pack_new; i++) {
+        ddp_mf_entry *e = &b->m.entries[i];
+        if (b->copy_piece[i] && packable(e) && strncmp(e->path, "/.ddp/", 6) == 0) hr = pack_file(u, up, b, e, &pk, &used);
+    }
     for (size_t i = 0; i < b->m.count && SUCCEEDED(hr); i++) {
         ddp_mf_entry *e = &b->m.entries[i];
         if (!b->copy_piece[i]) continue;
-        if (e->type == 'F') hr = upload_file(u, up, b, e);
-        else if (e->type == 'C') hr = upload_piece(u, up, b, e, &e->pieces[e->npieces - 1]);
+        if (e->type == 'F' && pack_new && packable(e)) {
+            if (strncmp(e->path, "/.ddp/", 6) != 0) hr = pack_file(u, up, b, e, &pk, &used);
+        } else if (e->type == 'F') {
+            e->pack = 0;
+            hr = upload_file(u, up, b, e);
+        } else if (e->type == 'C') {
+            hr = upload_piece(u, up, b, e, &e->pieces[e->npieces - 1]);
+        }
     }
+    if (SUCCEEDED(hr)) hr = pack_flush(u, up, b, &pk, used);
     if (SUCCEEDED(hr)) hr = ddp_s3_uploader_finish(up);
     else (void)ddp_s3_uploader_finish(up);
     ddp_s3_uploader_free(up);
+    if (packs) set_packs(u, b, &pk);
+    free(pk.buf);
+    free(pk.done);
     /* objects of an interrupted run that this backup does not name */
     for (size_t i = 0; i < u->existing.n && SUCCEEDED(hr); i++) {
         if (u->existing.v[i].named) continue;

@@ -4,23 +4,29 @@
  * backup that `ddp backup VOLUME s3://BUCKET/PREFIX` wrote (full or
  * incremental; the chain behind it comes from s3chain.c).
  *
- * Every file of the backed-up volume is one object, PREFIX/<escaped path>,
- * and every piece of a container one object, PREFIX/<escaped piece file>, in
- * the backup of the chain that holds it (docs/BACKUP.md). ReadBackupFile is
- * a ranged GET of the bytes asked for, clipped to the length the manifest
- * gives; an object shorter than its manifest says is a truncated object,
+ * A small file of the backed-up volume lies in a pack object
+ * (PREFIX/.ddp-backup/pack/NNNNNNNN, manifest version 2, at the offset its
+ * entry gives), a larger one (or any, in a version 1 backup) is one object,
+ * PREFIX/<escaped path>, and every piece of a container one object,
+ * PREFIX/<escaped piece file>, in the backup of the chain that holds it
+ * (docs/BACKUP.md). ReadBackupFile is a ranged GET of the bytes asked for,
+ * clipped to the length the manifest gives (inside the pack: to the file's
+ * range); an object shorter than its manifest says is a truncated object,
  * DDP_E_FILE_CORRUPT, never a short success.
  *
  * Read-ahead: PreviewContainerRead lists the reads that follow, in order
  * (SPEC rule R7). They are merged into GETs (neighbours less than 256 KiB
- * apart, at most 8 MiB a GET, never across pieces) and sent ahead, in plan
+ * apart while the gaps fetched along stay under 1/5 of the bytes announced,
+ * at most 8 MiB a GET, never across pieces) and sent ahead, in plan
  * order, at most 8 at once and at most 64 MiB fetched and not yet read, so
  * memory stays bounded whatever the backup's size; each read then takes its
  * bytes from its GET, waiting for it if needed, and a GET's buffer is freed
  * as soon as every byte of it was read. A read outside the announced ones is
  * a GET of its own. Small metadata files (under /.ddp/, up to 16 MiB) are
  * fetched whole once and kept (at most 64 MiB); the first one asked for
- * brings the other small ones (up to 64 KiB each) in the same round trip.
+ * brings the other small ones (up to 64 KiB each) in the same round trip:
+ * in a backup with packs, one ranged GET of the metadata region at the start
+ * of the first pack (at most META_REGION bytes).
  *
  * OrderContainersRestore answers with one extent per piece, by container
  * and offset: an object store has no seek cost, so the plan only keeps each
@@ -46,6 +52,7 @@
 #define META_MAX_TOTAL ((uint64_t)64 << 20)
 #define META_SLOTS 8
 #define META_PREFETCH_MAX ((uint64_t)64 << 10)
+#define META_REGION ((uint64_t)16 << 20)
 
 typedef struct pf_group {
     const ddp_mf_piece *piece;   /* the piece (object) it reads */
@@ -54,6 +61,7 @@ typedef struct pf_group {
     ddp_s3_req *req;             /* NULL: not started (or freed) */
     int state;                   /* 0 waiting, 1 fetching, 2 fetched, 3 failed, 4 freed */
     uint64_t consumed;
+    uint64_t useful;             /* bytes of it announced (the rest: gaps fetched with them) */
 } pf_group;
 
 typedef struct s3_store {
@@ -201,14 +209,18 @@ static void pf_add(s3_store *s, const ddp_mf_piece *p, uint64_t off, uint64_t le
     if (s->ng > 0) {
         pf_group *last = &s->g[s->ng - 1];
         uint64_t end = last->off + last->len;
-        if (last->piece == p && off >= end && off - end <= PF_MERGE_GAP && off + len - last->off <= PF_MAX_GET) {
+        /* a gap is fetched along only while the gaps stay under 1/5 of what is read (at most 1.2x) */
+        uint64_t waste = last->len - last->useful + (off >= end ? off - end : 0);
+        if (last->piece == p && off >= end && off - end <= PF_MERGE_GAP && off + len - last->off <= PF_MAX_GET &&
+            waste <= (last->useful + len) / 5) {
             last->len = off + len - last->off;
+            last->useful += len;
             return;
         }
     }
     if (s->ng >= PF_MAX_GROUPS) return; /* advisory: later reads go on their own */
     if (s->ng % 256 == 0) s->g = ddp_xrealloc(s->g, (s->ng + 256) * sizeof *s->g);
-    s->g[s->ng++] = (pf_group){ p, off, len, NULL, NULL, 0, 0 };
+    s->g[s->ng++] = (pf_group){ p, off, len, NULL, NULL, 0, 0, len };
 }
 
 static HRESULT s3_preview(IDedupReadFileCallback *This, BSTR path, ULONG n, DDP_FILE_EXTENT *ext)
@@ -310,14 +322,82 @@ static void meta_prefetch(s3_store *s, const ddp_mf_entry *first)
     ddp_clear_error();
 }
 
-static HRESULT meta_get(s3_store *s, const ddp_mf_entry *e, const uint8_t **data)
+static const uint8_t *meta_find(s3_store *s, const ddp_mf_entry *e)
 {
     for (int i = 0; i < META_SLOTS; i++)
         if (s->meta[i].e == e) {
             s->meta[i].used = ++s->tick;
-            *data = s->meta[i].data;
-            return S_OK;
+            return s->meta[i].data;
         }
+    return NULL;
+}
+
+static int is_meta(const ddp_mf_entry *e)
+{
+    return e->type == 'F' && e->size <= META_MAX_FILE && strncmp(e->path, "/.ddp/", 6) == 0;
+}
+
+/* A packed metadata file asked for: one ranged GET of every metadata file of
+ * its pack (the writer puts them first and together), kept in the cache. A
+ * pack shorter than that is DDP_E_FILE_CORRUPT when it cuts `first`; the
+ * others are simply not kept. */
+static HRESULT meta_region(s3_store *s, const ddp_mf_entry *first)
+{
+    const ddp_manifest *m = &s->chain.newest;
+    uint64_t lo = first->pack_off, hi = first->pack_off + first->size;
+    for (size_t i = 0; i < m->count; i++) {
+        const ddp_mf_entry *e = &m->entries[i];
+        if (!is_meta(e) || e->level != first->level || e->pack != first->pack) continue;
+        uint64_t nlo = e->pack_off < lo ? e->pack_off : lo, nhi = e->pack_off + e->size > hi ? e->pack_off + e->size : hi;
+        if (nhi - nlo <= META_REGION) { lo = nlo; hi = nhi; }
+    }
+    if (hi == lo) return S_OK;
+    const ddp_mf_pack *pk = ddp_manifest_pack(m, first->level, first->pack);
+    char *path = ddp_manifest_pack_path(first->pack);
+    char *key = key_of(s, first->level, path);
+    free(path);
+    uint8_t *buf = ddp_xmalloc((size_t)(hi - lo));
+    ddp_s3_req *r = ddp_s3_req_new("GET", s->chain.bucket[first->level], key, NULL);
+    ddp_s3_req_range(r, lo, hi - lo);
+    ddp_s3_req_into(r, buf, (size_t)(hi - lo));
+    HRESULT hr = ddp_s3_do(s->s3, r);
+    size_t got = ddp_s3_req_got(r);
+    ddp_s3_req_free(r);
+    if (SUCCEEDED(hr) && first->pack_off + first->size - lo > got)
+        hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                      "backup store: pack s3://%s/%s is truncated: %zu of the %" PRIu64 " bytes at %" PRIu64
+                      " came back, the manifest says it has %" PRIu64 " bytes (it holds %s)",
+                      s->chain.bucket[first->level], key, got, hi - lo, lo, pk ? pk->size : 0, first->path);
+    else if (FAILED(hr))
+        hr = ddp_fail(hr, "%s (the pack holding %s)", ddp_error_detail(), first->path);
+    for (size_t i = 0; i < m->count && SUCCEEDED(hr); i++) {
+        const ddp_mf_entry *e = &m->entries[i];
+        if (!is_meta(e) || e->level != first->level || e->pack != first->pack || e == first) continue;
+        if (e->pack_off < lo || e->pack_off + e->size > lo + got || meta_find(s, e)) continue;
+        uint8_t *d = ddp_xmalloc(e->size ? (size_t)e->size : 1);
+        memcpy(d, buf + (e->pack_off - lo), (size_t)e->size);
+        meta_put(s, e, d);
+    }
+    if (SUCCEEDED(hr)) { /* the one asked for last: the most recently used */
+        uint8_t *d = ddp_xmalloc(first->size ? (size_t)first->size : 1);
+        memcpy(d, buf + (first->pack_off - lo), (size_t)first->size);
+        meta_put(s, first, d);
+    }
+    free(buf);
+    free(key);
+    return hr;
+}
+
+static HRESULT meta_get(s3_store *s, const ddp_mf_entry *e, const uint8_t **data)
+{
+    if ((*data = meta_find(s, e)) != NULL) return S_OK;
+    if (e->pack) {
+        HRESULT hr = meta_region(s, e);
+        if (FAILED(hr)) return hr;
+        if ((*data = meta_find(s, e)) != NULL) return S_OK;
+        hr = ddp_fail(DDP_E_FILE_CORRUPT, "backup store: %s: not found in its pack", e->path);
+        return hr;
+    }
     uint8_t *buf = ddp_xmalloc(e->size ? (size_t)e->size : 1);
     ddp_s3_req *r = NULL;
     char *key = NULL;
@@ -369,10 +449,16 @@ static HRESULT s3_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, UL
     size_t want = at >= e->size ? 0 : (e->size - at < n ? (size_t)(e->size - at) : n);
     if (want == 0) return S_OK; /* at or past the end: no bytes */
     if (e->type == 'F') {
-        if (e->size <= META_MAX_FILE && strncmp(e->path, "/.ddp/", 6) == 0) {
+        if (is_meta(e)) {
             const uint8_t *data;
             hr = meta_get(s, e, &data);
             if (SUCCEEDED(hr)) memcpy(buf, data + at, want);
+        } else if (e->pack) { /* a range of its pack, clipped to the file's bytes */
+            const ddp_mf_pack *pk = ddp_manifest_pack(&s->chain.newest, e->level, e->pack);
+            char *pp = ddp_manifest_pack_path(e->pack);
+            hr = get_exact(s, e->level, pp, e->pack_off + at, want, pk ? pk->size : 0, buf);
+            free(pp);
+            if (FAILED(hr)) hr = ddp_fail(hr, "%s (the pack holding %s)", ddp_error_detail(), e->path);
         } else {
             hr = get_exact(s, e->level, e->path, at, want, e->size, buf);
         }

@@ -6,12 +6,18 @@
  * is written by extract.c, beneath the held target and through its staging
  * directory, as for any other backup; this file only fetches.
  *
- * Small files (stubs are 232 bytes) are fetched many at a time, each with
- * one GET, SMALL_INFLIGHT ahead of the one being written; larger ones are
- * streamed in ranged GETs of STREAM_GET bytes, so memory stays bounded. An
- * object shorter than its manifest entry (a small one: of another length) is
- * DDP_E_FILE_CORRUPT; a missing one DDP_E_NOT_FOUND, as for a directory backup; a network failure
- * is that path's error, the rest go on.
+ * Files in pack objects (manifest version 2) are fetched by ranged GETs of
+ * their pack: neighbouring files of one pack (less than PACK_GAP apart, at
+ * most PACK_GET a GET) share one GET, so a full restore reads each pack in
+ * a few large requests, in order. Small files of their own (version 1: one
+ * object per file; stubs are 232 bytes) are fetched with one GET each. Up to
+ * INFLIGHT requests run ahead of the file being written, holding at most
+ * AHEAD_BYTES; larger files are streamed in ranged GETs of STREAM_GET bytes,
+ * so memory stays bounded. An object shorter than its manifest entry (a
+ * small one: of another length), or a pack shorter than a file's range in
+ * it, is DDP_E_FILE_CORRUPT naming the object and the file; a missing one
+ * DDP_E_NOT_FOUND, as for a directory backup; a network failure is that
+ * path's error, the rest go on.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -23,7 +29,10 @@
 #include "base/util.h"
 
 #define SMALL_FILE ((uint64_t)1 << 20)
-#define SMALL_INFLIGHT 64
+#define INFLIGHT 64
+#define AHEAD_BYTES ((uint64_t)64 << 20)
+#define PACK_GAP ((uint64_t)256 << 10)
+#define PACK_GET ((uint64_t)16 << 20)
 #define STREAM_GET ((size_t)8 << 20)
 
 struct ddp_extract_s3 {
@@ -125,54 +134,152 @@ static HRESULT stream_read(void *ctx, void *buf, size_t n, uint64_t off, size_t 
 
 /* ---- the files, in order, with GETs ahead ---- */
 
-typedef struct xjob {
+enum { U_OBJECT = 0, U_PACK = 1, U_STREAM = 2 };
+
+/* One GET (or a streamed file): an object of its own, or a range of a pack
+ * that holds the files first..last. */
+typedef struct xunit {
+    int kind;
+    size_t first, last;
+    uint32_t level, pack;
+    uint64_t off, len;   /* U_PACK: bytes [off, off + len) of the pack */
     char *key;
-    ddp_s3_req *req; /* a small file's GET, once started */
-} xjob;
+    ddp_s3_req *req;
+    uint8_t *data;       /* U_PACK: len bytes */
+    HRESULT hr;          /* U_PACK: the GET's result, once waited for */
+    size_t got;
+    int waited;
+    char *detail;        /* U_PACK: what the failed GET said */
+} xunit;
+
+static void unit_start(ddp_extract_s3 *s, xunit *u, const ddp_mf_entry *e)
+{
+    const ddp_s3_chain *c = &s->c;
+    if (u->kind == U_STREAM) return;
+    if (u->kind == U_OBJECT) {
+        u->req = ddp_s3_req_new("GET", c->bucket[e->level], u->key, NULL);
+        ddp_s3_req_max(u->req, (size_t)SMALL_FILE);
+        ddp_s3_start(s->s3, u->req);
+        return;
+    }
+    if (u->len == 0) return; /* only empty files */
+    u->data = ddp_xmalloc((size_t)u->len);
+    u->req = ddp_s3_req_new("GET", c->bucket[u->level], u->key, NULL);
+    ddp_s3_req_range(u->req, u->off, u->len);
+    ddp_s3_req_into(u->req, u->data, (size_t)u->len);
+    ddp_s3_start(s->s3, u->req);
+}
+
+/* Hand one file of a pack range to put. */
+static void put_packed(ddp_extract_s3 *s, xunit *u, size_t k, const ddp_mf_entry *e, ddp_extract_put_fn put, void *ctx)
+{
+    const ddp_s3_chain *c = &s->c;
+    const char *rel = e->path + 1;
+    const char *bucket = c->bucket[u->level];
+    if (!u->waited) {
+        u->waited = 1;
+        u->hr = u->req ? ddp_s3_wait(s->s3, u->req) : S_OK;
+        u->got = u->req ? ddp_s3_req_got(u->req) : 0;
+        if (FAILED(u->hr)) {
+            if (u->hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)) {
+                u->hr = DDP_E_NOT_FOUND;
+                u->detail = ddp_xasprintf("listed in the manifest but its pack s3://%s/%s is missing", bucket, u->key);
+            } else {
+                u->detail = ddp_strdup(ddp_error_detail()); /* for every file of this GET */
+            }
+        }
+    }
+    if (FAILED(u->hr)) {
+        put(ctx, k, ddp_fail(u->hr, "%s: %s", rel, u->detail), NULL, NULL);
+        return;
+    }
+    uint64_t at = e->pack_off - u->off;
+    if (at + e->size > u->got) {
+        const ddp_mf_pack *pk = ddp_manifest_pack(&c->newest, u->level, u->pack);
+        put(ctx, k,
+            ddp_fail(DDP_E_FILE_CORRUPT,
+                     "%s: pack s3://%s/%s is truncated: its bytes %" PRIu64 "+%" PRIu64 " are past the %zu bytes that came "
+                     "back from %" PRIu64 " (the manifest says the pack has %" PRIu64 " bytes)",
+                     rel, bucket, u->key, e->pack_off, e->size, u->got, u->off, pk ? pk->size : 0),
+            NULL, NULL);
+        return;
+    }
+    mem_src m = { u->data + at, (size_t)e->size };
+    put(ctx, k, S_OK, mem_read, &m);
+}
+
+static void unit_free(xunit *u)
+{
+    ddp_s3_req_free(u->req);
+    u->req = NULL;
+    free(u->data);
+    u->data = NULL;
+    free(u->key);
+    u->key = NULL;
+    free(u->detail);
+    u->detail = NULL;
+}
 
 void ddp_extract_s3_fetch(ddp_extract_s3 *s, size_t n, const ddp_mf_entry *const *entries, ddp_extract_put_fn put,
                           void *ctx)
 {
     const ddp_s3_chain *c = &s->c;
-    xjob *jobs = ddp_xcalloc(n ? n : 1, sizeof *jobs);
-    for (size_t k = 0; k < n; k++) jobs[k].key = ddp_s3_key_of_path(c->prefix[entries[k]->level], entries[k]->path);
-    size_t next = 0;
+    xunit *units = ddp_xcalloc(n ? n : 1, sizeof *units);
+    size_t nu = 0;
     for (size_t k = 0; k < n; k++) {
-        while (next < n && next < k + SMALL_INFLIGHT) {
-            const ddp_mf_entry *e = entries[next];
-            if (e->size <= SMALL_FILE) {
-                jobs[next].req = ddp_s3_req_new("GET", c->bucket[e->level], jobs[next].key, NULL);
-                ddp_s3_req_max(jobs[next].req, (size_t)SMALL_FILE);
-                ddp_s3_start(s->s3, jobs[next].req);
+        const ddp_mf_entry *e = entries[k];
+        if (e->pack) {
+            xunit *last = nu ? &units[nu - 1] : NULL;
+            if (last && last->kind == U_PACK && last->level == e->level && last->pack == e->pack &&
+                e->pack_off >= last->off + last->len && e->pack_off - (last->off + last->len) <= PACK_GAP &&
+                e->pack_off + e->size - last->off <= PACK_GET) {
+                last->len = e->pack_off + e->size - last->off;
+                last->last = k;
+                continue;
             }
+            char *path = ddp_manifest_pack_path(e->pack);
+            units[nu++] = (xunit){ U_PACK, k, k, e->level, e->pack, e->pack_off, e->size,
+                                   ddp_s3_key_of_path(c->prefix[e->level], path), NULL, NULL, S_OK, 0, 0, NULL };
+            free(path);
+        } else {
+            units[nu++] = (xunit){ e->size <= SMALL_FILE ? U_OBJECT : U_STREAM, k, k, e->level, 0, 0, 0,
+                                   ddp_s3_key_of_path(c->prefix[e->level], e->path), NULL, NULL, S_OK, 0, 0, NULL };
+        }
+    }
+    size_t next = 0;
+    uint64_t held = 0; /* pack bytes asked for and not yet handed out */
+    for (size_t i = 0; i < nu; i++) {
+        while (next < nu && next < i + INFLIGHT &&
+               (next == i || units[next].kind != U_PACK || held + units[next].len <= AHEAD_BYTES)) {
+            unit_start(s, &units[next], entries[units[next].first]);
+            if (units[next].kind == U_PACK) held += units[next].len;
             next++;
         }
-        const ddp_mf_entry *e = entries[k];
-        xjob *j = &jobs[k];
+        xunit *u = &units[i];
+        const ddp_mf_entry *e = entries[u->first];
         const char *rel = e->path + 1;
         const char *bucket = c->bucket[e->level];
-        if (j->req) {
-            HRESULT hr = ddp_s3_wait(s->s3, j->req);
-            if (SUCCEEDED(hr) && ddp_s3_req_got(j->req) != e->size)
+        if (u->kind == U_PACK) {
+            for (size_t k = u->first; k <= u->last; k++) put_packed(s, u, k, entries[k], put, ctx);
+            held -= u->len;
+        } else if (u->kind == U_OBJECT) {
+            HRESULT hr = ddp_s3_wait(s->s3, u->req);
+            if (SUCCEEDED(hr) && ddp_s3_req_got(u->req) != e->size)
                 hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: s3://%s/%s has %zu bytes, its manifest says %" PRIu64, rel, bucket,
-                              j->key, ddp_s3_req_got(j->req), e->size);
+                              u->key, ddp_s3_req_got(u->req), e->size);
             if (SUCCEEDED(hr)) {
-                mem_src m = { ddp_s3_req_data(j->req), ddp_s3_req_got(j->req) };
-                put(ctx, k, S_OK, mem_read, &m);
+                mem_src m = { ddp_s3_req_data(u->req), ddp_s3_req_got(u->req) };
+                put(ctx, u->first, S_OK, mem_read, &m);
             } else {
-                put(ctx, k, missing_or(hr, rel, bucket, j->key), NULL, NULL);
+                put(ctx, u->first, missing_or(hr, rel, bucket, u->key), NULL, NULL);
             }
-            ddp_s3_req_free(j->req);
-            j->req = NULL;
         } else {
-            stream_src st = { s->s3, bucket, j->key, rel, e->size, NULL, 0, 0 };
-            put(ctx, k, S_OK, stream_read, &st);
+            stream_src st = { s->s3, bucket, u->key, rel, e->size, NULL, 0, 0 };
+            put(ctx, u->first, S_OK, stream_read, &st);
             free(st.win);
         }
+        unit_free(u);
     }
-    for (size_t k = 0; k < n; k++) {
-        ddp_s3_req_free(jobs[k].req);
-        free(jobs[k].key);
-    }
-    free(jobs);
+    for (size_t i = 0; i < nu; i++) unit_free(&units[i]);
+    free(units);
 }

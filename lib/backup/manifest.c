@@ -115,6 +115,7 @@ void ddp_manifest_free(ddp_manifest *m)
         free(e->pieces);
     }
     free(m->entries);
+    free(m->packs);
     free(m->by_path);
     free(m->members);
     free(m->source);
@@ -138,7 +139,10 @@ char *ddp_manifest_encode(const ddp_manifest *m, size_t *n)
     sb_add(&b, "\nprevious-id ", 13);
     if (m->previous) sb_hex(&b, m->previous_id, DDP_BACKUP_ID_SIZE);
     else sb_add(&b, "-", 1);
+    if (m->version >= DDP_MANIFEST_VERSION_PACKS) sb_printf(&b, "\npacks %zu", m->npacks);
     sb_printf(&b, "\nentries %zu\n", m->count);
+    for (size_t i = 0; m->version >= DDP_MANIFEST_VERSION_PACKS && i < m->npacks; i++)
+        sb_printf(&b, "K %u %u %" PRIu64 "\n", m->packs[i].level, m->packs[i].number, m->packs[i].size);
     for (size_t i = 0; i < m->count; i++) {
         const ddp_mf_entry *e = &m->entries[i];
         switch (e->type) {
@@ -152,6 +156,10 @@ char *ddp_manifest_encode(const ddp_manifest *m, size_t *n)
             sb_member(&b, e->member);
             sb_printf(&b, " %" PRIu64 " %o %u %u %" PRId64 ".%09u %" PRId64 ".%09u ", e->size, e->mode, e->uid,
                       e->gid, e->mtime_sec, e->mtime_nsec, e->ctime_sec, e->ctime_nsec);
+            if (m->version >= DDP_MANIFEST_VERSION_PACKS) {
+                if (e->pack) sb_printf(&b, "%u %" PRIu64 " ", e->pack, e->pack_off);
+                else sb_add(&b, "- - ", 4);
+            }
             break;
         case 'L':
             sb_add(&b, "L ", 2);
@@ -361,6 +369,51 @@ static int cmp_path_idx(const void *a, const void *b, void *ctx)
     return strcmp(m->entries[*(const size_t *)a].path, m->entries[*(const size_t *)b].path);
 }
 
+static int cmp_packed(const void *a, const void *b, void *ctx)
+{
+    const ddp_manifest *m = ctx;
+    const ddp_mf_entry *x = &m->entries[*(const size_t *)a], *y = &m->entries[*(const size_t *)b];
+    if (x->level != y->level) return x->level < y->level ? -1 : 1;
+    if (x->pack != y->pack) return x->pack < y->pack ? -1 : 1;
+    if (x->pack_off != y->pack_off) return x->pack_off < y->pack_off ? -1 : 1;
+    return 0;
+}
+
+/* The packs are listed in (level, number) order, once each, within the
+ * chain; the files packed in one pack do not overlap. */
+static HRESULT check_pack_overlaps(const ddp_manifest *m, size_t packed, const mparser *ps)
+{
+    if (packed == 0) return S_OK;
+    size_t *ix = ddp_xmalloc(packed * sizeof *ix);
+    size_t k = 0;
+    for (size_t i = 0; i < m->count && k < packed; i++)
+        if (m->entries[i].type == 'F' && m->entries[i].pack) ix[k++] = i;
+    qsort_r(ix, k, sizeof *ix, cmp_packed, (void *)(uintptr_t)m);
+    HRESULT hr = S_OK;
+    for (size_t i = 1; i < k && SUCCEEDED(hr); i++) {
+        const ddp_mf_entry *a = &m->entries[ix[i - 1]], *b = &m->entries[ix[i]];
+        if (a->level == b->level && a->pack == b->pack && b->pack_off < a->pack_off + a->size)
+            hr = mbad(ps, "%s and %s overlap in pack %u of level %u", a->path, b->path, a->pack, a->level);
+    }
+    free(ix);
+    return hr;
+}
+
+const ddp_mf_pack *ddp_manifest_pack(const ddp_manifest *m, uint32_t level, uint32_t number)
+{
+    size_t lo = 0, hi = m->npacks;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const ddp_mf_pack *k = &m->packs[mid];
+        if (k->level == level && k->number == number) return k;
+        if (k->level < level || (k->level == level && k->number < number)) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+char *ddp_manifest_pack_path(uint32_t number) { return ddp_xasprintf("/" DDP_PACK_DIR "/%08u", number); }
+
 HRESULT ddp_manifest_index(ddp_manifest *m, const char *what)
 {
     mparser ps = { what, 0 };
@@ -376,8 +429,19 @@ HRESULT ddp_manifest_index(ddp_manifest *m, const char *what)
         if (strcmp(m->entries[m->by_path[i - 1]].path, m->entries[m->by_path[i]].path) == 0)
             return mbad(&ps, "path %s listed twice", m->entries[m->by_path[i]].path);
 
+    /* The packs: in order, once each, within the chain; only in directory-format backups. */
+    if (m->npacks && (m->version < DDP_MANIFEST_VERSION_PACKS || m->format != DDP_BACKUP_FMT_DIR))
+        return mbad(&ps, "packs in a backup that cannot have them");
+    for (size_t i = 0; i < m->npacks; i++) {
+        const ddp_mf_pack *k = &m->packs[i];
+        if (k->level > m->level || k->number == 0 || k->number > DDP_PACK_MAX_NUMBER || k->size > INT64_MAX)
+            return mbad(&ps, "pack %u of level %u is out of range", k->number, k->level);
+        if (i > 0 && (k[-1].level > k->level || (k[-1].level == k->level && k[-1].number >= k->number)))
+            return mbad(&ps, "pack %u of level %u is out of order or listed twice", k->number, k->level);
+    }
+
     /* Per-entry rules, and the member count. */
-    size_t members = 0;
+    size_t members = 0, packed = 0;
     for (size_t i = 0; i < m->count; i++) {
         const ddp_mf_entry *e = &m->entries[i];
         if (strcmp(e->path, "/" DDP_MANIFEST_DIR) == 0 ||
@@ -387,6 +451,14 @@ HRESULT ddp_manifest_index(ddp_manifest *m, const char *what)
             return mbad(&ps, "%s: level %u is newer than the backup (%u)", e->path, e->level, m->level);
         if (e->type == 'F' && e->is_stub && e->size != DDP_STUB_SIZE)
             return mbad(&ps, "%s: a stub of %" PRIu64 " bytes", e->path, e->size);
+        if (e->type == 'F' && e->pack) {
+            const ddp_mf_pack *k = ddp_manifest_pack(m, e->level, e->pack);
+            if (!k) return mbad(&ps, "%s: pack %u of level %u is not listed", e->path, e->pack, e->level);
+            if (e->size > k->size || e->pack_off > k->size - e->size)
+                return mbad(&ps, "%s: bytes %" PRIu64 "+%" PRIu64 " lie past the end of pack %u of level %u (%" PRIu64
+                            " bytes)", e->path, e->pack_off, e->size, e->pack, e->level, k->size);
+            packed++;
+        }
         if (e->type != 'C') {
             if ((m->format == DDP_BACKUP_FMT_TAR) != (e->member >= 0))
                 return mbad(&ps, "%s: member index does not fit the format", e->path);
@@ -411,6 +483,8 @@ HRESULT ddp_manifest_index(ddp_manifest *m, const char *what)
         if (off != e->size)
             return mbad(&ps, "%s: pieces cover %" PRIu64 " of %" PRIu64 " bytes", e->path, off, e->size);
     }
+    HRESULT hr = check_pack_overlaps(m, packed, &ps);
+    if (FAILED(hr)) return hr;
     if (m->format != DDP_BACKUP_FMT_TAR) return S_OK;
 
     /* Tar: members 1..N, each exactly once. */
@@ -460,10 +534,10 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
         return mbad(&ps, "checksum mismatch (the manifest is damaged)");
 
     char *line = ddp_xmalloc(MANIFEST_MAX_LINE + 1);
-    char *tok[12];
+    char *tok[14];
     size_t pos = 0;
     HRESULT hr = S_OK;
-    size_t declared = 0;
+    size_t declared = 0, declared_packs = 0;
     int stage = 0;               /* header fields in order, then entries */
     ddp_mf_entry *cur_c = NULL;  /* container waiting for its P lines */
     uint32_t cur_pieces = 0;
@@ -478,12 +552,12 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
         line[len] = '\0';
         pos += len + 1;
         if (ended) { hr = mbad(&ps, "text after 'end'"); goto out; }
-        int nt = split(line, tok, 12);
+        int nt = split(line, tok, 14);
         if (nt < 1) { hr = mbad(&ps, "malformed line"); goto out; }
 
-        static const char *const header[] = { "ddp-backup-manifest", "id", "level", "format", "source",
-                                               "time", "store", "previous", "previous-id", "entries" };
-        if (stage < 10) {
+        static const char *const header[] = { "ddp-backup-manifest", "id", "level", "format", "source", "time",
+                                               "store", "previous", "previous-id", "packs", "entries" };
+        if (stage < 11) {
             if (nt != 2 || strcmp(tok[0], header[stage]) != 0) {
                 hr = mbad(&ps, "expected '%s <value>'", header[stage]);
                 goto out;
@@ -493,9 +567,9 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
             switch (stage) {
             case 0:
                 if (tok_u32(v, UINT32_MAX, &m->version)) bad = 1;
-                else if (m->version != DDP_MANIFEST_VERSION) {
-                    hr = ddp_fail(DDP_E_UNSUPPORTED_VERSION, "backup manifest %s: version %u (this ddp reads %u)",
-                                  what, m->version, DDP_MANIFEST_VERSION);
+                else if (m->version != DDP_MANIFEST_VERSION && m->version != DDP_MANIFEST_VERSION_PACKS) {
+                    hr = ddp_fail(DDP_E_UNSUPPORTED_VERSION, "backup manifest %s: version %u (this ddp reads %u and %u)",
+                                  what, m->version, DDP_MANIFEST_VERSION, DDP_MANIFEST_VERSION_PACKS);
                     goto out;
                 }
                 break;
@@ -524,13 +598,20 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
             case 9: {
                 uint64_t c = 0;
                 bad = tok_u64(v, MANIFEST_MAX_ENTRIES, &c);
+                declared_packs = (size_t)c;
+                break;
+            }
+            case 10: {
+                uint64_t c = 0;
+                bad = tok_u64(v, MANIFEST_MAX_ENTRIES, &c);
                 declared = (size_t)c;
                 break;
             }
             }
             if (bad) { hr = mbad(&ps, "bad value for '%s'", header[stage]); goto out; }
             stage++;
-            if (stage == 10) {
+            if (stage == 9 && m->version < DDP_MANIFEST_VERSION_PACKS) stage = 10; /* version 1: no packs */
+            if (stage == 11) {
                 if ((m->level == 0) != (m->previous == NULL)) {
                     hr = mbad(&ps, "level %u does not fit 'previous'", m->level);
                     goto out;
@@ -545,7 +626,22 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
                 }
                 m->cap = declared < n / 16 + 1 ? declared : n / 16 + 1;
                 m->entries = ddp_xcalloc(m->cap ? m->cap : 1, sizeof *m->entries);
+                if (declared_packs > n / 8) { hr = mbad(&ps, "more packs than the manifest can list"); goto out; }
+                m->packs = ddp_xcalloc(declared_packs ? declared_packs : 1, sizeof *m->packs);
             }
+            continue;
+        }
+
+        if (m->npacks < declared_packs) {
+            /* K level number size */
+            ddp_mf_pack *k = &m->packs[m->npacks];
+            if (nt != 4 || strcmp(tok[0], "K") != 0 || tok_u32(tok[1], DDP_BACKUP_MAX_LEVEL, &k->level) ||
+                tok_u32(tok[2], DDP_PACK_MAX_NUMBER, &k->number) || k->number == 0 ||
+                tok_u64(tok[3], INT64_MAX, &k->size)) {
+                hr = mbad(&ps, "expected a pack line 'K <level> <number> <size>'");
+                goto out;
+            }
+            m->npacks++;
             continue;
         }
 
@@ -581,7 +677,7 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
                   tok_u32(tok[3], UINT32_MAX, &e->uid) || tok_u32(tok[4], UINT32_MAX, &e->gid) ||
                   tok_time(tok[5], &e->mtime_sec, &e->mtime_nsec);
             ptok = tok[6];
-        } else if (strcmp(tok[0], "F") == 0 && nt == 11) {
+        } else if (strcmp(tok[0], "F") == 0 && nt == (m->version >= DDP_MANIFEST_VERSION_PACKS ? 13 : 11)) {
             e->type = 'F';
             if (strcmp(tok[1], "s") == 0) e->is_stub = 1;
             else if (strcmp(tok[1], "f") != 0) bad = 1;
@@ -591,6 +687,12 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
                   tok_time(tok[8], &e->mtime_sec, &e->mtime_nsec) ||
                   tok_time(tok[9], &e->ctime_sec, &e->ctime_nsec);
             ptok = tok[10];
+            if (nt == 13) { /* <pack> <offset>, or "- -" for a file that is its own object */
+                ptok = tok[12];
+                if (strcmp(tok[10], "-") == 0) bad = bad || strcmp(tok[11], "-") != 0;
+                else bad = bad || tok_u32(tok[10], DDP_PACK_MAX_NUMBER, &e->pack) || e->pack == 0 ||
+                           tok_u64(tok[11], INT64_MAX, &e->pack_off);
+            }
         } else if (strcmp(tok[0], "L") == 0 && nt == 7) {
             e->type = 'L';
             bad = tok_member(tok[1], &e->member) || tok_u32(tok[2], UINT32_MAX, &e->uid) ||
@@ -619,7 +721,8 @@ HRESULT ddp_manifest_parse(const uint8_t *buf, size_t n, const char *what, int h
             if (e->npieces == 0) cur_c = NULL;
         }
     }
-    if (stage < 10) { hr = mbad(&ps, "header incomplete"); goto out; }
+    if (stage < 11) { hr = mbad(&ps, "header incomplete"); goto out; }
+    if (m->npacks != declared_packs) { hr = mbad(&ps, "%zu pack lines, %zu declared", m->npacks, declared_packs); goto out; }
     if (cur_c && cur_pieces < cur_c->npieces) { hr = mbad(&ps, "container %s: missing piece lines", cur_c->path); goto out; }
     if (!ended) { hr = mbad(&ps, "no 'end' line"); goto out; }
     if (m->count != declared) { hr = mbad(&ps, "%zu entries, %zu declared", m->count, declared); goto out; }
@@ -653,6 +756,10 @@ HRESULT ddp_manifest_load(const char *dir, int header_only, ddp_manifest *m)
     hr = ddp_pread_exact(fd, buf, n, 0, what);
     close(fd);
     if (SUCCEEDED(hr)) hr = ddp_manifest_parse(buf, n, what, header_only, m);
+    if (SUCCEEDED(hr) && m->npacks > 0) { /* packs are objects of an S3 backup: a local copy has none to read */
+        ddp_manifest_free(m);
+        hr = ddp_fail(DDP_E_INVALID_DATA, "backup manifest %s: its files lie in S3 pack objects; restore it from S3", what);
+    }
     free(what);
     free(buf);
     return hr;

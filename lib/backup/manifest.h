@@ -14,7 +14,10 @@
 
 #define DDP_MANIFEST_PATH ".ddp-backup/manifest"
 #define DDP_MANIFEST_DIR ".ddp-backup"
-#define DDP_MANIFEST_VERSION 1u
+#define DDP_MANIFEST_VERSION 1u         /* directory and tar backups; S3 without packs */
+#define DDP_MANIFEST_VERSION_PACKS 2u   /* S3 backups with pack objects (K records, F pack fields) */
+#define DDP_PACK_DIR ".ddp-backup/pack"  /* pack N is the object PREFIX/.ddp-backup/pack/NNNNNNNN */
+#define DDP_PACK_MAX_NUMBER 99999999u
 #define DDP_MANIFEST_MAX_SIZE ((size_t)1 << 30)   /* 1 GiB */
 #define DDP_BACKUP_MAX_LEVEL 100000u
 #define DDP_BACKUP_ID_SIZE 16
@@ -39,6 +42,8 @@ typedef struct ddp_mf_entry {
     int64_t mtime_sec, ctime_sec;
     uint32_t mtime_nsec, ctime_nsec;
     uint64_t tailsum;     /* C: xxh64 of the last <= 4096 bytes before size */
+    uint32_t pack;        /* F (version 2): 0 its own object, else the pack number at `level` */
+    uint64_t pack_off;    /* F in a pack: offset of its first byte in the pack */
     char *path;           /* "/a/b": relative to the volume root */
     char *target;         /* L: link target */
     uint32_t npieces;     /* C */
@@ -53,6 +58,13 @@ typedef struct ddp_mf_member {
     int32_t piece;        /* piece index for containers, -1 otherwise */
 } ddp_mf_member;
 
+/* A pack object (version 2): many small files of one backup of the chain. */
+typedef struct ddp_mf_pack {
+    uint32_t level;       /* the backup of the chain that holds it */
+    uint32_t number;      /* 1..DDP_PACK_MAX_NUMBER */
+    uint64_t size;        /* its length in bytes */
+} ddp_mf_pack;
+
 typedef struct ddp_manifest {
     uint32_t version;
     uint8_t id[DDP_BACKUP_ID_SIZE];
@@ -63,6 +75,8 @@ typedef struct ddp_manifest {
     uint8_t store_id[DDP_STORE_ID_SIZE];
     char *previous;                      /* NULL for a full backup */
     uint8_t previous_id[DDP_BACKUP_ID_SIZE];
+    size_t npacks;                       /* version 2: K records, sorted by (level, number) */
+    ddp_mf_pack *packs;
     size_t count, cap;
     ddp_mf_entry *entries;
     size_t *by_path;                     /* entry indexes sorted by path */
@@ -88,6 +102,11 @@ HRESULT ddp_manifest_index(ddp_manifest *m, const char *what);
 const ddp_mf_entry *ddp_manifest_find(const ddp_manifest *m, const char *path);
 /* Does the manifest know the parent directory of path? ("/" always.) */
 int ddp_manifest_has_parent(const ddp_manifest *m, const char *path);
+
+/* The pack (level, number) of m, or NULL. */
+const ddp_mf_pack *ddp_manifest_pack(const ddp_manifest *m, uint32_t level, uint32_t number);
+/* The store-like path of pack number ("/.ddp-backup/pack/00000001", malloc'd). */
+char *ddp_manifest_pack_path(uint32_t number);
 
 /* The piece of container entry e holding byte off, or NULL past the end. */
 const ddp_mf_piece *ddp_manifest_piece_at(const ddp_mf_entry *e, uint64_t off);

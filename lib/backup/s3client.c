@@ -26,6 +26,10 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -37,6 +41,7 @@
 #define ERRBODY_MAX 8192u
 #define MAX_EXTRA_HEADERS 8
 #define POOL_MAX 16
+#define MAX_SOCKS 256
 #define DOWN_SECONDS 10.0
 #define LIST_PAGE_MAX ((size_t)16 << 20)
 
@@ -90,6 +95,9 @@ struct ddp_s3 {
     uint64_t jitter;   /* xorshift state for the backoff's jitter */
     ddp_s3_stats stats;
     int trace;         /* DDP_S3_TRACE=1: one line per request on stderr */
+    int quickack;      /* TCP_QUICKACK on the open sockets (DDP_S3_QUICKACK=0: not) */
+    curl_socket_t socks[MAX_SOCKS]; /* the sockets libcurl opened and has not closed */
+    int nsocks;
     double t_open;
 };
 
@@ -121,6 +129,8 @@ HRESULT ddp_s3_open(ddp_s3 **out)
     if (!s->jitter) s->jitter = 1;
     const char *tr = getenv("DDP_S3_TRACE");
     s->trace = tr && *tr == '1';
+    const char *qa = getenv("DDP_S3_QUICKACK");
+    s->quickack = !(qa && strcmp(qa, "0") == 0);
     s->t_open = ddp_now();
     const char *a = getenv("DDP_S3_ATTEMPTS");
     if (a && *a) {
@@ -361,6 +371,27 @@ char *ddp_s3_key_of_path(const char *prefix, const char *path)
     return k;
 }
 
+/* libcurl's sockets, known to the client for quickack_all(). */
+static curl_socket_t open_sock(void *ctx, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    ddp_s3 *s = ctx;
+    curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd != CURL_SOCKET_BAD && s->nsocks < MAX_SOCKS && a->family != AF_UNIX) s->socks[s->nsocks++] = fd;
+    return fd;
+}
+
+static int close_sock(void *ctx, curl_socket_t fd)
+{
+    ddp_s3 *s = ctx;
+    for (int i = 0; i < s->nsocks; i++)
+        if (s->socks[i] == fd) {
+            s->socks[i] = s->socks[--s->nsocks];
+            break;
+        }
+    return close(fd);
+}
+
 static CURL *get_easy(ddp_s3 *s)
 {
     if (s->npool > 0) {
@@ -451,6 +482,10 @@ static void begin_attempt(ddp_s3 *s, ddp_s3_req *r)
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_sock);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_sock);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, s);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     if (c->ca_bundle) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_bundle);
@@ -479,6 +514,20 @@ static void begin_attempt(ddp_s3 *s, ddp_s3_req *r)
     s->running++;
     s->stats.requests++;
     curl_multi_add_handle(s->multi, e);
+}
+
+/* Acknowledge what comes in at once: a gateway that sends an answer's
+ * header and body in two writes with Nagle's algorithm on (Ceph RGW's beast
+ * by default) holds the body until the header is acknowledged, and the
+ * kernel delays that ACK by 40 ms once the connection looks interactive.
+ * TCP_QUICKACK, set again after each request went out (the kernel drops it
+ * when we send), makes the read of the header acknowledge it at once. */
+static void quickack_all(ddp_s3 *s)
+{
+    for (int i = 0; i < s->nsocks; i++) {
+        int one = 1;
+        (void)setsockopt(s->socks[i], IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    }
 }
 
 void ddp_s3_start(ddp_s3 *s, ddp_s3_req *r)
@@ -655,6 +704,7 @@ int ddp_s3_run(ddp_s3 *s, int timeout_ms)
     curl_multi_perform(s->multi, &still);
     if (still > 0 || s->waiting) {
         int numfds = 0;
+        if (s->quickack) quickack_all(s);
         curl_multi_poll(s->multi, NULL, 0, still > 0 ? timeout_ms : (timeout_ms < 50 ? timeout_ms : 50), &numfds);
         curl_multi_perform(s->multi, &still);
     }

@@ -904,6 +904,121 @@ static void test_manifest_corruption(void **state)
     free(text);
 }
 
+/* Manifest version 2: pack records (K) and the pack fields of F entries. */
+static char *packs_doc(int version, const char *format, unsigned level, const char *packs, const char *entries,
+                       size_t *len)
+{
+    size_t nk = 0, ne = 0;
+    for (const char *p = packs; *p; p++) nk += *p == '\n';
+    for (const char *p = entries; *p; p++) ne += *p == '\n';
+    char *head = version >= 2 ? ddp_xasprintf("packs %zu\n", nk) : ddp_strdup("");
+    char *doc = ddp_xasprintf("ddp-backup-manifest %d\nid %s\nlevel %u\nformat %s\nsource /v\ntime 1\n"
+                              "store {11111111-1111-1111-1111-111111111111}\nprevious %s\nprevious-id %s\n"
+                              "%sentries %zu\n%s%send\nchecksum 0000000000000000\n",
+                              version, "00112233445566778899aabbccddeeff", level, format, level ? "p" : "-",
+                              level ? "00112233445566778899aabbccddeeff" : "-", head, ne, packs, entries);
+    free(head);
+    *len = reseal(doc, strlen(doc));
+    return doc;
+}
+
+#define T1 " 644 0 0 1.000000000 1.000000000 "
+
+static void test_manifest_packs(void **state)
+{
+    (void)state;
+    ddp_manifest m;
+    size_t len;
+    char *doc = packs_doc(2, "dir", 1, "K 0 1 1000\nK 1 1 500\nK 1 2 0\n",
+                          "F f 0 - 10" T1 "1 0 /a\n"
+                          "F s 1 - 232" T1 "1 268 /b\n"
+                          "F f 1 - 5" T1 "- - /c\n"
+                          "F f 1 - 0" T1 "2 0 /d\n"
+                          "F f 0 - 990" T1 "1 10 /e\n",
+                          &len);
+    assert_int_equal(ddp_manifest_parse((uint8_t *)doc, len, "packs", 0, &m), S_OK);
+    assert_int_equal(m.version, 2);
+    assert_int_equal(m.npacks, 3);
+    const ddp_mf_entry *e = ddp_manifest_find(&m, "/b");
+    assert_non_null(e);
+    assert_int_equal(e->pack, 1);
+    assert_int_equal(e->pack_off, 268);
+    assert_int_equal(e->level, 1);
+    e = ddp_manifest_find(&m, "/c");
+    assert_int_equal(e->pack, 0);
+    const ddp_mf_pack *k = ddp_manifest_pack(&m, 0, 1);
+    assert_non_null(k);
+    assert_int_equal(k->size, 1000);
+    assert_null(ddp_manifest_pack(&m, 0, 2));
+    assert_null(ddp_manifest_pack(&m, 2, 1));
+    char *pp = ddp_manifest_pack_path(7);
+    assert_string_equal(pp, "/.ddp-backup/pack/00000007");
+    free(pp);
+    size_t n2;
+    char *again = ddp_manifest_encode(&m, &n2);
+    assert_int_equal(n2, len);
+    assert_memory_equal(again, doc, len);
+    free(again);
+    ddp_manifest_free(&m);
+    free(doc);
+
+    static const struct { const char *packs, *entries; } bad[] = {
+        { "K 0 1 100\n", "F f 0 - 10" T1 "1 95 /a\n" },                           /* past the pack's end */
+        { "K 0 1 100\n", "F f 0 - 101" T1 "1 0 /a\n" },                           /* larger than the pack */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "1 0 /a\nF f 0 - 10" T1 "1 5 /b\n" },    /* overlap */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "1 0 /a\nF f 0 - 10" T1 "1 0 /b\n" },    /* the same bytes twice */
+        { "K 0 1 9223372036854775807\n", "F f 0 - 10" T1 "1 9223372036854775800 /a\n" }, /* wraps */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "1 18446744073709551615 /a\n" },         /* huge offset */
+        { "K 0 1 99999999999999999999\n", "F f 0 - 10" T1 "1 0 /a\n" },           /* huge pack size */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "2 0 /a\n" },                            /* pack not listed */
+        { "K 0 1 100\n", "F f 1 - 10" T1 "1 0 /a\n" },                            /* pack of another level */
+        { "K 0 2 100\nK 0 1 100\n", "F f 0 - 10" T1 "1 0 /a\n" },                 /* out of order */
+        { "K 0 1 100\nK 0 1 100\n", "F f 0 - 10" T1 "1 0 /a\n" },                 /* listed twice */
+        { "K 5 1 100\n", "F f 0 - 10" T1 "- - /a\n" },                            /* level past the backup's */
+        { "K 0 0 100\n", "F f 0 - 10" T1 "- - /a\n" },                            /* pack 0 */
+        { "K 0 100000000 100\n", "F f 0 - 10" T1 "- - /a\n" },                    /* number too large */
+        { "K 0 1\n", "F f 0 - 10" T1 "- - /a\n" },                                /* short K line */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "0 0 /a\n" },                            /* pack 0 in an entry */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "- 5 /a\n" },                            /* half a pack field */
+        { "K 0 1 100\n", "F f 0 - 10" T1 "1 - /a\n" },
+        { "K 0 1 100\n", "F f 0 - 10 644 0 0 1.000000000 1.000000000 /a\n" },     /* version 1 F line */
+        { "", "K 0 1 100\nF f 0 - 10" T1 "- - /a\n" },                            /* K among the entries */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        doc = packs_doc(2, "dir", 1, bad[i].packs, bad[i].entries, &len);
+        HRESULT hr = ddp_manifest_parse((uint8_t *)doc, len, "bad packs", 0, &m);
+        if (SUCCEEDED(hr)) {
+            print_error("accepted bad pack manifest %zu\n", i);
+            ddp_manifest_free(&m);
+        }
+        assert_int_equal(hr, DDP_E_INVALID_DATA);
+        free(doc);
+    }
+    /* the pack count must match the K lines */
+    doc = packs_doc(2, "dir", 0, "K 0 1 100\n", "F f 0 - 10" T1 "1 0 /a\n", &len);
+    char *at = strstr(doc, "packs 1");
+    at[6] = '2';
+    len = reseal(doc, len);
+    assert_int_equal(ddp_manifest_parse((uint8_t *)doc, len, "count", 0, &m), DDP_E_INVALID_DATA);
+    free(doc);
+    /* no packs in a tar backup; no pack fields in version 1 */
+    doc = packs_doc(2, "tar", 0, "K 0 1 100\n", "F f 0 1 10" T1 "1 0 /a\n", &len);
+    assert_int_equal(ddp_manifest_parse((uint8_t *)doc, len, "tar", 0, &m), DDP_E_INVALID_DATA);
+    free(doc);
+    doc = packs_doc(1, "dir", 0, "", "F f 0 - 10" T1 "1 0 /a\n", &len);
+    assert_int_equal(ddp_manifest_parse((uint8_t *)doc, len, "v1", 0, &m), DDP_E_INVALID_DATA);
+    free(doc);
+    /* version 1 still reads; version 3 does not */
+    doc = packs_doc(1, "dir", 0, "", "F f 0 - 10 644 0 0 1.000000000 1.000000000 /a\n", &len);
+    assert_int_equal(ddp_manifest_parse((uint8_t *)doc, len, "v1", 0, &m), S_OK);
+    assert_int_equal(ddp_manifest_find(&m, "/a")->pack, 0);
+    ddp_manifest_free(&m);
+    free(doc);
+    doc = packs_doc(3, "dir", 0, "", "", &len);
+    assert_int_equal(ddp_manifest_parse((uint8_t *)doc, len, "v3", 0, &m), DDP_E_UNSUPPORTED_VERSION);
+    free(doc);
+}
+
 static void test_normalize_relpath(void **state)
 {
     (void)state;
@@ -933,6 +1048,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_chain_checks, set_setup, set_teardown),
         cmocka_unit_test(test_manifest_roundtrip),
         cmocka_unit_test(test_manifest_corruption),
+        cmocka_unit_test(test_manifest_packs),
         cmocka_unit_test(test_normalize_relpath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
