@@ -44,9 +44,14 @@
  *
  * Reading. Each container is opened lazily (O_RDONLY) into a small cache of
  * descriptors (at most 128, least recently used ones closed) with reference
- * counts, the file named through the catalog's generation; a read-only store
+ * counts, the file named through the catalog's generation, its redirection
+ * table loaded with it (store/redirect.h: references hold local ids, which a
+ * compacted container translates; 16 bytes per record); a read-only store
  * reloads the catalog when asked for a container it does not list (a writer
- * may have added it). A chunk that is still in the active container's write
+ * may have added it) or whose file is gone (gc compacted it into the next
+ * generation and removed the old one), once. The index and its rebuild
+ * name local ids too; gc deletes the index before it switches a container
+ * to a new generation, so it is rebuilt afterwards. A chunk that is still in the active container's write
  * buffer is written out first (checked without the lock through two atomics
  * that publish the active container id and how much of it is in the file).
  * Every read goes through ddp_container_read_record*, which checks both
@@ -1015,6 +1020,7 @@ HRESULT ddp_chunkstore_read_streammap(ddp_chunkstore *cs, uint32_t container, ui
     fd_entry *fe;
     if (FAILED(hr = fd_get(cs, DDP_KIND_STREAM, container, &fe))) return hr;
     ddp_record_header h;
+    memset(&h, 0, sizeof h);
     uint8_t *buf = NULL;
     uint64_t at = 0; /* offset is the record's local id */
     hr = resolve(fe, offset, &at);

@@ -226,6 +226,7 @@ HRESULT ddp_mcont_open(const ddp_mstore *s, ddp_mcont *c, int flags, int *out)
     uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
     HRESULT hr = ddp_pread_exact(fd, hb, sizeof hb, 0, c->path);
     ddp_container_header h;
+    memset(&h, 0, sizeof h);
     if (SUCCEEDED(hr)) {
         hr = ddp_container_header_decode(hb, &h);
         if (FAILED(hr)) hr = ddp_fail(DDP_E_FILE_CORRUPT, "container %s: %s", c->path, ddp_error_detail());

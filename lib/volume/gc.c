@@ -39,12 +39,13 @@
  *      (temporary file, fsync, rename, fsync);
  *   2. State/index is deleted and the directory fsynced (it would name
  *      records that are about to go; a writable open rebuilds it);
- *   3. per container: the next generation is written and named
+ *   3. in batches of containers (at most 16, and 1 GiB of new files past
+ *      the first): each one's next generation is written and named
  *      (ddp_container_compact: written unnamed, fsynced, named, directory
- *      fsynced); the catalog is rewritten atomically naming it (or without
- *      the container, to drop it); the old generation's file is removed and
- *      the directory fsynced. A hotspot container has no catalog entry: its
- *      newest named generation is the current one;
+ *      fsynced); one atomic rewrite of the catalog names them all (and no
+ *      longer lists the dropped ones); the old generations' files are
+ *      removed, each with a directory fsync. A hotspot container has no
+ *      catalog entry: its newest named generation is the current one;
  *   4. gc.plan is removed (fsync);
  *   5. the store is reopened for writing (which rebuilds the index) and
  *      checkpointed.
@@ -66,8 +67,8 @@
  *
  * Fault points for tests: with DDP_GC_CRASH_AFTER=N in the environment, the
  * job calls _exit(99) right after its N-th step (plan written, index
- * deleted, and per container: new generation named, catalog rewritten, old
- * file removed; then plan removed, index rebuilt). It is read by ddp_gc
+ * deleted; per batch: each new generation named, the catalog rewritten,
+ * each old file removed; then plan removed, index rebuilt). It is read by ddp_gc
  * only, never by the resume path.
  */
 #include <dirent.h>
@@ -103,6 +104,8 @@
 #define PLAN_MAX_ENTRIES ((uint64_t)1 << 24)
 #define CATALOG_MAX ((size_t)32 + (size_t)24 * DDP_CATALOG_MAX_ENTRIES + 8)
 #define SEALED_FLAG 1u
+#define GC_BATCH 16
+#define GC_BATCH_BYTES ((uint64_t)1 << 30)
 
 static const char plan_magic[8] = { 'D', 'D', 'P', 'G', 'C', 'P', 'L', '2' };
 
@@ -123,6 +126,7 @@ typedef struct plan_entry {
     uint64_t end;
     ddp_mcont *c;          /* the job's view (its live set); NULL on resume */
     uint64_t dead_records, dead_bytes;
+    uint64_t new_len;      /* of the new generation, once written */
 } plan_entry;
 
 static void plan_entry_encode(const plan_entry *e, uint8_t out[PLAN_ENTRY])
@@ -277,36 +281,6 @@ static HRESULT catalog_load(const char *store_dir, const uint8_t store_id[DDP_ST
     return hr;
 }
 
-/* The catalog names (kind, id) at new_gen (new_len bytes, sealed), or no
- * longer lists it (new_gen 0): rewritten atomically. */
-static HRESULT catalog_switch(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], uint32_t kind,
-                              uint32_t id, uint32_t new_gen, uint64_t new_len)
-{
-    ddp_catalog cat;
-    HRESULT hr = catalog_load(store_dir, store_id, &cat);
-    if (FAILED(hr)) return hr;
-    ddp_catalog_entry *e = ddp_catalog_find(&cat, kind, id);
-    if (e && new_gen) {
-        e->generation = new_gen;
-        e->length = new_len;
-        e->flags |= SEALED_FLAG;
-    } else if (e) {
-        size_t i = (size_t)(e - cat.entries);
-        memmove(e, e + 1, (cat.count - i - 1) * sizeof *e);
-        cat.count--;
-    }
-    uint8_t *buf = NULL;
-    size_t n = 0;
-    hr = ddp_catalog_encode(&cat, &buf, &n);
-    ddp_catalog_free(&cat);
-    if (FAILED(hr)) return hr;
-    char *path = ddp_path_join(store_dir, "catalog");
-    hr = ddp_write_file_atomic(path, buf, n, 0600);
-    free(path);
-    free(buf);
-    return hr;
-}
-
 /* Delete the index (it may name records that go) and fsync State/. */
 static HRESULT drop_index(const char *state_dir)
 {
@@ -434,7 +408,97 @@ static HRESULT write_empty(const ddp_mstore *ms, const plan_entry *e, const char
     return hr;
 }
 
-static HRESULT exec_one(const char *store_dir, const ddp_mstore *ms, plan_entry *e, exec_stats *st, crash_counter *cc)
+/* Step 3a: the next generation of e (nothing for a dropped container),
+ * named; e->new_len gets its length. */
+static HRESULT exec_compact(const char *store_dir, const ddp_mstore *ms, plan_entry *e, exec_stats *st,
+                            crash_counter *cc)
+{
+    if (!e->new_gen) {
+        st->records += e->dead_records;
+        st->bytes += e->dead_bytes;
+        st->dropped++;
+        return S_OK;
+    }
+    int dirfd;
+    char *dir;
+    HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
+    if (FAILED(hr)) {
+        free(dir);
+        return hr;
+    }
+    char new_name[24];
+    file_name(e->id, e->new_gen, new_name);
+    /* The catalog names the old generation: a file of the new one is a
+     * leftover of a stopped compaction. */
+    hr = remove_at(dirfd, dir, new_name);
+    int fd = -1;
+    ddp_compact_result res;
+    memset(&res, 0, sizeof res);
+    if (SUCCEEDED(hr)) hr = ddp_mcont_open(ms, e->c, O_RDONLY, &fd);
+    if (SUCCEEDED(hr)) {
+        hr = ddp_container_compact(fd, e->c->path, e->end, dirfd, keep_live, &e->c->offs, &res);
+        close(fd);
+    }
+    if (hr == S_FALSE) {
+        /* Nothing kept: the newest container of its kind, which is not
+         * dropped (its id would come round again for new records), gets an
+         * empty, sealed next generation. */
+        hr = write_empty(ms, e, dir, &res.new_len);
+        res.dropped = (uint32_t)e->dead_records;
+        res.dropped_bytes = e->dead_bytes;
+    }
+    if (SUCCEEDED(hr)) {
+        step_done(cc);
+        e->new_len = res.new_len;
+        st->records += res.dropped;
+        st->bytes += res.dropped_bytes;
+        st->compacted++;
+    }
+    close(dirfd);
+    free(dir);
+    return hr;
+}
+
+/* Step 3b: the catalog names the new generations of es[0..n) (or no longer
+ * lists the dropped ones), in one atomic rewrite. S_FALSE when none of them
+ * is in the catalog (hotspot containers). */
+static HRESULT catalog_switch(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], const plan_entry *es,
+                              size_t n)
+{
+    size_t listed = 0;
+    for (size_t i = 0; i < n; i++) listed += es[i].kind != DDP_KIND_HOTSPOT;
+    if (!listed) return S_FALSE;
+    ddp_catalog cat;
+    HRESULT hr = catalog_load(store_dir, store_id, &cat);
+    if (FAILED(hr)) return hr;
+    for (size_t i = 0; i < n; i++) {
+        const plan_entry *p = &es[i];
+        if (p->kind == DDP_KIND_HOTSPOT) continue;
+        ddp_catalog_entry *e = ddp_catalog_find(&cat, p->kind, p->id);
+        if (e && p->new_gen) {
+            e->generation = p->new_gen;
+            e->length = p->new_len;
+            e->flags |= SEALED_FLAG;
+        } else if (e) {
+            size_t k = (size_t)(e - cat.entries);
+            memmove(e, e + 1, (cat.count - k - 1) * sizeof *e);
+            cat.count--;
+        }
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    hr = ddp_catalog_encode(&cat, &buf, &len);
+    ddp_catalog_free(&cat);
+    if (FAILED(hr)) return hr;
+    char *path = ddp_path_join(store_dir, "catalog");
+    hr = ddp_write_file_atomic(path, buf, len, 0600);
+    free(path);
+    free(buf);
+    return hr;
+}
+
+/* Step 3c: the old generation's file goes. */
+static HRESULT exec_finish(const char *store_dir, const plan_entry *e, exec_stats *st, crash_counter *cc)
 {
     int dirfd;
     char *dir;
@@ -447,56 +511,12 @@ static HRESULT exec_one(const char *store_dir, const ddp_mstore *ms, plan_entry 
     file_name(e->id, e->old_gen, old_name);
     struct stat sb;
     uint64_t old_alloc = fstatat(dirfd, old_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 ? (uint64_t)sb.st_blocks * 512 : 0;
-    uint64_t new_alloc = 0, new_len = 0;
+    uint64_t new_alloc = 0;
     if (e->new_gen) {
         file_name(e->id, e->new_gen, new_name);
-        /* The catalog names the old generation: a file of the new one is a
-         * leftover of a stopped compaction. */
-        hr = remove_at(dirfd, dir, new_name);
-        int fd = -1;
-        ddp_compact_result res;
-        memset(&res, 0, sizeof res);
-        if (SUCCEEDED(hr)) hr = ddp_mcont_open(ms, e->c, O_RDONLY, &fd);
-        if (SUCCEEDED(hr)) {
-            hr = ddp_container_compact(fd, e->c->path, e->end, dirfd, keep_live, &e->c->offs, &res);
-            if (hr == HRESULT_FROM_WIN32(ERROR_FILE_EXISTS)) {
-                /* A leftover of a compaction stopped before the catalog named it. */
-                ddp_clear_error();
-                hr = remove_at(dirfd, dir, new_name);
-                if (SUCCEEDED(hr))
-                    hr = ddp_container_compact(fd, e->c->path, e->end, dirfd, keep_live, &e->c->offs, &res);
-            }
-            close(fd);
-        }
-        if (hr == S_FALSE) {
-            /* Nothing kept: the newest container of its kind, which is not
-             * dropped (its id would come round again for new records), gets
-             * an empty, sealed next generation. */
-            hr = write_empty(ms, e, dir, &res.new_len);
-            res.dropped = (uint32_t)e->dead_records;
-            res.dropped_bytes = e->dead_bytes;
-        }
-        if (FAILED(hr)) {
-            close(dirfd);
-            free(dir);
-            return hr;
-        }
-        step_done(cc);
-        new_len = res.new_len;
         if (fstatat(dirfd, new_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) new_alloc = (uint64_t)sb.st_blocks * 512;
-        st->records += res.dropped;
-        st->bytes += res.dropped_bytes;
-        st->compacted++;
-    } else {
-        st->records += e->dead_records;
-        st->bytes += e->dead_bytes;
-        st->dropped++;
     }
-    if (e->kind != DDP_KIND_HOTSPOT) {
-        hr = catalog_switch(store_dir, ms->store_id, e->kind, e->id, e->new_gen, new_len);
-        if (SUCCEEDED(hr)) step_done(cc);
-    }
-    if (SUCCEEDED(hr)) hr = remove_at(dirfd, dir, old_name);
+    hr = remove_at(dirfd, dir, old_name);
     if (SUCCEEDED(hr)) {
         step_done(cc);
         if (old_alloc > new_alloc) st->reclaimed += old_alloc - new_alloc;
@@ -504,6 +524,34 @@ static HRESULT exec_one(const char *store_dir, const ddp_mstore *ms, plan_entry 
     close(dirfd);
     free(dir);
     return hr;
+}
+
+/* Step 3 for every planned container, in batches: each batch's new
+ * generations are written, then one catalog rewrite switches them all, then
+ * their old files go. A batch is at most GC_BATCH containers and, past its
+ * first, GC_BATCH_BYTES of new files (the old and new files of a batch are
+ * on disk together). */
+static HRESULT exec_all(const char *store_dir, const ddp_mstore *ms, plan_entry *es, size_t n, exec_stats *st,
+                        crash_counter *cc, const ddp_job_callbacks *cb)
+{
+    HRESULT hr = S_OK;
+    for (size_t i = 0; SUCCEEDED(hr) && i < n;) {
+        size_t j = i;
+        uint64_t bytes = 0;
+        while (SUCCEEDED(hr) && j < n && j - i < GC_BATCH && bytes < GC_BATCH_BYTES) {
+            hr = exec_compact(store_dir, ms, &es[j], st, cc);
+            bytes += es[j].new_len;
+            j++;
+        }
+        if (SUCCEEDED(hr)) {
+            hr = catalog_switch(store_dir, ms->store_id, es + i, j - i);
+            if (hr == S_OK) step_done(cc);
+        }
+        for (size_t k = i; SUCCEEDED(hr) && k < j; k++) hr = exec_finish(store_dir, &es[k], st, cc);
+        if (cb && cb->step) cb->step(cb->ctx, "compacted", j, n);
+        i = j;
+    }
+    return SUCCEEDED(hr) ? S_OK : hr;
 }
 
 /* ======================================================================
@@ -860,10 +908,7 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
         /* 3. Container by container. */
         exec_stats xs;
         memset(&xs, 0, sizeof xs);
-        for (size_t i = 0; SUCCEEDED(hr) && i < nes; i++) {
-            hr = exec_one(v->store_dir, &g.ms, &es[i], &xs, &g.cc);
-            if (g.cb && g.cb->step) g.cb->step(g.cb->ctx, "compacted", i + 1, nes);
-        }
+        if (SUCCEEDED(hr)) hr = exec_all(v->store_dir, &g.ms, es, nes, &xs, &g.cc, g.cb);
         st->containers_collected = xs.compacted;
         st->containers_dropped = xs.dropped;
         st->dead_records = xs.records;

@@ -9,6 +9,9 @@
  *    generation), then every record: header checksum and limits, payload
  *    checksum, decoding, SHA-256, and for stream maps their structure. DEAD
  *    records are checked by header only (their payload is punched out). A
+ *    compacted (version-2) container's redirection table must decode, name
+ *    every record of the file and nothing else; references (local ids) are
+ *    resolved through it in pass 2. A
  *    damaged header does not end the walk: the next valid record is
  *    searched for (magic, header checksum, and either its payload checksum
  *    or a valid header right after it), and the bytes in between are one
@@ -32,7 +35,7 @@
  *    header, only when needed); the bytes are written over the damaged ones,
  *    fsynced and read back through every check. A damaged record that no
  *    file references (an unreferenced record, a hotspot copy with no copy of
- *    its own) is retired as a DEAD record, as garbage collection would. A
+ *    its own) is retired as a DEAD record (gc's next compaction drops it). A
  *    container header is rewritten from the catalog. A stub with one damaged
  *    byte is mended when exactly one byte value at one position makes its
  *    MAC verify (the MAC then vouches for the result; a stub cannot be
