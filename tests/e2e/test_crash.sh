@@ -8,12 +8,6 @@
 source "$(dirname "$0")/lib.sh"
 trials=${DDP_CRASH_TRIALS:-15}
 seed=${DDP_CRASH_SEED:-20261124}
-if ! grep -q ddp_redirect "$DDP_SOURCE_DIR"/lib/restore/*.c; then
-  # gc compacts: a backup of a compacted store needs the restore engine's
-  # reading of version-2 containers (branch compactread).
-  echo "skip - restore trials: lib/restore does not read compacted containers yet"
-  export CRASH_NO_RESTORE=1
-fi
 out=$(TMPDIR=$T bash "$DDP_SOURCE_DIR/bench/crash_stress.sh" "$trials" "$seed" 2>&1); rc=$?
 echo "$out" | tail -n 40
 summary=$(tail -n 1 <<<"$out")

@@ -84,11 +84,7 @@ for bk in "$T/B2" "$T/B2.tar"; do
   for f in $keep; do
     [[ $(sha256sum < "$T/r2/$f" 2>/dev/null | cut -d' ' -f1) == "$(grep -F " ./$f" "$T/sums0" | head -1 | cut -d' ' -f1)" ]] || okr=0
   done
-  if grep -q ddp_redirect "$DDP_SOURCE_DIR"/lib/restore/*.c; then
-    check "files restore from the backup taken after gc ${bk##*/}" test $okr = 1
-  else
-    echo "skip - restore from ${bk##*/}: lib/restore does not read compacted containers yet (branch compactread)"
-  fi
+  check "files restore from the backup taken after gc ${bk##*/}" test $okr = 1
 done
 check "re-optimizing after gc works" "$DDP" optimize "$V" --quiet
 
