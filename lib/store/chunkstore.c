@@ -107,6 +107,8 @@ typedef struct fd_entry {
     char *path;
     ddp_redirect redir;   /* local id -> offset in this generation (identity for version 1) */
     int emptied;          /* a later generation without a table: gc left it empty */
+    uint32_t generation;  /* the generation open */
+    int stale;            /* the catalog names a newer one: closed when the last reader lets go */
 } fd_entry;
 
 struct ddp_chunkstore {
@@ -132,6 +134,11 @@ struct ddp_chunkstore {
     fd_entry **fds;
     size_t nfds, fds_cap;
     uint64_t use_clock;
+    /* A read-only store (the mount) looks at most once a second whether the
+     * catalog was replaced (its inode), and then lets go of the descriptors
+     * of generations gc has replaced, so their disk space is freed. */
+    ino_t cat_ino;
+    _Atomic int64_t cat_checked_ms;
 };
 
 static const char *kind_name(uint32_t kind)
@@ -144,6 +151,13 @@ static char *container_file(const ddp_chunkstore *cs, uint32_t kind, uint32_t id
     char rel[40];
     ddp_container_relpath(kind, id, generation, rel);
     return ddp_path_join(cs->store_dir, rel);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ------------------------------------------------------------- catalog */
@@ -703,8 +717,11 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
         if (FAILED(hr = ddp_chunkstore_create(store_dir, store_id))) goto fail;
         if (FAILED(hr = ddp_mkdir_p(state_dir, 0700))) goto fail;
     }
+    struct stat cst;
+    if (stat(cs->catalog_path, &cst) == 0) cs->cat_ino = cst.st_ino;
     if (FAILED(hr = catalog_read(cs->catalog_path, store_id, &cs->cat))) goto fail;
     memcpy(cs->store_id, cs->cat.store_id, DDP_STORE_ID_SIZE);
+    atomic_store(&cs->cat_checked_ms, now_ms());
     if (!writable) {
         *out = cs;
         return S_OK;
@@ -899,6 +916,75 @@ HRESULT ddp_chunkstore_checkpoint(ddp_chunkstore *cs)
 
 /* ---------------------------------------------------------------- read */
 
+static void fd_entry_free(fd_entry *fe)
+{
+    close(fe->fd);
+    free(fe->path);
+    ddp_redirect_free(&fe->redir);
+    free(fe);
+}
+
+
+/* A read-only store: when the catalog file was replaced since it was read
+ * (looked at once a second at most), read it again and retire every cached
+ * descriptor of a generation it no longer names: closed now if no read holds
+ * it, else by the last fd_release. Readers then open the current generation. */
+static void retire_replaced_generations(ddp_chunkstore *cs)
+{
+    if (cs->writable) return;
+    int64_t now = now_ms(), last = atomic_load(&cs->cat_checked_ms);
+    if (now - last < 1000 || !atomic_compare_exchange_strong(&cs->cat_checked_ms, &last, now)) return;
+    struct stat st;
+    if (stat(cs->catalog_path, &st) != 0) return;
+    pthread_mutex_lock(&cs->lock);
+    int changed = st.st_ino != cs->cat_ino;
+    if (changed) {
+        ddp_catalog fresh;
+        if (SUCCEEDED(catalog_read(cs->catalog_path, cs->store_id, &fresh))) {
+            ddp_catalog_free(&cs->cat);
+            cs->cat = fresh;
+            cs->cat_ino = st.st_ino;
+        } else {
+            changed = 0;
+        }
+        ddp_clear_error();
+    }
+    if (!changed) {
+        pthread_mutex_unlock(&cs->lock);
+        return;
+    }
+    /* The generations the catalog names now, taken under `lock`, applied under
+     * `fdlock` (never both held). */
+    size_t n = 0;
+    uint32_t (*cur)[3] = ddp_xmalloc((cs->cat.count ? cs->cat.count : 1) * sizeof *cur);
+    for (uint32_t i = 0; i < cs->cat.count; i++) {
+        cur[n][0] = cs->cat.entries[i].kind;
+        cur[n][1] = cs->cat.entries[i].id;
+        cur[n][2] = cs->cat.entries[i].generation;
+        n++;
+    }
+    pthread_mutex_unlock(&cs->lock);
+    pthread_mutex_lock(&cs->fdlock);
+    for (size_t i = 0; i < cs->nfds;) {
+        fd_entry *fe = cs->fds[i];
+        int replaced = 1;
+        for (size_t j = 0; j < n; j++)
+            if (cur[j][0] == fe->kind && cur[j][1] == fe->id) {
+                replaced = cur[j][2] != fe->generation;
+                break;
+            }
+        if (replaced) fe->stale = 1;
+        if (fe->stale && fe->refs == 0) {
+            cs->fds[i] = cs->fds[--cs->nfds];
+            fd_entry_free(fe);
+            continue;
+        }
+        i++;
+    }
+    pthread_mutex_unlock(&cs->fdlock);
+    free(cur);
+}
+
 /* Where the record of local id `id` lies in the container open as fe. */
 static HRESULT resolve(const fd_entry *fe, uint64_t id, uint64_t *at)
 {
@@ -911,7 +997,14 @@ static HRESULT resolve(const fd_entry *fe, uint64_t id, uint64_t *at)
 static void fd_release(ddp_chunkstore *cs, fd_entry *fe)
 {
     pthread_mutex_lock(&cs->fdlock);
-    fe->refs--;
+    if (--fe->refs == 0 && fe->stale) {
+        for (size_t i = 0; i < cs->nfds; i++)
+            if (cs->fds[i] == fe) {
+                cs->fds[i] = cs->fds[--cs->nfds];
+                break;
+            }
+        fd_entry_free(fe);
+    }
     pthread_mutex_unlock(&cs->fdlock);
 }
 
@@ -919,7 +1012,7 @@ static fd_entry *fd_lookup_locked(ddp_chunkstore *cs, uint32_t kind, uint32_t id
 {
     for (size_t i = 0; i < cs->nfds; i++) {
         fd_entry *fe = cs->fds[i];
-        if (fe->kind == kind && fe->id == id) {
+        if (fe->kind == kind && fe->id == id && !fe->stale) {
             fe->refs++;
             fe->last_use = ++cs->use_clock;
             return fe;
@@ -931,6 +1024,7 @@ static fd_entry *fd_lookup_locked(ddp_chunkstore *cs, uint32_t kind, uint32_t id
 /* A referenced descriptor for container (kind, id); fd_release() it. */
 static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry **out)
 {
+    retire_replaced_generations(cs);
     pthread_mutex_lock(&cs->fdlock);
     fd_entry *fe = fd_lookup_locked(cs, kind, id);
     pthread_mutex_unlock(&cs->fdlock);
@@ -1011,11 +1105,8 @@ static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry *
                 victim = i;
         if (victim < cs->nfds) {
             fd_entry *old = cs->fds[victim];
-            close(old->fd);
-            free(old->path);
-            ddp_redirect_free(&old->redir);
-            free(old);
             cs->fds[victim] = cs->fds[--cs->nfds];
+            fd_entry_free(old);
         }
     }
     if (cs->nfds == cs->fds_cap) {
@@ -1031,6 +1122,7 @@ static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry *
     fe->path = path;
     fe->redir = redir;
     fe->emptied = emptied;
+    fe->generation = ch.generation;
     cs->fds[cs->nfds++] = fe;
     pthread_mutex_unlock(&cs->fdlock);
     *out = fe;
