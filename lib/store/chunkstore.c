@@ -42,20 +42,13 @@
  * lazily, by the first put that needs one, so a job that stores nothing
  * leaves no empty container behind.
  *
- * Reading. Each container is opened lazily (O_RDONLY) into a small cache of
- * descriptors (at most 128, least recently used ones closed) with reference
- * counts, the file named through the catalog's generation, its redirection
- * table loaded with it (store/redirect.h: references hold local ids, which a
- * compacted container translates; 16 bytes per record); a read-only store
- * reloads the catalog when asked for a container it does not list (a writer
- * may have added it) or whose file is gone (gc compacted it into the next
- * generation and removed the old one), once. The index and its rebuild
- * name local ids too; gc deletes the index before it switches a container
- * to a new generation, so it is rebuilt afterwards. A chunk that is still in the active container's write
- * buffer is written out first (checked without the lock through two atomics
- * that publish the active container id and how much of it is in the file).
- * Every read goes through ddp_container_read_record*, which checks both
- * checksums, the codec, the lengths and the SHA-256.
+ * Reading is chunkstore_read.c's (the descriptor cache, the translation of
+ * local ids through each generation's redirection table). The index and its
+ * rebuild name local ids too; gc deletes the index before it switches a
+ * container to a new generation, so it is rebuilt afterwards. A chunk that is
+ * still in the active container's write buffer is written out first (checked
+ * without the lock through two atomics that publish the active container id
+ * and how much of it is in the file: ddp_cs_ensure_flushed).
  *
  * Locks: `lock` guards the catalog, the index and the writers; `fdlock`
  * guards the descriptor cache. They are never held together.
@@ -76,84 +69,22 @@
 #include "store/container.h"
 #include "store/index.h"
 #include "store/redirect.h"
+#include "store/chunkstore_internal.h"
 #include "base/util.h"
 
-#define CHUNK_MAX_LOGICAL 131072u
-#define FD_CACHE_MAX 128
-#define DEFAULT_CONTAINER_LIMIT ((uint64_t)1 << 30)
-#define CATALOG_MAX_BYTES ((size_t)32 + (size_t)24 * DDP_CATALOG_MAX_ENTRIES + 8)
-#define SEALED_FLAG 1u
-/* Chunks being compressed at once (one per putting thread; past this many a
- * put goes on without announcing itself). */
-#define FLIGHT_MAX 64
-
-enum { W_DATA = 0, W_STREAM = 1 };
-
-typedef struct writer_slot {
-    uint32_t kind;
-    ddp_container_writer *w;
-    uint32_t id, generation;
-    HRESULT failed;                 /* sticky write/fsync failure */
-    char failed_detail[512];        /* its detail line, for every later caller */
-    _Atomic uint32_t pub_id;        /* id of w's container, 0 when none */
-    _Atomic uint64_t pub_flushed;   /* bytes of it that are in the file */
-} writer_slot;
-
-typedef struct fd_entry {
-    uint32_t kind, id;
-    int fd;
-    int refs;
-    uint64_t last_use;
-    char *path;
-    ddp_redirect redir;   /* local id -> offset in this generation (identity for version 1) */
-    int emptied;          /* a later generation without a table: gc left it empty */
-    uint32_t generation;  /* the generation open */
-    int stale;            /* the catalog names a newer one: closed when the last reader lets go */
-} fd_entry;
-
-struct ddp_chunkstore {
-    char *store_dir, *state_dir, *catalog_path, *index_path;
-    uint8_t store_id[DDP_STORE_ID_SIZE];
-    int writable;
-    uint64_t limit;
-
-    pthread_mutex_t lock;
-    ddp_catalog cat;
-    ddp_index *ix;
-    writer_slot ws[2];
-    uint64_t next_auto_checkpoint;  /* delta count below which no automatic checkpoint is tried */
-    /* Chunks a put is compressing now (under lock): a second put of the same
-     * hash waits for the first instead of compressing it again. */
-    uint8_t flight[FLIGHT_MAX][DDP_HASH_SIZE];
-    size_t nflight;
-    pthread_cond_t flight_done;
-    uint8_t *cat_written;           /* the catalog's bytes as last written (or read) */
-    size_t cat_written_len;
-
-    pthread_mutex_t fdlock;
-    fd_entry **fds;
-    size_t nfds, fds_cap;
-    uint64_t use_clock;
-    /* A read-only store (the mount) looks at most once a second whether the
-     * catalog was replaced (its inode), and then lets go of the descriptors
-     * of generations gc has replaced, so their disk space is freed. */
-    ino_t cat_ino;
-    _Atomic int64_t cat_checked_ms;
-};
-
-static const char *kind_name(uint32_t kind)
+const char *ddp_cs_kind_name(uint32_t kind)
 {
     return kind == DDP_KIND_DATA ? "data" : kind == DDP_KIND_STREAM ? "stream" : "hotspot";
 }
 
-static char *container_file(const ddp_chunkstore *cs, uint32_t kind, uint32_t id, uint32_t generation)
+char *ddp_cs_container_file(const ddp_chunkstore *cs, uint32_t kind, uint32_t id, uint32_t generation)
 {
     char rel[40];
     ddp_container_relpath(kind, id, generation, rel);
     return ddp_path_join(cs->store_dir, rel);
 }
 
-static int64_t now_ms(void)
+int64_t ddp_cs_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -162,7 +93,7 @@ static int64_t now_ms(void)
 
 /* ------------------------------------------------------------- catalog */
 
-static HRESULT catalog_read(const char *path, const uint8_t *store_id, ddp_catalog *cat)
+HRESULT ddp_cs_catalog_read(const char *path, const uint8_t *store_id, ddp_catalog *cat)
 {
     uint8_t *buf = NULL;
     size_t n = 0;
@@ -243,7 +174,7 @@ HRESULT ddp_chunkstore_create(const char *store_dir, const uint8_t store_id[DDP_
     if (stat(path, &st) == 0) {
         /* Never overwrite a catalog: it is the only list of the containers. */
         ddp_catalog cat;
-        hr = catalog_read(path, NULL, &cat);
+        hr = ddp_cs_catalog_read(path, NULL, &cat);
         if (SUCCEEDED(hr)) {
             if (memcmp(cat.store_id, store_id, DDP_STORE_ID_SIZE) == 0) hr = S_FALSE;
             else hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ALREADY_EXISTS), "%s: a store with another id exists", path);
@@ -288,7 +219,7 @@ static void mark_failed(writer_slot *ws, HRESULT hr)
 static HRESULT slot_failed(const writer_slot *ws)
 {
     return ddp_fail(ws->failed, "%s%sthe %s container of this store failed; no more writes are accepted",
-                    ws->failed_detail, ws->failed_detail[0] ? "; " : "", kind_name(ws->kind));
+                    ws->failed_detail, ws->failed_detail[0] ? "; " : "", ddp_cs_kind_name(ws->kind));
 }
 
 static void set_writer(writer_slot *ws, ddp_container_writer *w, uint32_t id, uint32_t generation)
@@ -306,8 +237,8 @@ static HRESULT new_container_locked(ddp_chunkstore *cs, writer_slot *ws)
     ddp_catalog_entry *newest = catalog_newest(&cs->cat, ws->kind);
     uint32_t id = newest ? newest->id + 1 : 1;
     if (id == 0) return ddp_fail(DDP_E_INVALID_STATE, "store %s: out of %s container ids", cs->store_dir,
-                                 kind_name(ws->kind));
-    char *path = container_file(cs, ws->kind, id, 1);
+                                 ddp_cs_kind_name(ws->kind));
+    char *path = ddp_cs_container_file(cs, ws->kind, id, 1);
     ddp_container_header h;
     memset(&h, 0, sizeof h);
     h.kind = ws->kind;
@@ -447,7 +378,7 @@ static HRESULT sync_kind(ddp_chunkstore *cs, writer_slot *ws)
 
 /* Make sure bytes [0, end) of container (kind, id) are in the file, not only
  * in the active writer's buffer. */
-static HRESULT ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, uint64_t end)
+HRESULT ddp_cs_ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, uint64_t end)
 {
     if (atomic_load(&ws->pub_id) != id) return S_OK;
     if (atomic_load(&ws->pub_flushed) >= end) return S_OK;
@@ -542,7 +473,7 @@ static int index_matches_catalog(const ddp_chunkstore *cs, const ddp_index *ix)
         if (!e || e->generation != c->generation) return 0;
         if ((e->flags & SEALED_FLAG) && c->length > e->length) return 0;
         /* Covering more than the file holds: the index names records that are gone. */
-        char *path = container_file(cs, e->kind, e->id, e->generation);
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
         struct stat st;
         int ok = stat(path, &st) == 0 && (uint64_t)st.st_size >= c->length;
         free(path);
@@ -561,7 +492,7 @@ static HRESULT rebuild_locked(ddp_chunkstore *cs, ddp_index **out, HRESULT *firs
     for (uint32_t i = 0; i < cs->cat.count; i++) {
         const ddp_catalog_entry *e = &cs->cat.entries[i];
         if (e->kind != DDP_KIND_DATA) continue;
-        char *path = container_file(cs, e->kind, e->id, e->generation);
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
         ddp_redirect r;
         index_scan s = { ix, e->id, &r };
         uint64_t end = 0;
@@ -587,13 +518,7 @@ static HRESULT rebuild_locked(ddp_chunkstore *cs, ddp_index **out, HRESULT *firs
 static void chunkstore_free(ddp_chunkstore *cs)
 {
     free(cs->cat_written);
-    for (size_t i = 0; i < cs->nfds; i++) {
-        close(cs->fds[i]->fd);
-        free(cs->fds[i]->path);
-        ddp_redirect_free(&cs->fds[i]->redir);
-        free(cs->fds[i]);
-    }
-    free(cs->fds);
+    ddp_cs_fds_close(cs);
     for (int k = 0; k < 2; k++) ddp_container_close(cs->ws[k].w);
     ddp_index_free(cs->ix);
     ddp_catalog_free(&cs->cat);
@@ -620,7 +545,7 @@ static HRESULT reopen_newest(ddp_chunkstore *cs, writer_slot *ws, int *catalog_d
     } else {
         start = e->length;
     }
-    char *path = container_file(cs, e->kind, e->id, e->generation);
+    char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
     ddp_redirect r;
     index_scan s = { cs->ix, e->id, &r };
     ddp_container_writer *w = NULL;
@@ -670,7 +595,7 @@ static HRESULT catch_up_index(ddp_chunkstore *cs)
         uint64_t start = 0;
         if (ddp_index_get_covered(cs->ix, e->id, &c) && c.generation == e->generation) start = c.length;
         if (start && (e->flags & SEALED_FLAG) && start >= e->length) continue;
-        char *path = container_file(cs, e->kind, e->id, e->generation);
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
         ddp_redirect r;
         index_scan s = { cs->ix, e->id, &r };
         uint64_t end = 0;
@@ -719,9 +644,9 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
     }
     struct stat cst;
     if (stat(cs->catalog_path, &cst) == 0) cs->cat_ino = cst.st_ino;
-    if (FAILED(hr = catalog_read(cs->catalog_path, store_id, &cs->cat))) goto fail;
+    if (FAILED(hr = ddp_cs_catalog_read(cs->catalog_path, store_id, &cs->cat))) goto fail;
     memcpy(cs->store_id, cs->cat.store_id, DDP_STORE_ID_SIZE);
-    atomic_store(&cs->cat_checked_ms, now_ms());
+    atomic_store(&cs->cat_checked_ms, ddp_cs_now_ms());
     if (!writable) {
         *out = cs;
         return S_OK;
@@ -914,273 +839,6 @@ HRESULT ddp_chunkstore_checkpoint(ddp_chunkstore *cs)
     return hr;
 }
 
-/* ---------------------------------------------------------------- read */
-
-static void fd_entry_free(fd_entry *fe)
-{
-    close(fe->fd);
-    free(fe->path);
-    ddp_redirect_free(&fe->redir);
-    free(fe);
-}
-
-
-/* A read-only store: when the catalog file was replaced since it was read
- * (looked at once a second at most), read it again and retire every cached
- * descriptor of a generation it no longer names: closed now if no read holds
- * it, else by the last fd_release. Readers then open the current generation. */
-static void retire_replaced_generations(ddp_chunkstore *cs)
-{
-    if (cs->writable) return;
-    int64_t now = now_ms(), last = atomic_load(&cs->cat_checked_ms);
-    if (now - last < 1000 || !atomic_compare_exchange_strong(&cs->cat_checked_ms, &last, now)) return;
-    struct stat st;
-    if (stat(cs->catalog_path, &st) != 0) return;
-    pthread_mutex_lock(&cs->lock);
-    int changed = st.st_ino != cs->cat_ino;
-    if (changed) {
-        ddp_catalog fresh;
-        if (SUCCEEDED(catalog_read(cs->catalog_path, cs->store_id, &fresh))) {
-            ddp_catalog_free(&cs->cat);
-            cs->cat = fresh;
-            cs->cat_ino = st.st_ino;
-        } else {
-            changed = 0;
-        }
-        ddp_clear_error();
-    }
-    if (!changed) {
-        pthread_mutex_unlock(&cs->lock);
-        return;
-    }
-    /* The generations the catalog names now, taken under `lock`, applied under
-     * `fdlock` (never both held). */
-    size_t n = 0;
-    uint32_t (*cur)[3] = ddp_xmalloc((cs->cat.count ? cs->cat.count : 1) * sizeof *cur);
-    for (uint32_t i = 0; i < cs->cat.count; i++) {
-        cur[n][0] = cs->cat.entries[i].kind;
-        cur[n][1] = cs->cat.entries[i].id;
-        cur[n][2] = cs->cat.entries[i].generation;
-        n++;
-    }
-    pthread_mutex_unlock(&cs->lock);
-    pthread_mutex_lock(&cs->fdlock);
-    for (size_t i = 0; i < cs->nfds;) {
-        fd_entry *fe = cs->fds[i];
-        int replaced = 1;
-        for (size_t j = 0; j < n; j++)
-            if (cur[j][0] == fe->kind && cur[j][1] == fe->id) {
-                replaced = cur[j][2] != fe->generation;
-                break;
-            }
-        if (replaced) fe->stale = 1;
-        if (fe->stale && fe->refs == 0) {
-            cs->fds[i] = cs->fds[--cs->nfds];
-            fd_entry_free(fe);
-            continue;
-        }
-        i++;
-    }
-    pthread_mutex_unlock(&cs->fdlock);
-    free(cur);
-}
-
-/* Where the record of local id `id` lies in the container open as fe. */
-static HRESULT resolve(const fd_entry *fe, uint64_t id, uint64_t *at)
-{
-    if (fe->emptied)
-        return ddp_fail(DDP_E_FILE_CORRUPT, "record %llu of %s: garbage collection removed it (the container is empty)",
-                        (unsigned long long)id, fe->path);
-    return ddp_redirect_resolve(&fe->redir, id, fe->path, at);
-}
-
-static void fd_release(ddp_chunkstore *cs, fd_entry *fe)
-{
-    pthread_mutex_lock(&cs->fdlock);
-    if (--fe->refs == 0 && fe->stale) {
-        for (size_t i = 0; i < cs->nfds; i++)
-            if (cs->fds[i] == fe) {
-                cs->fds[i] = cs->fds[--cs->nfds];
-                break;
-            }
-        fd_entry_free(fe);
-    }
-    pthread_mutex_unlock(&cs->fdlock);
-}
-
-static fd_entry *fd_lookup_locked(ddp_chunkstore *cs, uint32_t kind, uint32_t id)
-{
-    for (size_t i = 0; i < cs->nfds; i++) {
-        fd_entry *fe = cs->fds[i];
-        if (fe->kind == kind && fe->id == id && !fe->stale) {
-            fe->refs++;
-            fe->last_use = ++cs->use_clock;
-            return fe;
-        }
-    }
-    return NULL;
-}
-
-/* A referenced descriptor for container (kind, id); fd_release() it. */
-static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry **out)
-{
-    retire_replaced_generations(cs);
-    pthread_mutex_lock(&cs->fdlock);
-    fd_entry *fe = fd_lookup_locked(cs, kind, id);
-    pthread_mutex_unlock(&cs->fdlock);
-    if (fe) {
-        *out = fe;
-        return S_OK;
-    }
-
-    /* Name the file through the catalog. A read-only store reloads it when
-     * the container is not listed (a writer added it) or its file is gone
-     * (garbage collection compacted it into the next generation), once. */
-    char *path = NULL;
-    int fd = -1;
-    ddp_redirect redir;
-    memset(&redir, 0, sizeof redir);
-    HRESULT hr = S_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        pthread_mutex_lock(&cs->lock);
-        ddp_catalog_entry *e = ddp_catalog_find(&cs->cat, kind, id);
-        if ((!e || attempt > 0) && !cs->writable) {
-            ddp_catalog fresh;
-            if (SUCCEEDED(catalog_read(cs->catalog_path, cs->store_id, &fresh))) {
-                ddp_catalog_free(&cs->cat);
-                cs->cat = fresh;
-                e = ddp_catalog_find(&cs->cat, kind, id);
-            }
-            ddp_clear_error();
-        }
-        uint32_t generation = e ? e->generation : 0;
-        pthread_mutex_unlock(&cs->lock);
-        if (!generation)
-            return ddp_fail(DDP_E_FILE_CORRUPT, "store %s: %s container %u is not in the catalog", cs->store_dir,
-                            kind_name(kind), id);
-        path = container_file(cs, kind, id, generation);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) break;
-        hr = ddp_fail_errno(errno, "opening container %s", path);
-        if (errno != ENOENT || cs->writable || attempt > 0) {
-            free(path);
-            return hr;
-        }
-        free(path);
-        path = NULL;
-    }
-    /* Its header (the generation the catalog names) and redirection table. */
-    uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
-    ddp_container_header ch;
-    hr = ddp_pread_exact(fd, hb, sizeof hb, 0, path);
-    if (SUCCEEDED(hr) && FAILED(hr = ddp_container_header_decode(hb, &ch)))
-        hr = ddp_fail(hr == DDP_E_UNSUPPORTED_VERSION ? hr : DDP_E_FILE_CORRUPT, "container %s: %s", path,
-                      ddp_error_detail());
-    if (SUCCEEDED(hr) && (ch.kind != kind || ch.id != id))
-        hr = ddp_fail(DDP_E_FILE_CORRUPT, "container %s: its header names another container (kind %u, id %u)", path,
-                      ch.kind, ch.id);
-    if (SUCCEEDED(hr)) hr = ddp_redirect_load(fd, path, &ch, &redir);
-    int emptied = SUCCEEDED(hr) && ch.generation > 1 && ch.redirect_len == 0;
-    if (FAILED(hr)) {
-        close(fd);
-        free(path);
-        return hr;
-    }
-
-    pthread_mutex_lock(&cs->fdlock);
-    fe = fd_lookup_locked(cs, kind, id);
-    if (fe) {
-        /* Another thread opened it meanwhile. */
-        pthread_mutex_unlock(&cs->fdlock);
-        close(fd);
-        free(path);
-        ddp_redirect_free(&redir);
-        *out = fe;
-        return S_OK;
-    }
-    if (cs->nfds >= FD_CACHE_MAX) {
-        size_t victim = cs->nfds;
-        for (size_t i = 0; i < cs->nfds; i++)
-            if (cs->fds[i]->refs == 0 && (victim == cs->nfds || cs->fds[i]->last_use < cs->fds[victim]->last_use))
-                victim = i;
-        if (victim < cs->nfds) {
-            fd_entry *old = cs->fds[victim];
-            cs->fds[victim] = cs->fds[--cs->nfds];
-            fd_entry_free(old);
-        }
-    }
-    if (cs->nfds == cs->fds_cap) {
-        cs->fds_cap = cs->fds_cap ? cs->fds_cap * 2 : 16;
-        cs->fds = ddp_xrealloc(cs->fds, cs->fds_cap * sizeof *cs->fds);
-    }
-    fe = ddp_xcalloc(1, sizeof *fe);
-    fe->kind = kind;
-    fe->id = id;
-    fe->fd = fd;
-    fe->refs = 1;
-    fe->last_use = ++cs->use_clock;
-    fe->path = path;
-    fe->redir = redir;
-    fe->emptied = emptied;
-    fe->generation = ch.generation;
-    cs->fds[cs->nfds++] = fe;
-    pthread_mutex_unlock(&cs->fdlock);
-    *out = fe;
-    return S_OK;
-}
-
-HRESULT ddp_chunkstore_read_chunk(ddp_chunkstore *cs, const ddp_chunk_loc *loc, const uint8_t hash[DDP_HASH_SIZE],
-                                  void *out)
-{
-    if (!cs || !loc || !hash || !out) return E_POINTER;
-    if (loc->container == 0 || loc->logical_len == 0 || loc->logical_len > CHUNK_MAX_LOGICAL)
-        return ddp_fail(E_INVALIDARG, "chunk location (container %u, %u bytes) is not valid", loc->container,
-                        loc->logical_len);
-    HRESULT hr = ensure_flushed(cs, &cs->ws[W_DATA], loc->container,
-                                loc->offset + DDP_RECORD_HEADER_SIZE + loc->stored_len);
-    if (FAILED(hr)) return hr;
-    fd_entry *fe;
-    if (FAILED(hr = fd_get(cs, DDP_KIND_DATA, loc->container, &fe))) return hr;
-    ddp_record_header h;
-    uint64_t at = 0; /* loc->offset is the record's local id */
-    hr = resolve(fe, loc->offset, &at);
-    if (SUCCEEDED(hr))
-        hr = ddp_container_read_record_into(fe->fd, fe->path, at, DDP_RECORD_CHUNK, hash, &h, out, loc->logical_len);
-    fd_release(cs, fe);
-    return hr;
-}
-
-HRESULT ddp_chunkstore_read_streammap(ddp_chunkstore *cs, uint32_t container, uint64_t offset,
-                                      const uint8_t *expect_hash, ddp_streammap *m)
-{
-    if (!cs || !m) return E_POINTER;
-    ddp_streammap_init(m);
-    if (container == 0) return ddp_fail(E_INVALIDARG, "stream container 0 does not exist");
-    HRESULT hr = ensure_flushed(cs, &cs->ws[W_STREAM], container, UINT64_MAX);
-    if (FAILED(hr)) return hr;
-    fd_entry *fe;
-    if (FAILED(hr = fd_get(cs, DDP_KIND_STREAM, container, &fe))) return hr;
-    ddp_record_header h;
-    memset(&h, 0, sizeof h);
-    uint8_t *buf = NULL;
-    uint64_t at = 0; /* offset is the record's local id */
-    hr = resolve(fe, offset, &at);
-    if (SUCCEEDED(hr))
-        hr = ddp_container_read_record(fe->fd, fe->path, at, DDP_RECORD_STREAMMAP, expect_hash, &h, &buf);
-    if (SUCCEEDED(hr)) {
-        hr = ddp_streammap_decode(buf, h.logical_len, m);
-        if (FAILED(hr)) {
-            char inner[1024];
-            snprintf(inner, sizeof inner, "%s", ddp_error_detail());
-            hr = ddp_fail(hr, "container %s offset %llu: %s", fe->path, (unsigned long long)offset, inner);
-            ddp_streammap_free(m);
-        }
-    }
-    fd_release(cs, fe);
-    free(buf);
-    return hr;
-}
-
 /* --------------------------------------------------------------- stats */
 
 HRESULT ddp_chunkstore_stats_get(ddp_chunkstore *cs, ddp_chunkstore_stats *st)
@@ -1214,7 +872,7 @@ HRESULT ddp_chunkstore_stats_get(ddp_chunkstore *cs, ddp_chunkstore_stats *st)
             st->container_bytes += active_size[k];
             continue;
         }
-        char *path = container_file(cs, e->kind, e->id, e->generation);
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
         struct stat sb;
         st->container_bytes += stat(path, &sb) == 0 ? (uint64_t)sb.st_size : e->length;
         free(path);
