@@ -47,6 +47,8 @@ static HRESULT out_flush(out_buf *o)
 
 static HRESULT out_put(out_buf *o, const void *p, size_t n)
 {
+    if (n == 0) return S_OK;
+    if (!p) return E_POINTER;
     if (o->n + n > COPY_BUFFER) {
         HRESULT hr = out_flush(o);
         if (FAILED(hr)) return hr;
