@@ -21,39 +21,9 @@
 source "$(dirname "$0")/lib.sh"
 set -uo pipefail
 
-skip() {
-  echo "##########################################################################"
-  echo "## SKIPPED test_s3: $*"
-  echo "##########################################################################"
-  exit 77
-}
-for b in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool; do
-  command -v "$b" >/dev/null || skip "$b is missing (scripts/install-deps.sh installs the Ceph packages)"
-done
-[[ $(id -u) -eq 0 ]] || skip "the Ceph cluster is started as root"
-BUILD=${DDP_BUILD_DIR:-$(dirname "$DDP")}
-S3TOOL=$BUILD/s3tool
-RULES=$BUILD/s3rules
-[[ -x $S3TOOL && -x $RULES ]] || skip "tests/tools s3tool and s3rules are not built"
-
-# The cluster: its own directory and ports (two builds may test at once).
-export CEPH_DIR=$T/ceph
-base=$((20000 + ($$ % 4000) * 3))
-export MON_PORT=$base MON_V1_PORT=$((base + 1)) RGW_PORT=$((base + 2)) NO_MGR=1 BLUESTORE_SIZE=4G
-CEPH=$DDP_SOURCE_DIR/scripts/ceph
-stop_cluster() { [[ -f $CEPH_DIR/pids ]] && bash "$CEPH/stop-cluster.sh" > "$T/ceph-stop.log" 2>&1; }
-trap 'stop_cluster; cleanup' EXIT
+source "$(dirname "$0")/cephlib.sh"
 t0=$(date +%s)
-if ! timeout 180 bash "$CEPH/start-cluster.sh" bluestore > "$T/ceph-start.log" 2>&1; then
-  tail -20 "$T/ceph-start.log"
-  stop_cluster
-  skip "the Ceph cluster did not start (log above)"
-fi
-echo "# cluster up in $(($(date +%s) - t0)) s"
-source "$CEPH_DIR/env"
-export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=default
-unset AWS_PROFILE
-export HOME=$T  # no ~/.aws of the machine's user
+ceph_up test_s3 20000
 rgw_pid() { awk '$1 == "rgw.a" {print $2}' "$CEPH_DIR/pids"; }
 restart_rgw() { bash "$CEPH/start-cluster.sh" rgw > "$T/rgw-restart.log" 2>&1; }
 check "bucket created" "$S3TOOL" mb ddpbk
