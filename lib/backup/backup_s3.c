@@ -273,6 +273,19 @@ static HRESULT pack_flush(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, packer
 
 static HRESULT upload_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_entry *e);
 
+/* A file that shrank while it was read is kept as read, and said so (and a
+ * stub cut short is no stub). */
+static void note_taken(bctx *b, ddp_mf_entry *e, uint64_t taken)
+{
+    if (taken == e->size) return;
+    b->st->changed_during++;
+    e->size = taken;
+    if (e->is_stub && taken != DDP_STUB_SIZE) {
+        e->is_stub = 0;
+        b->st->stubs--;
+    }
+}
+
 /* A small file into the pack being filled (a file that grew past the bound
  * since the walk is an object of its own). */
 static HRESULT pack_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_entry *e, packer *pk, int *used)
@@ -303,14 +316,7 @@ static HRESULT pack_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_mf_
     hr = ddp_pread_upto(fd, pk->buf + pk->n, (size_t)e->size, 0, &taken, e->path);
     close(fd);
     if (FAILED(hr)) return hr;
-    if (taken != e->size) { /* shrank while being read: keep what was read, say so */
-        b->st->changed_during++;
-        e->size = taken;
-        if (e->is_stub && taken != DDP_STUB_SIZE) {
-            e->is_stub = 0;
-            b->st->stubs--;
-        }
-    }
+    note_taken(b, e, taken);
     e->pack = pk->number;
     e->pack_off = pk->n;
     pk->n += taken;
@@ -333,14 +339,7 @@ static HRESULT upload_file(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, ddp_m
     hr = upload_one(u, up, e->path, fd, 0, e->size, &taken, &skipped);
     close(fd);
     if (FAILED(hr)) return hr;
-    if (taken != e->size) { /* shrank while being read: keep what was read, say so */
-        b->st->changed_during++;
-        e->size = taken;
-        if (e->is_stub && taken != DDP_STUB_SIZE) {
-            e->is_stub = 0;
-            b->st->stubs--;
-        }
-    }
+    note_taken(b, e, taken);
     if (strncmp(e->path, "/.ddp/", 6) == 0) b->st->metadata_copied++;
     else b->st->files_copied++;
     if (!skipped) b->st->bytes_written += taken;

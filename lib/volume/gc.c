@@ -280,26 +280,21 @@ static HRESULT catalog_load(const char *store_dir, const uint8_t store_id[DDP_ST
     return hr;
 }
 
-/* Delete the index (it may name records that go) and fsync State/. */
-static HRESULT drop_index(const char *state_dir)
+/* Remove State/NAME if it is there, then fsync State/. */
+static HRESULT remove_state_file(const char *state_dir, const char *name, const char *what)
 {
-    char *ipath = ddp_path_join(state_dir, INDEX_FILE);
+    char *path = ddp_path_join(state_dir, name);
     HRESULT hr = S_OK;
-    if (unlink(ipath) != 0 && errno != ENOENT) hr = ddp_fail_errno(errno, "deleting the index %s", ipath);
-    free(ipath);
+    if (unlink(path) != 0 && errno != ENOENT) hr = ddp_fail_errno(errno, "removing %s %s", what, path);
+    free(path);
     if (SUCCEEDED(hr)) hr = ddp_fsync_dir(state_dir);
     return hr;
 }
 
-static HRESULT remove_plan(const char *state_dir)
-{
-    char *ppath = ddp_path_join(state_dir, PLAN_FILE);
-    HRESULT hr = S_OK;
-    if (unlink(ppath) != 0 && errno != ENOENT) hr = ddp_fail_errno(errno, "removing %s", ppath);
-    free(ppath);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(state_dir);
-    return hr;
-}
+/* Delete the index (it may name records that go). */
+static HRESULT drop_index(const char *state_dir) { return remove_state_file(state_dir, INDEX_FILE, "the index"); }
+
+static HRESULT remove_plan(const char *state_dir) { return remove_state_file(state_dir, PLAN_FILE, "the gc plan"); }
 
 /* ======================================================================
  * Resume: finish or undo every planned container
