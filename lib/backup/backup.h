@@ -108,11 +108,19 @@ typedef struct ddp_extract {
  * everything (the backup or dest_dir cannot be used); *x is then empty. */
 HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, const char *dest_dir, int existing,
                            ddp_extract *x);
-/* A staged stub after RestoreFiles: restore_result S_OK or S_FALSE puts it
- * in place (under the existing-file rule); a failure removes it (nothing is
- * left at its path). items[i].hr gets the outcome. */
+/* A staged stub after RestoreFiles: restore_result S_OK or S_FALSE makes it
+ * ready to be put in place by ddp_backup_extract_finish; a failure removes
+ * it (nothing is left at its path). items[i].hr gets the outcome. */
 void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result);
-/* The end: staged stubs not placed are removed, the directories get their
+/* After RestoreFiles: make everything staged durable (one syncfs), then move
+ * each file, link and restored stub into place under the existing-file rule
+ * (items[i].hr gets the outcome: an existing file refused or kept, ...).
+ * Files are written by several threads (DDP_RESTORE_THREADS, default 4) and
+ * wait in the staging directory until then: a crash leaves each path as it
+ * was or complete. A failed sync fails every file waiting (nothing moved)
+ * and is returned. */
+HRESULT ddp_backup_extract_finish(ddp_extract *x);
+/* The end: staged files not placed (finish not called) are removed, the directories get their
  * owner, mode and times, the target file system is synced (a failure is
  * returned) and the staging directory removed. *x is emptied. */
 HRESULT ddp_backup_extract_close(ddp_extract *x);
