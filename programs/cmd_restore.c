@@ -150,7 +150,7 @@ static int list_containers(const char *from, size_t n, char **rel)
         }
     }
     if (k == 0) goto out;
-    hr = ddp_backupstore_open(from, &store);
+    hr = ddp_backup_extract_store(&x, from, &store);
     if (FAILED(hr)) {
         cli_error(hr, "opening the backup %s", from);
         rc = DDP_EXIT_FAIL;
@@ -322,7 +322,7 @@ int cmd_restore(int argc, char **argv)
     ddp_backupstore_stats bst;
     memset(&bst, 0, sizeof bst);
     if (k > 0) {
-        hr = ddp_backupstore_open(from, &store);
+        hr = ddp_backup_extract_store(&x, from, &store);
         raw_store = store;
         if (SUCCEEDED(hr) && cli_progress_wanted(quiet, json)) {
             cli_progress_start(&bar, 1, "restore: read from the backup", 1, NULL, 0);

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <ddp/ddpbackup.h>
 #include <ddp/ddperror.h>
 
 enum ddp_backup_format { DDP_BACKUP_DIR = 0, DDP_BACKUP_TAR = 1 };
@@ -120,6 +121,9 @@ void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result);
  * was or complete. A failed sync fails every file waiting (nothing moved)
  * and is returned. */
 HRESULT ddp_backup_extract_finish(ddp_extract *x);
+/* The backup store for step 2 (ddp_backupstore_open(backup)); of an S3
+ * backup, on the client and manifest of step 1 (not fetched again). */
+HRESULT ddp_backup_extract_store(ddp_extract *x, const char *backup, IDedupReadFileCallback **out);
 /* The end: staged files not placed (finish not called) are removed, the directories get their
  * owner, mode and times, the target file system is synced (a failure is
  * returned) and the staging directory removed. *x is emptied. */

@@ -45,6 +45,7 @@
 
 #include "backup/backup.h"
 #include "backup/backupchain.h"
+#include "backup/backupstore.h"
 #include "backup/extract_internal.h"
 #include "backup/extract_pool.h"
 #include "backup/manifest.h"
@@ -127,6 +128,7 @@ struct ddp_extract_private {
     int nbufs;            /* one copy buffer per worker, and the reading thread's (the last) */
     uint8_t **bufs;
     int finished;         /* ddp_backup_extract_finish ran */
+    ddp_extract_s3 *s3;   /* an S3 source kept for the store (its manifest is not fetched again) */
 };
 
 enum { SRC_PLAIN = 0, SRC_CHAIN = 1, SRC_TAR = 2, SRC_S3 = 3 };
@@ -1003,8 +1005,21 @@ HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, 
     extract_all(p, &s, m, x->items);
     ddp_xpool_free(p->pool); /* every job done */
     p->pool = NULL;
+    p->s3 = s.s3; /* for ddp_backup_extract_store */
+    s.s3 = NULL;
     close_source(&s);
     return S_OK;
+}
+
+HRESULT ddp_backup_extract_store(ddp_extract *x, const char *backup, IDedupReadFileCallback **out)
+{
+    struct ddp_extract_private *p = x->p;
+    if (p && p->s3) {
+        ddp_extract_s3 *s = p->s3;
+        p->s3 = NULL;
+        return ddp_extract_s3_to_store(s, out);
+    }
+    return ddp_backupstore_open(backup, out);
 }
 
 void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result)
@@ -1104,6 +1119,7 @@ HRESULT ddp_backup_extract_close(ddp_extract *x)
         if (p->destfd >= 0) close(p->destfd);
         for (size_t i = 0; i < x->n; i++) xent_free(&p->ents[i]);
         free(p->ents);
+        ddp_extract_s3_close(p->s3);
         ddp_xpool_free(p->pool);
         for (int k = 0; k < p->nbufs; k++) free(p->bufs[k]);
         free(p->bufs);
