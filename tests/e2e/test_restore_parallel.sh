@@ -69,8 +69,11 @@ check "holes stay holes" test "$(du -k "$T/out-B-4/d1/sparse.bin" | cut -f1)" -l
 # One sync before the files are moved into place and one at the end (not
 # one per batch of 64 restored files).
 if command -v strace > /dev/null && strace -f -qq -e trace=none true 2>/dev/null; then
-  strace -f -qq -e trace=syncfs -o "$T/strace.out" "$DDP" restore --from "$T/B" --to "$T/out-sync" "${TOP[@]}" > /dev/null 2>&1
-  check "at most 2 syncfs for the whole restore" test "$(grep -c 'syncfs(' "$T/strace.out")" -le 2
+  # (an ASan build may fail at exit under ptrace: only the count matters)
+  ASAN_OPTIONS=detect_leaks=0 strace -f -qq -e trace=syncfs -o "$T/strace.out" "$DDP" restore --from "$T/B" \
+    --to "$T/out-sync" "${TOP[@]}" > /dev/null 2>&1 || true
+  nsync=$(grep -c 'syncfs(' "$T/strace.out" || true)
+  check "at most 2 syncfs for the whole restore ($nsync)" test "$nsync" -ge 1 -a "$nsync" -le 2
 else
   ok "strace not usable here: sync count not checked"
 fi
