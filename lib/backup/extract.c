@@ -26,7 +26,12 @@
  *    directory a killed restore left is removed by the next one;
  *  - an existing file is refused by default (enum ddp_existing);
  *  - all-zero blocks are not written (base/sparse.h): holes stay holes.
- * The target file system is synced once at the end (ddp_backup_extract_close).
+ * Files are written by worker threads (extract_pool.c), each in its own
+ * subdirectory of the staging directory; directories, links and the checks
+ * stay on the reading thread, in path order. Nothing is moved into place
+ * before one syncfs has made every staged file durable
+ * (ddp_backup_extract_finish, after RestoreFiles rewrote the stubs); the
+ * renames are synced once more at the end (ddp_backup_extract_close).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -571,8 +576,6 @@ static HRESULT stage_from_dir(struct ddp_extract_private *p, int w, size_t i, xe
 
 /* ---- the staging directory ---- */
 
-/* Remove a staging directory a killed restore left in the target: ours
- * (owner, mode 0700, our name) and not locked by a live restore. */
 /* A thread's subdirectory of a staging directory, emptied and removed
  * (nothing below it is followed). 0: gone. */
 static int remove_stage_subdir(int stagefd, const char *name)
@@ -591,6 +594,9 @@ static int remove_stage_subdir(int stagefd, const char *name)
     return unlinkat(stagefd, name, AT_REMOVEDIR);
 }
 
+/* Remove a staging directory (ours when done, or one a killed restore left
+ * in the target: ours by owner, mode 0700 and name, and not locked by a live
+ * restore) with its threads' subdirectories. */
 static void remove_stage_dir(int destfd, const char *name, int fd)
 {
     DIR *d = fdopendir(fd);
