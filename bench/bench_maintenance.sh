@@ -8,7 +8,7 @@
 # 3) takes a fresh copy of the optimized volume, deletes every second version
 # (10 of 20 releases), then times `ddp gc --full` (MB/s = container bytes
 # scanned / wall seconds; --full so that every container with a dead record
-# goes through the whole kill path: plan, DEAD headers, holes, index rebuild;
+# goes through the whole path: plan, compaction into new generations, catalog, index rebuild;
 # the nightlies share so much that the regular run, with its 5% threshold,
 # would leave the data container alone) and `ddp scrub` on what is left (MB/s = container bytes read
 # and checked / wall seconds). Medians are printed, with the space gc gave

@@ -64,12 +64,17 @@ PY
 "$DDP" optimize "$V" --quiet >/dev/null
 "$DDP" backup "$V" "$work/bk" >/dev/null
 "$DDP" backup "$V" "$work/bk.tar" --tar >/dev/null || true
+# The same volume compacted (tests/tools/ddp_compact_all, built next to ddp):
+# every container behind a redirection table, as gc leaves it.
+VC=$work/vc
+CA=$(dirname "$DDP")/ddp_compact_all
+if [[ -x $CA ]] && cp -a "$V" "$VC" && "$CA" "$VC" >/dev/null; then :; else rm -rf "$VC"; fi
 
 rm -rf "$out"
 mkdir -p "$out"
-python3 - "$V" "$work" "$out" "$S" <<'PY'
+python3 - "$V" "$work" "$out" "$S" "$VC" <<'PY'
 import glob, os, struct, sys
-v, work, out, small = sys.argv[1:5]
+v, work, out, small, compacted = sys.argv[1:6]
 def put(target, name, data):
     d = os.path.join(out, target)
     os.makedirs(d, exist_ok=True)
@@ -139,6 +144,7 @@ def seeds(v, tag):
 
 seeds(v, "")
 seeds(small, "small-")
+if os.path.isdir(compacted): seeds(compacted, "compacted-")
 
 tar = os.path.join(work, "bk.tar")
 if os.path.exists(tar): put("tar", "bk.tar", rd(tar))

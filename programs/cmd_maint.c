@@ -84,13 +84,13 @@ int cmd_gc(int argc, char **argv)
         printf("{\"job\":\"gc\",\"volume\":");
         cli_json_str(ddp_volume_root(v));
         printf(",\"result\":\"0x%08X\",\"full\":%s,\"stubs\":%llu,\"containers_scanned\":%llu,\"store_bytes\":%llu,"
-               "\"containers_collected\":%llu,\"dead_records\":%llu,\"dead_bytes\":%llu,\"reclaimed_bytes\":%llu,"
+               "\"containers_collected\":%llu,\"containers_dropped\":%llu,\"dead_records\":%llu,\"dead_bytes\":%llu,\"reclaimed_bytes\":%llu,"
                "\"live_records\":%llu,\"punch_unsupported\":%s,\"seconds\":%.3f}\n",
                (unsigned)hr, full ? "true" : "false", (unsigned long long)st.stubs,
                (unsigned long long)st.containers_scanned, (unsigned long long)st.store_bytes,
-               (unsigned long long)st.containers_collected, (unsigned long long)st.dead_records,
-               (unsigned long long)st.dead_bytes, (unsigned long long)st.reclaimed_bytes,
-               (unsigned long long)st.live_records, st.punch_unsupported ? "true" : "false", st.seconds);
+               (unsigned long long)st.containers_collected, (unsigned long long)st.containers_dropped,
+               (unsigned long long)st.dead_records, (unsigned long long)st.dead_bytes,
+               (unsigned long long)st.reclaimed_bytes, (unsigned long long)st.live_records, st.punch_unsupported ? "true" : "false", st.seconds);
         ddp_volume_close(v);
         return hr == S_OK ? 0 : DDP_EXIT_FAIL;
     }
@@ -98,9 +98,11 @@ int cmd_gc(int argc, char **argv)
            full ? " (full)" : "", ddp_volume_root(v), (unsigned long long)st.stubs,
            (unsigned long long)st.containers_scanned, cli_human_bytes(st.store_bytes, a), st.seconds,
            mb_per_s(st.store_bytes, st.seconds));
-    printf("Retired %llu dead records (%s) in %llu containers; reclaimed %s (%llu bytes) on disk; %llu live records\n",
+    printf("Collected %llu dead records (%s): %llu containers compacted, %llu dropped; reclaimed %s (%llu bytes) on "
+           "disk; %llu live records\n",
            (unsigned long long)st.dead_records, cli_human_bytes(st.dead_bytes, b),
-           (unsigned long long)st.containers_collected, cli_human_bytes(st.reclaimed_bytes, c),
+           (unsigned long long)st.containers_collected, (unsigned long long)st.containers_dropped,
+           cli_human_bytes(st.reclaimed_bytes, c),
            (unsigned long long)st.reclaimed_bytes, (unsigned long long)st.live_records);
     if (st.punch_unsupported)
         printf("The file system cannot punch holes in files: the dead records are retired but no space was "

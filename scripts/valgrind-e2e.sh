@@ -30,6 +30,9 @@
 #     test_engine alone take over 15 minutes. Every other ddp command, the
 #     direct `ddp cat`s of bad input included, always runs under valgrind.
 #     About 4 minutes on 2 idle cores (-j2).
+#   test_compact_restore: restores through the redirection tables of
+#     compacted containers, hostile tables and headers included (about 2
+#     minutes on its own).
 #   not test_fault: it preloads the fault shim into ddp and walks hundreds of
 #     fault points (an hour under valgrind); its error paths run under the
 #     ASan build, whose leak checker covers them.
@@ -44,7 +47,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build=${DDP_VALGRIND_BUILD:-$root/build-ci-valgrind}
-tests=${DDP_VALGRIND_TESTS:-'^e2e/test_(engine|badinput|backup_restore|maintenance)$'}
+tests=${DDP_VALGRIND_TESTS:-'^e2e/test_(engine|badinput|backup_restore|maintenance|compact_restore)$'}
 jobs=$(nproc 2>/dev/null || echo 2)
 command -v valgrind >/dev/null || { echo "valgrind-e2e: valgrind is not installed (scripts/install-deps.sh)" >&2; exit 2; }
 

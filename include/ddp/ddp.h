@@ -158,14 +158,15 @@ DDP_API HRESULT ddp_volume_status(ddp_volume *v, ddp_status *st);
 typedef struct ddp_gc_stats {
     uint64_t stubs;               /* stubs found: what they reference is live */
     uint64_t containers_scanned;  /* data, stream-map and hotspot containers */
-    uint64_t containers_collected;/* containers whose dead records were retired */
+    uint64_t containers_collected;/* containers compacted into their next generation (only live records) */
     uint64_t live_records;        /* chunk and stream-map records still referenced */
-    uint64_t dead_records;        /* records retired by this run */
+    uint64_t dead_records;        /* records collected by this run (DEAD ones of older versions too) */
     uint64_t dead_bytes;          /* their size in the containers (headers + payloads) */
-    uint64_t reclaimed_bytes;     /* disk space given back (allocated blocks, before - after) */
+    uint64_t reclaimed_bytes;     /* disk space given back (allocated bytes of old files - new files) */
     uint64_t store_bytes;         /* container bytes the run looked at */
-    int punch_unsupported;        /* the file system cannot punch holes: nothing reclaimed */
+    int punch_unsupported;        /* always 0 (gc compacts; it punched holes before version 2 containers) */
     double seconds;
+    uint64_t containers_dropped;  /* containers with nothing live, removed */
 } ddp_gc_stats;
 DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp_gc_stats *st);
 

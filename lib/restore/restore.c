@@ -34,6 +34,10 @@
  *     may ask for further records (a redirection table, then the record it
  *     points to): up to RS_MAX_ROUNDS rounds, the later ones read after the
  *     plan (R6: bytes no extent covers), previewed, never a byte twice.
+ *     In both phases, a container with a prelude (ddp: a compacted
+ *     container's header, then its redirection table) has it read first,
+ *     inside the plan like any container read, and its records placed by
+ *     it (restore_plan.c).
  *  5. Phase 2, chunks: a temporary file beside each mapped stub (so a
  *     target that cannot be written fails before its data is read), then
  *     OrderContainersRestore with the data containers, then the reads. Each
@@ -634,6 +638,14 @@ HRESULT ddp_restore_plan_list(ULONG n, BSTR *paths, IDedupReadFileCallback *stor
             size_t nuse = collect_chunk_uses(&c, &uses);
             rs_phase ph;
             rs_phase_build(&c, &ph, RS_KIND_DATA, uses, nuse);
+            /* A compacted container's records are placed once its header and
+             * redirection table are read: those are read (and listed) first. */
+            rs_phase_preludes(&c, &ph);
+            for (uint32_t ci = 0; ci < ph.ncont; ci++) {
+                const rs_cstate *k = ph.conts[ci].st;
+                for (size_t j = 0; j < k->read.n; j++)
+                    emit(ctx, (int)RS_KIND_DATA, k->path, k->read.v[j].a, k->read.v[j].b - k->read.v[j].a);
+            }
             for (uint32_t ci = 0; ci < ph.ncont; ci++) {
                 rs_interval *v;
                 size_t m = rs_needed_ranges(&c, &ph, ci, 0, RS_OFF_END, &v);

@@ -122,7 +122,23 @@ typedef struct rs_cstate {
     struct rs_kept { uint64_t off; uint32_t len; uint8_t *bytes; } *kept;
     size_t nkept, kept_cap;
     int missing;          /* the store said it has no such file, or the format knows it absent */
+    /* Its prelude (rsformat.h: prelude_first): the byte ranges its format
+     * reads, one after another, before the container's records can be
+     * placed (ddp: a compacted container's header, then its redirection
+     * table). While it is RS_PRE_READING, the records of the container hold
+     * the format's local ids in off (their order is that of the offsets
+     * they will get), and only the range [pre_off, pre_off + pre_len) is
+     * read, exactly, bytes buffered in pre_buf as they arrive. */
+    int pre;              /* RS_PRE_* */
+    uint64_t pre_off;
+    uint32_t pre_len, pre_got;
+    uint8_t *pre_buf;
+    HRESULT pre_hr;       /* RS_PRE_FAILED: why, for the files of later phases */
+    char *pre_why;
+    void *fstate;         /* the format's state of this container (cont_release frees it) */
 } rs_cstate;
+
+enum { RS_PRE_NONE = 0, RS_PRE_READING, RS_PRE_DONE, RS_PRE_FAILED };
 
 /* A container of one phase (one round). */
 typedef struct rs_container {
@@ -215,6 +231,10 @@ void rs_phase_free(rs_phase *ph);
  * pending file has then failed with it). */
 HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order,
                      void (*on_record)(rs_ctx *c, rs_phase *ph, rs_record *r, const uint8_t *bytes));
+/* Read the preludes of the phase's containers (and nothing else), in ddp's
+ * order, each range previewed: then their records are placed (the plan
+ * listing: what a restore would read). */
+void rs_phase_preludes(rs_ctx *c, rs_phase *ph);
 /* Is any file that uses record r still pending? */
 int rs_record_live(const rs_ctx *c, const rs_phase *ph, const rs_record *r);
 /* Fail every pending file that uses r with hr (detail already set); r is done. */

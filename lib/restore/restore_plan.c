@@ -51,6 +51,20 @@
  * not read, so a failed file stops costing reads. A read announced by a
  * preview is skipped only when everything it was for has failed meanwhile.
  *
+ * Preludes. A container whose records cannot be placed before some of its
+ * bytes are read (ddp: a compacted container, whose records are named by
+ * local ids its redirection table maps to offsets; rsformat.h) has a
+ * prelude: ranges its format asks for one after another (ddp: the 64-byte
+ * header, then the table). Until the prelude is complete, only its current
+ * range is needed from that container, read exactly (never coalesced), with
+ * its own preview, in the extent that holds it; each step may name the next
+ * range, and the last one places the container's records (the ids and the
+ * offsets are in the same order, so the records stay sorted), which are
+ * then read in the same extent, again after their own preview. Bytes are
+ * never read twice, so a range split over extents is assembled by count. A
+ * failed prelude (a read, or what the format found in it) fails every
+ * record of the container, in this phase and in later ones.
+ *
  * PreviewContainerRead is advisory: its result is ignored (a store may well
  * answer E_NOTIMPL).
  */
@@ -186,7 +200,9 @@ rs_cstate *rs_cont_get(rs_ctx *c, uint32_t kind, uint64_t key)
     k->kind = kind;
     k->key = key;
     uint32_t fmt = RS_KEY_FMT(key);
-    k->path = rs_formats[fmt]->container_path(c, fmt, kind, RS_KEY_LOCAL(key), &k->missing);
+    const rs_format *f = rs_formats[fmt];
+    k->path = f->container_path(c, fmt, kind, RS_KEY_LOCAL(key), &k->missing);
+    if (!k->missing && f->prelude_first && f->prelude_first(c, fmt, k, &k->pre_off, &k->pre_len)) k->pre = RS_PRE_READING;
     memmove(&c->conts[lo + 1], &c->conts[lo], (c->nconts - lo) * sizeof *c->conts);
     c->conts[lo] = k;
     c->nconts++;
@@ -208,8 +224,13 @@ void rs_conts_free(rs_ctx *c)
 {
     rs_conts_drop_kept(c);
     for (size_t i = 0; i < c->nconts; i++) {
-        free(c->conts[i]->path);
-        rs_ivset_free(&c->conts[i]->read);
+        rs_cstate *k = c->conts[i];
+        uint32_t fmt = RS_KEY_FMT(k->key);
+        if (rs_formats[fmt]->cont_release) rs_formats[fmt]->cont_release(c, fmt, k);
+        free(k->pre_buf);
+        free(k->pre_why);
+        free(k->path);
+        rs_ivset_free(&k->read);
         free(c->conts[i]);
     }
     free(c->conts);
@@ -239,6 +260,21 @@ void rs_phase_build(rs_ctx *c, rs_phase *ph, uint32_t kind, rs_use *uses, size_t
     ph->name = kind == RS_KIND_STREAM ? "stream-map" : "data";
     ph->uses = uses;
     ph->nuse = nuse;
+    /* Records of containers whose prelude is complete are placed now; those
+     * of containers still reading theirs keep the format's ids until it is
+     * (place_records), and those of a container whose prelude failed fail. */
+    for (size_t u = 0; u < nuse; u++) {
+        rs_cstate *st = rs_cont_get(c, kind, uses[u].cont);
+        if (st->pre == RS_PRE_FAILED) {
+            rs_file_fail(c, uses[u].file, ddp_fail(st->pre_hr, "%s", st->pre_why ? st->pre_why : "its container"));
+        } else if (st->pre == RS_PRE_DONE && rs_file_pending(c, uses[u].file)) {
+            uint32_t fmt = RS_KEY_FMT(st->key);
+            uint64_t off;
+            HRESULT hr = rs_formats[fmt]->place(c, fmt, st, uses[u].off, uses[u].len, &off);
+            if (FAILED(hr)) rs_file_fail(c, uses[u].file, hr);
+            else uses[u].off = off;
+        }
+    }
     if (nuse > 1) qsort(uses, nuse, sizeof *uses, use_cmp);
 
     size_t nrec = 0;
@@ -315,6 +351,131 @@ void rs_record_fail(rs_ctx *c, rs_phase *ph, rs_record *r, HRESULT hr)
         rs_file_fail(c, ph->uses[u].file, hr);
 }
 
+/* ======================================================================
+ * Preludes: containers whose records are placed once some of their bytes
+ * are read (rsformat.h; ddp: a compacted container's header and
+ * redirection table)
+ * ====================================================================== */
+
+/* Do the records of container k still hold the format's ids? */
+static int unplaced(const rs_container *k)
+{
+    return k->st->pre == RS_PRE_READING;
+}
+
+/* Is any record of container k still live? (Records found dead are dropped.) */
+static int container_live(rs_ctx *c, rs_phase *ph, rs_container *k)
+{
+    int live = 0;
+    for (size_t j = k->rec_first; j < k->rec_first + k->rec_count; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done) continue;
+        if (rs_record_live(c, ph, r)) live = 1;
+        else record_drop(r);
+    }
+    return live;
+}
+
+/* The prelude of container ci failed with hr (detail set): so does every
+ * record of it, in this phase and in any later one. */
+static void prelude_fail(rs_ctx *c, rs_phase *ph, uint32_t ci, HRESULT hr)
+{
+    rs_container *k = &ph->conts[ci];
+    rs_cstate *st = k->st;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ddp_error_detail());
+    st->pre = RS_PRE_FAILED;
+    st->pre_hr = hr;
+    free(st->pre_why);
+    st->pre_why = ddp_strdup(why);
+    free(st->pre_buf);
+    st->pre_buf = NULL;
+    st->pre_got = 0;
+    for (size_t j = k->rec_first; j < k->rec_first + k->rec_count; j++) {
+        rs_record *r = &ph->recs[j];
+        if (r->done) continue;
+        ddp_fail(hr, "%s", why);
+        rs_record_fail(c, ph, r, hr);
+    }
+    ddp_fail(hr, "%s", why);
+}
+
+/* The prelude of container ci is complete: give its records their offsets.
+ * The format's ids and the offsets they map to are in the same order, so
+ * the records stay sorted; a record that cannot be placed fails, and takes
+ * the offset of the last placed one (it is done: only the order matters). */
+static void place_records(rs_ctx *c, rs_phase *ph, uint32_t ci)
+{
+    rs_container *k = &ph->conts[ci];
+    uint32_t fmt = RS_KEY_FMT(k->st->key);
+    uint64_t last = 0, maxend = 0;
+    for (size_t j = k->rec_first; j < k->rec_first + k->rec_count; j++) {
+        rs_record *r = &ph->recs[j];
+        if (!r->done && !rs_record_live(c, ph, r)) record_drop(r);
+        if (!r->done) {
+            uint64_t off = 0;
+            HRESULT hr = rs_formats[fmt]->place(c, fmt, k->st, r->off, r->len, &off);
+            uint64_t end = off < RS_OFF_END - r->len ? off + r->len : RS_OFF_END;
+            if (SUCCEEDED(hr) && (off < last || ivset_intersects(&k->st->read, off, end)))
+                hr = ddp_fail(DDP_E_FILE_CORRUPT,
+                              "the %s record of id %llu in %s (%u bytes) lies at offset %llu, over bytes already "
+                              "read in this call",
+                              ph->name, (unsigned long long)r->off, k->st->path, (unsigned)r->len,
+                              (unsigned long long)off);
+            if (FAILED(hr)) {
+                rs_record_fail(c, ph, r, hr);
+            } else {
+                r->off = off;
+                r->end = end;
+                last = off;
+            }
+        }
+        if (r->done) r->off = r->end = last;
+        if (r->end > maxend) maxend = r->end;
+        ph->maxend[j] = maxend;
+    }
+}
+
+/* Bytes [off, off + len) read of container ci, whose records are not placed
+ * yet: the part inside its prelude range goes to the prelude. */
+static void prelude_deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const uint8_t *data, uint64_t len)
+{
+    rs_container *k = &ph->conts[ci];
+    rs_cstate *st = k->st;
+    uint64_t pe = st->pre_off + st->pre_len;
+    uint64_t x = off > st->pre_off ? off : st->pre_off;
+    uint64_t y = off + len < pe ? off + len : pe;
+    if (x >= y) return;
+    if (!st->pre_buf) st->pre_buf = ddp_xmalloc(st->pre_len ? st->pre_len : 1);
+    memcpy(st->pre_buf + (x - st->pre_off), data + (x - off), (size_t)(y - x));
+    st->pre_got += (uint32_t)(y - x);
+    if (st->pre_got < st->pre_len) return;
+    uint8_t *buf = st->pre_buf;
+    st->pre_buf = NULL;
+    st->pre_got = 0;
+    uint32_t fmt = RS_KEY_FMT(st->key);
+    uint64_t noff = 0;
+    uint32_t nlen = 0;
+    HRESULT hr = rs_formats[fmt]->prelude_bytes(c, fmt, st, buf, &noff, &nlen);
+    free(buf);
+    if (SUCCEEDED(hr) && nlen > 0 &&
+        (noff < pe || noff > RS_OFF_END - nlen || ivset_intersects(&st->read, noff, noff + nlen)))
+        hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: the next part of its head (%u bytes at offset %llu) is not after the "
+                                          "last one",
+                      st->path, (unsigned)nlen, (unsigned long long)noff);
+    if (FAILED(hr)) {
+        prelude_fail(c, ph, ci, hr);
+        return;
+    }
+    if (nlen > 0) {
+        st->pre_off = noff;
+        st->pre_len = nlen;
+        return;
+    }
+    st->pre = RS_PRE_DONE;
+    place_records(c, ph, ci);
+}
+
 /* Index of the first record of container ci that could reach past x. */
 static size_t first_record_after(const rs_phase *ph, const rs_container *k, uint64_t x)
 {
@@ -332,6 +493,10 @@ static size_t first_record_after(const rs_phase *ph, const rs_container *k, uint
 static void fail_range(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_t b, HRESULT hr)
 {
     rs_container *k = &ph->conts[ci];
+    if (unplaced(k)) { /* only its prelude is ever read: the records cannot be placed */
+        prelude_fail(c, ph, ci, hr);
+        return;
+    }
     char why[1024];
     snprintf(why, sizeof why, "%s", ddp_error_detail());
     size_t end = k->rec_first + k->rec_count;
@@ -354,6 +519,7 @@ static void fail_range(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_
 static int range_live(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t a, uint64_t b)
 {
     rs_container *k = &ph->conts[ci];
+    if (unplaced(k)) return container_live(c, ph, k);
     size_t end = k->rec_first + k->rec_count;
     for (size_t j = first_record_after(ph, k, a); j < end && ph->recs[j].off < b; j++) {
         rs_record *r = &ph->recs[j];
@@ -420,6 +586,10 @@ static int prefill(rs_record *r, const rs_cstate *k)
 static void deliver(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, const uint8_t *data, uint64_t len)
 {
     rs_container *k = &ph->conts[ci];
+    if (unplaced(k)) {
+        prelude_deliver(c, ph, ci, off, data, len);
+        return;
+    }
     uint64_t a = off, b = off + len;
     size_t end = k->rec_first + k->rec_count;
     for (size_t j = first_record_after(ph, k, a); j < end && ph->recs[j].off < b; j++) {
@@ -463,6 +633,14 @@ size_t rs_needed_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     ivlist l = { 0 };
     *out = NULL;
     if (k->st->missing || s >= e) return 0;
+    if (unplaced(k)) { /* its prelude only, exactly */
+        uint64_t a = k->st->pre_off > s ? k->st->pre_off : s;
+        uint64_t b = k->st->pre_off + k->st->pre_len < e ? k->st->pre_off + k->st->pre_len : e;
+        if (a >= b || !container_live(c, ph, k)) return 0;
+        push_unread(&l, &k->st->read, a, b);
+        *out = l.v;
+        return l.n;
+    }
     size_t end = k->rec_first + k->rec_count;
     for (size_t j = first_record_after(ph, k, s); j < end && ph->recs[j].off < e; j++) {
         rs_record *r = &ph->recs[j];
@@ -539,12 +717,12 @@ static void read_one(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t off, uint64_
     }
 }
 
-/* Read what the live records of container ci need inside [s, e): one preview, then the reads. */
-static void read_extent(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64_t e)
+/* One preview and its reads: the ranges of container ci needed inside [s, e). Returns how many reads. */
+static size_t read_ranges(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64_t e)
 {
     rs_interval *v;
     size_t n = rs_needed_ranges(c, ph, ci, s, e, &v);
-    if (n == 0) return;
+    if (n == 0) return 0;
     size_t nreads = 0;
     for (size_t i = 0; i < n; i++) nreads += (size_t)((v[i].b - v[i].a + RS_MAX_READ - 1) / RS_MAX_READ);
     DDP_FILE_EXTENT *reads = ddp_xmalloc(nreads * sizeof *reads);
@@ -563,6 +741,31 @@ static void read_extent(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64
     for (size_t i = 0; i < m; i++)
         read_one(c, ph, ci, (uint64_t)reads[i].Offset, (uint64_t)reads[i].Length);
     free(reads);
+    return m;
+}
+
+/* Read what the live records of container ci need inside [s, e): one
+ * preview, then the reads. A container with a prelude has its prelude read
+ * first, each of its ranges with its own preview (the next range is known
+ * only once the last one is read), then its records, now placed; with
+ * prelude_only, not its records. */
+static void read_extent(rs_ctx *c, rs_phase *ph, uint32_t ci, uint64_t s, uint64_t e, int prelude_only)
+{
+    for (;;) {
+        int was_unplaced = unplaced(&ph->conts[ci]);
+        if (prelude_only && !was_unplaced) return;
+        size_t n = read_ranges(c, ph, ci, s, e);
+        /* Only reading a prelude can bring new needs into this extent (its
+         * next range, or the records once placed); nothing read, nothing new. */
+        if (!was_unplaced || n == 0) return;
+    }
+}
+
+void rs_phase_preludes(rs_ctx *c, rs_phase *ph)
+{
+    ph->on_record = NULL;
+    for (uint32_t ci = 0; ci < ph->ncont; ci++)
+        if (!ph->conts[ci].st->missing) read_extent(c, ph, ci, 0, RS_OFF_END, 1);
 }
 
 /* Fail every pending file with hr (detail already set). */
@@ -597,6 +800,7 @@ HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order,
             fail_range(c, ph, ci, 0, RS_OFF_END, DDP_E_PATH_NOT_FOUND);
             continue;
         }
+        if (unplaced(k)) continue; /* its records are checked once placed */
         /* A record of a later round whose bytes were read before cannot be
          * read again (R7: no container byte twice in one call): it takes them
          * from the copies kept, or fails. */
@@ -654,13 +858,13 @@ HRESULT rs_phase_run(rs_ctx *c, rs_phase *ph, int ask_order,
             uint64_t len = (uint64_t)plan[k].Length;
             /* INT64_MAX means "to the end"; so does anything reaching past it. */
             uint64_t e = len >= RS_OFF_END - s ? RS_OFF_END : s + len;
-            read_extent(c, ph, plan[k].ContainerIndex, s, e);
+            read_extent(c, ph, plan[k].ContainerIndex, s, e, 0);
         }
         free(plan);
     }
 
     /* What no extent covered (everything, without a plan): ddp's order. */
-    for (uint32_t ci = 0; ci < ph->ncont; ci++) read_extent(c, ph, ci, 0, RS_OFF_END);
+    for (uint32_t ci = 0; ci < ph->ncont; ci++) read_extent(c, ph, ci, 0, RS_OFF_END, 0);
 
     /* Every needed byte has been read or has failed its files; anything else
      * would be a bug here, and must not pass as success. */

@@ -83,6 +83,27 @@ typedef struct rs_format {
      * what is wrong (the engine has checked every chunk was written; it checks
      * the size after). May be NULL. */
     const char *(*content_problem)(rs_ctx *c, uint32_t i);
+    /* Containers whose records cannot be placed before some of their bytes
+     * are read (ddp: a compacted container, whose records are named by local
+     * ids that its redirection table maps to offsets). All four may be NULL
+     * (no container of the format has a prelude).
+     *
+     * prelude_first: does container k need a prelude? 1 with the first
+     * range to read (*off, *len), else 0 (its records are where the format
+     * named them). Called once, when the call first meets the container.
+     * prelude_bytes: the range is read (len bytes at bytes): S_OK with
+     * *len = 0 when the prelude is complete, S_OK with the next range in
+     * *off and *len (after the previous one), or a failure (its detail set)
+     * that fails every file needing anything of the container.
+     * place: the offset of the record the format named by id (len bytes),
+     * once the prelude is complete: S_OK and *off, or a failure (detail
+     * set) that fails the files using that record.
+     * cont_release: free k->fstate (end of the call). */
+    int (*prelude_first)(rs_ctx *c, uint32_t fmt, rs_cstate *k, uint64_t *off, uint32_t *len);
+    HRESULT (*prelude_bytes)(rs_ctx *c, uint32_t fmt, rs_cstate *k, const uint8_t *bytes, uint64_t *off,
+                             uint32_t *len);
+    HRESULT (*place)(rs_ctx *c, uint32_t fmt, rs_cstate *k, uint64_t id, uint32_t len, uint64_t *off);
+    void (*cont_release)(rs_ctx *c, uint32_t fmt, rs_cstate *k);
     /* Let go of file i's large state (may be called more than once; the
      * engine frees fs itself at the end). */
     void (*file_release)(rs_ctx *c, uint32_t i);

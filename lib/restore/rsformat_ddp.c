@@ -20,8 +20,29 @@
  *    (ddp_container_relpath); no byte read from a stub or the store ever
  *    becomes part of a path, and no path read from either ever opens a
  *    local file (R10).
- *  - The stream-map record: the stub names it exactly (container id, offset,
- *    64 + stored length bytes); its container must be in the catalog. It
+ *  - Compacted containers (docs/FORMAT.md, "Compacted containers"):
+ *    references (the stub's stream map, every stream-map entry) name a
+ *    record by its local id, which is its offset only in a container's
+ *    generation 1. A container the catalog gives generation 2 or more is
+ *    read first from its start (the engine's prelude, rsformat.h): its
+ *    64-byte header, which must be this container of this store (kind, id,
+ *    generation, store id) and gives redirect_len; version 1 (0) is a
+ *    container gc emptied (no record left: every reference to it fails as
+ *    garbage-collected). Then [64, 128 + redirect_len): the REDIRECT record (good
+ *    header and payload checksums, the sha256 of the table its header
+ *    names) and the table, checked whole (store/redirect.h) against the
+ *    container's catalog length; a header claiming a table that cannot fit
+ *    the container is refused before anything more is read. These are
+ *    container reads like any other: inside the plan's extents, previewed,
+ *    never a byte twice. Then each record of the container is placed at the
+ *    offset the table gives its id; an id the table lacks (the record was
+ *    garbage-collected) fails its files with DDP_E_FILE_CORRUPT naming it.
+ *    The record found there is checked as always (below). A generation-1
+ *    container costs no read more than before. The tables are kept (16
+ *    bytes per record of each compacted container the call touches) until
+ *    the end of the call.
+ *  - The stream-map record: the stub names it exactly (container id, local
+ *    id, 64 + stored length bytes); its container must be in the catalog. It
  *    must have a good header and payload checksum, be a stream map of the
  *    stored length the stub gives, hash (sha256) to the stub's stream-map
  *    hash, decode, and agree with the stub on file size and whole-file
@@ -44,6 +65,7 @@
 #include "store/catalog.h"
 #include "store/container.h"
 #include "store/identity.h"
+#include "store/redirect.h"
 #include "store/streammap.h"
 #include "store/stub.h"
 #include "restore/rsformat.h"
@@ -65,6 +87,15 @@ typedef struct ddp_fstate {
     ddp_stub stub;
     ddp_streammap map;    /* once mapped (with starts[]) */
 } ddp_fstate;
+
+/* The state of one compacted container (rs_cstate.fstate). */
+typedef struct ddp_cstate {
+    uint64_t cat_len;     /* its length in the catalog */
+    uint64_t redirect_len;
+    int emptied;          /* a version-1 header at generation >= 2: gc left no record */
+    int have;             /* the table (or identity) is known */
+    ddp_redirect tab;
+} ddp_cstate;
 
 static ddp_fstate *fs_of(rs_ctx *c, uint32_t i)
 {
@@ -209,6 +240,115 @@ static char *ddpf_container_path(rs_ctx *c, uint32_t fmt, uint32_t kind, uint64_
     /* Only containers the catalog has are ever named; be safe anyway. */
     *missing = e == NULL || key > UINT32_MAX;
     return ddp_xasprintf("%s%s", x->store_prefix, rel);
+}
+
+/* ---- compacted containers: header, then redirection table ---- */
+
+static int ddp_prelude_first(rs_ctx *c, uint32_t fmt, rs_cstate *k, uint64_t *off, uint32_t *len)
+{
+    const ddp_fctx *x = c->fctx[fmt];
+    const ddp_catalog_entry *e = ddp_catalog_find(&x->cat, k->kind, (uint32_t)RS_KEY_LOCAL(k->key));
+    if (!e || e->generation < 2) return 0; /* generation 1: never compacted */
+    ddp_cstate *st = ddp_xcalloc(1, sizeof *st);
+    st->cat_len = e->length;
+    k->fstate = st;
+    *off = 0;
+    *len = DDP_CONTAINER_HEADER_SIZE;
+    return 1;
+}
+
+static HRESULT prelude_header(rs_ctx *c, uint32_t fmt, rs_cstate *k, ddp_cstate *st, const uint8_t *bytes,
+                              uint64_t *off, uint32_t *len)
+{
+    const ddp_fctx *x = c->fctx[fmt];
+    const ddp_catalog_entry *e = ddp_catalog_find(&x->cat, k->kind, (uint32_t)RS_KEY_LOCAL(k->key));
+    ddp_container_header h;
+    HRESULT hr = ddp_container_header_decode(bytes, &h);
+    if (FAILED(hr)) return ddp_fail(DDP_E_FILE_CORRUPT, "%s: container header: %s", k->path, ddp_error_detail());
+    if (!e || h.kind != k->kind || h.id != e->id || h.generation != e->generation ||
+        memcmp(h.store_id, x->id.store_id, DDP_STORE_ID_SIZE) != 0)
+        return ddp_fail(DDP_E_FILE_CORRUPT,
+                        "%s: its header names container %u of kind %u, generation %u (of this store: %s), not the "
+                        "one the catalog names",
+                        k->path, h.id, h.kind, h.generation,
+                        memcmp(h.store_id, x->id.store_id, DDP_STORE_ID_SIZE) == 0 ? "yes" : "no");
+    if (h.redirect_len == 0) { /* version 1 at generation >= 2: gc emptied it (no record is left) */
+        st->emptied = 1;
+        st->have = 1;
+        *len = 0;
+        return S_OK;
+    }
+    /* The table, its record header and one record header per entry must fit
+     * in the container (the decoder bounds redirect_len by 2^28 too). */
+    uint64_t n = h.redirect_len / DDP_REDIRECT_ENTRY_SIZE;
+    if (h.redirect_len > DDP_REDIRECT_MAX_LEN ||
+        DDP_REDIRECT_FIRST_RECORD(h.redirect_len) + n * DDP_RECORD_HEADER_SIZE > st->cat_len)
+        return ddp_fail(DDP_E_FILE_CORRUPT,
+                        "%s: its header claims a redirection table of %llu bytes, more than its %llu bytes can hold",
+                        k->path, (unsigned long long)h.redirect_len, (unsigned long long)st->cat_len);
+    st->redirect_len = h.redirect_len;
+    *off = DDP_REDIRECT_TABLE_OFFSET;
+    *len = (uint32_t)(DDP_RECORD_HEADER_SIZE + h.redirect_len);
+    return S_OK;
+}
+
+static HRESULT prelude_table(rs_cstate *k, ddp_cstate *st, const uint8_t *bytes)
+{
+    ddp_record_header h;
+    if (FAILED(ddp_record_header_decode(bytes, &h)))
+        return ddp_fail(DDP_E_FILE_CORRUPT, "%s: the redirection table's record: %s", k->path, ddp_error_detail());
+    const uint8_t *table = bytes + DDP_RECORD_HEADER_SIZE;
+    size_t n = (size_t)st->redirect_len;
+    if (h.type != DDP_RECORD_REDIRECT || h.codec != 0 || h.stored_len != n || h.logical_len != n)
+        return ddp_fail(DDP_E_FILE_CORRUPT,
+                        "%s: offset 64 holds no redirection table of %zu bytes (type %u, %u stored bytes)", k->path,
+                        n, h.type, h.stored_len);
+    uint8_t sum[DDP_HASH_SIZE];
+    ddp_sha256(table, n, sum);
+    if (ddp_checksum64(table, n) != h.payload_checksum || memcmp(sum, h.hash, DDP_HASH_SIZE) != 0)
+        return ddp_fail(DDP_E_FILE_CORRUPT, "%s: the redirection table's checksum or hash does not match", k->path);
+    HRESULT hr = ddp_redirect_decode(table, n, st->cat_len, k->path, &st->tab);
+    if (FAILED(hr)) return hr;
+    st->have = 1;
+    return S_OK;
+}
+
+static HRESULT ddp_prelude_bytes(rs_ctx *c, uint32_t fmt, rs_cstate *k, const uint8_t *bytes, uint64_t *off,
+                                 uint32_t *len)
+{
+    ddp_cstate *st = k->fstate;
+    *len = 0;
+    if (!st || st->have) return ddp_fail(DDP_E_UNEXPECTED, "%s: its head was read twice", k->path);
+    if (k->pre_off == 0) return prelude_header(c, fmt, k, st, bytes, off, len);
+    return prelude_table(k, st, bytes);
+}
+
+static HRESULT ddp_place(rs_ctx *c, uint32_t fmt, rs_cstate *k, uint64_t id, uint32_t len, uint64_t *off)
+{
+    (void)c;
+    (void)fmt;
+    (void)len;
+    const ddp_cstate *st = k->fstate;
+    if (!st) { /* generation 1: ids are offsets */
+        *off = id;
+        return S_OK;
+    }
+    if (st->emptied)
+        return ddp_fail(DDP_E_FILE_CORRUPT, "record %llu of %s: garbage collection removed it (the container is empty)",
+                        (unsigned long long)id, k->path);
+    if (!st->have) return ddp_fail(DDP_E_UNEXPECTED, "%s: a record placed before its redirection table", k->path);
+    return ddp_redirect_resolve(&st->tab, id, k->path, off);
+}
+
+static void ddp_cont_release(rs_ctx *c, uint32_t fmt, rs_cstate *k)
+{
+    (void)c;
+    (void)fmt;
+    ddp_cstate *st = k->fstate;
+    if (!st) return;
+    ddp_redirect_free(&st->tab);
+    free(st);
+    k->fstate = NULL;
 }
 
 /* ---- stream maps ---- */
@@ -380,6 +520,10 @@ const rs_format rs_format_ddp = {
     .chunk_ref = ddp_chunk_ref,
     .chunk_record = ddp_chunk_record,
     .content_problem = ddp_content_problem,
+    .prelude_first = ddp_prelude_first,
+    .prelude_bytes = ddp_prelude_bytes,
+    .place = ddp_place,
+    .cont_release = ddp_cont_release,
     .file_release = ddp_file_release,
     .ctx_free = ddp_ctx_free,
 };

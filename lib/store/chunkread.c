@@ -132,7 +132,7 @@ static HRESULT load_copies(ddp_chunkreader *r)
 /* (r->mu held) Read and verify copy c of e into out. */
 static HRESULT read_copy(ddp_chunkreader *r, const ddp_hotrec *c, const ddp_streammap_entry *e, void *out)
 {
-    const ddp_mcont *mc = ddp_mstore_find(&r->ms, DDP_KIND_HOTSPOT, c->id);
+    ddp_mcont *mc = ddp_mstore_find(&r->ms, DDP_KIND_HOTSPOT, c->id);
     if (!mc) return ddp_fail(DDP_E_FILE_CORRUPT, "hotspot container %u is gone", c->id);
     int fd;
     HRESULT hr = ddp_mcont_open(&r->ms, mc, O_RDONLY, &fd);

@@ -42,15 +42,13 @@
  * lazily, by the first put that needs one, so a job that stores nothing
  * leaves no empty container behind.
  *
- * Reading. Each container is opened lazily (O_RDONLY) into a small cache of
- * descriptors (at most 128, least recently used ones closed) with reference
- * counts, the file named through the catalog's generation; a read-only store
- * reloads the catalog when asked for a container it does not list (a writer
- * may have added it). A chunk that is still in the active container's write
- * buffer is written out first (checked without the lock through two atomics
- * that publish the active container id and how much of it is in the file).
- * Every read goes through ddp_container_read_record*, which checks both
- * checksums, the codec, the lengths and the SHA-256.
+ * Reading is chunkstore_read.c's (the descriptor cache, the translation of
+ * local ids through each generation's redirection table). The index and its
+ * rebuild name local ids too; gc deletes the index before it switches a
+ * container to a new generation, so it is rebuilt afterwards. A chunk that is
+ * still in the active container's write buffer is written out first (checked
+ * without the lock through two atomics that publish the active container id
+ * and how much of it is in the file: ddp_cs_ensure_flushed).
  *
  * Locks: `lock` guards the catalog, the index and the writers; `fdlock`
  * guards the descriptor cache. They are never held together.
@@ -70,69 +68,32 @@
 #include "base/codec.h"
 #include "store/container.h"
 #include "store/index.h"
+#include "store/redirect.h"
+#include "store/chunkstore_internal.h"
 #include "base/util.h"
 
-#define CHUNK_MAX_LOGICAL 131072u
-#define FD_CACHE_MAX 128
-#define DEFAULT_CONTAINER_LIMIT ((uint64_t)1 << 30)
-#define CATALOG_MAX_BYTES ((size_t)32 + (size_t)24 * DDP_CATALOG_MAX_ENTRIES + 8)
-#define SEALED_FLAG 1u
-
-enum { W_DATA = 0, W_STREAM = 1 };
-
-typedef struct writer_slot {
-    uint32_t kind;
-    ddp_container_writer *w;
-    uint32_t id, generation;
-    HRESULT failed;                 /* sticky write/fsync failure */
-    char failed_detail[512];        /* its detail line, for every later caller */
-    _Atomic uint32_t pub_id;        /* id of w's container, 0 when none */
-    _Atomic uint64_t pub_flushed;   /* bytes of it that are in the file */
-} writer_slot;
-
-typedef struct fd_entry {
-    uint32_t kind, id;
-    int fd;
-    int refs;
-    uint64_t last_use;
-    char *path;
-} fd_entry;
-
-struct ddp_chunkstore {
-    char *store_dir, *state_dir, *catalog_path, *index_path;
-    uint8_t store_id[DDP_STORE_ID_SIZE];
-    int writable;
-    uint64_t limit;
-
-    pthread_mutex_t lock;
-    ddp_catalog cat;
-    ddp_index *ix;
-    writer_slot ws[2];
-    uint64_t next_auto_checkpoint;  /* delta count below which no automatic checkpoint is tried */
-    uint8_t *cat_written;           /* the catalog's bytes as last written (or read) */
-    size_t cat_written_len;
-
-    pthread_mutex_t fdlock;
-    fd_entry **fds;
-    size_t nfds, fds_cap;
-    uint64_t use_clock;
-};
-
-static const char *kind_name(uint32_t kind)
+const char *ddp_cs_kind_name(uint32_t kind)
 {
     return kind == DDP_KIND_DATA ? "data" : kind == DDP_KIND_STREAM ? "stream" : "hotspot";
 }
 
-static char *container_file(const ddp_chunkstore *cs, uint32_t kind, uint32_t id, uint32_t generation)
+char *ddp_cs_container_file(const ddp_chunkstore *cs, uint32_t kind, uint32_t id, uint32_t generation)
 {
     char rel[40];
     ddp_container_relpath(kind, id, generation, rel);
     return ddp_path_join(cs->store_dir, rel);
 }
 
+int64_t ddp_cs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ------------------------------------------------------------- catalog */
 
-static HRESULT catalog_read(const char *path, const uint8_t *store_id, ddp_catalog *cat)
+HRESULT ddp_cs_catalog_read(const char *path, const uint8_t *store_id, ddp_catalog *cat)
 {
     uint8_t *buf = NULL;
     size_t n = 0;
@@ -213,7 +174,7 @@ HRESULT ddp_chunkstore_create(const char *store_dir, const uint8_t store_id[DDP_
     if (stat(path, &st) == 0) {
         /* Never overwrite a catalog: it is the only list of the containers. */
         ddp_catalog cat;
-        hr = catalog_read(path, NULL, &cat);
+        hr = ddp_cs_catalog_read(path, NULL, &cat);
         if (SUCCEEDED(hr)) {
             if (memcmp(cat.store_id, store_id, DDP_STORE_ID_SIZE) == 0) hr = S_FALSE;
             else hr = ddp_fail(HRESULT_FROM_WIN32(ERROR_ALREADY_EXISTS), "%s: a store with another id exists", path);
@@ -258,7 +219,7 @@ static void mark_failed(writer_slot *ws, HRESULT hr)
 static HRESULT slot_failed(const writer_slot *ws)
 {
     return ddp_fail(ws->failed, "%s%sthe %s container of this store failed; no more writes are accepted",
-                    ws->failed_detail, ws->failed_detail[0] ? "; " : "", kind_name(ws->kind));
+                    ws->failed_detail, ws->failed_detail[0] ? "; " : "", ddp_cs_kind_name(ws->kind));
 }
 
 static void set_writer(writer_slot *ws, ddp_container_writer *w, uint32_t id, uint32_t generation)
@@ -276,8 +237,8 @@ static HRESULT new_container_locked(ddp_chunkstore *cs, writer_slot *ws)
     ddp_catalog_entry *newest = catalog_newest(&cs->cat, ws->kind);
     uint32_t id = newest ? newest->id + 1 : 1;
     if (id == 0) return ddp_fail(DDP_E_INVALID_STATE, "store %s: out of %s container ids", cs->store_dir,
-                                 kind_name(ws->kind));
-    char *path = container_file(cs, ws->kind, id, 1);
+                                 ddp_cs_kind_name(ws->kind));
+    char *path = ddp_cs_container_file(cs, ws->kind, id, 1);
     ddp_container_header h;
     memset(&h, 0, sizeof h);
     h.kind = ws->kind;
@@ -417,7 +378,7 @@ static HRESULT sync_kind(ddp_chunkstore *cs, writer_slot *ws)
 
 /* Make sure bytes [0, end) of container (kind, id) are in the file, not only
  * in the active writer's buffer. */
-static HRESULT ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, uint64_t end)
+HRESULT ddp_cs_ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, uint64_t end)
 {
     if (atomic_load(&ws->pub_id) != id) return S_OK;
     if (atomic_load(&ws->pub_flushed) >= end) return S_OK;
@@ -442,39 +403,52 @@ static HRESULT ensure_flushed(ddp_chunkstore *cs, writer_slot *ws, uint32_t id, 
 typedef struct index_scan {
     ddp_index *ix;
     uint32_t container;
+    const ddp_redirect *r; /* the container's table: entries name local ids */
 } index_scan;
 
 static void index_found(void *ctx, const ddp_record_header *h, uint64_t off)
 {
     index_scan *s = ctx;
     if (h->type != DDP_RECORD_CHUNK) return;
-    ddp_chunk_loc loc = { s->container, h->codec, off, h->stored_len, h->logical_len };
+    uint64_t id;
+    if (!ddp_redirect_id_at(s->r, off, &id)) return; /* no name a reference could use: never indexed */
+    ddp_chunk_loc loc = { s->container, h->codec, id, h->stored_len, h->logical_len };
     (void)ddp_index_insert(s->ix, h->hash, &loc);
 }
 
 /* Is the file at path the container the catalog says (store, kind, id,
  * generation)? A misplaced or foreign file is DDP_E_FILE_CORRUPT and is
- * neither indexed nor appended to. */
-static HRESULT check_container_header(const ddp_chunkstore *cs, const char *path, const ddp_catalog_entry *e)
+ * neither indexed nor appended to. *r gets its redirection table (identity
+ * for version 1); free it with ddp_redirect_free in every case. */
+static HRESULT check_container_header(const ddp_chunkstore *cs, const char *path, const ddp_catalog_entry *e,
+                                      ddp_redirect *r)
 {
+    memset(r, 0, sizeof *r);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ddp_fail_errno(errno, "opening container %s", path);
     uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
     HRESULT hr = ddp_pread_exact(fd, hb, sizeof hb, 0, path);
-    close(fd);
-    if (FAILED(hr)) return hr;
+    if (FAILED(hr)) {
+        close(fd);
+        return hr;
+    }
     ddp_container_header h;
     if (FAILED(hr = ddp_container_header_decode(hb, &h))) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", ddp_error_detail());
+        close(fd);
         return ddp_fail(hr == DDP_E_UNSUPPORTED_VERSION ? hr : DDP_E_FILE_CORRUPT, "container %s: %s", path, inner);
     }
     if (memcmp(h.store_id, cs->store_id, DDP_STORE_ID_SIZE) != 0 || h.kind != e->kind || h.id != e->id ||
-        h.generation != e->generation)
+        h.generation != e->generation) {
+        close(fd);
         return ddp_fail(DDP_E_FILE_CORRUPT, "container %s: its header names another container (kind %u, id %u, "
                         "generation %u%s)", path, h.kind, h.id, h.generation,
                         memcmp(h.store_id, cs->store_id, DDP_STORE_ID_SIZE) ? ", another store" : "");
-    return S_OK;
+    }
+    hr = ddp_redirect_load(fd, path, &h, r);
+    close(fd);
+    return hr;
 }
 
 /* Persist the index: data first, so that it names only durable records. */
@@ -499,7 +473,7 @@ static int index_matches_catalog(const ddp_chunkstore *cs, const ddp_index *ix)
         if (!e || e->generation != c->generation) return 0;
         if ((e->flags & SEALED_FLAG) && c->length > e->length) return 0;
         /* Covering more than the file holds: the index names records that are gone. */
-        char *path = container_file(cs, e->kind, e->id, e->generation);
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
         struct stat st;
         int ok = stat(path, &st) == 0 && (uint64_t)st.st_size >= c->length;
         free(path);
@@ -518,11 +492,13 @@ static HRESULT rebuild_locked(ddp_chunkstore *cs, ddp_index **out, HRESULT *firs
     for (uint32_t i = 0; i < cs->cat.count; i++) {
         const ddp_catalog_entry *e = &cs->cat.entries[i];
         if (e->kind != DDP_KIND_DATA) continue;
-        char *path = container_file(cs, e->kind, e->id, e->generation);
-        index_scan s = { ix, e->id };
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
+        ddp_redirect r;
+        index_scan s = { ix, e->id, &r };
         uint64_t end = 0;
-        HRESULT hr = check_container_header(cs, path, e);
+        HRESULT hr = check_container_header(cs, path, e, &r);
         if (SUCCEEDED(hr)) hr = ddp_container_scan(path, NULL, index_found, &s, &end);
+        ddp_redirect_free(&r);
         free(path);
         if (hr == DDP_E_FILE_CORRUPT) {
             if (SUCCEEDED(*first_damage)) *first_damage = hr;
@@ -542,16 +518,12 @@ static HRESULT rebuild_locked(ddp_chunkstore *cs, ddp_index **out, HRESULT *firs
 static void chunkstore_free(ddp_chunkstore *cs)
 {
     free(cs->cat_written);
-    for (size_t i = 0; i < cs->nfds; i++) {
-        close(cs->fds[i]->fd);
-        free(cs->fds[i]->path);
-        free(cs->fds[i]);
-    }
-    free(cs->fds);
+    ddp_cs_fds_close(cs);
     for (int k = 0; k < 2; k++) ddp_container_close(cs->ws[k].w);
     ddp_index_free(cs->ix);
     ddp_catalog_free(&cs->cat);
     pthread_mutex_destroy(&cs->lock);
+    pthread_cond_destroy(&cs->flight_done);
     pthread_mutex_destroy(&cs->fdlock);
     free(cs->store_dir);
     free(cs->state_dir);
@@ -573,10 +545,11 @@ static HRESULT reopen_newest(ddp_chunkstore *cs, writer_slot *ws, int *catalog_d
     } else {
         start = e->length;
     }
-    char *path = container_file(cs, e->kind, e->id, e->generation);
-    index_scan s = { cs->ix, e->id };
+    char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
+    ddp_redirect r;
+    index_scan s = { cs->ix, e->id, &r };
     ddp_container_writer *w = NULL;
-    HRESULT hr = check_container_header(cs, path, e);
+    HRESULT hr = check_container_header(cs, path, e, &r);
     int foreign = hr == DDP_E_FILE_CORRUPT;
     if (SUCCEEDED(hr))
         hr = ddp_container_open_append(path, start, ws->kind == DDP_KIND_DATA ? index_found : NULL, &s, &w);
@@ -605,6 +578,7 @@ static HRESULT reopen_newest(ddp_chunkstore *cs, writer_slot *ws, int *catalog_d
         *catalog_dirty = 1;
         hr = S_OK;
     }
+    ddp_redirect_free(&r);
     free(path);
     return hr;
 }
@@ -621,11 +595,13 @@ static HRESULT catch_up_index(ddp_chunkstore *cs)
         uint64_t start = 0;
         if (ddp_index_get_covered(cs->ix, e->id, &c) && c.generation == e->generation) start = c.length;
         if (start && (e->flags & SEALED_FLAG) && start >= e->length) continue;
-        char *path = container_file(cs, e->kind, e->id, e->generation);
-        index_scan s = { cs->ix, e->id };
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
+        ddp_redirect r;
+        index_scan s = { cs->ix, e->id, &r };
         uint64_t end = 0;
-        HRESULT hr = check_container_header(cs, path, e);
+        HRESULT hr = check_container_header(cs, path, e, &r);
         if (SUCCEEDED(hr)) hr = ddp_container_scan_from(path, start, NULL, index_found, &s, &end);
+        ddp_redirect_free(&r);
         free(path);
         if (FAILED(hr) && hr != DDP_E_FILE_CORRUPT) return hr;
         if (end >= DDP_CONTAINER_HEADER_SIZE) ddp_index_set_covered(cs->ix, e->id, e->generation, end);
@@ -644,6 +620,7 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
 
     ddp_chunkstore *cs = ddp_xcalloc(1, sizeof *cs);
     pthread_mutex_init(&cs->lock, NULL);
+    pthread_cond_init(&cs->flight_done, NULL);
     pthread_mutex_init(&cs->fdlock, NULL);
     cs->store_dir = ddp_strdup(store_dir);
     cs->state_dir = state_dir ? ddp_strdup(state_dir) : NULL;
@@ -665,8 +642,11 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
         if (FAILED(hr = ddp_chunkstore_create(store_dir, store_id))) goto fail;
         if (FAILED(hr = ddp_mkdir_p(state_dir, 0700))) goto fail;
     }
-    if (FAILED(hr = catalog_read(cs->catalog_path, store_id, &cs->cat))) goto fail;
+    struct stat cst;
+    if (stat(cs->catalog_path, &cst) == 0) cs->cat_ino = cst.st_ino;
+    if (FAILED(hr = ddp_cs_catalog_read(cs->catalog_path, store_id, &cs->cat))) goto fail;
     memcpy(cs->store_id, cs->cat.store_id, DDP_STORE_ID_SIZE);
+    atomic_store(&cs->cat_checked_ms, ddp_cs_now_ms());
     if (!writable) {
         *out = cs;
         return S_OK;
@@ -705,8 +685,10 @@ fail:
 
 /* ----------------------------------------------------------------- put */
 
-HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
-                           uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+/* A put; with wait 0, a hash another put is storing now answers S_FALSE
+ * (nothing done) instead of waiting for it. */
+static HRESULT put_chunk(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data, uint32_t len,
+                         int compress_level, ddp_chunk_loc *loc, int *was_new, int wait)
 {
     if (!cs || !hash || !data || !loc) return E_POINTER;
     if (was_new) *was_new = 0;
@@ -714,8 +696,26 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
     if (len == 0 || len > CHUNK_MAX_LOGICAL)
         return ddp_fail(E_INVALIDARG, "chunk of %u bytes (1..%u allowed)", len, CHUNK_MAX_LOGICAL);
 
+    /* Found, or being stored by another put: wait for that one (two workers
+     * meeting the same new chunk compress it once). */
     pthread_mutex_lock(&cs->lock);
-    int found = ddp_index_lookup(cs->ix, hash, loc);
+    int found, mine = 0;
+    for (;;) {
+        found = ddp_index_lookup(cs->ix, hash, loc);
+        if (found) break;
+        size_t k = 0;
+        while (k < cs->nflight && memcmp(cs->flight[k], hash, DDP_HASH_SIZE) != 0) k++;
+        if (k == cs->nflight) break;
+        if (!wait) {
+            pthread_mutex_unlock(&cs->lock);
+            return S_FALSE;
+        }
+        pthread_cond_wait(&cs->flight_done, &cs->lock);
+    }
+    if (!found && cs->nflight < FLIGHT_MAX) {
+        memcpy(cs->flight[cs->nflight++], hash, DDP_HASH_SIZE);
+        mine = 1;
+    }
     pthread_mutex_unlock(&cs->lock);
     if (found) return S_OK;
 
@@ -763,9 +763,28 @@ HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE]
             }
         }
     }
+    if (mine) { /* no longer in flight: stored, or failed (a waiter then tries itself) */
+        size_t k = 0;
+        while (k < cs->nflight && memcmp(cs->flight[k], hash, DDP_HASH_SIZE) != 0) k++;
+        if (k < cs->nflight) memmove(cs->flight[k], cs->flight[cs->nflight - 1], DDP_HASH_SIZE);
+        cs->nflight--;
+        pthread_cond_broadcast(&cs->flight_done);
+    }
     pthread_mutex_unlock(&cs->lock);
     free(cbuf);
     return hr;
+}
+
+HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                           uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+{
+    return put_chunk(cs, hash, data, len, compress_level, loc, was_new, 1);
+}
+
+HRESULT ddp_chunkstore_try_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                               uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new)
+{
+    return put_chunk(cs, hash, data, len, compress_level, loc, was_new, 0);
 }
 
 HRESULT ddp_chunkstore_put_streammap(ddp_chunkstore *cs, const void *map, uint32_t len,
@@ -820,149 +839,6 @@ HRESULT ddp_chunkstore_checkpoint(ddp_chunkstore *cs)
     return hr;
 }
 
-/* ---------------------------------------------------------------- read */
-
-static void fd_release(ddp_chunkstore *cs, fd_entry *fe)
-{
-    pthread_mutex_lock(&cs->fdlock);
-    fe->refs--;
-    pthread_mutex_unlock(&cs->fdlock);
-}
-
-static fd_entry *fd_lookup_locked(ddp_chunkstore *cs, uint32_t kind, uint32_t id)
-{
-    for (size_t i = 0; i < cs->nfds; i++) {
-        fd_entry *fe = cs->fds[i];
-        if (fe->kind == kind && fe->id == id) {
-            fe->refs++;
-            fe->last_use = ++cs->use_clock;
-            return fe;
-        }
-    }
-    return NULL;
-}
-
-/* A referenced descriptor for container (kind, id); fd_release() it. */
-static HRESULT fd_get(ddp_chunkstore *cs, uint32_t kind, uint32_t id, fd_entry **out)
-{
-    pthread_mutex_lock(&cs->fdlock);
-    fd_entry *fe = fd_lookup_locked(cs, kind, id);
-    pthread_mutex_unlock(&cs->fdlock);
-    if (fe) {
-        *out = fe;
-        return S_OK;
-    }
-
-    /* Name the file through the catalog. */
-    pthread_mutex_lock(&cs->lock);
-    ddp_catalog_entry *e = ddp_catalog_find(&cs->cat, kind, id);
-    if (!e && !cs->writable) {
-        ddp_catalog fresh;
-        if (SUCCEEDED(catalog_read(cs->catalog_path, cs->store_id, &fresh))) {
-            ddp_catalog_free(&cs->cat);
-            cs->cat = fresh;
-            e = ddp_catalog_find(&cs->cat, kind, id);
-        }
-    }
-    uint32_t generation = e ? e->generation : 0;
-    pthread_mutex_unlock(&cs->lock);
-    if (!generation)
-        return ddp_fail(DDP_E_FILE_CORRUPT, "store %s: %s container %u is not in the catalog", cs->store_dir,
-                        kind_name(kind), id);
-    char *path = container_file(cs, kind, id, generation);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        HRESULT hr = ddp_fail_errno(errno, "opening container %s", path);
-        free(path);
-        return hr;
-    }
-
-    pthread_mutex_lock(&cs->fdlock);
-    fe = fd_lookup_locked(cs, kind, id);
-    if (fe) {
-        /* Another thread opened it meanwhile. */
-        pthread_mutex_unlock(&cs->fdlock);
-        close(fd);
-        free(path);
-        *out = fe;
-        return S_OK;
-    }
-    if (cs->nfds >= FD_CACHE_MAX) {
-        size_t victim = cs->nfds;
-        for (size_t i = 0; i < cs->nfds; i++)
-            if (cs->fds[i]->refs == 0 && (victim == cs->nfds || cs->fds[i]->last_use < cs->fds[victim]->last_use))
-                victim = i;
-        if (victim < cs->nfds) {
-            fd_entry *old = cs->fds[victim];
-            close(old->fd);
-            free(old->path);
-            free(old);
-            cs->fds[victim] = cs->fds[--cs->nfds];
-        }
-    }
-    if (cs->nfds == cs->fds_cap) {
-        cs->fds_cap = cs->fds_cap ? cs->fds_cap * 2 : 16;
-        cs->fds = ddp_xrealloc(cs->fds, cs->fds_cap * sizeof *cs->fds);
-    }
-    fe = ddp_xcalloc(1, sizeof *fe);
-    fe->kind = kind;
-    fe->id = id;
-    fe->fd = fd;
-    fe->refs = 1;
-    fe->last_use = ++cs->use_clock;
-    fe->path = path;
-    cs->fds[cs->nfds++] = fe;
-    pthread_mutex_unlock(&cs->fdlock);
-    *out = fe;
-    return S_OK;
-}
-
-HRESULT ddp_chunkstore_read_chunk(ddp_chunkstore *cs, const ddp_chunk_loc *loc, const uint8_t hash[DDP_HASH_SIZE],
-                                  void *out)
-{
-    if (!cs || !loc || !hash || !out) return E_POINTER;
-    if (loc->container == 0 || loc->logical_len == 0 || loc->logical_len > CHUNK_MAX_LOGICAL)
-        return ddp_fail(E_INVALIDARG, "chunk location (container %u, %u bytes) is not valid", loc->container,
-                        loc->logical_len);
-    HRESULT hr = ensure_flushed(cs, &cs->ws[W_DATA], loc->container,
-                                loc->offset + DDP_RECORD_HEADER_SIZE + loc->stored_len);
-    if (FAILED(hr)) return hr;
-    fd_entry *fe;
-    if (FAILED(hr = fd_get(cs, DDP_KIND_DATA, loc->container, &fe))) return hr;
-    ddp_record_header h;
-    hr = ddp_container_read_record_into(fe->fd, fe->path, loc->offset, DDP_RECORD_CHUNK, hash, &h, out,
-                                        loc->logical_len);
-    fd_release(cs, fe);
-    return hr;
-}
-
-HRESULT ddp_chunkstore_read_streammap(ddp_chunkstore *cs, uint32_t container, uint64_t offset,
-                                      const uint8_t *expect_hash, ddp_streammap *m)
-{
-    if (!cs || !m) return E_POINTER;
-    ddp_streammap_init(m);
-    if (container == 0) return ddp_fail(E_INVALIDARG, "stream container 0 does not exist");
-    HRESULT hr = ensure_flushed(cs, &cs->ws[W_STREAM], container, UINT64_MAX);
-    if (FAILED(hr)) return hr;
-    fd_entry *fe;
-    if (FAILED(hr = fd_get(cs, DDP_KIND_STREAM, container, &fe))) return hr;
-    ddp_record_header h;
-    uint8_t *buf = NULL;
-    hr = ddp_container_read_record(fe->fd, fe->path, offset, DDP_RECORD_STREAMMAP, expect_hash, &h, &buf);
-    if (SUCCEEDED(hr)) {
-        hr = ddp_streammap_decode(buf, h.logical_len, m);
-        if (FAILED(hr)) {
-            char inner[1024];
-            snprintf(inner, sizeof inner, "%s", ddp_error_detail());
-            hr = ddp_fail(hr, "container %s offset %llu: %s", fe->path, (unsigned long long)offset, inner);
-            ddp_streammap_free(m);
-        }
-    }
-    fd_release(cs, fe);
-    free(buf);
-    return hr;
-}
-
 /* --------------------------------------------------------------- stats */
 
 HRESULT ddp_chunkstore_stats_get(ddp_chunkstore *cs, ddp_chunkstore_stats *st)
@@ -996,7 +872,7 @@ HRESULT ddp_chunkstore_stats_get(ddp_chunkstore *cs, ddp_chunkstore_stats *st)
             st->container_bytes += active_size[k];
             continue;
         }
-        char *path = container_file(cs, e->kind, e->id, e->generation);
+        char *path = ddp_cs_container_file(cs, e->kind, e->id, e->generation);
         struct stat sb;
         st->container_bytes += stat(path, &sb) == 0 ? (uint64_t)sb.st_size : e->length;
         free(path);

@@ -44,9 +44,16 @@ HRESULT ddp_chunkstore_open(const char *store_dir, const char *state_dir,
 HRESULT ddp_chunkstore_create(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE]);
 
 /* Store a chunk unless one with this hash exists. compress_level <= 0 means
- * store raw. *loc gets the location; *was_new 1 if it was written now. */
+ * store raw. *loc gets the location; *was_new 1 if it was written now. A put
+ * of a hash another put is storing at the same time waits for that one (the
+ * chunk is compressed once) and then answers as for a chunk found. */
 HRESULT ddp_chunkstore_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
                            uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new);
+/* ddp_chunkstore_put, but S_FALSE (nothing done, *was_new 0) where put would
+ * wait for another put of the same hash: the caller stores other chunks
+ * meanwhile and comes back with ddp_chunkstore_put. */
+HRESULT ddp_chunkstore_try_put(ddp_chunkstore *cs, const uint8_t hash[DDP_HASH_SIZE], const void *data,
+                               uint32_t len, int compress_level, ddp_chunk_loc *loc, int *was_new);
 /* Append a stream map; *container and *offset name its record. */
 HRESULT ddp_chunkstore_put_streammap(ddp_chunkstore *cs, const void *map, uint32_t len,
                                      const uint8_t hash[DDP_HASH_SIZE], uint32_t *container,

@@ -21,8 +21,9 @@
 #define DDP_RECORD_MAGIC 0x43455244u /* "DREC" */
 #define DDP_STREAMMAP_MAX_LOGICAL ((uint32_t)256 << 20)
 
-/* DDP_RECORD_DEAD: a chunk or stream-map record that garbage collection
- * retired in place (lib/gc.c, docs/MAINTENANCE.md). Its header keeps the
+/* DDP_RECORD_DEAD: a chunk or stream-map record that the garbage collection
+ * of earlier versions retired in place (docs/MAINTENANCE.md; today's gc
+ * compacts, and drops DEAD records), or scrub --repair retired. Its header keeps the
  * codec, lengths, hash and payload checksum of the record it was, so scans
  * step over it; its payload is never checked (it is partly or wholly
  * punched out of the file) and nothing may reference it. */

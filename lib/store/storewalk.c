@@ -211,13 +211,14 @@ void ddp_mstore_free(ddp_mstore *s)
     for (size_t i = 0; i < s->n; i++) {
         free(s->c[i].path);
         ddp_offvec_free(&s->c[i].offs);
+        ddp_redirect_free(&s->c[i].redir);
     }
     free(s->c);
     free(s->store_dir);
     memset(s, 0, sizeof *s);
 }
 
-HRESULT ddp_mcont_open(const ddp_mstore *s, const ddp_mcont *c, int flags, int *out)
+HRESULT ddp_mcont_open(const ddp_mstore *s, ddp_mcont *c, int flags, int *out)
 {
     *out = -1;
     int fd = open(c->path, flags | O_CLOEXEC);
@@ -225,6 +226,7 @@ HRESULT ddp_mcont_open(const ddp_mstore *s, const ddp_mcont *c, int flags, int *
     uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
     HRESULT hr = ddp_pread_exact(fd, hb, sizeof hb, 0, c->path);
     ddp_container_header h;
+    memset(&h, 0, sizeof h);
     if (SUCCEEDED(hr)) {
         hr = ddp_container_header_decode(hb, &h);
         if (FAILED(hr)) hr = ddp_fail(DDP_E_FILE_CORRUPT, "container %s: %s", c->path, ddp_error_detail());
@@ -232,12 +234,28 @@ HRESULT ddp_mcont_open(const ddp_mstore *s, const ddp_mcont *c, int flags, int *
     if (SUCCEEDED(hr) && (memcmp(h.store_id, s->store_id, DDP_STORE_ID_SIZE) != 0 || h.kind != c->kind ||
                           h.id != c->id || h.generation != c->generation))
         hr = ddp_fail(DDP_E_FILE_CORRUPT, "container %s: its header names another container", c->path);
+    if (SUCCEEDED(hr) && !c->redir_loaded) {
+        hr = ddp_redirect_load(fd, c->path, &h, &c->redir);
+        if (SUCCEEDED(hr)) {
+            c->redir_loaded = 1;
+            c->redirect_len = h.redirect_len;
+        } else if (hr == DDP_E_FILE_CORRUPT) {
+            hr = ddp_fail(DDP_E_FILE_CORRUPT, "container %s: %s", c->path, ddp_error_detail());
+        }
+    }
     if (FAILED(hr)) {
         close(fd);
         return hr;
     }
     *out = fd;
     return S_OK;
+}
+
+int ddp_mcont_id_at(const ddp_mcont *c, uint64_t off, uint64_t *id) { return ddp_redirect_id_at(&c->redir, off, id); }
+
+HRESULT ddp_mcont_resolve(const ddp_mcont *c, uint64_t id, uint64_t *off)
+{
+    return ddp_redirect_resolve(&c->redir, id, c->path, off);
 }
 
 HRESULT ddp_walk_headers(int fd, const char *what, uint64_t size, ddp_hdr_fn fn, void *ctx, uint64_t *stop,
@@ -267,7 +285,9 @@ HRESULT ddp_walk_headers(int fd, const char *what, uint64_t size, ddp_hdr_fn fn,
             off += DDP_RECORD_HEADER_SIZE;
             break;
         }
-        int halt = fn ? fn(ctx, &h, off) : 0;
+        /* The redirection table of a compacted container: not a record a
+         * reference can name. */
+        int halt = fn && !(h.type == DDP_RECORD_REDIRECT && off == DDP_REDIRECT_TABLE_OFFSET) ? fn(ctx, &h, off) : 0;
         off += DDP_RECORD_HEADER_SIZE + (uint64_t)h.stored_len;
         if (halt) break;
     }
@@ -323,13 +343,15 @@ static int cmp_hotrec(const void *a, const void *b)
 
 typedef struct hot_walk {
     ddp_hotset *hs;
-    uint32_t id;
+    const ddp_mcont *c;
 } hot_walk;
 
 static int hot_found(void *ctx, const ddp_record_header *h, uint64_t off)
 {
     hot_walk *w = ctx;
     if (h->type != DDP_RECORD_CHUNK) return 0;
+    uint64_t lid;
+    if (!ddp_mcont_id_at(w->c, off, &lid)) return 0; /* not in its table: scrub reports it */
     ddp_hotset *hs = w->hs;
     if (hs->n == hs->cap) {
         hs->cap = hs->cap ? hs->cap * 2 : 64;
@@ -337,8 +359,9 @@ static int hot_found(void *ctx, const ddp_record_header *h, uint64_t off)
     }
     ddp_hotrec *r = &hs->r[hs->n++];
     memcpy(r->hash, h->hash, DDP_HASH_SIZE);
-    r->id = w->id;
+    r->id = w->c->id;
     r->off = off;
+    r->lid = lid;
     r->stored_len = h->stored_len;
     r->codec = h->codec;
     return 0;
@@ -348,7 +371,7 @@ HRESULT ddp_hotset_load(const ddp_mstore *s, ddp_hotset *hs)
 {
     memset(hs, 0, sizeof *hs);
     for (size_t i = 0; i < s->n; i++) {
-        const ddp_mcont *c = &s->c[i];
+        ddp_mcont *c = &s->c[i];
         if (c->kind != DDP_KIND_HOTSPOT) continue;
         int fd;
         if (FAILED(ddp_mcont_open(s, c, O_RDONLY, &fd))) {
@@ -358,7 +381,7 @@ HRESULT ddp_hotset_load(const ddp_mstore *s, ddp_hotset *hs)
         struct stat st;
         HRESULT hr = S_OK;
         if (fstat(fd, &st) == 0) {
-            hot_walk w = { hs, c->id };
+            hot_walk w = { hs, c };
             uint64_t stop;
             const char *why;
             hr = ddp_walk_headers(fd, c->path, (uint64_t)st.st_size, hot_found, &w, &stop, &why);

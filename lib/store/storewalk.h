@@ -24,6 +24,7 @@
 #include <ddp/ddp.h>
 #include "store/container.h"
 #include "store/identity.h"
+#include "store/redirect.h"
 
 /* ---- sorted offset vectors ---- */
 
@@ -50,8 +51,13 @@ typedef struct ddp_mcont {
     uint64_t catalog_len;
     char rel[40];       /* "Data/00000001.00000001.ccc" */
     char *path;         /* absolute */
-    ddp_offvec offs;    /* for the job */
+    ddp_offvec offs;    /* for the job: local ids (gc, hotspot) or offsets (scrub) */
     size_t ndamage;     /* scrub: damaged records in it */
+    /* Its redirection table (store/redirect.h), loaded by ddp_mcont_open:
+     * identity for a version-1 container. Local id <-> offset. */
+    ddp_redirect redir;
+    int redir_loaded;
+    uint64_t redirect_len; /* from its header: 0 for version 1 */
 } ddp_mcont;
 
 typedef struct ddp_mstore {
@@ -67,7 +73,10 @@ ddp_mcont *ddp_mstore_find(const ddp_mstore *s, uint32_t kind, uint32_t id);
 void ddp_mstore_free(ddp_mstore *s);
 
 /* Walk the record headers of container file fd (size bytes) from the first
- * record, reading headers only. fn gets every valid record (DEAD ones too);
+ * record, reading headers only. The redirection table of a version-2
+ * container (its record at offset 64) is stepped over, not passed to fn:
+ * fn gets file offsets; ddp_mcont_id_at() turns one into the record's
+ * local id, the name references use. fn gets every valid record (DEAD ones too);
  * it returns nonzero to stop. The walk stops at a SEAL record, at the end, or
  * at the first invalid header: *stop is where it stopped (the end of the
  * last valid record), *why NULL or what was wrong there. */
@@ -82,15 +91,23 @@ HRESULT ddp_walk_headers(int fd, const char *what, uint64_t size, ddp_hdr_fn fn,
 HRESULT ddp_read_raw_record(int fd, const char *what, uint64_t off, ddp_record_header *h, uint8_t **rec);
 
 /* Open a container of the view and check its header names it (store, kind,
- * id, generation). flags: O_RDONLY or O_RDWR. */
-HRESULT ddp_mcont_open(const ddp_mstore *s, const ddp_mcont *c, int flags, int *fd);
+ * id, generation); the first open also loads its redirection table into
+ * c->redir (a damaged table is DDP_E_FILE_CORRUPT). flags: O_RDONLY or O_RDWR. */
+HRESULT ddp_mcont_open(const ddp_mstore *s, ddp_mcont *c, int flags, int *fd);
+/* The local id of the record at file offset off of c (opened once): 1 and
+ * *id, 0 when its table names no record there. */
+int ddp_mcont_id_at(const ddp_mcont *c, uint64_t off, uint64_t *id);
+/* Where the record of local id `id` lies in c (opened once): S_OK and *off,
+ * or DDP_E_FILE_CORRUPT (garbage-collected: not in its table). */
+HRESULT ddp_mcont_resolve(const ddp_mcont *c, uint64_t id, uint64_t *off);
 
 /* ---- hotspot copies ---- */
 
 typedef struct ddp_hotrec {
     uint8_t hash[DDP_HASH_SIZE];
     uint32_t id;        /* hotspot container id */
-    uint64_t off;
+    uint64_t off;       /* where the copy lies (for reading) */
+    uint64_t lid;       /* its local id (gc's live set) */
     uint32_t stored_len;
     uint8_t codec;
 } ddp_hotrec;

@@ -5,17 +5,16 @@
  * collection that volume.c calls before it opens a store for a job. The
  * design is in docs/MAINTENANCE.md; in short:
  *
- * Nothing moves. Stream maps and stubs name chunks by (container id, record
- * offset), so moving a record would mean rewriting stream maps and re-MACing
- * stubs. Instead a dead record is retired where it is: its 64-byte header is
- * rewritten with type DEAD (stored_len kept, so scans step over it) and the
- * whole 4 KiB blocks inside its payload are punched out of the file
- * (fallocate PUNCH_HOLE | KEEP_SIZE). The file keeps its size; its allocated
- * blocks shrink.
+ * Compaction, as Windows does it. Stubs, stream maps and the index name a
+ * record by (container id, local id) (store/redirect.h), so a container can
+ * be rewritten without touching them: its next generation holds only the
+ * records still referenced, behind a redirection table that maps each local
+ * id to the record's new offset (store/compact.h). A container with nothing
+ * referenced left is dropped from the catalog and deleted.
  *
  * Mark. Every stub on the volume (copies of stubs count) is authenticated
  * and its stream map read: the stream-map record and every chunk record it
- * names are live, kept as sorted uint64 offset vectors per container (8
+ * names are live, kept as sorted uint64 local-id vectors per container (8
  * bytes per distinct live record; duplicates are folded whenever a vector
  * doubles). A hotspot copy is live while its hash is referenced. A file that
  * claims to be a stub of this store but does not authenticate (bit rot in a
@@ -25,37 +24,53 @@
  * changed: GC cannot prove what that stub references.
  *
  * Sweep. Each container's record headers are walked (headers only): a chunk
- * or stream-map record not in the live set is dead. A regular run retires
- * the dead records of a container only when they are at least gc_threshold
+ * or stream-map record whose local id is not in the live set is dead, and so
+ * is a DEAD record left by the in-place gc of older versions. A regular run
+ * compacts a container only when its dead records are at least gc_threshold
  * percent of it (setting, default 5); `full` takes every container with a
- * dead record.
+ * dead record. A container whose walk stops at damage is left alone (scrub).
+ * The newest data and stream-map containers are never dropped (their ids
+ * would come round again for new records): with nothing live they get an
+ * empty, sealed next generation.
  *
- * Kill, in this crash-safe order:
- *   1. the plan (every dead record: container, offset, type, length, hash)
- *      is written to State/gc.plan (temporary file, fsync, rename, fsync);
- *   2. State/index is deleted and the directory fsynced (the index is a
- *      cache; a writable open rebuilds a missing one from the containers,
- *      and DEAD records are not chunks, so it never names them);
- *   3. per container: each planned record's header is checked (still the
- *      planned record? already DEAD?) and rewritten as DEAD, then fsync;
- *   4. only then the payload blocks of those records are punched, fsync;
- *   5. gc.plan is removed (fsync): the index is already gone, so a crash
- *      from here on still rebuilds it;
- *   6. the store is reopened for writing (which rebuilds the index) and
+ * Compact, in this crash-safe order:
+ *   1. the plan (per container: kind, id, old generation, new generation or
+ *      0 to drop, the end of its records) is written to State/gc.plan
+ *      (temporary file, fsync, rename, fsync);
+ *   2. State/index is deleted and the directory fsynced (it would name
+ *      records that are about to go; a writable open rebuilds it);
+ *   3. in batches of containers (at most 16, and 1 GiB of new files past
+ *      the first): each one's next generation is written and named
+ *      (ddp_container_compact: written unnamed, fsynced, named, directory
+ *      fsynced); one atomic rewrite of the catalog names them all (and no
+ *      longer lists the dropped ones); the old generations' files are
+ *      removed, each with a directory fsync. A hotspot container has no
+ *      catalog entry: its newest named generation is the current one;
+ *   4. gc.plan is removed (fsync);
+ *   5. the store is reopened for writing (which rebuilds the index) and
  *      checkpointed.
- * A job's open of the store that finds gc.plan (a crash during 2-5) runs
- * 2-5 again (ddp_gc_resume, called by volume.c):
- * every step is idempotent. A crash at any point loses no live record: only
- * planned records are touched, and only records no stub referenced are
- * planned (the job lock keeps optimization out meanwhile).
+ * Readers that hold the old catalog (the mount) keep reading through the
+ * file they have open, or find the file gone, reload the catalog and open
+ * the new generation (store/chunkstore.c).
+ *
+ * Resume. A job's open of the store that finds gc.plan (a crash during 2-4)
+ * finishes or undoes every planned container (ddp_gc_resume, called by
+ * volume.c): the index is deleted again; a container whose catalog names
+ * the new generation loses its old file (finished); one whose catalog still
+ * names the old generation loses the new file if it was named (undone); a
+ * dropped container that the catalog no longer lists loses its file; a
+ * hotspot container whose new generation was named loses the old one; the
+ * unnamed temporaries a compaction left in Data/, Stream/ and Hotspot/ are
+ * swept. Then the plan goes. Nothing that a stub references is ever
+ * removed: only files the catalog does not name (or an old hotspot
+ * generation whose successor is whole) are deleted.
  *
  * Fault points for tests: with DDP_GC_CRASH_AFTER=N in the environment, the
  * job calls _exit(99) right after its N-th step (plan written, index
- * deleted, each header written, each container fsynced, each hole punched,
- * plan removed, index rebuilt). It is read by ddp_gc only, never by the
- * resume path.
+ * deleted; per batch: each new generation named, the catalog rewritten,
+ * each old file removed; then plan removed, index rebuilt). It is read by ddp_gc
+ * only, never by the resume path.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fts.h>
@@ -63,11 +78,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "base/safepath.h"
 #include "store/catalog.h"
 #include "store/chunkstore.h"
+#include "store/compact.h"
 #include "store/storewalk.h"
 #include "volume/maintenance.h"
 #include "store/streammap.h"
@@ -79,34 +97,35 @@
 #define PLAN_TMP "gc.plan.tmp"
 #define INDEX_FILE "index"
 #define PLAN_HEADER 64
-#define PLAN_ENTRY 64
+#define PLAN_ENTRY 32
 #define PLAN_TRAILER 8
-#define PLAN_VERSION 1u
-#define PUNCH_BLOCK 4096u
+#define PLAN_VERSION 2u
+#define PLAN_MAX_ENTRIES ((uint64_t)1 << 24)
 #define CATALOG_MAX ((size_t)32 + (size_t)24 * DDP_CATALOG_MAX_ENTRIES + 8)
-#define PLAN_BUF ((size_t)1 << 20)
+#define SEALED_FLAG 1u
+#define GC_BATCH 16
+#define GC_BATCH_BYTES ((uint64_t)1 << 30)
 
-static const char plan_magic[8] = { 'D', 'D', 'P', 'G', 'C', 'P', 'L', '1' };
+static const char plan_magic[8] = { 'D', 'D', 'P', 'G', 'C', 'P', 'L', '2' };
 
 /* ======================================================================
- * The plan: State/gc.plan
+ * The plan: State/gc.plan (docs/MAINTENANCE.md)
  *
- *   header (64): "DDPGCPL1", u32 version 1, u32 entry size 64, store id (16),
+ *   header (64): "DDPGCPL2", u32 version 2, u32 entry size 32, store id (16),
  *                u64 entry count, 16 reserved zero bytes, xxh64 of bytes 0..55
- *   entries (64 each, grouped by container):
- *                u32 kind, u32 container id, u32 generation, u16 record type,
- *                u8 codec, u8 0, u64 record offset, u32 stored_len,
- *                u32 logical_len, sha256 (32)
+ *   entries (32 each, one per container):
+ *                u32 kind, u32 container id, u32 old generation,
+ *                u32 new generation (old + 1; 0: the container is dropped),
+ *                u64 end of its records in the old generation, u64 0
  *   trailer (8): xxh64 of all entry bytes
  * ====================================================================== */
 
 typedef struct plan_entry {
-    uint32_t kind, id, generation;
-    uint16_t type;
-    uint8_t codec;
-    uint64_t off;
-    uint32_t stored_len, logical_len;
-    uint8_t hash[DDP_HASH_SIZE];
+    uint32_t kind, id, old_gen, new_gen;
+    uint64_t end;
+    ddp_mcont *c;          /* the job's view (its live set); NULL on resume */
+    uint64_t dead_records, dead_bytes;
+    uint64_t new_len;      /* of the new generation, once written */
 } plan_entry;
 
 static void plan_entry_encode(const plan_entry *e, uint8_t out[PLAN_ENTRY])
@@ -114,122 +133,96 @@ static void plan_entry_encode(const plan_entry *e, uint8_t out[PLAN_ENTRY])
     memset(out, 0, PLAN_ENTRY);
     ddp_put_le32(out, e->kind);
     ddp_put_le32(out + 4, e->id);
-    ddp_put_le32(out + 8, e->generation);
-    ddp_put_le16(out + 12, e->type);
-    out[14] = e->codec;
-    ddp_put_le64(out + 16, e->off);
-    ddp_put_le32(out + 24, e->stored_len);
-    ddp_put_le32(out + 28, e->logical_len);
-    memcpy(out + 32, e->hash, DDP_HASH_SIZE);
+    ddp_put_le32(out + 8, e->old_gen);
+    ddp_put_le32(out + 12, e->new_gen);
+    ddp_put_le64(out + 16, e->end);
 }
 
 static int plan_entry_decode(const uint8_t in[PLAN_ENTRY], plan_entry *e)
 {
+    memset(e, 0, sizeof *e);
     e->kind = ddp_get_le32(in);
     e->id = ddp_get_le32(in + 4);
-    e->generation = ddp_get_le32(in + 8);
-    e->type = ddp_get_le16(in + 12);
-    e->codec = in[14];
-    e->off = ddp_get_le64(in + 16);
-    e->stored_len = ddp_get_le32(in + 24);
-    e->logical_len = ddp_get_le32(in + 28);
-    memcpy(e->hash, in + 32, DDP_HASH_SIZE);
-    return e->kind >= DDP_KIND_DATA && e->kind <= DDP_KIND_HOTSPOT && e->id && e->generation &&
-           (e->type == DDP_RECORD_CHUNK || e->type == DDP_RECORD_STREAMMAP) && e->off >= DDP_CONTAINER_HEADER_SIZE &&
-           in[15] == 0;
+    e->old_gen = ddp_get_le32(in + 8);
+    e->new_gen = ddp_get_le32(in + 12);
+    e->end = ddp_get_le64(in + 16);
+    return e->kind >= DDP_KIND_DATA && e->kind <= DDP_KIND_HOTSPOT && e->id && e->old_gen &&
+           (e->new_gen == 0 || (e->old_gen < UINT32_MAX && e->new_gen == e->old_gen + 1)) &&
+           ddp_get_le64(in + 24) == 0;
 }
 
-static void plan_header_encode(const uint8_t store_id[DDP_STORE_ID_SIZE], uint64_t count, uint8_t out[PLAN_HEADER])
+/* Write the plan: temporary file, fsync, rename, fsync of the directory. */
+static HRESULT plan_write(const char *state_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], const plan_entry *es,
+                          size_t n)
 {
-    memset(out, 0, PLAN_HEADER);
-    memcpy(out, plan_magic, 8);
-    ddp_put_le32(out + 8, PLAN_VERSION);
-    ddp_put_le32(out + 12, PLAN_ENTRY);
-    memcpy(out + 16, store_id, DDP_STORE_ID_SIZE);
-    ddp_put_le64(out + 32, count);
-    ddp_put_le64(out + 56, ddp_checksum64(out, 56));
-}
-
-typedef struct plan_writer {
-    int fd;
-    char *tmp, *path;
-    uint8_t *buf;
-    size_t len;
-    uint64_t count, written;
-    XXH3_state_t *sum;
-    HRESULT err;
-} plan_writer;
-
-static HRESULT plan_open(plan_writer *pw, const char *state_dir)
-{
-    memset(pw, 0, sizeof *pw);
-    pw->tmp = ddp_path_join(state_dir, PLAN_TMP);
-    pw->path = ddp_path_join(state_dir, PLAN_FILE);
-    pw->fd = open(pw->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (pw->fd < 0) return ddp_fail_errno(errno, "creating %s", pw->tmp);
-    pw->buf = ddp_xmalloc(PLAN_BUF);
-    pw->sum = XXH3_createState();
-    if (!pw->sum) abort();
-    XXH3_64bits_reset(pw->sum);
-    pw->written = PLAN_HEADER;
-    return S_OK;
-}
-
-static HRESULT plan_flush(plan_writer *pw)
-{
-    if (FAILED(pw->err) || !pw->len) return pw->err;
-    pw->err = ddp_pwrite_all(pw->fd, pw->buf, pw->len, pw->written, pw->tmp);
-    pw->written += pw->len;
-    pw->len = 0;
-    return pw->err;
-}
-
-static HRESULT plan_add(plan_writer *pw, const plan_entry *e)
-{
-    if (pw->len + PLAN_ENTRY > PLAN_BUF && FAILED(plan_flush(pw))) return pw->err;
-    plan_entry_encode(e, pw->buf + pw->len);
-    XXH3_64bits_update(pw->sum, pw->buf + pw->len, PLAN_ENTRY);
-    pw->len += PLAN_ENTRY;
-    pw->count++;
-    return S_OK;
-}
-
-/* Header, trailer, fsync, rename, fsync the directory. */
-static HRESULT plan_commit(plan_writer *pw, const uint8_t store_id[DDP_STORE_ID_SIZE])
-{
-    HRESULT hr = plan_flush(pw);
-    uint8_t tb[PLAN_TRAILER], hb[PLAN_HEADER];
-    ddp_put_le64(tb, XXH3_64bits_digest(pw->sum));
-    plan_header_encode(store_id, pw->count, hb);
-    if (SUCCEEDED(hr)) hr = ddp_pwrite_all(pw->fd, tb, sizeof tb, pw->written, pw->tmp);
-    if (SUCCEEDED(hr)) hr = ddp_pwrite_all(pw->fd, hb, sizeof hb, 0, pw->tmp);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(pw->fd, pw->tmp);
-    if (SUCCEEDED(hr) && rename(pw->tmp, pw->path) != 0) hr = ddp_fail_errno(errno, "renaming %s", pw->tmp);
-    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(pw->path);
+    size_t len = PLAN_HEADER + n * PLAN_ENTRY + PLAN_TRAILER;
+    uint8_t *buf = ddp_xcalloc(1, len);
+    memcpy(buf, plan_magic, 8);
+    ddp_put_le32(buf + 8, PLAN_VERSION);
+    ddp_put_le32(buf + 12, PLAN_ENTRY);
+    memcpy(buf + 16, store_id, DDP_STORE_ID_SIZE);
+    ddp_put_le64(buf + 32, n);
+    ddp_put_le64(buf + 56, ddp_checksum64(buf, 56));
+    for (size_t i = 0; i < n; i++) plan_entry_encode(&es[i], buf + PLAN_HEADER + i * PLAN_ENTRY);
+    ddp_put_le64(buf + PLAN_HEADER + n * PLAN_ENTRY, XXH3_64bits(buf + PLAN_HEADER, n * PLAN_ENTRY));
+    char *tmp = ddp_path_join(state_dir, PLAN_TMP);
+    char *path = ddp_path_join(state_dir, PLAN_FILE);
+    HRESULT hr = S_OK;
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) hr = ddp_fail_errno(errno, "creating %s", tmp);
+    if (SUCCEEDED(hr)) hr = ddp_pwrite_all(fd, buf, len, 0, tmp);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_fd(fd, tmp);
+    if (fd >= 0) close(fd);
+    if (SUCCEEDED(hr) && rename(tmp, path) != 0) hr = ddp_fail_errno(errno, "renaming %s", tmp);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_parent(path);
+    if (FAILED(hr)) (void)unlink(tmp);
+    free(buf);
+    free(tmp);
+    free(path);
     return hr;
 }
 
-static void plan_close(plan_writer *pw, int remove_tmp)
+/* Read and check the plan. S_OK with *es (malloc'd) and *n; S_FALSE when
+ * there is none; DDP_E_INVALID_DATA when it is damaged (header, size,
+ * checksums) or of an older version (the in-place gc's plan: its steps are
+ * all idempotent retirements of unreferenced records, so not finishing them
+ * loses nothing). */
+static HRESULT plan_read(const char *path, const uint8_t store_id[DDP_STORE_ID_SIZE], plan_entry **es, size_t *n)
 {
-    if (pw->fd >= 0) close(pw->fd);
-    if (remove_tmp && pw->tmp) unlink(pw->tmp);
-    if (pw->sum) XXH3_freeState(pw->sum);
-    free(pw->buf);
-    free(pw->tmp);
-    free(pw->path);
-    memset(pw, 0, sizeof *pw);
-    pw->fd = -1;
+    *es = NULL;
+    *n = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return errno == ENOENT ? S_FALSE : ddp_fail_errno(errno, "%s", path);
+    if ((uint64_t)sb.st_size > PLAN_HEADER + PLAN_MAX_ENTRIES * PLAN_ENTRY + PLAN_TRAILER ||
+        (uint64_t)sb.st_size < PLAN_HEADER + PLAN_TRAILER)
+        return ddp_fail(DDP_E_INVALID_DATA, "%s: not a gc plan of this version", path);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    HRESULT hr = ddp_read_file(path, (size_t)sb.st_size, &buf, &len);
+    if (FAILED(hr)) return hr;
+    uint64_t count = len >= PLAN_HEADER ? ddp_get_le64(buf + 32) : 0;
+    if (len < PLAN_HEADER + PLAN_TRAILER || memcmp(buf, plan_magic, 8) != 0 ||
+        ddp_get_le64(buf + 56) != ddp_checksum64(buf, 56) || ddp_get_le32(buf + 8) != PLAN_VERSION ||
+        ddp_get_le32(buf + 12) != PLAN_ENTRY || memcmp(buf + 16, store_id, DDP_STORE_ID_SIZE) != 0 ||
+        count > PLAN_MAX_ENTRIES || PLAN_HEADER + count * PLAN_ENTRY + PLAN_TRAILER != len ||
+        ddp_get_le64(buf + PLAN_HEADER + count * PLAN_ENTRY) !=
+            XXH3_64bits(buf + PLAN_HEADER, (size_t)count * PLAN_ENTRY)) {
+        free(buf);
+        return ddp_fail(DDP_E_INVALID_DATA, "%s: damaged, or not a gc plan of this version", path);
+    }
+    plan_entry *out = ddp_xcalloc(count ? (size_t)count : 1, sizeof *out);
+    size_t k = 0;
+    for (uint64_t i = 0; i < count; i++)
+        if (plan_entry_decode(buf + PLAN_HEADER + i * PLAN_ENTRY, &out[k])) k++;
+    free(buf);
+    *es = out;
+    *n = k;
+    return S_OK;
 }
 
 /* ======================================================================
- * Executing a plan (the job, and the resume after a crash)
+ * Steps shared by the job and the resume
  * ====================================================================== */
-
-typedef struct exec_stats {
-    uint64_t containers, records, bytes;
-    uint64_t blocks_before, blocks_after; /* 512-byte units */
-    int punch_unsupported;
-} exec_stats;
 
 typedef struct crash_counter {
     long after; /* 0: off */
@@ -242,230 +235,339 @@ static void step_done(crash_counter *cc)
     if (++cc->steps >= cc->after) _exit(99);
 }
 
-static HRESULT punch(int fd, uint64_t start, uint64_t len, int *unsupported, const char *what)
+static const char *kind_dir(uint32_t kind)
 {
-    /* Whole blocks inside [start, start + len) only. */
-    uint64_t a = (start + PUNCH_BLOCK - 1) / PUNCH_BLOCK * PUNCH_BLOCK;
-    uint64_t b = (start + len) / PUNCH_BLOCK * PUNCH_BLOCK;
-    if (b <= a || *unsupported) return S_OK;
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)(b - a)) != 0) {
-        if (errno == EOPNOTSUPP || errno == ENOSYS) {
-            *unsupported = 1;
-            return S_OK;
-        }
-        return ddp_fail_errno(errno, "punching a hole in container %s at %llu", what, (unsigned long long)a);
+    return kind == DDP_KIND_DATA ? "Data" : kind == DDP_KIND_STREAM ? "Stream" : "Hotspot";
+}
+
+static void file_name(uint32_t id, uint32_t gen, char out[24]) { snprintf(out, 24, "%08X.%08X.ccc", id, gen); }
+
+/* Remove name from dirfd if it is there; fsync the directory when something went. */
+static HRESULT remove_at(int dirfd, const char *dir, const char *name)
+{
+    if (unlinkat(dirfd, name, 0) != 0) {
+        if (errno == ENOENT) return S_OK;
+        return ddp_fail_errno(errno, "removing %s/%s", dir, name);
     }
+    if (fsync(dirfd) != 0) return ddp_fail_errno(errno, "fsync of %s", dir);
     return S_OK;
 }
 
-/* Retire the planned records of one container (all entries name it). */
-static HRESULT exec_container(const char *store_dir, const plan_entry *es, size_t n, exec_stats *st,
-                              crash_counter *cc)
+static HRESULT open_dir(const char *store_dir, uint32_t kind, int *dirfd, char **dir)
 {
-    char rel[40];
-    ddp_container_relpath(es[0].kind, es[0].id, es[0].generation, rel);
-    char *path = ddp_path_join(store_dir, rel);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        HRESULT hr = errno == ENOENT ? S_OK : ddp_fail_errno(errno, "opening container %s", path);
-        free(path);
-        return hr; /* a container that is gone has nothing to retire */
-    }
-    struct stat sb;
-    HRESULT hr = S_OK;
-    if (fstat(fd, &sb) != 0) hr = ddp_fail_errno(errno, "%s", path);
-    uint64_t size = SUCCEEDED(hr) ? (uint64_t)sb.st_size : 0;
-    uint64_t blocks0 = SUCCEEDED(hr) ? (uint64_t)sb.st_blocks : 0;
-    uint8_t *dead = ddp_xcalloc(n, 1);
-    int any = 0;
+    *dir = ddp_path_join(store_dir, kind_dir(kind));
+    *dirfd = open(*dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*dirfd < 0) return ddp_fail_errno(errno, "opening %s", *dir);
+    return S_OK;
+}
 
-    /* 3. The headers. */
-    for (size_t i = 0; SUCCEEDED(hr) && i < n; i++) {
-        const plan_entry *e = &es[i];
-        if (e->off + DDP_RECORD_HEADER_SIZE + e->stored_len > size) continue;
-        uint8_t hb[DDP_RECORD_HEADER_SIZE];
-        if (FAILED(hr = ddp_pread_exact(fd, hb, sizeof hb, e->off, path))) break;
-        ddp_record_header h;
-        if (FAILED(ddp_record_header_decode_any(hb, &h))) {
-            ddp_clear_error(); /* damaged since it was planned: leave it to scrub */
-            continue;
-        }
-        if (h.stored_len != e->stored_len || memcmp(h.hash, e->hash, DDP_HASH_SIZE) != 0) continue;
-        if (h.type == DDP_RECORD_DEAD) {
-            dead[i] = 1; /* done by an earlier, interrupted run */
-            continue;
-        }
-        if (h.type != e->type) continue;
-        uint8_t nb[DDP_RECORD_HEADER_SIZE];
-        ddp_record_header_encode_dead(&h, nb);
-        if (FAILED(hr = ddp_pwrite_all(fd, nb, sizeof nb, e->off, path))) break;
-        dead[i] = 1;
-        any = 1;
-        if (st) {
-            st->records++;
-            st->bytes += DDP_RECORD_HEADER_SIZE + (uint64_t)e->stored_len;
-        }
-        step_done(cc);
+static HRESULT catalog_load(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], ddp_catalog *cat)
+{
+    memset(cat, 0, sizeof *cat);
+    char *path = ddp_path_join(store_dir, "catalog");
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    HRESULT hr = ddp_read_file(path, CATALOG_MAX, &buf, &n);
+    if (SUCCEEDED(hr)) {
+        hr = ddp_catalog_decode(buf, n, cat);
+        if (FAILED(hr)) hr = ddp_fail(hr, "%s: %s", path, ddp_error_detail());
+        else if (memcmp(cat->store_id, store_id, DDP_STORE_ID_SIZE) != 0)
+            hr = ddp_fail(DDP_E_INVALID_DATA, "%s: the catalog belongs to another store", path);
     }
-    if (SUCCEEDED(hr) && any) {
-        hr = ddp_fsync_fd(fd, path);
-        if (SUCCEEDED(hr)) step_done(cc);
-    }
-
-    /* 4. The payloads, only once their DEAD headers are durable. */
-    int unsupported = st ? st->punch_unsupported : 0;
-    int punched = 0;
-    for (size_t i = 0; SUCCEEDED(hr) && i < n; i++) {
-        if (!dead[i]) continue;
-        hr = punch(fd, es[i].off + DDP_RECORD_HEADER_SIZE, es[i].stored_len, &unsupported, path);
-        if (SUCCEEDED(hr) && !unsupported) {
-            punched = 1;
-            step_done(cc);
-        }
-    }
-    if (SUCCEEDED(hr) && punched) hr = ddp_fsync_fd(fd, path);
-    if (SUCCEEDED(hr) && st) {
-        st->containers++;
-        st->punch_unsupported = unsupported;
-        if (fstat(fd, &sb) == 0) {
-            st->blocks_before += blocks0;
-            st->blocks_after += (uint64_t)sb.st_blocks;
-        }
-    }
-    free(dead);
-    close(fd);
+    if (FAILED(hr)) ddp_catalog_free(cat);
+    free(buf);
     free(path);
     return hr;
 }
 
-/* Check the plan file whole (size, header, trailer checksum). 1 valid
- * (*count set), 0 damaged, <0 I/O error (*err). */
-static int plan_check(int fd, const char *path, const uint8_t store_id[DDP_STORE_ID_SIZE], uint64_t *count,
-                      HRESULT *err)
+/* Delete the index (it may name records that go) and fsync State/. */
+static HRESULT drop_index(const char *state_dir)
 {
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        *err = ddp_fail_errno(errno, "%s", path);
-        return -1;
-    }
-    uint64_t size = (uint64_t)sb.st_size;
-    if (size < PLAN_HEADER + PLAN_TRAILER) return 0;
-    uint8_t hb[PLAN_HEADER];
-    if (FAILED(*err = ddp_pread_exact(fd, hb, sizeof hb, 0, path))) return -1;
-    if (memcmp(hb, plan_magic, 8) != 0 || ddp_get_le64(hb + 56) != ddp_checksum64(hb, 56) ||
-        ddp_get_le32(hb + 8) != PLAN_VERSION || ddp_get_le32(hb + 12) != PLAN_ENTRY ||
-        memcmp(hb + 16, store_id, DDP_STORE_ID_SIZE) != 0)
-        return 0;
-    uint64_t n = ddp_get_le64(hb + 32);
-    if (n > (size - PLAN_HEADER - PLAN_TRAILER) / PLAN_ENTRY || PLAN_HEADER + n * PLAN_ENTRY + PLAN_TRAILER != size)
-        return 0;
-    XXH3_state_t *sum = XXH3_createState();
-    if (!sum) abort();
-    XXH3_64bits_reset(sum);
-    uint8_t *buf = ddp_xmalloc(PLAN_BUF);
-    uint64_t pos = PLAN_HEADER, end = PLAN_HEADER + n * PLAN_ENTRY;
-    int ok = 1;
-    while (pos < end) {
-        size_t k = end - pos < PLAN_BUF ? (size_t)(end - pos) : PLAN_BUF;
-        if (FAILED(*err = ddp_pread_exact(fd, buf, k, pos, path))) {
-            ok = -1;
-            break;
-        }
-        XXH3_64bits_update(sum, buf, k);
-        pos += k;
-    }
-    if (ok == 1) {
-        uint8_t tb[PLAN_TRAILER];
-        if (FAILED(*err = ddp_pread_exact(fd, tb, sizeof tb, end, path))) ok = -1;
-        else if (ddp_get_le64(tb) != XXH3_64bits_digest(sum)) ok = 0;
-    }
-    free(buf);
-    XXH3_freeState(sum);
-    *count = n;
-    return ok;
-}
-
-/* Steps 2-5 for the plan in state_dir (it exists). */
-static HRESULT plan_execute(const char *store_dir, const char *state_dir, const uint8_t store_id[DDP_STORE_ID_SIZE],
-                            exec_stats *st, crash_counter *cc)
-{
-    char *ppath = ddp_path_join(state_dir, PLAN_FILE);
     char *ipath = ddp_path_join(state_dir, INDEX_FILE);
     HRESULT hr = S_OK;
-    int fd = open(ppath, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        hr = errno == ENOENT ? S_FALSE : ddp_fail_errno(errno, "opening %s", ppath);
-        goto out;
-    }
-    uint64_t count = 0;
-    int valid = plan_check(fd, ppath, store_id, &count, &hr);
-    if (valid < 0) goto out;
-
-    /* 2. The index goes first, whatever the plan holds. */
-    if (unlink(ipath) != 0 && errno != ENOENT) {
-        hr = ddp_fail_errno(errno, "deleting the index %s", ipath);
-        goto out;
-    }
-    if (FAILED(hr = ddp_fsync_dir(state_dir))) goto out;
-    step_done(cc);
-
-    /* 3-4, container by container. A damaged plan retires nothing: the
-     * records it named are still valid, unreferenced records that the next
-     * collection finds again. */
-    if (valid) {
-        uint8_t *buf = ddp_xmalloc(PLAN_BUF);
-        plan_entry *group = NULL;
-        size_t gn = 0, gcap = 0;
-        uint64_t pos = PLAN_HEADER, end = PLAN_HEADER + count * PLAN_ENTRY;
-        while (SUCCEEDED(hr) && pos < end) {
-            size_t k = end - pos < PLAN_BUF ? (size_t)(end - pos) : PLAN_BUF;
-            if (FAILED(hr = ddp_pread_exact(fd, buf, k, pos, ppath))) break;
-            pos += k;
-            for (size_t i = 0; SUCCEEDED(hr) && i < k; i += PLAN_ENTRY) {
-                plan_entry e;
-                if (!plan_entry_decode(buf + i, &e)) continue;
-                if (gn && (group[0].kind != e.kind || group[0].id != e.id || group[0].generation != e.generation)) {
-                    hr = exec_container(store_dir, group, gn, st, cc);
-                    gn = 0;
-                }
-                if (gn == gcap) {
-                    gcap = gcap ? gcap * 2 : 256;
-                    group = ddp_xrealloc(group, gcap * sizeof *group);
-                }
-                group[gn++] = e;
-            }
-        }
-        if (SUCCEEDED(hr) && gn) hr = exec_container(store_dir, group, gn, st, cc);
-        free(group);
-        free(buf);
-        if (FAILED(hr)) goto out;
-    }
-
-    /* 5. Done: the plan goes (the index is already gone, so it is rebuilt). */
-    close(fd);
-    fd = -1;
-    if (unlink(ppath) != 0 && errno != ENOENT) {
-        hr = ddp_fail_errno(errno, "removing %s", ppath);
-        goto out;
-    }
-    if (FAILED(hr = ddp_fsync_dir(state_dir))) goto out;
-    step_done(cc);
-    hr = S_OK;
-out:
-    if (fd >= 0) close(fd);
-    free(ppath);
+    if (unlink(ipath) != 0 && errno != ENOENT) hr = ddp_fail_errno(errno, "deleting the index %s", ipath);
     free(ipath);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(state_dir);
     return hr;
+}
+
+static HRESULT remove_plan(const char *state_dir)
+{
+    char *ppath = ddp_path_join(state_dir, PLAN_FILE);
+    HRESULT hr = S_OK;
+    if (unlink(ppath) != 0 && errno != ENOENT) hr = ddp_fail_errno(errno, "removing %s", ppath);
+    free(ppath);
+    if (SUCCEEDED(hr)) hr = ddp_fsync_dir(state_dir);
+    return hr;
+}
+
+/* ======================================================================
+ * Resume: finish or undo every planned container
+ * ====================================================================== */
+
+static HRESULT resume_one(const char *store_dir, const ddp_catalog *cat, const plan_entry *e)
+{
+    int dirfd;
+    char *dir;
+    HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
+    if (FAILED(hr)) {
+        free(dir);
+        return hr;
+    }
+    char old_name[24], new_name[24];
+    file_name(e->id, e->old_gen, old_name);
+    file_name(e->id, e->new_gen ? e->new_gen : e->old_gen, new_name);
+    if (e->kind == DDP_KIND_HOTSPOT) {
+        /* No catalog: a named new generation is whole (named after its fsync). */
+        struct stat sb;
+        if (!e->new_gen || fstatat(dirfd, new_name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+            hr = remove_at(dirfd, dir, old_name);
+    } else {
+        const ddp_catalog_entry *ce = ddp_catalog_find(cat, e->kind, e->id);
+        if (!e->new_gen) {
+            if (!ce) hr = remove_at(dirfd, dir, old_name); /* dropped: finish */
+        } else if (ce && ce->generation == e->new_gen) {
+            hr = remove_at(dirfd, dir, old_name); /* switched: finish */
+        } else if (ce && ce->generation == e->old_gen) {
+            hr = remove_at(dirfd, dir, new_name); /* not switched: undo */
+        }
+    }
+    close(dirfd);
+    free(dir);
+    return hr;
+}
+
+/* The unnamed temporaries of compactions that stopped (a "tmp.*" file whose
+ * writer is dead, where the file system has no O_TMPFILE). */
+static void sweep_temporaries(const char *store_dir)
+{
+    static const uint32_t kinds[] = { DDP_KIND_DATA, DDP_KIND_STREAM, DDP_KIND_HOTSPOT };
+    for (size_t i = 0; i < 3; i++) {
+        int dirfd;
+        char *dir;
+        if (SUCCEEDED(open_dir(store_dir, kinds[i], &dirfd, &dir))) {
+            (void)ddp_tmpdir_sweep(dirfd);
+            close(dirfd);
+        }
+        ddp_clear_error();
+        free(dir);
+    }
 }
 
 HRESULT ddp_gc_resume(const char *store_dir, const char *state_dir, const uint8_t store_id[DDP_STORE_ID_SIZE])
 {
     if (!store_dir || !state_dir || !store_id) return E_POINTER;
     char *ppath = ddp_path_join(state_dir, PLAN_FILE);
-    int exists = access(ppath, F_OK) == 0;
+    plan_entry *es = NULL;
+    size_t n = 0;
+    HRESULT hr = plan_read(ppath, store_id, &es, &n);
     free(ppath);
-    if (!exists) return S_FALSE;
-    return plan_execute(store_dir, state_dir, store_id, NULL, NULL);
+    if (hr == S_FALSE) return S_FALSE;
+    if (hr == DDP_E_INVALID_DATA) {
+        /* Nothing can be known of it: the catalog still names a whole file
+         * for every container, so only leftovers (files the catalog does not
+         * name) may remain; the next collection's sweep does not mind them. */
+        ddp_clear_error();
+        n = 0;
+        hr = S_OK;
+    }
+    if (FAILED(hr)) return hr;
+    hr = drop_index(state_dir);
+    ddp_catalog cat;
+    if (SUCCEEDED(hr)) hr = catalog_load(store_dir, store_id, &cat);
+    if (SUCCEEDED(hr)) {
+        for (size_t i = 0; SUCCEEDED(hr) && i < n; i++) hr = resume_one(store_dir, &cat, &es[i]);
+        ddp_catalog_free(&cat);
+    }
+    free(es);
+    if (SUCCEEDED(hr)) sweep_temporaries(store_dir);
+    if (SUCCEEDED(hr)) hr = remove_plan(state_dir);
+    return hr;
+}
+
+/* ======================================================================
+ * The job's compaction of one container
+ * ====================================================================== */
+
+typedef struct exec_stats {
+    uint64_t compacted, dropped, records, bytes, reclaimed;
+} exec_stats;
+
+static int keep_live(void *ctx, const ddp_record_header *h, uint64_t id)
+{
+    (void)h;
+    return ddp_offvec_has((const ddp_offvec *)ctx, id);
+}
+
+/* An empty, sealed version-1 container as generation e->new_gen (created at
+ * its final name, O_EXCL; a crash before the catalog names it leaves a file
+ * that the resume removes). */
+static HRESULT write_empty(const ddp_mstore *ms, const plan_entry *e, const char *dir, uint64_t *len)
+{
+    char name[24];
+    file_name(e->id, e->new_gen, name);
+    char *path = ddp_path_join(dir, name);
+    ddp_container_header h;
+    memset(&h, 0, sizeof h);
+    h.kind = e->kind;
+    memcpy(h.store_id, ms->store_id, DDP_STORE_ID_SIZE);
+    h.id = e->id;
+    h.generation = e->new_gen;
+    h.created = (uint64_t)time(NULL);
+    ddp_container_writer *w = NULL;
+    HRESULT hr = ddp_container_create(path, &h, &w);
+    if (SUCCEEDED(hr)) hr = ddp_container_seal(w);
+    if (SUCCEEDED(hr)) *len = ddp_container_size(w);
+    ddp_container_close(w);
+    if (FAILED(hr)) (void)unlink(path);
+    free(path);
+    return hr;
+}
+
+/* Step 3a: the next generation of e (nothing for a dropped container),
+ * named; e->new_len gets its length. */
+static HRESULT exec_compact(const char *store_dir, const ddp_mstore *ms, plan_entry *e, exec_stats *st,
+                            crash_counter *cc)
+{
+    if (!e->new_gen) {
+        st->records += e->dead_records;
+        st->bytes += e->dead_bytes;
+        st->dropped++;
+        return S_OK;
+    }
+    int dirfd;
+    char *dir;
+    HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
+    if (FAILED(hr)) {
+        free(dir);
+        return hr;
+    }
+    char new_name[24];
+    file_name(e->id, e->new_gen, new_name);
+    /* The catalog names the old generation: a file of the new one is a
+     * leftover of a stopped compaction. */
+    hr = remove_at(dirfd, dir, new_name);
+    int fd = -1;
+    ddp_compact_result res;
+    memset(&res, 0, sizeof res);
+    if (SUCCEEDED(hr)) hr = ddp_mcont_open(ms, e->c, O_RDONLY, &fd);
+    if (SUCCEEDED(hr)) {
+        hr = ddp_container_compact(fd, e->c->path, e->end, dirfd, keep_live, &e->c->offs, &res);
+        close(fd);
+    }
+    if (hr == S_FALSE) {
+        /* Nothing kept: the newest container of its kind, which is not
+         * dropped (its id would come round again for new records), gets an
+         * empty, sealed next generation. */
+        hr = write_empty(ms, e, dir, &res.new_len);
+        res.dropped = (uint32_t)e->dead_records;
+        res.dropped_bytes = e->dead_bytes;
+    }
+    if (SUCCEEDED(hr)) {
+        step_done(cc);
+        e->new_len = res.new_len;
+        st->records += res.dropped;
+        st->bytes += res.dropped_bytes;
+        st->compacted++;
+    }
+    close(dirfd);
+    free(dir);
+    return hr;
+}
+
+/* Step 3b: the catalog names the new generations of es[0..n) (or no longer
+ * lists the dropped ones), in one atomic rewrite. S_FALSE when none of them
+ * is in the catalog (hotspot containers). */
+static HRESULT catalog_switch(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], const plan_entry *es,
+                              size_t n)
+{
+    size_t listed = 0;
+    for (size_t i = 0; i < n; i++) listed += es[i].kind != DDP_KIND_HOTSPOT;
+    if (!listed) return S_FALSE;
+    ddp_catalog cat;
+    HRESULT hr = catalog_load(store_dir, store_id, &cat);
+    if (FAILED(hr)) return hr;
+    for (size_t i = 0; i < n; i++) {
+        const plan_entry *p = &es[i];
+        if (p->kind == DDP_KIND_HOTSPOT) continue;
+        ddp_catalog_entry *e = ddp_catalog_find(&cat, p->kind, p->id);
+        if (e && p->new_gen) {
+            e->generation = p->new_gen;
+            e->length = p->new_len;
+            e->flags |= SEALED_FLAG;
+        } else if (e) {
+            size_t k = (size_t)(e - cat.entries);
+            memmove(e, e + 1, (cat.count - k - 1) * sizeof *e);
+            cat.count--;
+        }
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    hr = ddp_catalog_encode(&cat, &buf, &len);
+    ddp_catalog_free(&cat);
+    if (FAILED(hr)) return hr;
+    char *path = ddp_path_join(store_dir, "catalog");
+    hr = ddp_write_file_atomic(path, buf, len, 0600);
+    free(path);
+    free(buf);
+    return hr;
+}
+
+/* Step 3c: the old generation's file goes. */
+static HRESULT exec_finish(const char *store_dir, const plan_entry *e, exec_stats *st, crash_counter *cc)
+{
+    int dirfd;
+    char *dir;
+    HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
+    if (FAILED(hr)) {
+        free(dir);
+        return hr;
+    }
+    char old_name[24], new_name[24];
+    file_name(e->id, e->old_gen, old_name);
+    struct stat sb;
+    uint64_t old_alloc = fstatat(dirfd, old_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 ? (uint64_t)sb.st_blocks * 512 : 0;
+    uint64_t new_alloc = 0;
+    if (e->new_gen) {
+        file_name(e->id, e->new_gen, new_name);
+        if (fstatat(dirfd, new_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) new_alloc = (uint64_t)sb.st_blocks * 512;
+    }
+    hr = remove_at(dirfd, dir, old_name);
+    if (SUCCEEDED(hr)) {
+        step_done(cc);
+        if (old_alloc > new_alloc) st->reclaimed += old_alloc - new_alloc;
+    }
+    close(dirfd);
+    free(dir);
+    return hr;
+}
+
+/* Step 3 for every planned container, in batches: each batch's new
+ * generations are written, then one catalog rewrite switches them all, then
+ * their old files go. A batch is at most GC_BATCH containers and, past its
+ * first, GC_BATCH_BYTES of new files (the old and new files of a batch are
+ * on disk together). */
+static HRESULT exec_all(const char *store_dir, const ddp_mstore *ms, plan_entry *es, size_t n, exec_stats *st,
+                        crash_counter *cc, const ddp_job_callbacks *cb)
+{
+    HRESULT hr = S_OK;
+    for (size_t i = 0; SUCCEEDED(hr) && i < n;) {
+        size_t j = i;
+        uint64_t bytes = 0;
+        while (SUCCEEDED(hr) && j < n && j - i < GC_BATCH && bytes < GC_BATCH_BYTES) {
+            hr = exec_compact(store_dir, ms, &es[j], st, cc);
+            bytes += es[j].new_len;
+            j++;
+        }
+        if (SUCCEEDED(hr)) {
+            hr = catalog_switch(store_dir, ms->store_id, es + i, j - i);
+            if (hr == S_OK) step_done(cc);
+        }
+        for (size_t k = i; SUCCEEDED(hr) && k < j; k++) hr = exec_finish(store_dir, &es[k], st, cc);
+        if (cb && cb->step) cb->step(cb->ctx, "compacted", j, n);
+        i = j;
+    }
+    return SUCCEEDED(hr) ? S_OK : hr;
 }
 
 /* ======================================================================
@@ -489,8 +591,6 @@ static void problem(gc_ctx *g, const char *path, HRESULT hr, const char *reason)
     if (g->cb && g->cb->file_problem) g->cb->file_problem(g->cb->ctx, path, hr, reason);
 }
 
-/* Mark what the stub s (of file path) references. strict: s authenticated,
- * so anything unreadable stops the job. */
 static HRESULT mark_stub(gc_ctx *g, const ddp_stub *s, const char *path, int strict)
 {
     ddp_mcont *sc = ddp_mstore_find(&g->ms, DDP_KIND_STREAM, s->stream_container);
@@ -531,7 +631,7 @@ static HRESULT mark_stub(gc_ctx *g, const ddp_stub *s, const char *path, int str
             const ddp_hotrec *r = ddp_hotset_find(&g->hs, e->hash);
             for (; r && r < g->hs.r + g->hs.n && memcmp(r->hash, e->hash, DDP_HASH_SIZE) == 0; r++) {
                 ddp_mcont *hc = ddp_mstore_find(&g->ms, DDP_KIND_HOTSPOT, r->id);
-                if (hc) ddp_offvec_push(&hc->offs, r->off);
+                if (hc) ddp_offvec_push(&hc->offs, r->lid);
             }
         }
     }
@@ -631,43 +731,59 @@ static HRESULT mark(gc_ctx *g) { return ddp_volume_walk_stable(g->v, mark_one, m
 
 typedef struct sweep {
     ddp_mcont *c;
-    plan_entry *dead;
-    size_t n, cap;
-    uint64_t dead_bytes, live;
+    uint64_t dead_records, dead_bytes, live;
+    int unnamed; /* a record its table does not name: leave the container alone */
 } sweep;
 
 static int sweep_found(void *ctx, const ddp_record_header *h, uint64_t off)
 {
     sweep *w = ctx;
+    uint64_t len = DDP_RECORD_HEADER_SIZE + (uint64_t)h->stored_len;
+    if (h->type == DDP_RECORD_DEAD) {
+        /* Retired in place by an older gc: compaction drops it. */
+        w->dead_records++;
+        w->dead_bytes += len;
+        return 0;
+    }
+    if (h->type != DDP_RECORD_CHUNK && h->type != DDP_RECORD_STREAMMAP) {
+        w->unnamed = 1; /* a redirection table out of place: scrub's to judge */
+        return 1;
+    }
+    uint64_t id;
+    if (!ddp_mcont_id_at(w->c, off, &id)) {
+        w->unnamed = 1;
+        return 1;
+    }
     uint16_t want = w->c->kind == DDP_KIND_STREAM ? DDP_RECORD_STREAMMAP : DDP_RECORD_CHUNK;
-    if (h->type != want) return 0; /* DEAD already, or not what this container holds: not ours to retire */
-    if (ddp_offvec_has(&w->c->offs, off)) {
+    /* A record of the other type is not this container's to judge: kept. */
+    if (h->type != want || ddp_offvec_has(&w->c->offs, id)) {
         w->live++;
         return 0;
     }
-    if (w->n == w->cap) {
-        w->cap = w->cap ? w->cap * 2 : 256;
-        w->dead = ddp_xrealloc(w->dead, w->cap * sizeof *w->dead);
-    }
-    plan_entry *e = &w->dead[w->n++];
-    e->kind = w->c->kind;
-    e->id = w->c->id;
-    e->generation = w->c->generation;
-    e->type = h->type;
-    e->codec = h->codec;
-    e->off = off;
-    e->stored_len = h->stored_len;
-    e->logical_len = h->logical_len;
-    memcpy(e->hash, h->hash, DDP_HASH_SIZE);
-    w->dead_bytes += DDP_RECORD_HEADER_SIZE + (uint64_t)h->stored_len;
+    w->dead_records++;
+    w->dead_bytes += len;
     return 0;
 }
 
-/* Walk every container and write the dead records of those to collect to pw. */
-static HRESULT sweep_all(gc_ctx *g, plan_writer *pw, int full)
+/* The newest catalog container of kind (its id would be reused if dropped). */
+static uint32_t newest_id(const ddp_mstore *ms, uint32_t kind)
+{
+    uint32_t best = 0;
+    for (size_t i = 0; i < ms->n; i++)
+        if (ms->c[i].kind == kind && ms->c[i].id > best) best = ms->c[i].id;
+    return best;
+}
+
+/* Walk every container and choose those to compact or drop (*es). The live
+ * sets of the chosen containers are kept for the compaction. */
+static HRESULT sweep_all(gc_ctx *g, int full, plan_entry **es, size_t *nes)
 {
     uint32_t threshold = full ? 0 : g->v->settings.gc_threshold;
     HRESULT hr = S_OK;
+    size_t cap = 0;
+    *es = NULL;
+    *nes = 0;
+    uint32_t newest[2] = { newest_id(&g->ms, DDP_KIND_DATA), newest_id(&g->ms, DDP_KIND_STREAM) };
     for (size_t i = 0; SUCCEEDED(hr) && i < g->ms.n; i++) {
         ddp_mcont *c = &g->ms.c[i];
         ddp_offvec_finish(&c->offs);
@@ -678,6 +794,7 @@ static HRESULT sweep_all(gc_ctx *g, plan_writer *pw, int full)
             char reason[1024];
             snprintf(reason, sizeof reason, "%s; its records were not collected (run 'ddp scrub')", ddp_error_detail());
             problem(g, c->path, ho, reason);
+            ddp_offvec_free(&c->offs);
             continue;
         }
         struct stat sb;
@@ -694,34 +811,58 @@ static HRESULT sweep_all(gc_ctx *g, plan_writer *pw, int full)
         const char *why = NULL;
         hr = ddp_walk_headers(fd, c->path, size, sweep_found, &w, &stop, &why);
         close(fd);
+        int chosen = 0;
         if (SUCCEEDED(hr)) {
             g->st->containers_scanned++;
             g->st->store_bytes += size;
             g->st->live_records += w.live;
-            if (why && stop < size) {
+            if (w.unnamed) {
+                problem(g, c->path, DDP_E_FILE_CORRUPT,
+                        "a record that its redirection table does not name; the container was not collected (run "
+                        "'ddp scrub')");
+            } else if (why && stop < size) {
                 char reason[512];
                 snprintf(reason, sizeof reason,
-                         "offset %llu: %s; the records after it were not collected (run 'ddp scrub')",
+                         "offset %llu: %s; the container was not collected (run 'ddp scrub')",
                          (unsigned long long)stop, why);
                 problem(g, c->path, DDP_E_FILE_CORRUPT, reason);
-            }
-            /* At least the threshold's share of the file, and at least one record. */
-            if (w.n && w.dead_bytes * 100 >= (uint64_t)threshold * size) {
-                for (size_t k = 0; SUCCEEDED(hr) && k < w.n; k++) hr = plan_add(pw, &w.dead[k]);
-                g->st->containers_collected++;
+            } else if (w.dead_records && w.dead_bytes * 100 >= (uint64_t)threshold * size) {
+                /* At least the threshold's share of the file, and at least one record. */
+                /* Never drop the newest data or stream-map container: its id
+                 * would come round again. It is compacted (to an empty
+                 * generation when nothing is live). */
+                int drop = w.live == 0 &&
+                           (c->kind == DDP_KIND_HOTSPOT || c->id != newest[c->kind == DDP_KIND_DATA ? 0 : 1]);
+                if (drop || c->generation < UINT32_MAX) {
+                    if (*nes == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        *es = ddp_xrealloc(*es, cap * sizeof **es);
+                    }
+                    plan_entry *e = &(*es)[(*nes)++];
+                    memset(e, 0, sizeof *e);
+                    e->kind = c->kind;
+                    e->id = c->id;
+                    e->old_gen = c->generation;
+                    e->new_gen = drop ? 0 : c->generation + 1;
+                    e->end = stop;
+                    e->c = c;
+                    e->dead_records = w.dead_records;
+                    e->dead_bytes = w.dead_bytes;
+                    chosen = 1;
+                }
             }
         }
-        free(w.dead);
         if (g->cb && g->cb->step) g->cb->step(g->cb->ctx, "containers", i + 1, g->ms.n);
-        /* The live set of this container is no longer needed. */
-        ddp_offvec_free(&c->offs);
+        /* The live set of this container is no longer needed unless it is compacted. */
+        if (!chosen) ddp_offvec_free(&c->offs);
     }
     return hr;
 }
 
-/* Close the volume's store (its index may be about to name retired records)
- * and open it for writing once: that finishes an interrupted collection and
- * cuts the torn tails a crashed job left, so every container is clean. */
+/* Close the volume's store (its index may be about to name collected
+ * records) and open it for writing once: that finishes an interrupted
+ * collection and cuts the torn tails a crashed job left, so every container
+ * is clean. */
 static HRESULT settle_store(ddp_volume *v, int reopen_once)
 {
     HRESULT hr = S_OK;
@@ -760,10 +901,8 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
     g.st = st;
     const char *crash = getenv("DDP_GC_CRASH_AFTER");
     if (crash && *crash) g.cc.after = strtol(crash, NULL, 10);
-    plan_writer pw;
-    memset(&pw, 0, sizeof pw);
-    pw.fd = -1;
-    int planned = 0;
+    plan_entry *es = NULL;
+    size_t nes = 0;
 
     HRESULT hr = settle_store(v, 1);
     if (SUCCEEDED(hr)) hr = ddp_mstore_load(v->store_dir, v->id.store_id, &g.ms);
@@ -774,28 +913,27 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
     ddp_chunkstore_close(g.ro);
     g.ro = NULL;
     ddp_hotset_free(&g.hs);
-    if (SUCCEEDED(hr)) hr = plan_open(&pw, v->state_dir);
-    if (SUCCEEDED(hr)) hr = sweep_all(&g, &pw, full);
-    if (SUCCEEDED(hr) && pw.count > 0) {
+    if (SUCCEEDED(hr)) hr = sweep_all(&g, full, &es, &nes);
+    if (SUCCEEDED(hr) && nes > 0) {
         /* 1. The plan, durable before anything changes. */
-        hr = plan_commit(&pw, v->id.store_id);
-        if (SUCCEEDED(hr)) {
-            planned = 1;
-            step_done(&g.cc);
-        }
-    }
-    plan_close(&pw, !planned);
-
-    if (planned) {
-        /* 2-5. */
-        exec_stats es;
-        memset(&es, 0, sizeof es);
-        hr = plan_execute(v->store_dir, v->state_dir, v->id.store_id, &es, &g.cc);
-        st->dead_records = es.records;
-        st->dead_bytes = es.bytes;
-        st->reclaimed_bytes = es.blocks_before > es.blocks_after ? (es.blocks_before - es.blocks_after) * 512 : 0;
-        st->punch_unsupported = es.punch_unsupported;
-        /* 6. The index, rebuilt from the containers by the writable open. */
+        hr = plan_write(v->state_dir, v->id.store_id, es, nes);
+        if (SUCCEEDED(hr)) step_done(&g.cc);
+        /* 2. The index, which would name collected records. */
+        if (SUCCEEDED(hr)) hr = drop_index(v->state_dir);
+        if (SUCCEEDED(hr)) step_done(&g.cc);
+        /* 3. Container by container. */
+        exec_stats xs;
+        memset(&xs, 0, sizeof xs);
+        if (SUCCEEDED(hr)) hr = exec_all(v->store_dir, &g.ms, es, nes, &xs, &g.cc, g.cb);
+        st->containers_collected = xs.compacted;
+        st->containers_dropped = xs.dropped;
+        st->dead_records = xs.records;
+        st->dead_bytes = xs.bytes;
+        st->reclaimed_bytes = xs.reclaimed;
+        /* 4. Done: the plan goes (the index is already gone, so it is rebuilt). */
+        if (SUCCEEDED(hr)) hr = remove_plan(v->state_dir);
+        if (SUCCEEDED(hr)) step_done(&g.cc);
+        /* 5. The index, rebuilt from the containers by the writable open. */
         if (SUCCEEDED(hr)) {
             ddp_chunkstore *cs = NULL;
             hr = ddp_volume_store(v, &cs);
@@ -803,11 +941,13 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
             if (SUCCEEDED(hr)) step_done(&g.cc);
         }
     }
+    free(es);
     if (SUCCEEDED(hr)) {
         /* Counts changed or the threshold did: refresh the hotspot copies
          * (cheap when nothing changed). Not this job's failure if it fails. */
-        if (FAILED(ddp_hotspot_update(v))) {
-            problem(&g, v->root, E_FAIL, ddp_error_detail());
+        HRESULT hh = ddp_hotspot_update(v);
+        if (FAILED(hh)) {
+            problem(&g, v->root, hh, ddp_error_detail());
             ddp_clear_error();
         }
     }
@@ -815,13 +955,15 @@ DDP_API HRESULT ddp_gc(ddp_volume *v, int full, const ddp_job_callbacks *cb, ddp
     st->seconds = ddp_now() - t0;
     if (SUCCEEDED(hr) && g.problems) hr = DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS;
 
-    char line[512];
+    char line[640];
+    double mbps = st->seconds > 0 ? (double)st->store_bytes / 1e6 / st->seconds : 0;
     snprintf(line, sizeof line,
-             "gc 0x%08X full=%d stubs=%llu containers=%llu collected=%llu dead_records=%llu dead_bytes=%llu "
-             "reclaimed=%llu seconds=%.1f",
+             "gc 0x%08X full=%d stubs=%llu containers=%llu compacted=%llu dropped=%llu dead_records=%llu "
+             "dead_bytes=%llu reclaimed=%llu store_bytes=%llu mb_per_s=%.1f seconds=%.1f",
              (unsigned)hr, full ? 1 : 0, (unsigned long long)st->stubs, (unsigned long long)st->containers_scanned,
-             (unsigned long long)st->containers_collected, (unsigned long long)st->dead_records,
-             (unsigned long long)st->dead_bytes, (unsigned long long)st->reclaimed_bytes, st->seconds);
+             (unsigned long long)st->containers_collected, (unsigned long long)st->containers_dropped,
+             (unsigned long long)st->dead_records, (unsigned long long)st->dead_bytes,
+             (unsigned long long)st->reclaimed_bytes, (unsigned long long)st->store_bytes, mbps, st->seconds);
     ddp_volume_log_job(v, line);
     return hr;
 }

@@ -14,7 +14,7 @@
  *
  * Reference counts. The index keeps none, so they are counted here, over the
  * stream-map records of the Stream/ containers (every entry of every stream
- * map that is not DEAD adds one reference to its (data container, offset)).
+ * map that is not DEAD adds one reference to its (data container, local id)).
  * That reads only the stream-map containers, which are small next to the
  * data (56 bytes per chunk reference), and needs no walk of the volume. Stream
  * maps of files deleted since the last garbage collection still count until
@@ -94,7 +94,7 @@ static HRESULT count_references(ddp_mstore *ms)
     for (size_t i = 0; i < ms->n; i++)
         if (ms->c[i].kind == DDP_KIND_DATA) ms->c[i].offs.keep_dups = 1;
     for (size_t i = 0; i < ms->n; i++) {
-        const ddp_mcont *c = &ms->c[i];
+        ddp_mcont *c = &ms->c[i];
         if (c->kind != DDP_KIND_STREAM) continue;
         int fd;
         if (FAILED(ddp_mcont_open(ms, c, O_RDONLY, &fd))) {
@@ -250,7 +250,8 @@ DDP_API HRESULT ddp_hotspot_update(ddp_volume *v)
             }
             ddp_record_header h;
             uint8_t *rec = NULL;
-            if (FAILED(ddp_read_raw_record(fd, c->path, off, &h, &rec))) {
+            uint64_t at = 0; /* off is the chunk's local id: where it lies in this generation */
+            if (FAILED(ddp_mcont_resolve(c, off, &at)) || FAILED(ddp_read_raw_record(fd, c->path, at, &h, &rec))) {
                 ddp_clear_error(); /* a damaged chunk is not copied (that would copy the damage) */
                 continue;
             }

@@ -6,7 +6,11 @@
  * have yet (compressed when they shrink), and replaces the file with a stub.
  *
  * Threads: the calling thread walks the tree and feeds a bounded queue;
- * one worker per core reads, chunks, hashes and stores. Finished files wait
+ * one worker per core takes a file, reads it in blocks and cuts each block
+ * into chunks; the block's chunks are hashed and stored by the owner and by
+ * every worker with no file to take (see "steps 1 and 2" below), so one
+ * large file keeps every core busy, and its chunks are those of one pass
+ * over the file. Finished files wait
  * in a commit batch; a committer thread commits each batch (so workers never
  * wait for the disk), in the durability order of DESIGN.md:
  *   1. the chunks of every file in the batch are synced (sync_data),
@@ -47,7 +51,9 @@
 #include "volume/replace.h"
 #include "volume/volume.h"
 
-#define READ_BLOCK ((size_t)4 << 20)
+/* A file is read in blocks of this size (see "steps 1 and 2": small enough
+ * to be still in the cache when its chunks are hashed and compressed). */
+#define READ_BLOCK ((size_t)1 << 20)
 #define QUEUE_CAP 256
 #define BATCH_FILES 64
 #define BATCH_BYTES ((uint64_t)128 << 20)
@@ -59,7 +65,7 @@
 /* Where a job's time goes (seconds; summed over threads), written to the
  * job log as an "optimize-timing" line (bench/bench_optimize.sh prints it). */
 enum {
-    T_OPEN, T_READ, T_CHUNK, T_HASH, T_PUT_NEW, T_PUT_DUP, T_QUEUE_WAIT, T_BATCH_WAIT, T_WORKER_OTHER,
+    T_OPEN, T_READ, T_CHUNK, T_HASH, T_PUT_NEW, T_PUT_DUP, T_QUEUE_WAIT, T_HELP_WAIT, T_BATCH_WAIT, T_WORKER_OTHER,
     T_WALK, T_FEED_WAIT,
     T_CWAIT, T_SYNC_DATA, T_STREAMS, T_SYNC_STREAMS, T_PREPARE, T_SYNC_STUBS, T_REPLACE, T_SYNC_DIRS, T_END,
     T_JOIN_WORKERS, T_JOIN_COMMIT, T_JOIN_REAPERS, T_HOTSPOT, T_STORE_COMMIT,
@@ -67,7 +73,7 @@ enum {
     T_COUNT
 };
 static const char *const t_name[T_COUNT] = {
-    "open", "read", "chunk", "hash", "put_new", "put_dup", "queue_wait", "batch_wait", "worker_other",
+    "open", "read", "chunk", "hash", "put_new", "put_dup", "queue_wait", "help_wait", "batch_wait", "worker_other",
     "walk", "feed_wait",
     "commit_wait", "sync_data", "streammaps", "sync_streams", "stub_prepare", "sync_stubs", "replace",
     "sync_dirs", "replace_end",
@@ -110,6 +116,10 @@ typedef struct job {
     work_item queue[QUEUE_CAP];
     size_t qhead, qlen;
     int done_feeding;
+    unsigned busy;               /* workers inside a file (they may still publish blocks) */
+    struct block *open[64];      /* published blocks with chunks nobody has taken yet */
+    size_t nopen;
+    pthread_cond_t block_done;   /* a published block's last chunk is stored */
     _Atomic HRESULT fatal;       /* first error that stops the job */
     char fatal_detail[1024];     /* its detail line (set in whichever thread failed) */
 
@@ -390,7 +400,150 @@ static void *committer(void *arg)
 
 /* ---- steps 1 and 2 for one file ---- */
 
-static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t cap, double *t)
+/*
+ * A file is read in blocks of READ_BLOCK bytes. The worker that owns the file
+ * cuts a whole block into chunks first (the chunker is serial and cheap, and
+ * cuts exactly as one pass over the file does: a chunk is cut only with
+ * DDP_CHUNK_MAX bytes ahead of it or at the end of the file, and the bytes
+ * after the last cut are carried to the next block). The block's chunks are
+ * then hashed and stored by the owner and by any worker that has nothing
+ * else to do (one large file keeps every core busy); each chunk's entry goes
+ * to its own slot, and the owner appends them to the stream map in order, so
+ * the map is the one a single pass makes. While others store block n, the
+ * owner reads and cuts block n+1 into its second buffer.
+ */
+#define BLOCK_CHUNKS (READ_BLOCK / DDP_CHUNK_MIN + 8)
+_Static_assert((READ_BLOCK + DDP_CHUNK_MAX) / DDP_CHUNK_MIN + 1 <= BLOCK_CHUNKS, "a block's chunks fit");
+
+typedef struct block {
+    uint8_t *buf;
+    size_t have;                 /* bytes in buf */
+    int eof;                     /* buf runs to the end of the file */
+    size_t cut;                  /* bytes of buf in chunks */
+    size_t n;                    /* chunks */
+    uint32_t off[BLOCK_CHUNKS], len[BLOCK_CHUNKS];
+    ddp_streammap_entry e[BLOCK_CHUNKS];
+    uint8_t was_new[BLOCK_CHUNKS];
+    int level;
+    /* under j->mu: */
+    size_t next, done;           /* chunks taken, chunks stored */
+    HRESULT hr;                  /* the first chunk that failed */
+    char detail[512];            /* its detail line */
+} block;
+
+static size_t take_chunk(job *j, block *b);
+
+/* Hash and store chunk i of b (any worker). A chunk another worker is
+ * storing right now (the same new chunk met in two files at once) is left
+ * for later: this worker stores the block's next chunk first, and only then
+ * waits for the other put, if it is still not done. */
+static void store_chunk(job *j, block *b, size_t i, double *t, double *mark)
+{
+    ddp_streammap_entry *e = &b->e[i];
+    const uint8_t *p = b->buf + b->off[i];
+    ddp_sha256(p, b->len[i], e->hash);
+    tick(t, T_HASH, mark);
+    int was_new = 0;
+    ddp_clear_error();
+    HRESULT hr = FAILED(j->fatal) ? j->fatal
+                                  : ddp_chunkstore_try_put(j->cs, e->hash, p, b->len[i], b->level, &e->loc, &was_new);
+    if (hr == S_FALSE) {
+        tick(t, T_PUT_DUP, mark);
+        pthread_mutex_lock(&j->mu);
+        int other = b->next < b->n;
+        size_t k = other ? take_chunk(j, b) : 0;
+        pthread_mutex_unlock(&j->mu);
+        if (other) store_chunk(j, b, k, t, mark);
+        ddp_clear_error();
+        hr = FAILED(j->fatal) ? j->fatal : ddp_chunkstore_put(j->cs, e->hash, p, b->len[i], b->level, &e->loc, &was_new);
+    }
+    tick(t, was_new ? T_PUT_NEW : T_PUT_DUP, mark);
+    b->was_new[i] = (uint8_t)was_new;
+    pthread_mutex_lock(&j->mu);
+    if (FAILED(hr) && SUCCEEDED(b->hr)) {
+        b->hr = hr;
+        snprintf(b->detail, sizeof b->detail, "%s", ddp_error_detail());
+    }
+    if (++b->done == b->n) pthread_cond_broadcast(&j->block_done);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Take the next chunk of b nobody has taken (under j->mu); a block whose
+ * chunks are all taken leaves the published list. */
+static size_t take_chunk(job *j, block *b)
+{
+    size_t i = b->next++;
+    if (b->next == b->n) {
+        for (size_t k = 0; k < j->nopen; k++)
+            if (j->open[k] == b) {
+                j->open[k] = j->open[--j->nopen];
+                break;
+            }
+    }
+    return i;
+}
+
+/* Fill b from fd after the carry already in it, and cut it into chunks. */
+static HRESULT fill_block(job *j, block *b, int fd, size_t cap, const char *path, double *t, double *mark)
+{
+    (void)j;
+    while (!b->eof && b->have < cap) {
+        ssize_t r = read(fd, b->buf + b->have, cap - b->have);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return ddp_fail_errno(errno, "reading %s; skipped", path);
+        }
+        if (r == 0) b->eof = 1;
+        b->have += (size_t)r;
+    }
+    tick(t, T_READ, mark);
+    size_t pos = 0;
+    b->n = 0;
+    while (b->have - pos >= DDP_CHUNK_MAX || (b->eof && pos < b->have)) {
+        size_t n = ddp_chunker_cut(b->buf + pos, b->have - pos);
+        b->off[b->n] = (uint32_t)pos;
+        b->len[b->n] = (uint32_t)n;
+        b->n++;
+        pos += n;
+    }
+    b->cut = pos;
+    b->next = b->done = 0;
+    b->hr = S_OK;
+    tick(t, T_CHUNK, mark);
+    return S_OK;
+}
+
+/* Store b's chunks with whoever helps, and wait until every one is stored. */
+static HRESULT store_block(job *j, block *b, double *t, double *mark)
+{
+    pthread_mutex_lock(&j->mu);
+    while (b->next < b->n) {
+        size_t i = take_chunk(j, b);
+        pthread_mutex_unlock(&j->mu);
+        store_chunk(j, b, i, t, mark);
+        pthread_mutex_lock(&j->mu);
+    }
+    while (b->done < b->n) pthread_cond_wait(&j->block_done, &j->mu);
+    HRESULT hr = b->hr;
+    pthread_mutex_unlock(&j->mu);
+    tick(t, T_HELP_WAIT, mark);
+    if (FAILED(hr)) return ddp_fail(hr, "%s", b->detail);
+    return S_OK;
+}
+
+/* Offer b's chunks to idle workers (when it has more than one). */
+static void publish_block(job *j, block *b)
+{
+    if (b->n < 2) return;
+    pthread_mutex_lock(&j->mu);
+    if (j->nopen < sizeof j->open / sizeof j->open[0]) {
+        j->open[j->nopen++] = b;
+        pthread_cond_broadcast(&j->not_empty);
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
+static HRESULT optimize_file(job *j, const work_item *w, block *blk, size_t cap, double *t)
 {
     double mark = ddp_now();
     const char *path = w->path;
@@ -426,44 +579,42 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
     ddp_streammap_init(&map);
     ddp_filehash fh;
     ddp_filehash_init(&fh);
-    HRESULT hr = S_OK;
-    size_t have = 0;
-    int eof = 0;
     uint64_t total = 0, new_chunks = 0, new_stored = 0;
+    block *cur = &blk[0], *nxt = &blk[1];
+    cur->have = 0;
+    cur->eof = 0;
+    cur->level = nxt->level = level;
+    HRESULT hr = fill_block(j, cur, fd, cap, path, t, &mark);
     while (SUCCEEDED(hr)) {
-        while (!eof && have < cap) {
-            ssize_t r = read(fd, buf + have, cap - have);
-            if (r < 0) {
-                if (errno == EINTR) continue;
-                hr = ddp_fail_errno(errno, "reading %s; skipped", path);
-                break;
-            }
-            if (r == 0) eof = 1;
-            have += (size_t)r;
+        publish_block(j, cur);
+        /* The next block (the bytes after the last cut first), read and cut
+         * while others store this one. */
+        HRESULT hn = S_OK;
+        int more = !(cur->eof && cur->cut == cur->have);
+        if (more) {
+            nxt->have = cur->have - cur->cut;
+            nxt->eof = cur->eof;
+            memcpy(nxt->buf, cur->buf + cur->cut, nxt->have);
+            hn = fill_block(j, nxt, fd, cap, path, t, &mark);
         }
-        tick(t, T_READ, &mark);
+        hr = store_block(j, cur, t, &mark);
         if (FAILED(hr)) break;
-        size_t pos = 0;
-        while (SUCCEEDED(hr) && (have - pos >= DDP_CHUNK_MAX || (eof && pos < have))) {
-            size_t n = ddp_chunker_cut(buf + pos, have - pos);
-            tick(t, T_CHUNK, &mark);
-            ddp_streammap_entry e;
-            int was_new = 0;
-            ddp_sha256(buf + pos, n, e.hash);
-            tick(t, T_HASH, &mark);
-            hr = ddp_chunkstore_put(j->cs, e.hash, buf + pos, (uint32_t)n, level, &e.loc, &was_new);
-            tick(t, was_new ? T_PUT_NEW : T_PUT_DUP, &mark);
-            if (FAILED(hr)) break;
-            if (was_new) { new_chunks++; new_stored += e.loc.stored_len + 64; }
-            ddp_streammap_add(&map, &e);
-            ddp_filehash_add(&fh, e.hash, n);
-            total += n;
-            pos += n;
+        for (size_t i = 0; i < cur->n; i++) {
+            if (cur->was_new[i]) {
+                new_chunks++;
+                new_stored += cur->e[i].loc.stored_len + 64;
+            }
+            ddp_streammap_add(&map, &cur->e[i]);
+            ddp_filehash_add(&fh, cur->e[i].hash, cur->len[i]);
+            total += cur->len[i];
         }
-        memmove(buf, buf + pos, have - pos);
-        have -= pos;
-        if (eof && have == 0) break;
+        if (!more) break;
+        hr = hn;
+        block *sw = cur;
+        cur = nxt;
+        nxt = sw;
     }
+    tick(t, T_WORKER_OTHER, &mark);
     struct stat after;
     if (SUCCEEDED(hr) && (fstat(fd, &after) != 0 || !ddp_fileattr_unchanged(&st, &after) ||
                           total != (uint64_t)st.st_size))
@@ -510,16 +661,30 @@ static HRESULT optimize_file(job *j, const work_item *w, uint8_t *buf, size_t ca
     return S_OK;
 }
 
+/* A worker: takes the next file from the queue; with none queued, stores
+ * chunks of another worker's block; stops when the walk is over and no
+ * worker is inside a file any more. */
 static void *worker(void *arg)
 {
     job *j = arg;
     size_t cap = READ_BLOCK + DDP_CHUNK_MAX;
-    uint8_t *buf = ddp_xmalloc(cap);
+    block *blk = ddp_xcalloc(2, sizeof *blk);
+    blk[0].buf = ddp_xmalloc(cap);
+    blk[1].buf = ddp_xmalloc(cap);
     double t[T_COUNT] = { 0 };
     for (;;) {
         double mark = ddp_now();
         pthread_mutex_lock(&j->mu);
-        while (j->qlen == 0 && !j->done_feeding && SUCCEEDED(j->fatal)) pthread_cond_wait(&j->not_empty, &j->mu);
+        while (j->qlen == 0 && j->nopen == 0 && !(j->done_feeding && j->busy == 0) && SUCCEEDED(j->fatal))
+            pthread_cond_wait(&j->not_empty, &j->mu);
+        if (j->qlen == 0 && j->nopen > 0) {
+            block *b = j->open[0];
+            size_t i = take_chunk(j, b);
+            pthread_mutex_unlock(&j->mu);
+            tick(t, T_QUEUE_WAIT, &mark);
+            store_chunk(j, b, i, t, &mark);
+            continue;
+        }
         if (j->qlen == 0 || FAILED(j->fatal)) {
             pthread_mutex_unlock(&j->mu);
             break;
@@ -527,25 +692,30 @@ static void *worker(void *arg)
         work_item w = j->queue[j->qhead];
         j->qhead = (j->qhead + 1) % QUEUE_CAP;
         j->qlen--;
+        j->busy++;
         pthread_cond_signal(&j->not_full);
         pthread_mutex_unlock(&j->mu);
         tick(t, T_QUEUE_WAIT, &mark);
 
         ddp_clear_error();
-        HRESULT hr = optimize_file(j, &w, buf, cap, t);
+        HRESULT hr = optimize_file(j, &w, blk, cap, t);
+        pthread_mutex_lock(&j->mu);
+        j->busy--;
+        if (j->busy == 0 && j->done_feeding) pthread_cond_broadcast(&j->not_empty);
         if (FAILED(hr)) {
-            pthread_mutex_lock(&j->mu);
             if (hr == DDP_E_FILE_IN_USE) j->stats->files_changed++;
             else j->stats->files_failed++;
             report(j, w.path, hr, ddp_error_detail());
-            pthread_mutex_unlock(&j->mu);
-            if (is_fatal_error(hr)) set_fatal(j, hr);
         }
+        pthread_mutex_unlock(&j->mu);
+        if (FAILED(hr) && is_fatal_error(hr)) set_fatal(j, hr);
         free(w.path);
     }
     t[T_CPU_WORKERS] = thread_cpu();
     add_times(j, t);
-    free(buf);
+    free(blk[0].buf);
+    free(blk[1].buf);
+    free(blk);
     return NULL;
 }
 
@@ -662,6 +832,7 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
     if (!committing) hr = ddp_fail(E_OUTOFMEMORY, "cannot start the committer thread");
     pthread_cond_init(&j.not_empty, NULL);
     pthread_cond_init(&j.not_full, NULL);
+    pthread_cond_init(&j.block_done, NULL);
 
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -742,6 +913,7 @@ DDP_API HRESULT ddp_optimize(ddp_volume *v, unsigned threads, const ddp_job_call
 
     pthread_cond_destroy(&j.not_empty);
     pthread_cond_destroy(&j.not_full);
+    pthread_cond_destroy(&j.block_done);
     pthread_mutex_destroy(&j.mu);
     pthread_mutex_destroy(&j.commit_mu);
     pthread_cond_destroy(&j.batch_full);

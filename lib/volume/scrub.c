@@ -9,6 +9,9 @@
  *    generation), then every record: header checksum and limits, payload
  *    checksum, decoding, SHA-256, and for stream maps their structure. DEAD
  *    records are checked by header only (their payload is punched out). A
+ *    compacted (version-2) container's redirection table must decode, name
+ *    every record of the file and nothing else; references (local ids) are
+ *    resolved through it in pass 2. A
  *    damaged header does not end the walk: the next valid record is
  *    searched for (magic, header checksum, and either its payload checksum
  *    or a valid header right after it), and the bytes in between are one
@@ -32,7 +35,7 @@
  *    header, only when needed); the bytes are written over the damaged ones,
  *    fsynced and read back through every check. A damaged record that no
  *    file references (an unreferenced record, a hotspot copy with no copy of
- *    its own) is retired as a DEAD record, as garbage collection would. A
+ *    its own) is retired as a DEAD record (gc's next compaction drops it). A
  *    container header is rewritten from the catalog. A stub with one damaged
  *    byte is mended when exactly one byte value at one position makes its
  *    MAC verify (the MAC then vouches for the result; a stub cannot be
@@ -289,7 +292,24 @@ static HRESULT scrub_container(scrub_ctx *s, ddp_mcont *c)
         add_item(s, DDP_SCRUB_CONTAINER, SUB_BADHDR, c, c->path, 0, DDP_CONTAINER_HEADER_SIZE,
                  "its header names another container (kind %u, id %u, generation %u%s)", ch.kind, ch.id,
                  ch.generation, memcmp(ch.store_id, s->ms.store_id, DDP_STORE_ID_SIZE) ? ", another store" : "");
+    } else if (ch.redirect_len && !c->redir_loaded) {
+        /* A compacted container: its redirection table must decode; every
+         * record of the file must be in it and it must name nothing else
+         * (counted below). */
+        ddp_redirect_free(&c->redir);
+        HRESULT ht = ddp_redirect_load(fd, c->path, &ch, &c->redir);
+        if (FAILED(ht)) {
+            if (ht != DDP_E_FILE_CORRUPT) {
+                hr = ht;
+                goto out;
+            }
+            add_item(s, DDP_SCRUB_CONTAINER, SUB_BADHDR, c, c->path, DDP_REDIRECT_TABLE_OFFSET,
+                     DDP_REDIRECT_FIRST_RECORD(ch.redirect_len), "redirection table: %s", ddp_error_detail());
+            ddp_clear_error();
+        }
     }
+    c->redir_loaded = 1;
+    uint64_t in_table = 0; /* records found at an offset the table names */
 
     uint16_t want = c->kind == DDP_KIND_STREAM ? DDP_RECORD_STREAMMAP : DDP_RECORD_CHUNK;
     uint64_t off = DDP_CONTAINER_HEADER_SIZE;
@@ -328,6 +348,23 @@ static HRESULT scrub_container(scrub_ctx *s, ddp_mcont *c)
                          "%llu bytes after the seal record", (unsigned long long)(size - end));
             break;
         }
+        if (h.type == DDP_RECORD_REDIRECT && off == DDP_REDIRECT_TABLE_OFFSET && c->redir.count) {
+            off = end; /* the table itself, checked when it was loaded */
+            continue;
+        }
+        uint64_t lid;
+        if (c->redir.count && h.type != DDP_RECORD_REDIRECT) {
+            if (ddp_mcont_id_at(c, off, &lid)) {
+                in_table++;
+            } else {
+                dmg *d = add_item(s, item_kind_for(c), SUB_PAYLOAD, c, c->path, off, end,
+                                  "a record its container's redirection table does not name");
+                d->have_hdr = 1;
+                d->h = h;
+                off = end;
+                continue;
+            }
+        }
         if (h.type == DDP_RECORD_DEAD) {
             off = end;
             continue;
@@ -355,6 +392,11 @@ static HRESULT scrub_container(scrub_ctx *s, ddp_mcont *c)
         }
         off = end;
     }
+    if (SUCCEEDED(hr) && c->redir.count && in_table != c->redir.count)
+        add_item(s, DDP_SCRUB_CONTAINER, SUB_BADHDR, c, c->path, DDP_REDIRECT_TABLE_OFFSET,
+                 DDP_REDIRECT_FIRST_RECORD(c->redirect_len),
+                 "its redirection table names %u records, %llu of them found in the file", c->redir.count,
+                 (unsigned long long)in_table);
 out:
     close(fd);
     ddp_offvec_finish(&c->offs);
@@ -391,7 +433,14 @@ HRESULT scrub_check_stub_refs(scrub_ctx *s, const ddp_stub *st, const char *path
                                  st->stream_container);
         return S_OK;
     }
-    dmg *d = scrub_find_damage(s, sc, st->stream_offset);
+    /* The stub names the stream map by local id: where it lies now. */
+    uint64_t at = 0;
+    if (FAILED(ddp_mcont_resolve(sc, st->stream_offset, &at))) {
+        *problem = ddp_xasprintf("its stream map: %s", ddp_error_detail());
+        ddp_clear_error();
+        return S_OK;
+    }
+    dmg *d = scrub_find_damage(s, sc, at);
     if (d) {
         add_file(d, path);
         if (trusted)
@@ -400,16 +449,16 @@ HRESULT scrub_check_stub_refs(scrub_ctx *s, const ddp_stub *st, const char *path
         s->refs_complete = 0;
         return S_OK;
     }
-    if (!ddp_offvec_has(&sc->offs, st->stream_offset)) {
+    if (!ddp_offvec_has(&sc->offs, at)) {
         *problem = ddp_xasprintf("its stream map should be at %s offset %llu, which is not a record", sc->path,
-                                 (unsigned long long)st->stream_offset);
+                                 (unsigned long long)at);
         return S_OK;
     }
     int fd = cont_fd(s, sc);
     if (fd < 0) return ddp_fail_errno(errno, "opening container %s", sc->path);
     ddp_record_header h;
     uint8_t *rec = NULL;
-    if (FAILED(ddp_read_raw_record(fd, sc->path, st->stream_offset, &h, &rec))) {
+    if (FAILED(ddp_read_raw_record(fd, sc->path, at, &h, &rec))) {
         *problem = ddp_xasprintf("its stream map cannot be read: %s", ddp_error_detail());
         ddp_clear_error();
         s->refs_complete = 0;
@@ -419,17 +468,17 @@ HRESULT scrub_check_stub_refs(scrub_ctx *s, const ddp_stub *st, const char *path
     ddp_streammap_init(&m);
     if (h.type != DDP_RECORD_STREAMMAP) {
         *problem = ddp_xasprintf("the record at %s offset %llu is not a stream map", sc->path,
-                                 (unsigned long long)st->stream_offset);
+                                 (unsigned long long)at);
     } else if (trusted && (memcmp(h.hash, st->streammap_hash, DDP_HASH_SIZE) != 0 ||
                            h.stored_len != st->streammap_stored_len)) {
         *problem = ddp_xasprintf("the record at %s offset %llu is not the stream map it names (hash or length differ)",
-                                 sc->path, (unsigned long long)st->stream_offset);
+                                 sc->path, (unsigned long long)at);
     } else if (FAILED(ddp_streammap_decode(rec + DDP_RECORD_HEADER_SIZE, h.logical_len, &m))) {
         *problem = ddp_xasprintf("its stream map does not decode: %s", ddp_error_detail());
         ddp_clear_error();
     } else if (trusted && (m.file_size != st->file_size || memcmp(m.file_hash, st->file_hash, DDP_HASH_SIZE) != 0)) {
         *problem = ddp_xasprintf("its stream map (%s offset %llu) does not match it (size or whole-file hash)",
-                                 sc->path, (unsigned long long)st->stream_offset);
+                                 sc->path, (unsigned long long)at);
     }
     free(rec);
     if (*problem) {
@@ -445,13 +494,19 @@ HRESULT scrub_check_stub_refs(scrub_ctx *s, const ddp_stub *st, const char *path
                                      e->loc.container);
             break;
         }
-        dmg *dd = scrub_find_damage(s, dc, e->loc.offset);
+        uint64_t cat = 0;
+        if (FAILED(ddp_mcont_resolve(dc, e->loc.offset, &cat))) {
+            *problem = ddp_xasprintf("chunk %u: %s", i, ddp_error_detail());
+            ddp_clear_error();
+            break;
+        }
+        dmg *dd = scrub_find_damage(s, dc, cat);
         if (dd) {
             add_file(dd, path);
             if (trusted) set_expect(dd, DDP_RECORD_CHUNK, e->loc.codec, e->loc.stored_len, e->loc.logical_len, e->hash);
-        } else if (!ddp_offvec_has(&dc->offs, e->loc.offset)) {
-            *problem = ddp_xasprintf("chunk %u should be at %s offset %llu, which is not a record", i, dc->path,
-                                     (unsigned long long)e->loc.offset);
+        } else if (!ddp_offvec_has(&dc->offs, cat)) {
+            *problem = ddp_xasprintf("chunk %u should be at %s offset %llu (record %llu), which is not a record", i,
+                                     dc->path, (unsigned long long)cat, (unsigned long long)e->loc.offset);
         }
     }
     ddp_streammap_free(&m);

@@ -205,6 +205,14 @@ static HRESULT mend_container_header(scrub_ctx *s, dmg *d)
         h.id = c->id;
         h.generation = c->generation;
         h.created = ddp_get_le64(old + 40); /* informational only */
+        /* A compacted container: its redirection table, the record at 64,
+         * gives the header's table length. */
+        uint8_t rb[DDP_RECORD_HEADER_SIZE];
+        ddp_record_header rh;
+        if (SUCCEEDED(ddp_pread_exact(fd, rb, sizeof rb, DDP_REDIRECT_TABLE_OFFSET, c->path)) &&
+            SUCCEEDED(ddp_record_header_decode(rb, &rh)) && rh.type == DDP_RECORD_REDIRECT)
+            h.redirect_len = rh.stored_len;
+        ddp_clear_error();
         uint8_t hb[DDP_CONTAINER_HEADER_SIZE];
         ddp_container_header_encode(&h, hb);
         hr = ddp_pwrite_all(fd, hb, sizeof hb, 0, c->path);

@@ -5,8 +5,9 @@
  * counts, and the last job. Savings are honest: the store, the index and
  * the stubs themselves are all counted as space used. The store counts what
  * its container files take on disk (allocated blocks, hotspot copies
- * included): after garbage collection punched the payloads of dead records
- * out of a container, its size stays but its blocks shrink.
+ * included; the generation the catalog names): a container of an old
+ * volume whose dead records the in-place gc of earlier versions punched out
+ * keeps its size but not its blocks, until gc compacts it.
  *
  * Holes are not savings (du counts what is allocated): a file that is not
  * optimized counts its allocated bytes where they are fewer than its size

@@ -318,6 +318,10 @@ HRESULT cc_get(const ddp_streammap_entry *e, cc_chunk **out, char *detail, size_
     uint8_t *to = load_target(c, &bounced);
     HRESULT hr = cc.rd ? ddp_chunkreader_read(cc.rd, e, to, &from)
                        : ddp_fail(DDP_E_INVALID_STATE, "the chunk store could not be opened");
+    /* A container file that vanished under the store (gc switched its
+     * generation again after the store reloaded the catalog for it): once
+     * more, through the catalog as it is now. */
+    if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) && cc.rd) hr = ddp_chunkreader_read(cc.rd, e, to, &from);
     if (SUCCEEDED(hr) && bounced) scatter(c, to);
     const char *why = FAILED(hr) ? ddp_error_detail() : NULL;
     char *copied = SUCCEEDED(hr) && from.copy ? ddp_xasprintf("%s; served from its hotspot copy (hotspot container %u, "

@@ -224,6 +224,9 @@ int mnt_handle_stub(int fd, int flags, const char *path, handle **out)
     h->display = ddp_strdup(path);
     hr = mnt.rd ? ddp_chunkreader_map(mnt.rd, &s, path, &h->map)
                 : ddp_fail(DDP_E_INVALID_STATE, "%s: the chunk store could not be opened", path);
+    /* Its container vanished under the store (gc switched the generation
+     * again after the store reloaded the catalog): once more. */
+    if (hr == HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND) && mnt.rd) hr = ddp_chunkreader_map(mnt.rd, &s, path, &h->map);
     if (FAILED(hr)) {
         mlog("%s (0x%08X)", ddp_error_detail(), (unsigned)hr);
         h->fd = -1;           /* the caller closes fd */

@@ -5,7 +5,8 @@
 #
 # An optimized volume is mounted and every file read through the mount must
 # equal the original (whole files, sizes, random ranges, 4 concurrent readers,
-# readers while `ddp optimize` runs). Writes through the mount rehydrate
+# readers while `ddp optimize` runs, and while `ddp gc --full` compacts the
+# store). Writes through the mount rehydrate
 # (owner, mode and mtime kept until the write), appends, truncates, O_TRUNC;
 # a job that optimizes a file while it is open for writing loses no write.
 # The tree passes through (rename, mkdir, unlink, symlink, hard link, xattrs,
@@ -223,6 +224,26 @@ for i in 1 2 3; do diff -q "$EXP" "$T/during.$i" > /dev/null || during_ok=0; don
 check "... every reader read the right content" test $during_ok -eq 1
 check "... the files written above are stubs again" is_stub "$V/t/w2.bin"
 check "... and still read right" cmp "$M/t/w2.bin" <(cat "$O/t/w2.bin"; echo "appended line")
+
+# gc compacts the store while the mount reads: files deleted through the
+# mount, then `ddp gc --full` (new generations of the containers, the old
+# files removed) with readers running; the mount keeps reading every file
+# right, through the descriptors it holds or the catalog it reloads.
+rm -rf "$M/release-2026.11.02"
+EXP2=$T/expected2.sums
+tree_sums "$M" > "$EXP2"
+(for i in 1 2 3; do tree_sums "$M" > "$T/gcduring.$i"; done) &
+RPID=$!
+"$DDP" gc "$V" --full > "$T/gc.out" 2>&1
+gcrc=$?
+wait "$RPID"
+check "ddp gc --full while readers read through the mount" test $gcrc -eq 0
+check "... it compacted containers (a later generation exists)" \
+  bash -c "ls '$V'/.ddp/ChunkStore/*/Data '$V'/.ddp/ChunkStore/*/Stream | grep -q '\.0000000[2-9]\.ccc'"
+during_ok=1
+for i in 1 2 3; do diff -q "$EXP2" "$T/gcduring.$i" > /dev/null || during_ok=0; done
+check "... every reader read the right content" test $during_ok -eq 1
+check "... and every file reads right through the mount after gc" diff "$EXP2" <(tree_sums "$M")
 
 # A job meets a file open for writing through the mount: the mount's writer
 # holds a shared flock, the job leaves the file as it is and says why; every

@@ -27,6 +27,7 @@
 
 #include "store/catalog.h"
 #include "store/chunkstore.h"
+#include "store/compact.h"
 #include "base/codec.h"
 #include "store/container.h"
 #include "base/hash.h"
@@ -209,6 +210,12 @@ static void test_put_dedup_read(void **state)
     int was_new;
     assert_int_equal(ddp_chunkstore_put(cs, c.hash, c.data, 0, 3, &l, &was_new), E_INVALIDARG);
     assert_int_equal(ddp_chunkstore_put(cs, c.hash, c.data, 131073, 3, &l, &was_new), E_INVALIDARG);
+    assert_int_equal(ddp_chunkstore_try_put(cs, c.hash, c.data, 0, 3, &l, &was_new), E_INVALIDARG);
+    /* try_put: a chunk nobody else is storing is stored (or found) at once. */
+    was_new = -1;
+    assert_int_equal(ddp_chunkstore_try_put(cs, c.hash, c.data, c.len, 3, &l, &was_new), S_OK);
+    assert_int_equal(was_new, 0);
+    assert_same_loc(&l, &first);
     assert_int_equal(ddp_chunkstore_close(cs), S_OK);
 
     counter n = count_records(f);
@@ -239,6 +246,28 @@ static void test_put_dedup_read(void **state)
     free(out);
     assert_int_equal(ddp_chunkstore_close(cs), S_OK);
     free(c.data);
+}
+
+/* try_put stores a chunk nobody else is storing at once, like put (the
+ * S_FALSE of a chunk in flight elsewhere is in test_concurrent's threads). */
+static void test_try_put(void **state)
+{
+    fixture *f = *state;
+    ddp_chunkstore *cs = open_store(f, DDP_STORE_WRITABLE, 0);
+    chunk d;
+    make_chunk(&d, 40000, 2, 1);
+    int was_new = -1;
+    assert_int_equal(ddp_chunkstore_try_put(cs, d.hash, d.data, d.len, 3, &d.loc, &was_new), S_OK);
+    assert_int_equal(was_new, 1);
+    assert_true(d.loc.stored_len < d.len); /* compressed as put compresses */
+    ddp_chunk_loc first = d.loc;
+    assert_int_equal(ddp_chunkstore_try_put(cs, d.hash, d.data, d.len, 3, &d.loc, &was_new), S_OK);
+    assert_int_equal(was_new, 0);
+    assert_same_loc(&d.loc, &first);
+    read_ok(cs, &d);
+    assert_int_equal(ddp_chunkstore_close(cs), S_OK);
+    assert_true(count_records(f).chunks == 1);
+    free(d.data);
 }
 
 static void test_codec_choice(void **state)
@@ -307,6 +336,8 @@ typedef struct thread_arg {
     ddp_chunk_loc shared_locs[SHARED];
     int new_count;
     int failures;
+    int try_first;   /* ddp_chunkstore_try_put first, ddp_chunkstore_put on S_FALSE */
+    int deferred;    /* try_puts that answered S_FALSE (another thread had the chunk in flight) */
 } thread_arg;
 
 static void *put_thread(void *p)
@@ -319,7 +350,16 @@ static void *put_thread(void *p)
         chunk *c = is_shared ? &a->shared[si] : &a->own[oi];
         ddp_chunk_loc loc;
         int was_new = 0;
-        if (FAILED(ddp_chunkstore_put(a->cs, c->hash, c->data, c->len, 1 + i % 3, &loc, &was_new))) {
+        HRESULT hr = S_FALSE;
+        if (a->try_first) {
+            hr = ddp_chunkstore_try_put(a->cs, c->hash, c->data, c->len, 1 + i % 3, &loc, &was_new);
+            if (hr == S_FALSE) {
+                a->deferred++;
+                if (was_new) a->failures++; /* nothing was done */
+            }
+        }
+        if (hr == S_FALSE) hr = ddp_chunkstore_put(a->cs, c->hash, c->data, c->len, 1 + i % 3, &loc, &was_new);
+        if (FAILED(hr)) {
             a->failures++;
             continue;
         }
@@ -350,6 +390,7 @@ static void test_concurrent(void **state)
         args[t].cs = cs;
         args[t].shared = shared;
         args[t].own = own[t];
+        args[t].try_first = t % 2;
     }
     for (int t = 0; t < NTHREADS; t++) assert_int_equal(pthread_create(&th[t], NULL, put_thread, &args[t]), 0);
     for (int t = 0; t < NTHREADS; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
@@ -904,17 +945,146 @@ static void test_other_store_refused(void **state)
     free_chunks(c, 1);
 }
 
+/* ---- compacted containers (gc's redirection tables) ---- */
+
+typedef struct keep_ids {
+    const chunk *c;
+    size_t n;
+    uint32_t container;
+    int parity; /* keep chunk i when i % 2 == parity ... */
+    int step;   /* ... and, when step > 0, i % step != 0 */
+} keep_ids;
+
+static int kept(const keep_ids *k, size_t i)
+{
+    return k->c[i].loc.container == k->container && (int)(i % 2) == k->parity && (k->step == 0 || i % (size_t)k->step != 0);
+}
+
+static int keep_cb(void *ctx, const ddp_record_header *h, uint64_t id)
+{
+    (void)h;
+    const keep_ids *k = ctx;
+    for (size_t i = 0; i < k->n; i++)
+        if (k->c[i].loc.container == k->container && k->c[i].loc.offset == id) return kept(k, i);
+    return 0;
+}
+
+/* Compact data container id from its generation gen into gen + 1, switch
+ * the catalog to it, remove the old file (what gc does). */
+static void compact_one(const fixture *f, const keep_ids *k, uint32_t gen)
+{
+    char rel[40];
+    ddp_container_relpath(DDP_KIND_DATA, k->container, gen, rel);
+    char *path = ddp_path_join(f->store_dir, rel);
+    char *dir = ddp_path_join(f->store_dir, "Data");
+    int fd = open(path, O_RDONLY), dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0 && dfd >= 0);
+    ddp_catalog cat = read_catalog(f);
+    ddp_catalog_entry *e = ddp_catalog_find(&cat, DDP_KIND_DATA, k->container);
+    assert_non_null(e);
+    assert_int_equal(e->generation, gen);
+    ddp_compact_result res;
+    HRESULT hr = ddp_container_compact(fd, path, e->length, dfd, keep_cb, (void *)k, &res);
+    if (hr != S_OK) fail_msg("compact: %08x %s", (unsigned)hr, ddp_error_detail());
+    assert_int_equal(res.generation, gen + 1);
+    e->generation = gen + 1;
+    e->length = res.new_len;
+    e->flags |= 1;
+    uint8_t *buf;
+    size_t n;
+    assert_int_equal(ddp_catalog_encode(&cat, &buf, &n), S_OK);
+    assert_int_equal(ddp_write_file_atomic(f->catalog_path, buf, n, 0600), S_OK);
+    free(buf);
+    ddp_catalog_free(&cat);
+    assert_int_equal(unlink(path), 0);
+    close(fd);
+    close(dfd);
+    free(path);
+    free(dir);
+}
+
+static void read_collected(ddp_chunkstore *cs, const chunk *c)
+{
+    uint8_t *out = malloc(c->len);
+    assert_int_equal(ddp_chunkstore_read_chunk(cs, &c->loc, c->hash, out), DDP_E_FILE_CORRUPT);
+    assert_non_null(strstr(ddp_error_detail(), "garbage collection removed it"));
+    free(out);
+}
+
+static void test_compacted_reads(void **state)
+{
+    fixture *f = *state;
+    const size_t n = 80;
+    chunk *c = make_chunks(n, 77, 0);
+    ddp_chunkstore *cs = open_store(f, DDP_STORE_WRITABLE, MiB);
+    for (size_t i = 0; i < n; i++) put_ok(cs, &c[i], 3, 1);
+    assert_int_equal(ddp_chunkstore_close(cs), S_OK);
+    assert_true(c[n - 1].loc.container >= 3); /* containers 1 and 2 are sealed */
+
+    /* A long-running reader (the mount) opened before: container 1 cached
+     * (its old generation stays open), container 2 never opened. */
+    ddp_chunkstore *ro = open_store(f, DDP_STORE_READONLY, 0);
+    size_t first1 = 0;
+    while (c[first1].loc.container != 1) first1++;
+    read_ok(ro, &c[first1]);
+
+    keep_ids k1 = { c, n, 1, 0, 0 }, k2 = { c, n, 2, 1, 0 };
+    compact_one(f, &k1, 1);
+    compact_one(f, &k2, 1);
+    /* Container 2 once more: generation 3, ids unchanged, fewer records. */
+    keep_ids k2b = { c, n, 2, 1, 3 };
+    compact_one(f, &k2b, 2);
+
+    /* The old reader: container 1 through its open old generation (every
+     * record still there), container 2 through a catalog reload. */
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].loc.container == 1) read_ok(ro, &c[i]);
+        else if (c[i].loc.container == 2 && kept(&k2b, i)) read_ok(ro, &c[i]);
+        else if (c[i].loc.container == 2) read_collected(ro, &c[i]);
+    }
+    assert_int_equal(ddp_chunkstore_close(ro), S_OK);
+
+    /* A new writable open: the index (covering generation 1) is rebuilt
+     * with local ids; kept chunks dedup to their old location, collected
+     * ones are stored again. */
+    cs = open_store(f, DDP_STORE_WRITABLE, MiB);
+    for (size_t i = 0; i < n; i++) {
+        int gone = (c[i].loc.container == 1 && !kept(&k1, i)) || (c[i].loc.container == 2 && !kept(&k2b, i));
+        if (gone) {
+            read_collected(cs, &c[i]);
+            put_ok(cs, &c[i], 3, 1);
+            assert_true(c[i].loc.container > 3);
+        } else {
+            ddp_chunk_loc l = c[i].loc;
+            put_ok(cs, &c[i], 3, 0);
+            assert_same_loc(&c[i].loc, &l);
+        }
+        read_ok(cs, &c[i]);
+    }
+    assert_int_equal(ddp_chunkstore_rebuild_index(cs), S_OK);
+    for (size_t i = 0; i < n; i++) {
+        ddp_chunk_loc l = c[i].loc;
+        put_ok(cs, &c[i], 3, 0);
+        assert_same_loc(&c[i].loc, &l);
+        read_ok(cs, &c[i]);
+    }
+    assert_int_equal(ddp_chunkstore_close(cs), S_OK);
+    free_chunks(c, n);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_put_dedup_read),       T(test_codec_choice),
+        T(test_put_dedup_read),       T(test_try_put),
+        T(test_codec_choice),
         T(test_concurrent),           T(test_sealing),
         T(test_streammaps),           T(test_crash_no_index),
         T(test_crash_after_checkpoint), T(test_crash_torn_tail),
         T(test_damaged_index_rebuilt), T(test_rebuild_index),
         T(test_damaged_chunk_reported), T(test_auto_checkpoint),
         T(test_foreign_container),    T(test_other_store_refused),
+        T(test_compacted_reads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

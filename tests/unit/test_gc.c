@@ -6,10 +6,12 @@
  * back exactly, a second run finds nothing, the regular run's threshold, a
  * re-optimization after gc stores again what gc retired, a copy of a stub
  * keeps its data, a stub of collected data fails cleanly, DEAD records in
- * the container format; and crash safety: gc is stopped (_exit) after each
- * of its durable steps in turn (DDP_GC_CRASH_AFTER), and every time every
- * live file still reads back, the next writable open finishes the job, and
- * a following gc completes and removes State/gc.plan.
+ * the container format; an old volume (DEAD records and holes of the
+ * in-place gc) compacted by the regular run; and crash safety: gc is
+ * stopped (_exit) after each of its durable steps in turn
+ * (DDP_GC_CRASH_AFTER; data, stream-map and hotspot containers), and every
+ * time every live file still reads back, the next writable open finishes or
+ * undoes the job, and a following gc completes and removes State/gc.plan.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,9 +27,14 @@
 #include <cmocka.h>
 
 #include <ddp/ddp.h>
+#include "store/catalog.h"
+#include "store/chunkstore.h"
 #include "store/container.h"
+#include "store/streammap.h"
+#include "store/stub.h"
 #include "testutil.h"
 #include "base/util.h"
+#include "volume/volume.h"
 
 #define NF 7
 #define BASE (256 * 1024)
@@ -284,7 +291,7 @@ static void test_stub_copies(void **state)
     free(s1);
     ddp_file *h = NULL;
     assert_int_equal(ddp_file_open(v, f->path[1], &h), DDP_E_FILE_CORRUPT);
-    assert_non_null(strstr(ddp_error_detail(), "garbage-collected"));
+    assert_non_null(strstr(ddp_error_detail(), "garbage collection removed it"));
     ddp_volume_close(v);
     unlink(outside);
     free(inside);
@@ -364,6 +371,124 @@ static void test_dead_record_format(void **state)
     free(path);
 }
 
+
+/* ---- an old volume: DEAD records and holes left by the in-place gc ---- */
+
+/* Retire the record at (kind, id, off) of generation 1 as the gc of earlier
+ * versions did: DEAD header, then the whole blocks of its payload punched. */
+static void retire_in_place(ddp_volume *v, uint32_t kind, uint32_t id, uint64_t off)
+{
+    char rel[40];
+    ddp_container_relpath(kind, id, 1, rel);
+    char *path = ddp_path_join(v->store_dir, rel);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t hb[64];
+    assert_int_equal(ddp_pread_exact(fd, hb, 64, off, path), S_OK);
+    ddp_record_header h;
+    assert_int_equal(ddp_record_header_decode_any(hb, &h), S_OK);
+    if (h.type != DDP_RECORD_DEAD) {
+        uint8_t nb[64];
+        ddp_record_header_encode_dead(&h, nb);
+        assert_int_equal(ddp_pwrite_all(fd, nb, 64, off, path), S_OK);
+        uint64_t a = (off + 64 + 4095) / 4096 * 4096, b = (off + 64 + h.stored_len) / 4096 * 4096;
+        if (b > a) (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)(b - a));
+    }
+    close(fd);
+    free(path);
+}
+
+typedef struct dead_count { uint64_t dead, records; } dead_count;
+
+static void count_dead(void *ctx, const ddp_record_header *h, uint64_t off)
+{
+    (void)off;
+    dead_count *d = ctx;
+    if (h->type == DDP_RECORD_DEAD) d->dead++;
+    if (h->type == DDP_RECORD_CHUNK || h->type == DDP_RECORD_STREAMMAP) d->records++;
+}
+
+/* DEAD records in every catalog container (and every file is the
+ * generation the catalog names). */
+static dead_count store_dead(ddp_volume *v, uint32_t *max_gen)
+{
+    char *cpath = ddp_path_join(v->store_dir, "catalog");
+    size_t n = 0;
+    uint8_t *b = tu_read_file(cpath, &n);
+    ddp_catalog cat;
+    assert_int_equal(ddp_catalog_decode(b, n, &cat), S_OK);
+    free(b);
+    free(cpath);
+    dead_count d = { 0, 0 };
+    *max_gen = 0;
+    for (uint32_t i = 0; i < cat.count; i++) {
+        char rel[40];
+        ddp_container_relpath(cat.entries[i].kind, cat.entries[i].id, cat.entries[i].generation, rel);
+        char *path = ddp_path_join(v->store_dir, rel);
+        uint64_t end = 0;
+        assert_int_equal(ddp_container_scan(path, NULL, count_dead, &d, &end), S_OK);
+        if (cat.entries[i].generation > *max_gen) *max_gen = cat.entries[i].generation;
+        free(path);
+    }
+    ddp_catalog_free(&cat);
+    return d;
+}
+
+static void test_old_volume_compacted(void **state)
+{
+    fixture *f = *state;
+    ddp_volume *v = NULL;
+    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
+    /* f4 and f5 are unique: what their stubs name dies with them. Retire it
+     * in place, as the gc before compaction did, then delete the files. */
+    uint64_t retired = 0;
+    for (int i = 4; i <= 5; i++) {
+        ddp_stub s;
+        assert_int_equal(ddp_volume_read_stub(v, -1, f->path[i], &s), S_OK);
+        ddp_chunkstore *cs = NULL;
+        assert_int_equal(ddp_volume_store(v, &cs), S_OK);
+        ddp_streammap m;
+        assert_int_equal(ddp_chunkstore_read_streammap(cs, s.stream_container, s.stream_offset, s.streammap_hash, &m),
+                         S_OK);
+        for (uint32_t k = 0; k < m.count; k++, retired++)
+            retire_in_place(v, DDP_KIND_DATA, m.entries[k].loc.container, m.entries[k].loc.offset);
+        ddp_streammap_free(&m);
+        retire_in_place(v, DDP_KIND_STREAM, s.stream_container, s.stream_offset);
+        retired++;
+        assert_int_equal(unlink(f->path[i]), 0);
+        f->alive[i] = 0;
+    }
+    ddp_volume_close(v);
+    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
+    uint32_t gen = 0;
+    dead_count before = store_dead(v, &gen);
+    assert_true(before.dead == retired);
+    assert_int_equal(gen, 1);
+    all_read_back(v, f); /* an old volume reads as it is */
+
+    /* A plan of the in-place gc left behind (version 1): not acted on, removed. */
+    char *plan = ddp_path_join(v->state_dir, "gc.plan");
+    uint8_t old_plan[136] = "DDPGCPL1";
+    tu_write_file(plan, old_plan, sizeof old_plan);
+    /* The regular run: the DEAD records are dead bytes; compaction drops them. */
+    ddp_gc_stats st;
+    assert_int_equal(ddp_gc(v, 0, NULL, &st), S_OK);
+    assert_true(st.dead_records >= retired);
+    assert_true(st.containers_collected + st.containers_dropped >= 2);
+    dead_count after = store_dead(v, &gen);
+    assert_int_equal(after.dead, 0);
+    assert_int_equal(gen, 2);
+    assert_true(after.records == before.records); /* only the DEAD ones went */
+    assert_int_equal(access(plan, F_OK), -1);
+    free(plan);
+    all_read_back(v, f);
+    /* A second run finds nothing. */
+    assert_int_equal(ddp_gc(v, 1, NULL, &st), S_OK);
+    assert_int_equal(st.dead_records, 0);
+    all_read_back(v, f);
+    ddp_volume_close(v);
+}
+
 /* ---- crash safety ---- */
 
 static void copy_tree(const char *from, const char *to)
@@ -397,10 +522,45 @@ static int gc_child(const char *dir, long n)
     return WEXITSTATUS(status);
 }
 
-static void test_crash_points(void **state)
+static int hotspot_files(const char *dir)
 {
-    fixture *f = *state;
+    char *cmd = malloc(strlen(dir) + 64);
+    sprintf(cmd, "ls '%s'/.ddp/ChunkStore/*/Hotspot | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    int n = -1;
+    if (!p || fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+/* Containers with more than one generation's file on disk. */
+static int two_generations(const char *dir)
+{
+    char *cmd = malloc(strlen(dir) + 200);
+    sprintf(cmd, "cd '%s'/.ddp/ChunkStore/*/ && for d in Data Stream Hotspot; do ls $d | grep -v '^tmp' | cut -d. -f1 | "
+                 "sort | uniq -d; done | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    int n = -1;
+    if (!p || fscanf(p, "%d", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+/* all_base: f0, f1 and f3 go too, so the hotspot copies of the shared base
+ * die (a volume optimized with hotspot_threshold 2): the hotspot container's
+ * steps are crash points as well. */
+static void crash_points(fixture *f, int all_base)
+{
     kill_some(f);
+    if (all_base) {
+        static const int more[] = { 0, 1, 3 };
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(unlink(f->path[more[k]]), 0);
+            f->alive[more[k]] = 0;
+        }
+    }
     char *work = malloc(strlen(f->dir) + 16);
     sprintf(work, "%s.work", f->dir);
     fixture *g = fixture_new(work); /* the same files, paths under work */
@@ -450,11 +610,29 @@ static void test_crash_points(void **state)
         assert_int_equal(ddp_volume_open(work, DDP_OPEN_READ, &v), S_OK);
         all_read_back(v, g);
         ddp_volume_close(v);
-        /* A job open finishes the interrupted run; a new gc completes. */
+        /* A job open finishes or undoes the interrupted run (one generation
+         * of each container left, no plan, a dead compaction's named
+         * temporary swept); a new gc completes. */
+        int planned = file_exists(work, ".ddp/State/gc.plan");
+        if (planned) {
+            char *cmd = malloc(strlen(work) + 128);
+            sprintf(cmd, "for d in %s/.ddp/ChunkStore/*/Data; do touch $d/tmp.999999.0123456789abcdef; done", work);
+            assert_int_equal(system(cmd), 0);
+            free(cmd);
+        }
         assert_int_equal(ddp_volume_open(work, DDP_OPEN_JOB, &v), S_OK);
         all_read_back(v, g);
+        assert_false(file_exists(work, ".ddp/State/gc.plan"));
+        assert_int_equal(two_generations(work), 0);
+        if (planned) {
+            char *cmd = malloc(strlen(work) + 128);
+            sprintf(cmd, "ls %s/.ddp/ChunkStore/*/Data/ | grep -q '^tmp'", work);
+            assert_int_not_equal(system(cmd), 0);
+            free(cmd);
+        }
         assert_int_equal(ddp_gc(v, 1, NULL, &st), S_OK);
         assert_false(file_exists(work, ".ddp/State/gc.plan"));
+        if (all_base) assert_int_equal(hotspot_files(work), 0); /* the dead copies' container went */
         all_read_back(v, g);
         /* The index names live chunks only: f4 is stored again. */
         tu_write_file(g->path[4], g->data[4], g->size[4]);
@@ -471,6 +649,27 @@ static void test_crash_points(void **state)
     fixture_free(g);
 }
 
+static void test_crash_points(void **state) { crash_points(*state, 0); }
+
+/* A fresh volume with every file optimized, hotspot copies at 2 references. */
+static int setup_hot(void **state)
+{
+    char *dir = tu_mkdtemp();
+    fixture *f = fixture_new(dir);
+    free(dir);
+    for (int i = 0; i < NF; i++) tu_write_file(f->path[i], f->data[i], f->size[i]);
+    tu_optimize_volume(f->dir, "2", NF);
+    *state = f;
+    return 0;
+}
+
+static void test_crash_points_hotspot(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(hotspot_files(f->dir), 1);
+    crash_points(f, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,7 +677,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threshold_and_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stub_copies, setup, teardown),
         cmocka_unit_test(test_dead_record_format),
+        cmocka_unit_test_setup_teardown(test_old_volume_compacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_points_hotspot, setup_hot, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -410,7 +410,9 @@ static void test_hotspot(void **state)
     /* Once no file references the base, gc retires the copies too. */
     for (int i = 0; i < NF; i++) assert_int_equal(unlink(f->path[i]), 0);
     ddp_gc_stats gs;
-    assert_int_equal(ddp_gc(v, 1, NULL, &gs), S_OK);
+    HRESULT ghr = ddp_gc(v, 1, NULL, &gs);
+    if (ghr != S_OK) print_message("gc: %s\n", ddp_error_detail());
+    assert_int_equal(ghr, S_OK);
     assert_int_equal(gs.stubs, 0);
     assert_int_equal(ddp_mstore_load(v->store_dir, v->id.store_id, &ms), S_OK);
     assert_int_equal(ddp_hotset_load(&ms, &hs), S_OK);
@@ -494,6 +496,66 @@ static void test_unoptimize_job(void **state)
     free(ddp);
 }
 
+/* After gc compacted the store: scrub checks the version-2 containers and
+ * resolves every reference through their tables (clean); a stub put back
+ * after its data was collected is reported as such; a damaged redirection
+ * table is container damage, and reads through it fail cleanly. */
+static void test_compacted(void **state)
+{
+    fixture *f = *state;
+    ddp_volume *v = NULL;
+    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
+    size_t sn = 0;
+    uint8_t *stub4 = tu_read_file(f->path[4], &sn);
+    assert_int_equal(unlink(f->path[4]), 0);
+    ddp_gc_stats gs;
+    assert_int_equal(ddp_gc(v, 1, NULL, &gs), S_OK);
+    assert_true(gs.containers_collected >= 1);
+
+    ddp_scrub_report r;
+    if (ddp_scrub(v, 0, NULL, &r) != S_OK) dump(&r);
+    assert_int_equal(r.damaged, 0);
+    ddp_scrub_report_free(&r);
+    for (int i = 0; i < 4; i++) assert_true(read_ok(v, f, i));
+
+    /* f4's stub back: what it names was collected. */
+    tu_write_file(f->path[4], stub4, sn);
+    assert_int_not_equal(ddp_scrub(v, 0, NULL, &r), S_OK);
+    int found = 0;
+    for (size_t i = 0; i < r.count; i++)
+        if (strcmp(r.items[i].file, f->path[4]) == 0 && strstr(r.items[i].what, "garbage collection removed it")) found = 1;
+    if (!found) dump(&r);
+    assert_true(found);
+    ddp_scrub_report_free(&r);
+    assert_false(read_ok(v, f, 4));
+    assert_int_equal(unlink(f->path[4]), 0);
+    free(stub4);
+
+    /* A byte of a compacted data container's table. */
+    ddp_mstore ms;
+    assert_int_equal(ddp_mstore_load(v->store_dir, v->id.store_id, &ms), S_OK);
+    char *victim = NULL;
+    for (size_t i = 0; i < ms.n && !victim; i++)
+        if (ms.c[i].kind == DDP_KIND_DATA && ms.c[i].generation == 2) victim = ddp_strdup(ms.c[i].path);
+    ddp_mstore_free(&ms);
+    assert_non_null(victim);
+    flip(victim, 128 + 3); /* the first entry's local id */
+    assert_int_equal(ddp_scrub(v, 0, NULL, &r), DDP_E_FILE_CORRUPT);
+    const ddp_scrub_item *it = item_at(&r, victim, 64);
+    assert_int_equal(it->kind, DDP_SCRUB_CONTAINER);
+    assert_non_null(strstr(it->what, "redirection table"));
+    ddp_scrub_report_free(&r);
+    /* The files whose chunks are in it fail cleanly. */
+    ddp_volume_close(v);
+    assert_int_equal(ddp_volume_open(f->dir, DDP_OPEN_JOB, &v), S_OK);
+    int bad = 0;
+    for (int i = 0; i < 4; i++) bad += !read_ok(v, f, i);
+    assert_true(bad > 0);
+    flip(victim, 128 + 3);
+    free(victim);
+    ddp_volume_close(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreferenced_retired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hotspot, setup_hot, teardown),
         cmocka_unit_test_setup_teardown(test_unoptimize_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compacted, setup_hot, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
