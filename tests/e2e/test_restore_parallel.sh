@@ -103,4 +103,30 @@ DDP_RESTORE_THREADS=4 "$DDP" restore --from "$T/B" --to "$T/out-ex" --existing o
 check "--existing overwrite: exit 0" test $rc -eq 0
 check "--existing overwrite: everything as backed up" diff "$T/sums0" <(tree_sums "$T/out-ex")
 
+# Not root: a read-only stub is rewritten in place all the same (made
+# writable in the private staging directory, its mode back at the end).
+DDPABS=$(readlink -f "$DDP")
+as_nobody() { (cd / && setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups "$@"); }
+if [[ $(id -u) -eq 0 ]] && command -v setpriv > /dev/null && id nobody > /dev/null 2>&1 &&
+   as_nobody test -x "$DDPABS"; then
+  U=$T/user; mkdir -p "$U/vol/d" "$U/out"
+  head -c 300000 /dev/urandom > "$U/vol/d/ro.bin"
+  head -c 300000 /dev/urandom > "$U/vol/d/rw.bin"
+  chmod 444 "$U/vol/d/ro.bin"
+  tree_sums "$U/vol" > "$T/usums"
+  chown -R nobody "$U/vol/d" "$U/out"
+  "$DDP" enable "$U/vol" --usage Backup > /dev/null
+  "$DDP" optimize "$U/vol" > /dev/null 2>&1
+  "$DDP" backup "$U/vol" "$U/bk" > /dev/null
+  chmod 755 "$T" "$U"; chmod -R a+rX "$U/bk"
+  rc=0
+  as_nobody "$DDPABS" restore --from "$U/bk" --to "$U/out" d > "$T/user.out" 2>&1 || rc=$?
+  check "not root: exit 0" test $rc -eq 0
+  check "not root: 2 restored" grep -q "summary: .* 2 restored, .* 0 failed" "$T/user.out"
+  check "not root: same bytes" diff "$T/usums" <(tree_sums "$U/out")
+  check "not root: the read-only file is read-only again" test "$(stat -c %a "$U/out/d/ro.bin")" = 444
+else
+  ok "not root here (or no setpriv, or ddp out of nobody's reach): the non-root restore is not checked"
+fi
+
 finish
