@@ -12,14 +12,16 @@
  *      an S3 backup, s3://BUCKET/PREFIX, fetched many at a time). Nothing is
  *      ever reached through a symbolic link or mount point in DIR, and
  *      stubs are staged in a private directory there;
- *   2. ddp's step: IDedupBackupSupport::RestoreFiles on the staged stubs,
- *      named through the held staging directory (/proc/self/fd/N/NAME, so no
+ *   2. ddp's step: RestoreFiles on the staged stubs (its engine's variant
+ *      for stubs in a private staging directory, ddp_restore_files_staged:
+ *      each stub's inode takes its content, no temporary file), named
+ *      through the held staging directory (/proc/self/fd/N/NAME, so no
  *      path a user can change is resolved again), with the backup store as
  *      the IDedupReadFileCallback (ddp_backupstore_open: directory,
  *      incremental set or tar archive);
- *   3. each restored file is moved into place under --existing (default:
- *      an existing file is refused, never overwritten); a file that failed
- *      leaves nothing behind, neither stub nor partial file.
+ *   3. one syncfs, then each file is moved into place under --existing
+ *      (default: an existing file is refused, never overwritten); a file
+ *      that failed leaves nothing behind, neither stub nor partial file.
  *
  * One line per path: "<path>: 0xHRESULT <message>", then a summary with the
  * bytes read from the backup per byte restored, the callback's read calls and
@@ -148,7 +150,7 @@ static int list_containers(const char *from, size_t n, char **rel)
         }
     }
     if (k == 0) goto out;
-    hr = ddp_backupstore_open(from, &store);
+    hr = ddp_backup_extract_store(&x, from, &store);
     if (FAILED(hr)) {
         cli_error(hr, "opening the backup %s", from);
         rc = DDP_EXIT_FAIL;
@@ -293,7 +295,6 @@ int cmd_restore(int argc, char **argv)
     HRESULT *results = NULL;
     BSTR *local = NULL;
     size_t *which = NULL;
-    IDedupBackupSupport *bs = NULL;
     IDedupReadFileCallback *store = NULL, *raw_store = NULL; /* raw: the backup store itself, for its stats */
     char first_detail[1024] = "";
 
@@ -321,7 +322,7 @@ int cmd_restore(int argc, char **argv)
     ddp_backupstore_stats bst;
     memset(&bst, 0, sizeof bst);
     if (k > 0) {
-        hr = ddp_backupstore_open(from, &store);
+        hr = ddp_backup_extract_store(&x, from, &store);
         raw_store = store;
         if (SUCCEEDED(hr) && cli_progress_wanted(quiet, json)) {
             cli_progress_start(&bar, 1, "restore: read from the backup", 1, NULL, 0);
@@ -329,7 +330,6 @@ int cmd_restore(int argc, char **argv)
         } else {
             cli_progress_start(&bar, 0, "", 1, NULL, 0);
         }
-        if (SUCCEEDED(hr)) hr = DedupCreateBackupSupport(&bs);
         if (FAILED(hr)) {
             cli_error(hr, "opening the backup %s", from);
             rc = DDP_EXIT_FAIL;
@@ -338,8 +338,9 @@ int cmd_restore(int argc, char **argv)
         HRESULT *br = ddp_xcalloc(k, sizeof *br);
         for (size_t start = 0; start < k; start += DDP_MAX_RESTORE_FILES) {
             ULONG cnt = (ULONG)(k - start < DDP_MAX_RESTORE_FILES ? k - start : DDP_MAX_RESTORE_FILES);
-            HRESULT call = IDedupBackupSupport_RestoreFiles(bs, cnt, local + start, store,
-                                                            DEDUP_RECONSTRUCT_UNOPTIMIZED, br + start);
+            /* RestoreFiles on stubs in our private staging directory:
+             * rewritten in place, synced by ddp_backup_extract_finish. */
+            HRESULT call = ddp_restore_files_staged(cnt, local + start, store, br + start);
             if (FAILED(call) && !first_detail[0]) snprintf(first_detail, sizeof first_detail, "%s", ddp_error_detail());
         }
         cli_progress_clear(&bar);
@@ -347,11 +348,14 @@ int cmd_restore(int argc, char **argv)
             size_t i = which[j];
             if (FAILED(br[j]) && !first_detail[0]) snprintf(first_detail, sizeof first_detail, "%s", ddp_error_detail());
             ddp_backup_extract_place(&x, i, br[j]);
-            results[i] = x.items[i].hr;
         }
         free(br);
         ddp_backupstore_get_stats(raw_store, &bst);
     }
+    /* Step 3: everything synced, then each into its place. */
+    hr = ddp_backup_extract_finish(&x);
+    if (FAILED(hr)) cli_error(hr, "finishing the restore in %s", to);
+    for (size_t i = 0; i < x.n; i++) results[i] = x.items[i].hr;
 
     /* One line per path, then the summary. */
     uint64_t restored = 0, failed = 0, copied = 0, kept = 0, bytes_restored = 0;
@@ -433,7 +437,6 @@ int cmd_restore(int argc, char **argv)
         printf("s3: %" PRIu64 " bytes fetched from the store in %" PRIu64 " requests (%.3f per byte restored)\n",
                bst.fetched, bst.requests, bytes_restored ? (double)bst.fetched / (double)bytes_restored : 0.0);
 out:
-    if (bs) IDedupBackupSupport_Release(bs);
     if (store) IDedupReadFileCallback_Release(store);
     free(local);
     free(which);

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <ddp/ddpbackup.h>
 #include <ddp/ddperror.h>
 
 enum ddp_backup_format { DDP_BACKUP_DIR = 0, DDP_BACKUP_TAR = 1 };
@@ -108,11 +109,22 @@ typedef struct ddp_extract {
  * everything (the backup or dest_dir cannot be used); *x is then empty. */
 HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, const char *dest_dir, int existing,
                            ddp_extract *x);
-/* A staged stub after RestoreFiles: restore_result S_OK or S_FALSE puts it
- * in place (under the existing-file rule); a failure removes it (nothing is
- * left at its path). items[i].hr gets the outcome. */
+/* A staged stub after RestoreFiles: restore_result S_OK or S_FALSE makes it
+ * ready to be put in place by ddp_backup_extract_finish; a failure removes
+ * it (nothing is left at its path). items[i].hr gets the outcome. */
 void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result);
-/* The end: staged stubs not placed are removed, the directories get their
+/* After RestoreFiles: make everything staged durable (one syncfs), then move
+ * each file, link and restored stub into place under the existing-file rule
+ * (items[i].hr gets the outcome: an existing file refused or kept, ...).
+ * Files are written by several threads (DDP_RESTORE_THREADS, default 4) and
+ * wait in the staging directory until then: a crash leaves each path as it
+ * was or complete. A failed sync fails every file waiting (nothing moved)
+ * and is returned. */
+HRESULT ddp_backup_extract_finish(ddp_extract *x);
+/* The backup store for step 2 (ddp_backupstore_open(backup)); of an S3
+ * backup, on the client and manifest of step 1 (not fetched again). */
+HRESULT ddp_backup_extract_store(ddp_extract *x, const char *backup, IDedupReadFileCallback **out);
+/* The end: staged files not placed (finish not called) are removed, the directories get their
  * owner, mode and times, the target file system is synced (a failure is
  * returned) and the staging directory removed. *x is emptied. */
 HRESULT ddp_backup_extract_close(ddp_extract *x);

@@ -31,6 +31,12 @@ HRESULT ddp_backupstore_open_set(const char *newest_dir, IDedupReadFileCallback 
 /* A backup in S3, "s3://BUCKET/PREFIX" (full or incremental; settings and
  * credentials as s3config.h reads them). */
 HRESULT ddp_backupstore_open_s3(const char *url, IDedupReadFileCallback **out);
+/* The same on a client and chain already open (a restore's first step
+ * loaded the manifest: it is not fetched again); both are taken over (freed
+ * with the store, or here on failure; *chain is emptied). */
+struct ddp_s3;
+struct ddp_s3_chain;
+HRESULT ddp_backupstore_open_s3_opened(struct ddp_s3 *s3, struct ddp_s3_chain *chain, IDedupReadFileCallback **out);
 /* Counters of a store opened above. */
 void ddp_backupstore_get_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *st);
 

@@ -519,6 +519,20 @@ void ddp_bs_s3_add_stats(IDedupReadFileCallback *store, ddp_backupstore_stats *s
     st->requests = ns.requests;
 }
 
+HRESULT ddp_backupstore_open_s3_opened(struct ddp_s3 *s3, struct ddp_s3_chain *chain, IDedupReadFileCallback **out)
+{
+    if (!out || !s3 || !chain) return E_POINTER;
+    s3_store *s = ddp_xcalloc(1, sizeof *s);
+    s->s3 = s3;
+    s->chain = *chain;
+    memset(chain, 0, sizeof *chain);
+    s->base.lpVtbl = &ddp_bs_s3_vtbl;
+    atomic_init(&s->base.refs, 1u);
+    ddp_bs_init_lister(&s->base, s3_list);
+    *out = (IDedupReadFileCallback *)s;
+    return S_OK;
+}
+
 HRESULT ddp_backupstore_open_s3(const char *url, IDedupReadFileCallback **out)
 {
     if (!out) return E_POINTER;

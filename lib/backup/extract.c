@@ -26,7 +26,12 @@
  *    directory a killed restore left is removed by the next one;
  *  - an existing file is refused by default (enum ddp_existing);
  *  - all-zero blocks are not written (base/sparse.h): holes stay holes.
- * The target file system is synced once at the end (ddp_backup_extract_close).
+ * Files are written by worker threads (extract_pool.c), each in its own
+ * subdirectory of the staging directory; directories, links and the checks
+ * stay on the reading thread, in path order. Nothing is moved into place
+ * before one syncfs has made every staged file durable
+ * (ddp_backup_extract_finish, after RestoreFiles rewrote the stubs); the
+ * renames are synced once more at the end (ddp_backup_extract_close).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,14 +41,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backup/backup.h"
 #include "backup/backupchain.h"
+#include "backup/backupstore.h"
 #include "backup/extract_internal.h"
+#include "backup/extract_pool.h"
 #include "backup/manifest.h"
 #include "backup/s3config.h"
 #include "backup/tarreader.h"
@@ -57,6 +66,11 @@
 #define STAGE_PREFIX ".ddp-restore."
 #define STAGE_SUFFIX_LEN 6
 #define ASIDE_MAX 1000
+/* A file up to this size is read into memory by the reading thread (tar,
+ * S3) and written by a worker; a larger one is written as it is read. */
+#define JOB_MEM_MAX ((uint64_t)16 << 20)
+/* Bytes read ahead for the workers at most. */
+#define POOL_BYTES ((uint64_t)64 << 20)
 
 /* ===================================================== paths as typed */
 
@@ -102,8 +116,10 @@ typedef struct xent {
     ddp_mf_entry e;       /* path "/a/b" */
     int plain;            /* from a plain copy (no manifest): level/member unused */
     int dir_attrs;        /* a directory whose attributes are set at the end */
-    int staged;           /* a stub in the staging directory, not yet placed */
-    char stagename[24];
+    int staged;           /* in the staging directory, not yet placed */
+    int ready;            /* staged and complete: ddp_backup_extract_finish places it */
+    HRESULT ok;           /* its outcome once placed (a stub: RestoreFiles' S_OK or S_FALSE) */
+    char stagename[40];
 } xent;
 
 struct ddp_extract_private {
@@ -113,7 +129,11 @@ struct ddp_extract_private {
     char *dest;           /* for messages */
     int existing;
     xent *ents;           /* parallel to items */
-    uint8_t *buf;
+    ddp_xpool *pool;      /* the worker threads of the file step */
+    int nbufs;            /* one copy buffer per worker, and the reading thread's (the last) */
+    uint8_t **bufs;
+    int finished;         /* ddp_backup_extract_finish ran */
+    ddp_extract_s3 *s3;   /* an S3 source kept for the store (its manifest is not fetched again) */
 };
 
 enum { SRC_PLAIN = 0, SRC_CHAIN = 1, SRC_TAR = 2, SRC_S3 = 3 };
@@ -417,10 +437,12 @@ static HRESULT place(struct ddp_extract_private *p, xent *x, ddp_backup_item *it
 
 /* ---- writing into the staging directory ---- */
 
-static void stage_name(struct ddp_extract_private *p, size_t i, xent *x)
+/* x's name in the staging directory: "W/I", in the subdirectory of the
+ * thread that writes it (one directory per thread: creating files in one
+ * directory is serialized by its lock). */
+static void stage_name(int w, size_t i, xent *x)
 {
-    (void)p;
-    snprintf(x->stagename, sizeof x->stagename, "%zu", i);
+    snprintf(x->stagename, sizeof x->stagename, "%d/%zu", w, i);
 }
 
 static void set_link_attrs(int dfd, const char *name, const ddp_mf_entry *e)
@@ -430,12 +452,16 @@ static void set_link_attrs(int dfd, const char *name, const ddp_mf_entry *e)
     (void)utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
 }
 
-/* The bytes of x, read by rd, to a new file in the staging directory. */
+/* The bytes of x, read by rd (through buf, COPY_BUF_SIZE bytes) or, with
+ * rd NULL, the x->e.size bytes at mem, to a new file in the staging
+ * directory. */
 typedef ddp_extract_read_fn read_fn;
 
-static HRESULT stage_file(struct ddp_extract_private *p, size_t i, xent *x, read_fn rd, void *ctx)
+static HRESULT stage_file(struct ddp_extract_private *p, int w, size_t i, xent *x, read_fn rd, void *ctx,
+                          const uint8_t *mem)
 {
-    stage_name(p, i, x);
+    uint8_t *buf = p->bufs[w];
+    stage_name(w, i, x);
     const char *rel = x->e.path + 1;
     int fd = openat(p->stagefd, x->stagename, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return ddp_fail_errno(errno, "%s: creating it in %s", rel, p->dest);
@@ -443,18 +469,22 @@ static HRESULT stage_file(struct ddp_extract_private *p, size_t i, xent *x, read
     uint64_t off = 0;
     while (off < x->e.size && SUCCEEDED(hr)) {
         size_t want = x->e.size - off > COPY_BUF_SIZE ? COPY_BUF_SIZE : (size_t)(x->e.size - off);
-        size_t got = 0;
-        hr = rd(ctx, p->buf, want, off, &got);
+        size_t got = want;
+        const uint8_t *src = mem ? mem + off : buf;
+        if (!mem) hr = rd(ctx, buf, want, off, &got);
         if (SUCCEEDED(hr) && got == 0)
             hr = ddp_fail(DDP_E_FILE_CORRUPT, "backup: %s is shorter (%" PRIu64 " bytes) than its manifest says (%" PRIu64 ")",
                           rel, off, x->e.size);
-        if (SUCCEEDED(hr)) hr = ddp_pwrite_sparse(fd, p->buf, got, off, rel);
+        if (SUCCEEDED(hr)) hr = ddp_pwrite_sparse(fd, src, got, off, rel);
         off += got;
     }
     if (SUCCEEDED(hr)) hr = ddp_sparse_finish(fd, x->e.size, rel);
     if (SUCCEEDED(hr)) ddp_backup_set_attrs_fd(fd, &x->e);
-    /* No fsync per file: the target is synced once at the end (and a stub's
-     * RestoreFiles syncs what it writes). */
+    /* No fsync per file: everything staged is synced at once before it is
+     * moved into place (ddp_backup_extract_finish). Writing back starts now,
+     * so that sync has less to wait for (a stub is rewritten by RestoreFiles:
+     * not worth it). */
+    if (SUCCEEDED(hr) && !x->e.is_stub && x->e.size > 0) (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     if (close(fd) != 0 && SUCCEEDED(hr)) hr = ddp_fail_errno(errno, "%s: writing it in %s", rel, p->dest);
     if (FAILED(hr)) (void)unlinkat(p->stagefd, x->stagename, 0);
     else x->staged = 1;
@@ -463,7 +493,7 @@ static HRESULT stage_file(struct ddp_extract_private *p, size_t i, xent *x, read
 
 static HRESULT stage_link(struct ddp_extract_private *p, size_t i, xent *x)
 {
-    stage_name(p, i, x);
+    stage_name(p->nbufs - 1, i, x);
     if (!x->e.target || !*x->e.target)
         return ddp_fail(DDP_E_INVALID_DATA, "backup: %s: a symbolic link without a target", x->e.path);
     if (symlinkat(x->e.target, p->stagefd, x->stagename) != 0)
@@ -515,8 +545,8 @@ static HRESULT read_tar(void *vctx, void *buf, size_t n, uint64_t off, size_t *g
 }
 
 /* A file of a plain copy or of a directory backup (level's directory). */
-static HRESULT stage_from_dir(struct ddp_extract_private *p, size_t i, xent *x, int rootfd, const char *where,
-                              ddp_backup_item *it)
+static HRESULT stage_from_dir(struct ddp_extract_private *p, int w, size_t i, xent *x, int rootfd,
+                              const char *where, ddp_backup_item *it)
 {
     fd_ctx c = { -1, x->e.path + 1 };
     struct stat st;
@@ -539,15 +569,34 @@ static HRESULT stage_from_dir(struct ddp_extract_private *p, size_t i, xent *x, 
     }
     it->kind = x->e.is_stub ? DDP_ITEM_STUB : DDP_ITEM_FILE;
     it->size = x->e.size;
-    hr = stage_file(p, i, x, read_fd, &c);
+    hr = stage_file(p, w, i, x, read_fd, &c, NULL);
     close(c.fd);
     return hr;
 }
 
 /* ---- the staging directory ---- */
 
-/* Remove a staging directory a killed restore left in the target: ours
- * (owner, mode 0700, our name) and not locked by a live restore. */
+/* A thread's subdirectory of a staging directory, emptied and removed
+ * (nothing below it is followed). 0: gone. */
+static int remove_stage_subdir(int stagefd, const char *name)
+{
+    int fd = ddp_openat_beneath(stagefd, name, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0) return -1;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -1;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) (void)unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+    return unlinkat(stagefd, name, AT_REMOVEDIR);
+}
+
+/* Remove a staging directory (ours when done, or one a killed restore left
+ * in the target: ours by owner, mode 0700 and name, and not locked by a live
+ * restore) with its threads' subdirectories. */
 static void remove_stage_dir(int destfd, const char *name, int fd)
 {
     DIR *d = fdopendir(fd);
@@ -560,7 +609,9 @@ static void remove_stage_dir(int destfd, const char *name, int fd)
     int dirs_left = 0;
     while ((de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno == EISDIR) dirs_left = 1;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno == EISDIR &&
+            remove_stage_subdir(dirfd(d), de->d_name) != 0)
+            dirs_left = 1;
     }
     closedir(d); /* the lock goes with it */
     if (!dirs_left) (void)unlinkat(destfd, name, AT_REMOVEDIR);
@@ -609,6 +660,19 @@ static HRESULT make_stage_dir(struct ddp_extract_private *p)
                             p->dest, p->stagename);
         (void)fchmod(p->stagefd, 0700); /* whatever the umask */
         (void)flock(p->stagefd, LOCK_EX | LOCK_NB);
+        /* ext4: the threads' subdirectories below are unrelated, spread them
+         * over the block groups (chattr +T); elsewhere a no-op. */
+        int fl = 0;
+        if (ioctl(p->stagefd, FS_IOC_GETFLAGS, &fl) == 0) {
+            fl |= FS_TOPDIR_FL;
+            (void)ioctl(p->stagefd, FS_IOC_SETFLAGS, &fl);
+        }
+        for (int k = 0; k < p->nbufs; k++) {
+            char sub[16];
+            snprintf(sub, sizeof sub, "%d", k);
+            if (mkdirat(p->stagefd, sub, 0700) != 0)
+                return ddp_fail_errno(errno, "creating the staging directory %s/%s/%s", p->dest, p->stagename, sub);
+        }
         return S_OK;
     }
     return ddp_fail(DDP_E_UNEXPECTED, "no free staging directory name in %s", p->dest);
@@ -710,21 +774,93 @@ static HRESULT prepare(struct ddp_extract_private *p, const source *s, size_t i,
             x->e.target = ddp_strdup(target);
         }
         hr = stage_link(p, i, x);
-        return SUCCEEDED(hr) ? place(p, x, it) : hr;
+        if (SUCCEEDED(hr)) {
+            x->ready = 1; /* placed by ddp_backup_extract_finish */
+            x->ok = S_OK;
+        }
+        return hr;
     }
     return S_OK;
 }
 
+/* A file's bytes are staged (or failed): a stub waits for RestoreFiles,
+ * the rest for ddp_backup_extract_finish. */
 static void finish_file(struct ddp_extract_private *p, xent *x, ddp_backup_item *it, HRESULT hr)
 {
-    if (SUCCEEDED(hr) && it->kind == DDP_ITEM_STUB) {
-        it->staged = ddp_xasprintf("/proc/self/fd/%d/%s", p->stagefd, x->stagename);
-        it->hr = S_OK;
+    if (FAILED(hr)) {
+        item_fail(it, hr);
         return;
     }
-    if (SUCCEEDED(hr)) hr = place(p, x, it);
-    if (FAILED(hr)) item_fail(it, hr);
-    else it->hr = hr;
+    it->hr = S_OK;
+    if (it->kind == DDP_ITEM_STUB) {
+        it->staged = ddp_xasprintf("/proc/self/fd/%d/%s", p->stagefd, x->stagename);
+        return;
+    }
+    x->ready = 1;
+    x->ok = S_OK;
+}
+
+/* ---- the file step's jobs, run by the worker threads ---- */
+
+typedef struct file_job {
+    struct ddp_extract_private *p;
+    ddp_backup_item *it;
+    size_t i;
+    int rootfd;           /* a directory source: the file beneath it */
+    const char *where;
+    uint8_t *data;        /* else its bytes (x->e.size of them), read ahead; freed by the job */
+} file_job;
+
+static void run_file_job(void *varg, int worker)
+{
+    file_job *j = varg;
+    struct ddp_extract_private *p = j->p;
+    xent *x = &p->ents[j->i];
+    HRESULT hr = j->rootfd >= 0 ? stage_from_dir(p, worker, j->i, x, j->rootfd, j->where, j->it)
+                                : stage_file(p, worker, j->i, x, NULL, NULL, j->data);
+    finish_file(p, x, j->it, hr);
+    free(j->data);
+    free(j);
+}
+
+static void submit_dir_file(struct ddp_extract_private *p, size_t i, ddp_backup_item *it, int rootfd,
+                            const char *where)
+{
+    file_job *j = ddp_xcalloc(1, sizeof *j);
+    *j = (file_job){ p, it, i, rootfd, where, NULL };
+    ddp_xpool_submit(p->pool, run_file_job, j, 0);
+}
+
+/* File i's bytes, read by rd: into memory and to a worker when small, else
+ * written here as they are read. */
+static HRESULT submit_read_file(struct ddp_extract_private *p, size_t i, ddp_backup_item *it, read_fn rd, void *ctx)
+{
+    xent *x = &p->ents[i];
+    if (x->e.size > JOB_MEM_MAX) {
+        HRESULT hr = stage_file(p, p->nbufs - 1, i, x, rd, ctx, NULL);
+        finish_file(p, x, it, hr);
+        return hr;
+    }
+    uint8_t *data = ddp_xmalloc(x->e.size ? (size_t)x->e.size : 1);
+    uint64_t off = 0;
+    HRESULT hr = S_OK;
+    while (off < x->e.size && SUCCEEDED(hr)) {
+        size_t got = 0;
+        hr = rd(ctx, data + off, (size_t)(x->e.size - off), off, &got);
+        if (SUCCEEDED(hr) && got == 0)
+            hr = ddp_fail(DDP_E_FILE_CORRUPT, "backup: %s is shorter (%" PRIu64 " bytes) than its manifest says (%" PRIu64 ")",
+                          x->e.path + 1, off, x->e.size);
+        off += got;
+    }
+    if (FAILED(hr)) {
+        free(data);
+        finish_file(p, x, it, hr);
+        return hr;
+    }
+    file_job *j = ddp_xcalloc(1, sizeof *j);
+    *j = (file_job){ p, it, i, -1, NULL, data };
+    ddp_xpool_submit(p->pool, run_file_job, j, x->e.size);
+    return S_OK;
 }
 
 /* An S3 backup: the files in the order of their paths, fetched ahead. */
@@ -738,8 +874,8 @@ static void s3_put(void *vctx, size_t k, HRESULT fetched, ddp_extract_read_fn rd
 {
     s3_put_ctx *c = vctx;
     size_t i = c->w[k].item;
-    HRESULT hr = SUCCEEDED(fetched) ? stage_file(c->p, i, &c->p->ents[i], rd, rctx) : fetched;
-    finish_file(c->p, &c->p->ents[i], &c->items[i], hr);
+    if (FAILED(fetched)) finish_file(c->p, &c->p->ents[i], &c->items[i], fetched);
+    else (void)submit_read_file(c->p, i, &c->items[i], rd, rctx);
 }
 
 static void extract_s3_files(struct ddp_extract_private *p, source *s, const want *w, size_t nw,
@@ -778,8 +914,7 @@ static void extract_all(struct ddp_extract_private *p, source *s, size_t n, ddp_
         }
         int rootfd = s->kind == SRC_PLAIN ? s->rootfd : s->chain.dirfds[x->e.level];
         const char *where = s->kind == SRC_PLAIN ? "the backup" : s->chain.dirs[x->e.level];
-        hr = stage_from_dir(p, i, x, rootfd, where, it);
-        finish_file(p, x, it, hr);
+        submit_dir_file(p, i, it, rootfd, where);
     }
     if (s->kind == SRC_S3) {
         extract_s3_files(p, s, w, nw, items);
@@ -791,8 +926,8 @@ static void extract_all(struct ddp_extract_private *p, source *s, size_t n, ddp_
     for (size_t k = 0; k < nw; k++) {
         size_t i = w[k].item;
         HRESULT hr = ddp_tar_reader_goto(s->tar, (size_t)w[k].member);
-        if (SUCCEEDED(hr)) hr = stage_file(p, i, &p->ents[i], read_tar, s->tar);
-        finish_file(p, &p->ents[i], &items[i], hr);
+        if (SUCCEEDED(hr)) hr = submit_read_file(p, i, &items[i], read_tar, s->tar);
+        else finish_file(p, &p->ents[i], &items[i], hr);
         if (FAILED(hr) && ddp_tar_reader_broken(s->tar)) {
             /* a damaged archive stops everything after it */
             for (size_t j = k + 1; j < nw; j++) {
@@ -857,6 +992,10 @@ HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, 
         p->destfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (p->destfd < 0) hr = ddp_fail_errno(errno, "restore target %s", dest_dir);
     }
+    int nthreads = ddp_xpool_default_threads();
+    p->nbufs = nthreads + 1;
+    p->bufs = ddp_xcalloc((size_t)p->nbufs, sizeof *p->bufs);
+    for (int k = 0; k < p->nbufs; k++) p->bufs[k] = ddp_xmalloc(COPY_BUF_SIZE);
     if (SUCCEEDED(hr)) {
         remove_abandoned_stages(p->destfd);
         hr = make_stage_dir(p);
@@ -868,10 +1007,25 @@ HRESULT ddp_backup_extract(const char *backup, size_t n, char *const *relpaths, 
         (void)ddp_backup_extract_close(x);
         return ddp_first_error(hr, &se, hr);
     }
-    p->buf = ddp_xmalloc(COPY_BUF_SIZE);
+    p->pool = ddp_xpool_new(nthreads, POOL_BYTES);
     extract_all(p, &s, m, x->items);
+    ddp_xpool_free(p->pool); /* every job done */
+    p->pool = NULL;
+    p->s3 = s.s3; /* for ddp_backup_extract_store */
+    s.s3 = NULL;
     close_source(&s);
     return S_OK;
+}
+
+HRESULT ddp_backup_extract_store(ddp_extract *x, const char *backup, IDedupReadFileCallback **out)
+{
+    struct ddp_extract_private *p = x->p;
+    if (p && p->s3) {
+        ddp_extract_s3 *s = p->s3;
+        p->s3 = NULL;
+        return ddp_extract_s3_to_store(s, out);
+    }
+    return ddp_backupstore_open(backup, out);
 }
 
 void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result)
@@ -889,16 +1043,50 @@ void ddp_backup_extract_place(ddp_extract *x, size_t i, HRESULT restore_result)
         return;
     }
     /* RestoreFiles replaced the stub by its content (or found it no stub):
-     * a regular file in the private directory, moved into place. */
+     * a regular file in the private directory, moved into place by
+     * ddp_backup_extract_finish. */
     struct stat st;
-    HRESULT hr = S_OK;
-    if (fstatat(p->stagefd, e->stagename, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-        hr = ddp_fail(DDP_E_UNEXPECTED, "%s: the restored file vanished from the staging directory", it->path);
-    else
-        it->size = (uint64_t)st.st_size;
-    if (SUCCEEDED(hr)) hr = place(p, e, it);
-    if (FAILED(hr)) item_fail(it, hr);
-    else it->hr = hr == S_FALSE ? S_FALSE : restore_result;
+    if (fstatat(p->stagefd, e->stagename, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+        item_fail(it, ddp_fail(DDP_E_UNEXPECTED, "%s: the restored file vanished from the staging directory", it->path));
+        (void)unlinkat(p->stagefd, e->stagename, 0);
+        e->staged = 0;
+        return;
+    }
+    it->size = (uint64_t)st.st_size;
+    it->hr = restore_result;
+    e->ready = 1;
+    e->ok = restore_result;
+}
+
+HRESULT ddp_backup_extract_finish(ddp_extract *x)
+{
+    struct ddp_extract_private *p = x->p;
+    if (!p || p->finished) return S_OK;
+    p->finished = 1;
+    size_t nready = 0;
+    for (size_t i = 0; i < x->n; i++) nready += p->ents[i].ready != 0;
+    if (nready == 0) return S_OK;
+    /* Everything staged is durable before anything is in place. */
+    if (syncfs(p->stagefd) != 0) {
+        HRESULT hr = ddp_fail_errno(errno, "syncing the restored files in %s", p->dest);
+        for (size_t i = 0; i < x->n; i++) {
+            xent *e = &p->ents[i];
+            if (!e->ready) continue;
+            item_fail(&x->items[i], hr);
+            e->ready = 0; /* removed with the staging directory */
+        }
+        return hr;
+    }
+    for (size_t i = 0; i < x->n; i++) {
+        xent *e = &p->ents[i];
+        ddp_backup_item *it = &x->items[i];
+        if (!e->ready) continue;
+        e->ready = 0;
+        HRESULT hr = place(p, e, it);
+        if (FAILED(hr)) item_fail(it, hr);
+        else it->hr = hr == S_FALSE ? S_FALSE : e->ok;
+    }
+    return S_OK;
 }
 
 static int cmp_rev_index(const void *a, const void *b)
@@ -937,7 +1125,10 @@ HRESULT ddp_backup_extract_close(ddp_extract *x)
         if (p->destfd >= 0) close(p->destfd);
         for (size_t i = 0; i < x->n; i++) xent_free(&p->ents[i]);
         free(p->ents);
-        free(p->buf);
+        ddp_extract_s3_close(p->s3);
+        ddp_xpool_free(p->pool);
+        for (int k = 0; k < p->nbufs; k++) free(p->bufs[k]);
+        free(p->bufs);
         free(p->dest);
         free(p);
     }

@@ -32,5 +32,8 @@ const ddp_manifest *ddp_extract_s3_manifest(const ddp_extract_s3 *s);
 void ddp_extract_s3_fetch(ddp_extract_s3 *s, size_t n, const ddp_mf_entry *const *entries, ddp_extract_put_fn put,
                           void *ctx);
 void ddp_extract_s3_close(ddp_extract_s3 *s);
+/* The backup store (backupstore.h) on s's client and chain, which it takes
+ * over (the manifest is not fetched again); s is freed. */
+HRESULT ddp_extract_s3_to_store(ddp_extract_s3 *s, IDedupReadFileCallback **out);
 
 #endif /* DDP_EXTRACT_INTERNAL_H */

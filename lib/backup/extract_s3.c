@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backup/backupstore.h"
 #include "backup/extract_internal.h"
 #include "backup/s3chain.h"
 #include "backup/s3client.h"
@@ -67,6 +68,14 @@ void ddp_extract_s3_close(ddp_extract_s3 *s)
     ddp_s3_chain_close(&s->c);
     ddp_s3_close(s->s3);
     free(s);
+}
+
+HRESULT ddp_extract_s3_to_store(ddp_extract_s3 *s, IDedupReadFileCallback **out)
+{
+    ddp_s3 *s3 = s->s3;
+    ddp_s3_chain c = s->c;
+    free(s);
+    return ddp_backupstore_open_s3_opened(s3, &c, out);
 }
 
 static HRESULT missing_or(HRESULT hr, const char *rel, const char *bucket, const char *key)

@@ -589,6 +589,27 @@ HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, D
     return hr;
 }
 
+/* restore.h: the same call for stubs in the caller's private staging
+ * directory, rewritten in place (restore_write.c). */
+HRESULT ddp_restore_files_staged(ULONG n, BSTR *paths, IDedupReadFileCallback *store, HRESULT *results_out)
+{
+    HRESULT hr = check_args(n, paths, store);
+    if (FAILED(hr)) return hr;
+    ddp_clear_error();
+    if (n == 0) return S_OK;
+    rs_ctx c;
+    ctx_init(&c, n, paths, store, 1);
+    c.in_place = 1;
+    c.chunk = ddp_xmalloc(RS_CHUNK_MAX);
+    if (front_half(&c) > 0) {
+        hr = stream_phase(&c, 1);
+        if (SUCCEEDED(hr)) data_phase(&c);
+    }
+    hr = results(&c, results_out);
+    ctx_free(&c);
+    return hr;
+}
+
 HRESULT ddp_restore_plan_list(ULONG n, BSTR *paths, IDedupReadFileCallback *store,
                               void (*emit)(void *ctx, int kind, const char *container_path, uint64_t offset,
                                            uint64_t length),

@@ -12,6 +12,15 @@
 HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, DWORD flags,
                           HRESULT *results);
 
+/* RestoreFiles for stubs that the caller staged in a private directory of
+ * its own (ddp restore's staging directory, mode 0700, which it moves them
+ * out of afterwards): each file's content is written into its stub's own
+ * inode (truncated first) instead of a temporary file renamed over it, and
+ * nothing is synced: the caller syncs once before it moves the files into
+ * place. A failed file is left partly written: the caller removes it. Every
+ * other rule (checks of content, size, attributes) is that of
+ * ddp_restore_files. */
+HRESULT ddp_restore_files_staged(ULONG n, BSTR *paths, IDedupReadFileCallback *store, HRESULT *results);
 /* Plan a restore of the stubs at paths without writing anything: reads the
  * stubs, the store metadata and the stream maps through store, and calls
  * emit() for every container byte range the data phase would read (container

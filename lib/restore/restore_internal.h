@@ -177,6 +177,8 @@ struct rs_ctx {
     rs_file *files;
     uint32_t n;
     int writing;          /* RestoreFiles (1) or the plan listing (0) */
+    int in_place;         /* ddp_restore_files_staged: content written into the stub's own inode,
+                           * nothing synced or renamed (restore_write.c) */
     void *fctx[RS_MAX_FORMATS]; /* each format's state of the call */
     rs_cstate **conts;    /* the call's containers, sorted by (kind, key) */
     size_t nconts, conts_cap;

@@ -260,8 +260,10 @@ static int extract(const char *backup, const char *dir, int n, char **rel, char 
     HRESULT hr = ddp_backup_extract(backup, (size_t)n, rel, dir, DDP_EXISTING_OVERWRITE, &x);
     int bad = FAILED(hr);
     if (bad) fprintf(stderr, "s3rules: extracting from %s: 0x%08X %s\n", backup, (unsigned)hr, ddp_error_detail());
-    for (size_t i = 0; i < x.n; i++) {
+    for (size_t i = 0; i < x.n; i++)
         if (x.items[i].staged) ddp_backup_extract_place(&x, i, S_OK);
+    if (FAILED(ddp_backup_extract_finish(&x))) bad = 1;
+    for (size_t i = 0; i < x.n; i++) {
         if (FAILED(x.items[i].hr)) {
             fprintf(stderr, "s3rules: extracting %s: 0x%08X %s\n", x.items[i].path, (unsigned)x.items[i].hr,
                     x.items[i].detail);

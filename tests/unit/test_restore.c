@@ -1941,6 +1941,60 @@ static void test_with_optimize_job(void **state)
     if (!ran) skip();
 }
 
+/* ======================================================================
+ * ddp_restore_files_staged: stubs in the caller's private staging
+ * directory, rewritten in place (ddp restore)
+ * ====================================================================== */
+
+static void test_staged_in_place(void **state)
+{
+    (void)state;
+    fx *f = fx_standard();
+    f->files[0].mode = 0400; /* read-only: still rewritten */
+    for (int i = 0; i < f->nfiles; i++) fx_write_stub(f, i);
+    char **paths = fx_paths(f);
+    ino_t ino[8];
+    struct stat st;
+    for (int i = 0; i < f->nfiles; i++) {
+        assert_int_equal(lstat(f->files[i].path, &st), 0);
+        ino[i] = st.st_ino;
+    }
+    rstore s;
+    rs_init(&s, f->backup, 0);
+    HRESULT res[8];
+    assert_int_equal(ddp_restore_files_staged((ULONG)f->nfiles, paths, &s.iface, res), S_OK);
+    for (int i = 0; i < f->nfiles; i++) {
+        assert_int_equal(res[i], S_OK);
+        assert_restored(f, i);
+        assert_int_equal(lstat(f->files[i].path, &st), 0);
+        assert_int_equal(st.st_ino, ino[i]); /* the stub's own inode: no temporary renamed over it */
+    }
+    tu_assert_no_temps(f->target);
+    rs_check_sequence(&s, 2);
+    rs_free(&s);
+    free(paths);
+    fx_free(f);
+
+    /* A failed file is reported; it is left (partly written) for the caller
+     * to remove, the others are restored. */
+    f = fx_two_containers();
+    paths = fx_paths(f);
+    rs_init(&s, f->backup, 0);
+    s.fail_sub = "/Data/00000002";
+    s.fail_hr = E_FAIL;
+    HRESULT r3[3];
+    assert_int_equal(ddp_restore_files_staged(3, paths, &s.iface, r3), DDP_E_JOB_COMPLETED_PARTIAL_SUCCESS);
+    assert_int_equal(r3[0], S_OK);
+    assert_restored(f, 0);
+    assert_true(FAILED(r3[1]));
+    assert_true(FAILED(r3[2]));
+    assert_int_equal(lstat(f->files[1].path, &st), 0);
+    tu_assert_no_temps(f->target);
+    rs_free(&s);
+    free(paths);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1967,6 +2021,7 @@ int main(void)
         cmocka_unit_test(test_ten_thousand_files),
         cmocka_unit_test(test_plan_list),
         cmocka_unit_test(test_with_optimize_job),
+        cmocka_unit_test(test_staged_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
