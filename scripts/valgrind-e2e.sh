@@ -55,7 +55,10 @@ command -v valgrind >/dev/null || { echo "valgrind-e2e: valgrind is not installe
 # file:line; without -DNDEBUG so the library's asserts stay on.
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" \
   -DDDP_SANITIZE=OFF >/dev/null
-cmake --build "$build" -j"$jobs" --target ddp >/dev/null
+# ddp and the helper programs the e2e tests drive (tests/tools: rsfiles,
+# ddp_compact_all, ...).
+mapfile -t tools < <(find tests/tools -maxdepth 1 -name '*.c' -printf '%f\n' | sed 's/\.c$//' | sort)
+cmake --build "$build" -j"$jobs" --target ddp "${tools[@]}" >/dev/null
 
 logs=${VALGRIND_LOG_DIR:-$build/valgrind-logs}
 rm -rf "$logs"
