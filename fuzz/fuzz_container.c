@@ -16,7 +16,9 @@
  *
  * In memory, records are walked the way the restore engine meets them:
  * ddp_record_header_decode, then ddp_record_payload_decode into a buffer of
- * the logical length, then ddp_streammap_decode for stream-map records.
+ * the logical length, then ddp_streammap_decode for stream-map records and
+ * ddp_redirect_decode (and its lookups) for a compacted container's
+ * redirection table.
  * Checked: every call answers one of its documented codes with a detail on
  * failure; a decoded header obeys the format's limits; the scanner and the
  * appender agree on where the valid records end.
@@ -25,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
+#include "store/redirect.h"
 #include "store/streammap.h"
 
 #define FZ_MAX_RECORDS 4096
@@ -42,7 +45,10 @@ static void walk_memory(uint8_t *buf, size_t size, int fix)
         FZ_CHECK(hr == S_OK || hr == DDP_E_FILE_CORRUPT);
         FZ_CHECK_DETAIL(hr);
         if (FAILED(hr)) return;
-        FZ_CHECK(h.type >= DDP_RECORD_CHUNK && h.type <= DDP_RECORD_SEAL);
+        FZ_CHECK((h.type >= DDP_RECORD_CHUNK && h.type <= DDP_RECORD_SEAL) || h.type == DDP_RECORD_REDIRECT);
+        FZ_CHECK(h.type != DDP_RECORD_REDIRECT || (h.codec == 0 && h.logical_len > 0 &&
+                                                   h.logical_len % DDP_REDIRECT_ENTRY_SIZE == 0 &&
+                                                   h.logical_len <= DDP_REDIRECT_MAX_LEN));
         FZ_CHECK(h.codec == 0 || h.codec == 1);
         FZ_CHECK(h.type != DDP_RECORD_CHUNK || (h.logical_len >= 1 && h.logical_len <= 131072));
         FZ_CHECK(h.type != DDP_RECORD_STREAMMAP || h.logical_len <= DDP_STREAMMAP_MAX_LOGICAL);
@@ -63,6 +69,21 @@ static void walk_memory(uint8_t *buf, size_t size, int fix)
                 FZ_CHECK(hr == S_OK || hr == DDP_E_FILE_CORRUPT);
                 FZ_CHECK_DETAIL(hr);
                 ddp_streammap_free(&m);
+            }
+            if (SUCCEEDED(hr) && h.type == DDP_RECORD_REDIRECT) {
+                /* The redirection table's own checks (store/redirect.c). */
+                ddp_redirect r;
+                ddp_clear_error();
+                hr = ddp_redirect_decode(dst, h.logical_len, size, "fuzz", &r);
+                FZ_CHECK(hr == S_OK || hr == DDP_E_FILE_CORRUPT);
+                FZ_CHECK_DETAIL(hr);
+                for (uint32_t i = 0; SUCCEEDED(hr) && i < r.count; i++) {
+                    uint64_t at, id;
+                    FZ_CHECK(ddp_redirect_resolve(&r, r.ids[i], "fuzz", &at) == S_OK && at == r.offsets[i]);
+                    FZ_CHECK(ddp_redirect_id_at(&r, at, &id) && id == r.ids[i]);
+                    FZ_CHECK(at + DDP_RECORD_HEADER_SIZE <= size);
+                }
+                ddp_redirect_free(&r);
             }
             free(dst);
         }
