@@ -567,19 +567,18 @@ static HRESULT check_args(ULONG n, BSTR *paths, IDedupReadFileCallback *store)
     return S_OK;
 }
 
-HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, DWORD flags, HRESULT *results_out)
+/* The whole restore of n checked stubs: plan, stream maps, data, results.
+ * in_place: each stub is rewritten in its own inode (a private staging
+ * directory's), else replaced through a temporary. */
+static HRESULT restore_run(ULONG n, BSTR *paths, IDedupReadFileCallback *store, int in_place, HRESULT *results_out)
 {
-    HRESULT hr = check_args(n, paths, store);
-    if (FAILED(hr)) return hr;
-    if (flags != DEDUP_RECONSTRUCT_UNOPTIMIZED)
-        return ddp_fail(E_INVALIDARG, "RestoreFiles: flags %u (only DEDUP_RECONSTRUCT_UNOPTIMIZED is supported)",
-                        (unsigned)flags);
     ddp_clear_error();
     if (n == 0) return S_OK;
-
     rs_ctx c;
     ctx_init(&c, n, paths, store, 1);
+    c.in_place = in_place;
     c.chunk = ddp_xmalloc(RS_CHUNK_MAX);
+    HRESULT hr;
     if (front_half(&c) > 0) {
         hr = stream_phase(&c, 1);
         if (SUCCEEDED(hr)) data_phase(&c);
@@ -589,25 +588,23 @@ HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, D
     return hr;
 }
 
+HRESULT ddp_restore_files(ULONG n, BSTR *paths, IDedupReadFileCallback *store, DWORD flags, HRESULT *results_out)
+{
+    HRESULT hr = check_args(n, paths, store);
+    if (FAILED(hr)) return hr;
+    if (flags != DEDUP_RECONSTRUCT_UNOPTIMIZED)
+        return ddp_fail(E_INVALIDARG, "RestoreFiles: flags %u (only DEDUP_RECONSTRUCT_UNOPTIMIZED is supported)",
+                        (unsigned)flags);
+    return restore_run(n, paths, store, 0, results_out);
+}
+
 /* restore.h: the same call for stubs in the caller's private staging
  * directory, rewritten in place (restore_write.c). */
 HRESULT ddp_restore_files_staged(ULONG n, BSTR *paths, IDedupReadFileCallback *store, HRESULT *results_out)
 {
     HRESULT hr = check_args(n, paths, store);
     if (FAILED(hr)) return hr;
-    ddp_clear_error();
-    if (n == 0) return S_OK;
-    rs_ctx c;
-    ctx_init(&c, n, paths, store, 1);
-    c.in_place = 1;
-    c.chunk = ddp_xmalloc(RS_CHUNK_MAX);
-    if (front_half(&c) > 0) {
-        hr = stream_phase(&c, 1);
-        if (SUCCEEDED(hr)) data_phase(&c);
-    }
-    hr = results(&c, results_out);
-    ctx_free(&c);
-    return hr;
+    return restore_run(n, paths, store, 1, results_out);
 }
 
 HRESULT ddp_restore_plan_list(ULONG n, BSTR *paths, IDedupReadFileCallback *store,
