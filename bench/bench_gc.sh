@@ -26,30 +26,8 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${1:-3}
-DATASET_SCRIPT=${DDP_DATASET_SCRIPT:-$SRC/../shared/bench/dataset-ts.sh}
-[[ -f $DATASET_SCRIPT ]] || DATASET_SCRIPT=/work/shared/bench/dataset-ts.sh
-
-if [[ -z "${DDP:-}" ]]; then
-  BUILD=${DDP_BENCH_BUILD:-$SRC/build-bench-gc}
-  cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDDP_TESTS=OFF > /dev/null
-  cmake --build "$BUILD" --target ddp -j"$(nproc)" > /dev/null
-  DDP=$BUILD/ddp
-fi
-
-W=${DDP_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ddp-bench-gc.XXXXXX")}
-mkdir -p "$W"
-cleanup() { [[ -n "${DDP_BENCH_DIR:-}" ]] || rm -rf "$W"; }
-trap cleanup EXIT
-
-if [[ -n "${DDP_BENCH_DATA:-}" && -d "${DDP_BENCH_DATA}" ]]; then
-  DATA=$(cd "$DDP_BENCH_DATA" && pwd)
-else
-  DATA=$W/data
-  echo "building the data set in $DATA ..." >&2
-  bash "$DATASET_SCRIPT" "$DATA" 10 >&2
-fi
-mapfile -t VERSIONS < <(cd "$DATA" && find . -mindepth 1 -maxdepth 1 -type d -printf '%P\n' | sort)
-[[ ${#VERSIONS[@]} -ge 2 ]] || { echo "bench_gc: $DATA has fewer than 2 versions" >&2; exit 1; }
+source "$SRC/bench/benchlib.sh"
+bench_setup gc 10
 KEEP=${VERSIONS[-1]}
 
 now() { date +%s.%N; }
