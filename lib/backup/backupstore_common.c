@@ -239,3 +239,12 @@ HRESULT ddp_bs_manifest_lookup(const ddp_manifest *m, const char *path, const dd
         return ddp_fail(HRESULT_FROM_WIN32(ERROR_ACCESS_DENIED), "backup store: %s is a symbolic link: refused", path);
     return S_OK;
 }
+
+HRESULT ddp_bs_read_entry(ddp_bs_base *b, const ddp_manifest *m, const char *path, LONGLONG off, ULONG n,
+                          const BYTE *buf, ULONG *got, const ddp_mf_entry **out)
+{
+    b->stats.read_calls++;
+    HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
+    if (FAILED(hr)) return hr;
+    return ddp_bs_manifest_lookup(m, path, out);
+}

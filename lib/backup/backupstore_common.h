@@ -71,5 +71,9 @@ HRESULT ddp_bs_order_from_manifest(ddp_bs_base *b, const ddp_manifest *m, int or
  * container (ERROR_FILE_NOT_FOUND when absent, ERROR_PATH_NOT_FOUND when its
  * directory is; a directory or a symbolic link is refused). */
 HRESULT ddp_bs_manifest_lookup(const ddp_manifest *m, const char *path, const ddp_mf_entry **out);
+/* The start of a ReadBackupFile over a manifest's store: the call counted,
+ * its arguments checked, the file's entry looked up. */
+HRESULT ddp_bs_read_entry(ddp_bs_base *b, const ddp_manifest *m, const char *path, LONGLONG off, ULONG n,
+                          const BYTE *buf, ULONG *got, const ddp_mf_entry **out);
 
 #endif /* DDP_BACKUPSTORE_COMMON_H */

@@ -439,11 +439,8 @@ static HRESULT s3_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, UL
 {
     (void)flags;
     s3_store *s = (s3_store *)This;
-    s->base.stats.read_calls++;
-    HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
-    if (FAILED(hr)) return hr;
     const ddp_mf_entry *e;
-    hr = ddp_bs_manifest_lookup(&s->chain.newest, path, &e);
+    HRESULT hr = ddp_bs_read_entry(&s->base, &s->chain.newest, path, off, n, buf, got, &e);
     if (FAILED(hr)) return hr;
     uint64_t at = (uint64_t)off;
     size_t want = at >= e->size ? 0 : (e->size - at < n ? (size_t)(e->size - at) : n);

@@ -82,11 +82,8 @@ static HRESULT set_read(IDedupReadFileCallback *This, BSTR path, LONGLONG off, U
 {
     (void)flags;
     set_store *s = (set_store *)This;
-    s->base.stats.read_calls++;
-    HRESULT hr = ddp_bs_check_read_args(path, off, n, buf, got);
-    if (FAILED(hr)) return hr;
     const ddp_mf_entry *e;
-    hr = ddp_bs_manifest_lookup(&s->chain.newest, path, &e);
+    HRESULT hr = ddp_bs_read_entry(&s->base, &s->chain.newest, path, off, n, buf, got, &e);
     if (FAILED(hr)) return hr;
     size_t done = 0;
     if (e->type == 'F') {

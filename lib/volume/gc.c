@@ -257,8 +257,11 @@ static HRESULT open_dir(const char *store_dir, uint32_t kind, int *dirfd, char *
 {
     *dir = ddp_path_join(store_dir, kind_dir(kind));
     *dirfd = open(*dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (*dirfd < 0) return ddp_fail_errno(errno, "opening %s", *dir);
-    return S_OK;
+    if (*dirfd >= 0) return S_OK;
+    HRESULT hr = ddp_fail_errno(errno, "opening %s", *dir);
+    free(*dir); /* nothing to release on failure */
+    *dir = NULL;
+    return hr;
 }
 
 static HRESULT catalog_load(const char *store_dir, const uint8_t store_id[DDP_STORE_ID_SIZE], ddp_catalog *cat)
@@ -305,10 +308,7 @@ static HRESULT resume_one(const char *store_dir, const ddp_catalog *cat, const p
     int dirfd;
     char *dir;
     HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
-    if (FAILED(hr)) {
-        free(dir);
-        return hr;
-    }
+    if (FAILED(hr)) return hr;
     char old_name[24], new_name[24];
     file_name(e->id, e->old_gen, old_name);
     file_name(e->id, e->new_gen ? e->new_gen : e->old_gen, new_name);
@@ -433,10 +433,7 @@ static HRESULT exec_compact(const char *store_dir, const ddp_mstore *ms, plan_en
     int dirfd;
     char *dir;
     HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
-    if (FAILED(hr)) {
-        free(dir);
-        return hr;
-    }
+    if (FAILED(hr)) return hr;
     char new_name[24];
     file_name(e->id, e->new_gen, new_name);
     /* The catalog names the old generation: a file of the new one is a
@@ -514,10 +511,7 @@ static HRESULT exec_finish(const char *store_dir, const plan_entry *e, exec_stat
     int dirfd;
     char *dir;
     HRESULT hr = open_dir(store_dir, e->kind, &dirfd, &dir);
-    if (FAILED(hr)) {
-        free(dir);
-        return hr;
-    }
+    if (FAILED(hr)) return hr;
     char old_name[24], new_name[24];
     file_name(e->id, e->old_gen, old_name);
     struct stat sb;

@@ -254,6 +254,21 @@ static uint8_t *slurp(const char *p, size_t *n)
 
 /* Step 1 of a restore, with each staged stub then moved into place as it
  * is (DIR/FILE is the stub the rules' RestoreFiles calls work on). */
+/* The backup's store and a backup-support object: 0, or 2 with a message. */
+static int open_store(const char *backup, IDedupReadFileCallback **store, IDedupBackupSupport **bs)
+{
+    HRESULT hr = ddp_backupstore_open(backup, store);
+    if (FAILED(hr)) {
+        fprintf(stderr, "s3rules: opening %s: %s\n", backup, ddp_error_detail());
+        return 2;
+    }
+    if (FAILED(DedupCreateBackupSupport(bs))) {
+        IDedupReadFileCallback_Release(*store);
+        return 2;
+    }
+    return 0;
+}
+
 static int extract(const char *backup, const char *dir, int n, char **rel, char ***local)
 {
     ddp_extract x;
@@ -281,13 +296,9 @@ static int cmd_rules(const char *backup, const char *dir, int n, char **rel)
     char **local;
     if (extract(backup, dir, n, rel, &local) != 0) return 2;
     IDedupReadFileCallback *store;
-    HRESULT hr = ddp_backupstore_open(backup, &store);
-    if (FAILED(hr)) {
-        fprintf(stderr, "s3rules: opening %s: %s\n", backup, ddp_error_detail());
-        return 2;
-    }
     IDedupBackupSupport *bs;
-    if (FAILED(DedupCreateBackupSupport(&bs))) return 2;
+    if (open_store(backup, &store, &bs) != 0) return 2;
+    HRESULT hr;
     wrap w;
 
     /* R1 */
@@ -397,13 +408,9 @@ static int cmd_killat(const char *backup, const char *dir, long at, pid_t pid, i
     size_t *sizes = ddp_xcalloc((size_t)n, sizeof *sizes);
     for (int i = 0; i < n; i++) stubs[i] = slurp(local[i], &sizes[i]);
     IDedupReadFileCallback *store;
-    HRESULT hr = ddp_backupstore_open(backup, &store);
-    if (FAILED(hr)) {
-        fprintf(stderr, "s3rules: opening %s: %s\n", backup, ddp_error_detail());
-        return 2;
-    }
     IDedupBackupSupport *bs;
-    if (FAILED(DedupCreateBackupSupport(&bs))) return 2;
+    if (open_store(backup, &store, &bs) != 0) return 2;
+    HRESULT hr;
     wrap w;
     wrap_init(&w, store);
     w.kill_after = at;
