@@ -208,20 +208,6 @@ static HRESULT fd_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got
     return ddp_pread_upto(s->fd, buf, n, s->base + off, got, s->what);
 }
 
-typedef struct mem_src {
-    const uint8_t *p;
-    size_t n;
-} mem_src;
-
-static HRESULT mem_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
-{
-    const mem_src *m = ctx;
-    size_t k = off >= m->n ? 0 : (m->n - (size_t)off < n ? m->n - (size_t)off : n);
-    if (k) memcpy(buf, m->p + off, k);
-    *got = k;
-    return S_OK;
-}
-
 static HRESULT upload_src(ddp_backup_s3 *u, ddp_s3_uploader *up, const char *path, ddp_s3_source_fn fn, void *ctx,
                           uint64_t size, uint64_t *taken, int *skipped)
 {
@@ -257,10 +243,10 @@ static HRESULT pack_flush(ddp_backup_s3 *u, ddp_s3_uploader *up, bctx *b, packer
 {
     if (!used && pk->n == 0) return S_OK;
     char *path = ddp_manifest_pack_path(pk->number);
-    mem_src src = { pk->buf, pk->n };
+    ddp_membuf src = { pk->buf, pk->n };
     uint64_t taken = 0;
     int skipped = 0;
-    HRESULT hr = upload_src(u, up, path, mem_read, &src, pk->n, &taken, &skipped);
+    HRESULT hr = upload_src(u, up, path, ddp_membuf_read, &src, pk->n, &taken, &skipped);
     free(path);
     if (FAILED(hr)) return hr;
     if (!skipped) b->st->bytes_written += pk->n;

@@ -86,21 +86,7 @@ static HRESULT missing_or(HRESULT hr, const char *rel, const char *bucket, const
     return hr;
 }
 
-/* ---- a small file: its whole body in memory ---- */
-
-typedef struct mem_src {
-    const uint8_t *data;
-    size_t n;
-} mem_src;
-
-static HRESULT mem_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
-{
-    const mem_src *m = ctx;
-    size_t k = off >= m->n ? 0 : (m->n - off < n ? m->n - (size_t)off : n);
-    if (k) memcpy(buf, m->data + off, k);
-    *got = k;
-    return S_OK;
-}
+/* A small file, its whole body in memory, is read through ddp_membuf (base/util.h). */
 
 /* ---- a large file: ranged GETs of STREAM_GET bytes into a window ---- */
 
@@ -213,8 +199,8 @@ static void put_packed(ddp_extract_s3 *s, xunit *u, size_t k, const ddp_mf_entry
             NULL, NULL);
         return;
     }
-    mem_src m = { u->data + at, (size_t)e->size };
-    put(ctx, k, S_OK, mem_read, &m);
+    ddp_membuf m = { u->data + at, (size_t)e->size };
+    put(ctx, k, S_OK, ddp_membuf_read, &m);
 }
 
 static void unit_free(xunit *u)
@@ -277,8 +263,8 @@ void ddp_extract_s3_fetch(ddp_extract_s3 *s, size_t n, const ddp_mf_entry *const
                 hr = ddp_fail(DDP_E_FILE_CORRUPT, "%s: s3://%s/%s has %zu bytes, its manifest says %" PRIu64, rel, bucket,
                               u->key, ddp_s3_req_got(u->req), e->size);
             if (SUCCEEDED(hr)) {
-                mem_src m = { ddp_s3_req_data(u->req), ddp_s3_req_got(u->req) };
-                put(ctx, u->first, S_OK, mem_read, &m);
+                ddp_membuf m = { ddp_s3_req_data(u->req), ddp_s3_req_got(u->req) };
+                put(ctx, u->first, S_OK, ddp_membuf_read, &m);
             } else {
                 put(ctx, u->first, missing_or(hr, rel, bucket, u->key), NULL, NULL);
             }

@@ -264,3 +264,12 @@ HRESULT ddp_pread_upto(int fd, void *buf, size_t n, uint64_t off, size_t *got, c
     *got = done;
     return S_OK;
 }
+
+HRESULT ddp_membuf_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got)
+{
+    const ddp_membuf *m = ctx;
+    size_t k = off >= m->n ? 0 : (m->n - (size_t)off < n ? m->n - (size_t)off : n);
+    if (k) memcpy(buf, m->data + off, k);
+    *got = k;
+    return S_OK;
+}

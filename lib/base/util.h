@@ -54,6 +54,14 @@ HRESULT ddp_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const ch
 HRESULT ddp_pread_exact(int fd, void *buf, size_t n, uint64_t off, const char *what);
 /* pread until n bytes or end of file; *got = bytes read. Errors via errno. */
 HRESULT ddp_pread_upto(int fd, void *buf, size_t n, uint64_t off, size_t *got, const char *what);
+/* A range of memory read the way ddp_pread_upto reads a file (a source
+ * callback of the S3 uploader and of extract): at most n bytes from off into
+ * buf, *got fewer at the end, none past it. ctx is a const ddp_membuf *. */
+typedef struct ddp_membuf {
+    const uint8_t *data;
+    size_t n;
+} ddp_membuf;
+HRESULT ddp_membuf_read(void *ctx, void *buf, size_t n, uint64_t off, size_t *got);
 HRESULT ddp_fsync_fd(int fd, const char *what);
 HRESULT ddp_fsync_dir(const char *dir);
 /* fsync the directory that holds path. */
