@@ -28,6 +28,8 @@ pkgs+=(scdoc man-db debhelper dpkg-dev fakeroot bsdutils systemd)
 # tests/e2e/test_security_restore.sh races an unprivileged user it creates
 # (useradd/userdel: passwd; setpriv: util-linux) with Debian's /usr/bin/python3.
 pkgs+=(passwd util-linux)
+# test_restore_parallel counts a restore's syncfs calls with strace.
+pkgs+=(strace)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(restic borgbackup python3-llfuse casync hyperfine time)
   # npm (for the data set) comes with the machine's Node.js; Debian's npm
